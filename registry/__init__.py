@@ -1,0 +1,1 @@
+"""letro-zkid registry: ledger access, chain index, HTTP service and the CLI."""

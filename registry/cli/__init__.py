@@ -1,0 +1,20 @@
+"""The ``zkid`` command line: a thin layer over the ``zk`` and ``registry`` libraries.
+
+Each command group lives in its own module and registers a Typer sub-app here.
+Exit codes: 0 success (or "valid"), 1 a negative verdict ("invalid"), 2 unusable input.
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="zkid",
+    help="letro-zkid: ZK identities, groups, proofs, the ledger and the registry service.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def main() -> None:
+    app()
