@@ -1,0 +1,106 @@
+"""The relay-epoch scope scheme: how a send authorization encodes *when* and *which slot*.
+
+A send authorization is a Semaphore v4 proof (``zk.proof``) whose
+
+- ``message`` is the blob's SHA-256 digest read as a big-endian 256-bit integer, so the
+  proof cannot be moved to another blob; and whose
+- ``scope`` is a 256-bit integer laid out big-endian as::
+
+      bytes  0..3   b"LZE1"      magic and version of this scheme
+      bytes  4..11  group id     uint64
+      bytes 12..19  epoch        uint64, floor(unix_time / epoch_length)
+      bytes 20..23  slot         uint32, 0 <= slot < the group's per-epoch limit
+      bytes 24..31  zero
+
+The Semaphore nullifier is ``Poseidon2(hash(scope), secret)`` (semaphore.circom), so one
+identity produces exactly one nullifier per (group, epoch, slot): a registry or relay
+that refuses a seen nullifier lets each member send at most ``limit`` blobs per epoch,
+while two different members never collide and nothing links a nullifier to a member.
+The full scheme (epoch length, limits, clock skew) is written down in
+``docs/authorization.md`` for other implementations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+MAGIC = b"LZE1"
+_U64 = 1 << 64
+_U32 = 1 << 32
+
+
+class ScopeError(ValueError):
+    """A scope does not follow the relay-epoch scheme."""
+
+
+@dataclass(frozen=True)
+class RelayScope:
+    group_id: int
+    epoch: int
+    slot: int
+
+    def encode(self) -> int:
+        """The scope integer a client proves over (layout in the module docstring)."""
+        for name, value, bound in (
+            ("group_id", self.group_id, _U64),
+            ("epoch", self.epoch, _U64),
+            ("slot", self.slot, _U32),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < bound:
+                raise ScopeError(f"{name} out of range")
+        raw = (
+            MAGIC
+            + self.group_id.to_bytes(8, "big")
+            + self.epoch.to_bytes(8, "big")
+            + self.slot.to_bytes(4, "big")
+            + bytes(8)
+        )
+        return int.from_bytes(raw, "big")
+
+
+def decode_scope(scope: int) -> RelayScope:
+    """Parse a scope integer; raise ``ScopeError`` unless it is exactly in the scheme's layout."""
+    if isinstance(scope, bool) or not isinstance(scope, int) or not 0 <= scope < (1 << 256):
+        raise ScopeError("scope is not a 256-bit unsigned integer")
+    raw = scope.to_bytes(32, "big")
+    if raw[:4] != MAGIC:
+        raise ScopeError("scope is not a relay-epoch scope (bad magic)")
+    if raw[24:] != bytes(8):
+        raise ScopeError("scope has non-zero reserved bytes")
+    return RelayScope(
+        group_id=int.from_bytes(raw[4:12], "big"),
+        epoch=int.from_bytes(raw[12:20], "big"),
+        slot=int.from_bytes(raw[20:24], "big"),
+    )
+
+
+def epoch_at(unix_time: float, epoch_length: int) -> int:
+    """The epoch number containing ``unix_time``."""
+    if epoch_length <= 0:
+        raise ValueError("epoch_length must be positive")
+    return int(unix_time // epoch_length)
+
+
+def acceptable_epochs(unix_time: float, epoch_length: int, skew: int) -> set[int]:
+    """Epochs a verifier accepts at ``unix_time``: the current one, plus a neighbour when
+    ``unix_time`` lies within ``skew`` seconds of the boundary (client clocks drift)."""
+    current = epoch_at(unix_time, epoch_length)
+    accepted = {current}
+    if unix_time - current * epoch_length < skew and current > 0:
+        accepted.add(current - 1)
+    if (current + 1) * epoch_length - unix_time <= skew:
+        accepted.add(current + 1)
+    return accepted
+
+
+def blob_message(blob_digest: bytes) -> int:
+    """The proof message for a blob: its 32-byte SHA-256 digest as a big-endian integer."""
+    if len(blob_digest) != 32:
+        raise ValueError("blob digest must be 32 bytes (SHA-256)")
+    return int.from_bytes(blob_digest, "big")
+
+
+def digest_blob(blob: bytes) -> bytes:
+    """SHA-256 of the encrypted blob, the only thing about a blob the registry ever sees."""
+    return hashlib.sha256(blob).digest()
