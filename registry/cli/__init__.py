@@ -16,5 +16,11 @@ app = typer.Typer(
 )
 
 
+from registry.cli import demo, zk_commands  # noqa: E402
+
+zk_commands.register(app)
+demo.register(app)
+
+
 def main() -> None:
     app()

@@ -1,0 +1,235 @@
+"""Anonymous send authorization: the checks of ``docs/authorization.md``.
+
+The same ``Authorizer`` runs inside the registry (``POST /v1/authorize``) and inside a
+relay that checks locally, so both paths give the same answer on the same input. Its
+collaborators are narrow interfaces: where group parameters come from, which roots are
+valid (the chain index, or roots read from the ledger), and an atomic nullifier store.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, Protocol
+
+from zk.proof import SemaphoreProof, verify_proof
+from zk.relay_scope import ScopeError, acceptable_epochs, blob_message, decode_scope
+
+
+class Reason(str, Enum):
+    """Machine-readable outcome codes, in the order the checks run."""
+
+    OK = "ok"
+    MALFORMED = "malformed"
+    BAD_SCOPE = "bad_scope"
+    WRONG_GROUP = "wrong_group"
+    UNKNOWN_GROUP = "unknown_group"
+    WRONG_EPOCH = "wrong_epoch"
+    SLOT_OUT_OF_RANGE = "slot_out_of_range"
+    MESSAGE_MISMATCH = "message_mismatch"
+    UNKNOWN_ROOT = "unknown_root"
+    EXPIRED_ROOT = "expired_root"
+    INVALID_PROOF = "invalid_proof"
+    NULLIFIER_REUSED = "nullifier_reused"
+
+
+class RootStatus(str, Enum):
+    VALID = "valid"
+    EXPIRED = "expired"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class GroupPolicy:
+    """Rate-limit parameters of one group (defaults documented in docs/authorization.md)."""
+
+    group_id: int
+    epoch_length: int = 600
+    message_limit: int = 100
+    clock_skew: int = 30
+
+
+@dataclass(frozen=True)
+class Decision:
+    authorized: bool
+    reason: Reason
+    nullifier: int | None = None
+    epoch: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "authorized": self.authorized,
+            "reason": self.reason.value,
+            "nullifier": None if self.nullifier is None else str(self.nullifier),
+            "epoch": self.epoch,
+        }
+
+
+class RootOracle(Protocol):
+    def root_status(self, group_id: int, root: int, now: float) -> RootStatus: ...
+
+
+class NullifierStore(Protocol):
+    def claim(self, group_id: int, nullifier: int, epoch: int) -> bool:
+        """Record the nullifier atomically; False if it was already recorded."""
+        ...
+
+    def purge(self, group_id: int, before_epoch: int) -> int: ...
+
+
+class MemoryNullifierStore:
+    """A thread-safe in-memory store (a relay's own store, tests, the demo)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[int, int], int] = {}
+        self._lock = threading.Lock()
+
+    def claim(self, group_id: int, nullifier: int, epoch: int) -> bool:
+        with self._lock:
+            key = (group_id, nullifier)
+            if key in self._seen:
+                return False
+            self._seen[key] = epoch
+            return True
+
+    def purge(self, group_id: int, before_epoch: int) -> int:
+        with self._lock:
+            old = [k for k, e in self._seen.items() if k[0] == group_id and e < before_epoch]
+            for k in old:
+                del self._seen[k]
+            return len(old)
+
+
+class SqliteNullifierStore:
+    """Nullifiers in SQLite: a primary key makes the claim one atomic, durable insert."""
+
+    def __init__(self, path: Path | str) -> None:
+        self._path = str(path)
+        self._local = threading.local()
+        with self._conn() as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS nullifiers ("
+                " group_id INTEGER NOT NULL, nullifier TEXT NOT NULL, epoch INTEGER NOT NULL,"
+                " PRIMARY KEY (group_id, nullifier)) WITHOUT ROWID"
+            )
+            conn.execute("CREATE INDEX IF NOT EXISTS nullifiers_epoch ON nullifiers (group_id, epoch)")
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self._path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            self._local.conn = conn
+        return conn
+
+    def claim(self, group_id: int, nullifier: int, epoch: int) -> bool:
+        cur = self._conn().execute(
+            "INSERT OR IGNORE INTO nullifiers (group_id, nullifier, epoch) VALUES (?, ?, ?)",
+            (group_id, str(nullifier), epoch),
+        )
+        return cur.rowcount == 1
+
+    def purge(self, group_id: int, before_epoch: int) -> int:
+        cur = self._conn().execute(
+            "DELETE FROM nullifiers WHERE group_id = ? AND epoch < ?", (group_id, before_epoch)
+        )
+        return cur.rowcount
+
+    def count(self) -> int:
+        row = self._conn().execute("SELECT count(*) FROM nullifiers").fetchone()
+        return int(row[0])
+
+
+class Authorizer:
+    """Runs the checks in the documented order; cheap ones first, the pairing late, and
+    the nullifier is claimed only after the proof verifies (junk never burns a slot)."""
+
+    def __init__(
+        self,
+        policies: Callable[[int], GroupPolicy | None] | Mapping[int, GroupPolicy],
+        roots: RootOracle,
+        nullifiers: NullifierStore,
+        verify: Callable[[SemaphoreProof], bool] = verify_proof,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if isinstance(policies, Mapping):
+            table = dict(policies)
+            self._policy: Callable[[int], GroupPolicy | None] = table.get
+        else:
+            self._policy = policies
+        self._roots = roots
+        self._nullifiers = nullifiers
+        self._verify = verify
+        self._clock = clock
+
+    def authorize(
+        self,
+        proof: SemaphoreProof | Mapping[str, Any] | str,
+        group_id: int,
+        blob_digest: bytes,
+    ) -> Decision:
+        try:
+            if isinstance(proof, str):
+                proof = SemaphoreProof.from_json(proof)
+            elif not isinstance(proof, SemaphoreProof):
+                proof = SemaphoreProof.from_dict(dict(proof))
+            expected_message = blob_message(blob_digest)
+        except (ValueError, TypeError):
+            return Decision(False, Reason.MALFORMED)
+        policy = self._policy(group_id)
+        if policy is None:
+            return Decision(False, Reason.UNKNOWN_GROUP)
+        try:
+            scope = decode_scope(proof.scope)
+        except ScopeError:
+            return Decision(False, Reason.BAD_SCOPE)
+        if scope.group_id != group_id:
+            return Decision(False, Reason.WRONG_GROUP, epoch=scope.epoch)
+        now = self._clock()
+        if scope.epoch not in acceptable_epochs(now, policy.epoch_length, policy.clock_skew):
+            return Decision(False, Reason.WRONG_EPOCH, epoch=scope.epoch)
+        if scope.slot >= policy.message_limit:
+            return Decision(False, Reason.SLOT_OUT_OF_RANGE, epoch=scope.epoch)
+        if proof.message != expected_message:
+            return Decision(False, Reason.MESSAGE_MISMATCH, epoch=scope.epoch)
+        status = self._roots.root_status(group_id, proof.merkle_tree_root, now)
+        if status is RootStatus.UNKNOWN:
+            return Decision(False, Reason.UNKNOWN_ROOT, epoch=scope.epoch)
+        if status is RootStatus.EXPIRED:
+            return Decision(False, Reason.EXPIRED_ROOT, epoch=scope.epoch)
+        if not self._verify(proof):
+            return Decision(False, Reason.INVALID_PROOF, epoch=scope.epoch)
+        if not self._nullifiers.claim(group_id, proof.nullifier, scope.epoch):
+            return Decision(False, Reason.NULLIFIER_REUSED, proof.nullifier, scope.epoch)
+        return Decision(True, Reason.OK, proof.nullifier, scope.epoch)
+
+
+class StaticRoots:
+    """Roots known in memory with their superseded-at times (the demo, tests, a relay cache)."""
+
+    def __init__(self, window: float = 3600.0) -> None:
+        self.window = window
+        self._roots: dict[tuple[int, int], float | None] = {}
+        self._current: dict[int, int] = {}
+
+    def set_current(self, group_id: int, root: int, now: float) -> None:
+        previous = self._current.get(group_id)
+        if previous is not None and previous != root:
+            self._roots[(group_id, previous)] = now
+        self._current[group_id] = root
+        self._roots[(group_id, root)] = None
+
+    def root_status(self, group_id: int, root: int, now: float) -> RootStatus:
+        key = (group_id, root)
+        if key not in self._roots:
+            return RootStatus.UNKNOWN
+        superseded = self._roots[key]
+        if superseded is None or now - superseded <= self.window:
+            return RootStatus.VALID
+        return RootStatus.EXPIRED

@@ -1,0 +1,205 @@
+"""``zkid identity``, ``zkid group`` and ``zkid proof``: offline commands over the ``zk`` package."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import typer
+
+from registry.cli._common import EXIT_INVALID, EXIT_USAGE, fail, passphrase, print_json
+
+if TYPE_CHECKING:
+    from zk.identity import Identity
+    from zk.tree import LeanIMT
+
+identity_app = typer.Typer(help="Create and inspect ZK identities.", no_args_is_help=True)
+group_app = typer.Typer(help="Offline LeanIMT groups over a file of commitments.", no_args_is_help=True)
+proof_app = typer.Typer(help="Generate and verify Semaphore v4 proofs.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(identity_app, name="identity")
+    app.add_typer(group_app, name="group")
+    app.add_typer(proof_app, name="proof")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror or exc}")
+    except UnicodeDecodeError:
+        fail(f"{path} is not UTF-8 text")
+
+
+def load_identity_file(path: Path) -> Identity:
+    """An identity file written by ``zkid identity create --out`` (encrypted at rest)."""
+    from zk.identity_file import decrypt_identity
+
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror or exc}")
+    try:
+        return decrypt_identity(blob, passphrase(confirm=False))
+    except ValueError as exc:
+        fail(f"{path}: {exc}")
+
+
+def load_group_file(path: Path) -> LeanIMT:
+    """A group file: one decimal commitment per line, or a JS ``Group.export()`` JSON."""
+    from zk.field import FieldError, parse_decimal
+    from zk.tree import LeanIMT
+
+    text = _read_text(path)
+    try:
+        if text.lstrip().startswith("["):
+            return LeanIMT.import_(text)
+        leaves = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            try:
+                leaves.append(parse_decimal(line, f"line {number}"))
+            except FieldError as exc:
+                fail(f"{path}: {exc}")
+        return LeanIMT(leaves=leaves)
+    except ValueError as exc:
+        fail(f"{path}: {exc}")
+
+
+@identity_app.command("create")
+def identity_create(
+    private_key: Optional[str] = typer.Option(None, help="Derive from this text (UTF-8) instead of 32 random bytes."),
+    out: Optional[Path] = typer.Option(None, help="Write the identity to FILE, encrypted with a passphrase (ZKID_PASSPHRASE or prompt)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    show_secret: bool = typer.Option(False, help="Also print the secret scalar and the JS SDK export (handle with care)."),
+) -> None:
+    """Create an identity and print its public parts (commitment, public key)."""
+    from zk.identity import Identity
+    from zk.identity_file import encrypt_identity
+
+    identity = Identity(private_key)
+    if out is not None:
+        if out.exists():
+            fail(f"{out} exists; refusing to overwrite an identity file")
+        blob = encrypt_identity(identity, passphrase(confirm=sys.stdin.isatty()))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(blob)
+        out.chmod(0o600)
+    info: dict[str, object] = {
+        "commitment": str(identity.commitment),
+        "public_key": [str(identity.public_key[0]), str(identity.public_key[1])],
+    }
+    if show_secret:
+        info["secret_scalar"] = str(identity.secret_scalar)
+        info["export"] = identity.export()
+    if as_json:
+        print_json(info)
+    else:
+        for key, value in info.items():
+            typer.echo(f"{key}: {value if not isinstance(value, list) else ', '.join(value)}")
+        if out is not None:
+            typer.echo(f"written (encrypted) to {out}")
+
+
+@identity_app.command("show")
+def identity_show(
+    file: Path = typer.Argument(..., help="Identity file written by `zkid identity create --out`."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Decrypt an identity file and print its commitment and public key."""
+    identity = load_identity_file(file)
+    info = {"commitment": str(identity.commitment), "public_key": [str(v) for v in identity.public_key]}
+    if as_json:
+        print_json(info)
+    else:
+        typer.echo(f"commitment: {info['commitment']}")
+
+
+@group_app.command("root")
+def group_root(
+    file: Path = typer.Argument(..., help="One decimal commitment per line, or a JS Group.export() JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Print the LeanIMT root, depth and size of a group."""
+    tree = load_group_file(file)
+    if as_json:
+        print_json({"root": str(tree.root), "depth": tree.depth, "size": tree.size})
+    else:
+        typer.echo(str(tree.root))
+
+
+@group_app.command("proof")
+def group_proof(
+    file: Path = typer.Argument(..., help="One decimal commitment per line, or a JS Group.export() JSON."),
+    commitment: str = typer.Argument(..., help="The member's commitment (decimal)."),
+) -> None:
+    """Print the Merkle proof of a member in the LeanIMT/Semaphore JSON shape."""
+    from zk.field import FieldError, parse_decimal
+
+    tree = load_group_file(file)
+    try:
+        leaf = parse_decimal(commitment, "commitment")
+    except FieldError as exc:
+        fail(str(exc))
+    index = tree.index_of(leaf)
+    if index is None:
+        fail("commitment is not a member of the group", EXIT_INVALID)
+    print_json(tree.generate_proof(index).to_json())
+
+
+@proof_app.command("generate")
+def proof_generate(
+    identity: Path = typer.Option(..., help="Identity file (encrypted)."),
+    group: Path = typer.Option(..., help="Group file: one decimal commitment per line, or a JS Group.export() JSON."),
+    message: str = typer.Option(..., help="Message: a number, a 0x hex string, or text of at most 32 UTF-8 bytes."),
+    scope: str = typer.Option(..., help="Scope, same forms as the message."),
+    depth: Optional[int] = typer.Option(None, help="Circuit depth 1..32 (default: the group's depth, at least 1)."),
+    out: Optional[Path] = typer.Option(None, help="Write the proof JSON to FILE instead of stdout."),
+) -> None:
+    """Generate a Semaphore v4 proof (the JS SDK's SemaphoreProof JSON)."""
+    from zk.proof import generate_proof
+
+    who = load_identity_file(identity)
+    tree = load_group_file(group)
+    if tree.index_of(who.commitment) is None:
+        fail("the identity is not a member of the group")
+    try:
+        proof = generate_proof(who, tree, message, scope, merkle_tree_depth=depth)
+    except ValueError as exc:
+        fail(str(exc))
+    text = proof.to_json()
+    if out is not None:
+        out.write_text(text + "\n", encoding="utf-8")
+    else:
+        typer.echo(text)
+
+
+@proof_app.command("verify")
+def proof_verify(
+    file: Path = typer.Argument(..., help="SemaphoreProof JSON (as the JS SDK writes it); '-' reads stdin."),
+    as_json: bool = typer.Option(False, "--json", help="Print {\"valid\": bool, \"reason\": ...}."),
+) -> None:
+    """Verify a proof. Exit 0 valid, 1 invalid, 2 unreadable input."""
+    from zk.proof import SemaphoreProof, verify_proof
+
+    text = sys.stdin.read() if str(file) == "-" else _read_text(file)
+    try:
+        proof = SemaphoreProof.from_json(text)
+    except (ValueError, json.JSONDecodeError) as exc:
+        if as_json:
+            print_json({"valid": False, "reason": f"unreadable: {exc}"})
+            raise typer.Exit(EXIT_USAGE)
+        fail(f"unreadable proof: {exc}")
+    valid = verify_proof(proof)
+    reason = None if valid else "proof does not verify under the official key for its depth"
+    if as_json:
+        print_json({"valid": valid, "reason": reason})
+    else:
+        typer.echo("valid" if valid else f"invalid: {reason}")
+    raise typer.Exit(0 if valid else EXIT_INVALID)

@@ -1,0 +1,81 @@
+"""Registry settings: flags override environment (``ZKID_*``) override a TOML config file.
+
+The region tag is informational (served by the API) so that each region can run its
+own registry on the ledger it chooses; nothing in the protocol depends on it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ZKID_", extra="forbid", toml_file=None)
+
+    data_dir: Path = Field(Path(".data"), description="Index, outbox, nullifiers, logs, ledger state and manifest.")
+    host: str = Field("127.0.0.1", description="HTTP bind address.")
+    port: int = Field(8545 + 1000, ge=0, le=65535, description="HTTP port (0 = pick a free one).")
+    ledger_port: int = Field(8545, ge=1, le=65535, description="Port of the local Anvil started by `zkid up`.")
+    rpc_url: str | None = Field(None, description="EVM JSON-RPC URL; unset = the local ledger of data_dir.")
+    manifest: Path | None = Field(None, description="Deployment manifest; default data_dir/deployment.json.")
+    keystore: Path | None = Field(None, description="Encrypted operator keystore (required off Anvil).")
+    region: str = Field("local", pattern=r"^[a-z0-9][a-z0-9-]{0,31}$", description="Region tag shown in the API.")
+    operator_token: SecretStr | None = Field(None, description="Bearer token for operator-only endpoints.")
+    confirmations: int = Field(2, ge=0, le=1000, description="Confirmations after which an item is final.")
+    poll_interval: float = Field(0.5, gt=0, le=60, description="Seconds between chain polls.")
+    log_chunk: int = Field(2000, ge=1, le=100_000, description="Blocks per eth_getLogs request during backfill.")
+    batch_size: int = Field(500, ge=1, le=2000, description="Most commitments per addMembers transaction.")
+    batch_interval: float = Field(2.0, gt=0, le=3600, description="Oldest pending registration waits at most this long.")
+    epoch_length: int = Field(600, ge=1, description="Relay epoch length in seconds (docs/authorization.md).")
+    message_limit: int = Field(100, ge=1, le=2**32 - 1, description="Send slots per identity per epoch.")
+    clock_skew: int = Field(30, ge=0, description="Seconds of clock skew tolerated at an epoch boundary.")
+    max_body_bytes: int = Field(64 * 1024, ge=1024, description="Largest accepted request body.")
+    access_log_hours: int = Field(72, ge=1, le=72, description="Connection log retention (hours, at most 72).")
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.manifest if self.manifest is not None else self.data_dir / "deployment.json"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, file_secret_settings)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from ``overrides`` (flags; None means "not given"), then ``ZKID_*`` env,
+    then the TOML ``config_file`` if any, then defaults."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if config_file is None:
+        return Settings(**given)
+
+    class _FromFile(Settings):
+        model_config = SettingsConfigDict(env_prefix="ZKID_", extra="forbid", toml_file=config_file)
+
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    return Settings(**_FromFile(**given).model_dump())

@@ -1,0 +1,89 @@
+"""The offline ``zkid identity|group|proof`` commands, run as real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.jsbridge import run_js
+from zk.identity import Identity
+from zk.tree import LeanIMT
+
+ENV = {**os.environ, "ZKID_PASSPHRASE": "correct horse battery staple"}
+
+
+def zkid(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "registry.cli", *args],
+        capture_output=True, text=True, env=env or ENV, input=stdin, timeout=300, check=False,
+    )
+
+
+def test_identity_create_json_matches_library(tmp_path: Path) -> None:
+    out = zkid("identity", "create", "--private-key", "alice", "--json")
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    expected = Identity("alice")
+    assert info["commitment"] == str(expected.commitment)
+    assert info["public_key"] == [str(v) for v in expected.public_key]
+    assert "secret_scalar" not in info  # only with --show-secret
+
+
+def test_identity_file_round_trip_and_wrong_passphrase(tmp_path: Path) -> None:
+    path = tmp_path / "id.json"
+    created = zkid("identity", "create", "--out", str(path), "--json")
+    assert created.returncode == 0, created.stderr
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    shown = zkid("identity", "show", str(path), "--json")
+    assert json.loads(shown.stdout)["commitment"] == json.loads(created.stdout)["commitment"]
+    wrong = zkid("identity", "show", str(path), env={**ENV, "ZKID_PASSPHRASE": "nope"})
+    assert wrong.returncode == 2
+    assert wrong.stderr.startswith("zkid: error:") and len(wrong.stderr.strip().splitlines()) == 1
+    again = zkid("identity", "create", "--out", str(path))
+    assert again.returncode == 2  # never overwrite an identity
+
+
+def test_group_root_and_proof(tmp_path: Path) -> None:
+    leaves = [Identity(f"m{i}").commitment for i in range(5)]
+    path = tmp_path / "group.txt"
+    path.write_text("\n".join(str(v) for v in leaves) + "\n")
+    tree = LeanIMT(leaves=leaves)
+    root = zkid("group", "root", str(path), "--json")
+    assert json.loads(root.stdout) == {"root": str(tree.root), "depth": tree.depth, "size": 5}
+    proof = zkid("group", "proof", str(path), str(leaves[3]))
+    assert json.loads(proof.stdout) == tree.generate_proof(3).to_json()
+    outsider = zkid("group", "proof", str(path), "12345")
+    assert outsider.returncode == 1
+    path.write_text("1\n0x2\n")
+    bad = zkid("group", "root", str(path))
+    assert bad.returncode == 2 and "line 2" in bad.stderr
+
+
+def test_proof_generate_then_verify_here_and_in_js(tmp_path: Path) -> None:
+    ident = tmp_path / "id.json"
+    info = json.loads(zkid("identity", "create", "--out", str(ident), "--json").stdout)
+    group = tmp_path / "group.txt"
+    group.write_text("\n".join([str(Identity("x").commitment), info["commitment"], str(Identity("y").commitment)]) + "\n")
+    proof_file = tmp_path / "proof.json"
+    gen = zkid("proof", "generate", "--identity", str(ident), "--group", str(group),
+               "--message", "hello", "--scope", "room-1", "--out", str(proof_file))
+    assert gen.returncode == 0, gen.stderr
+    ok = zkid("proof", "verify", str(proof_file), "--json")
+    assert ok.returncode == 0 and json.loads(ok.stdout) == {"valid": True, "reason": None}
+    proof = json.loads(proof_file.read_text())
+    assert run_js("proof_verify.mjs", {"semaphore": [proof]})["semaphore"] == [True]
+
+    tampered = dict(proof, nullifier=str(int(proof["nullifier"]) + 1))
+    proof_file.write_text(json.dumps(tampered))
+    bad = zkid("proof", "verify", str(proof_file), "--json")
+    assert bad.returncode == 1 and json.loads(bad.stdout)["valid"] is False
+
+    proof_file.write_text(json.dumps(dict(proof, nullifier="0" + proof["nullifier"])))
+    assert zkid("proof", "verify", str(proof_file)).returncode == 2
+    proof_file.write_text("{not json")
+    assert zkid("proof", "verify", str(proof_file)).returncode == 2
