@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+# The real-Anvil fixtures (one node per xdist worker), shared by ledger and registry tests.
+pytest_plugins = ["tests.fixtures.anvil"]
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

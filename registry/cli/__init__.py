@@ -16,9 +16,10 @@ app = typer.Typer(
 )
 
 
-from registry.cli import demo, zk_commands  # noqa: E402
+from registry.cli import demo, ledger, zk_commands  # noqa: E402
 
 zk_commands.register(app)
+ledger.register(app)
 demo.register(app)
 
 

@@ -1,0 +1,371 @@
+"""The local ledger: an Anvil node (Foundry) run from the pinned npm package.
+
+The binary comes from ``@foundry-rs/anvil``'s platform package
+(``node_modules/@foundry-rs/anvil-<os>-<arch>/bin/anvil``, the layout of the package's own
+``const.mjs``). Two ways to run it:
+
+- :class:`LocalLedger`: a detached node bound to 127.0.0.1 whose chain lives in a data
+  directory (``--state`` file, dumped on SIGTERM and every 30 s, reloaded at start, blocks
+  and receipts included), with a pid file and a log. ``up`` is idempotent.
+- :class:`AnvilProcess`: a throw-away child node on a free loopback port (tests, benchmarks).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from web3 import Web3
+from web3.providers.rpc import HTTPProvider
+
+from registry.ledger.errors import AnvilError
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
+DEFAULT_PORT = 8545
+DATA_DIR_ENV = "ZKID_DATA_DIR"
+ANVIL_BIN_ENV = "ZKID_ANVIL_BIN"
+STATE_FILE = "anvil-state.json"
+PID_FILE = "anvil.pid"
+LOG_FILE = "anvil.log"
+STATE_INTERVAL_S = 30
+
+# node platform/arch names used by @foundry-rs/anvil for its optional platform packages.
+_PLATFORMS = {
+    ("linux", "x86_64"): "linux-amd64",
+    ("linux", "amd64"): "linux-amd64",
+    ("linux", "aarch64"): "linux-arm64",
+    ("linux", "arm64"): "linux-arm64",
+    ("darwin", "x86_64"): "darwin-amd64",
+    ("darwin", "arm64"): "darwin-arm64",
+    ("win32", "amd64"): "win32-amd64",
+    ("win32", "x86_64"): "win32-amd64",
+}
+
+
+def default_data_dir() -> Path:
+    """``$ZKID_DATA_DIR`` or ``.data/`` under the current directory."""
+    return Path(os.environ.get(DATA_DIR_ENV) or Path.cwd() / ".data")
+
+
+def anvil_binary(root: Path = ROOT) -> Path:
+    """Path of the Anvil binary from ``@foundry-rs/anvil``'s platform package (or ``$ZKID_ANVIL_BIN``)."""
+    override = os.environ.get(ANVIL_BIN_ENV)
+    if override:
+        path = Path(override)
+    else:
+        key = (sys.platform, platform.machine().lower())
+        suffix = _PLATFORMS.get(key)
+        if suffix is None:
+            raise AnvilError(f"@foundry-rs/anvil has no binary for {key[0]}/{key[1]}")
+        exe = "anvil.exe" if sys.platform == "win32" else "anvil"
+        path = root / "node_modules" / "@foundry-rs" / f"anvil-{suffix}" / "bin" / exe
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise AnvilError(f"anvil binary not found at {path} (install the pinned @foundry-rs/anvil with `npm ci`)")
+    return path
+
+
+def port_in_use(port: int, host: str = HOST) -> bool:
+    """Whether ``host:port`` cannot be bound (SO_REUSEADDR: a TIME_WAIT leftover does not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def free_port(host: str = HOST) -> int:
+    """A port that is free now, drawn below the kernel's ephemeral range: a port the
+    kernel hands out (port 0) can be reused as the source port of any outgoing
+    connection as soon as we let go of it, so a node restarted on it could find it taken."""
+    for _ in range(200):
+        port = random.randrange(20000, 32000)
+        if not port_in_use(port, host):
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def make_web3(rpc_url: str, timeout: float = 30.0, retry: bool = True) -> Web3:
+    """A Web3 on an HTTP endpoint. ``retry=False`` turns off web3's retries of failed reads
+    (useful on loopback, where a failure is not transient and retries only delay the error)."""
+    if retry:
+        return Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+    return Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None))
+
+
+def rpc_ready(rpc_url: str) -> bool:
+    try:
+        return make_web3(rpc_url, timeout=2.0, retry=False).eth.chain_id > 0
+    except Exception:
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs; reaps it if it is our exited child, ignores zombies."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    except ChildProcessError:
+        pass
+    except OSError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    if stat.exists():
+        try:
+            return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except (OSError, IndexError):
+            return True
+    return True
+
+
+def _cmdline(pid: int) -> str | None:
+    path = Path(f"/proc/{pid}/cmdline")
+    try:
+        return path.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return None
+
+
+def _wait_ready(rpc_url: str, proc: subprocess.Popen[bytes], timeout: float, log: Path | None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = ""
+            if log is not None and log.exists():
+                lines = log.read_text(errors="replace").strip().splitlines()
+                tail = f": {lines[-1]}" if lines else ""
+            raise AnvilError(f"anvil exited at start (code {proc.returncode}){tail}")
+        if rpc_ready(rpc_url):
+            return
+        time.sleep(0.05)
+    proc.terminate()
+    raise AnvilError(f"anvil did not answer on {rpc_url} within {timeout:.0f} s")
+
+
+def _stop_pid(pid: int, timeout: float) -> None:
+    """SIGTERM (Anvil then dumps its --state file), SIGKILL if it lingers."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _pid_alive(pid):
+            return
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    while _pid_alive(pid):
+        time.sleep(0.05)
+
+
+@dataclass(frozen=True)
+class LedgerStatus:
+    running: bool
+    data_dir: str
+    state_file: str
+    log_file: str
+    pid: int | None = None
+    port: int | None = None
+    rpc_url: str | None = None
+    chain_id: int | None = None
+    block_number: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class LocalLedger:
+    """A detached Anvil node whose chain persists in ``data_dir``."""
+
+    def __init__(self, data_dir: Path | str | None = None, port: int = DEFAULT_PORT, host: str = HOST) -> None:
+        self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+        self.port = port
+        self.host = host
+
+    @property
+    def state_file(self) -> Path:
+        return self.data_dir / STATE_FILE
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / PID_FILE
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / LOG_FILE
+
+    def _read_pid_file(self) -> dict[str, Any] | None:
+        try:
+            info = json.loads(self.pid_file.read_text())
+            return info if isinstance(info, dict) and isinstance(info.get("pid"), int) else None
+        except (OSError, ValueError):
+            return None
+
+    def _running_info(self) -> dict[str, Any] | None:
+        """The pid file's content if that process is alive and is our Anvil; else None."""
+        info = self._read_pid_file()
+        if info is None:
+            return None
+        pid = int(info["pid"])
+        if not _pid_alive(pid):
+            return None
+        cmd = _cmdline(pid)
+        if cmd is not None and ("anvil" not in cmd or str(self.state_file) not in cmd):
+            return None  # the pid was reused by another program
+        return info
+
+    def status(self) -> LedgerStatus:
+        paths = (str(self.data_dir), str(self.state_file), str(self.log_file))
+        info = self._running_info()
+        if info is None:
+            return LedgerStatus(False, *paths)
+        rpc_url = f"http://{info.get('host', HOST)}:{info['port']}"
+        chain_id = block = None
+        try:
+            w3 = make_web3(rpc_url, timeout=3.0, retry=False)
+            chain_id, block = int(w3.eth.chain_id), int(w3.eth.block_number)
+        except Exception:
+            pass
+        return LedgerStatus(
+            True,
+            *paths,
+            pid=int(info["pid"]),
+            port=int(info["port"]),
+            rpc_url=rpc_url,
+            chain_id=chain_id,
+            block_number=block,
+        )
+
+    def up(self, timeout: float = 30.0) -> tuple[LedgerStatus, bool]:
+        """Start the node unless it already runs; return (status, started_now)."""
+        current = self.status()
+        if current.running:
+            return current, False
+        self.pid_file.unlink(missing_ok=True)
+        binary = anvil_binary()
+        if port_in_use(self.port, self.host):
+            raise AnvilError(f"port {self.port} on {self.host} is already in use (choose another with --port)")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            str(binary),
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--state",
+            str(self.state_file),
+            "--state-interval",
+            str(STATE_INTERVAL_S),
+        ]
+        with self.log_file.open("ab") as log:
+            proc = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # survives the CLI process and its terminal
+                cwd=self.data_dir,
+            )
+        rpc_url = f"http://{self.host}:{self.port}"
+        self.pid_file.write_text(json.dumps({"pid": proc.pid, "port": self.port, "host": self.host}) + "\n")
+        try:
+            _wait_ready(rpc_url, proc, timeout, self.log_file)
+        except AnvilError:
+            self.pid_file.unlink(missing_ok=True)
+            raise
+        return self.status(), True
+
+    def down(self, timeout: float = 60.0) -> bool:
+        """Stop the node (its state is dumped first); return whether it was running."""
+        info = self._running_info()
+        if info is None:
+            self.pid_file.unlink(missing_ok=True)  # a stale file from a crash, if any
+            return False
+        _stop_pid(int(info["pid"]), timeout)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+
+class AnvilProcess:
+    """A throw-away Anvil child process on a free loopback port (no persisted state).
+
+    Use as a context manager or call :meth:`stop`. ``extra_args`` go to anvil as they are
+    (e.g. ``["--gas-limit", "100000000"]``).
+    """
+
+    def __init__(self, extra_args: Sequence[str] = (), timeout: float = 30.0, log_file: Path | None = None) -> None:
+        binary = anvil_binary()
+        last_error: AnvilError | None = None
+        for _ in range(5):  # another process may grab the free port before anvil binds it
+            port = free_port()
+            args = [str(binary), "--host", HOST, "--port", str(port), *extra_args]
+            log = log_file.open("ab") if log_file is not None else None
+            proc = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=log if log is not None else subprocess.DEVNULL,
+                stderr=subprocess.STDOUT,
+            )
+            if log is not None:
+                log.close()
+            try:
+                _wait_ready(f"http://{HOST}:{port}", proc, timeout, log_file)
+            except AnvilError as exc:
+                last_error = exc
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait()
+                continue
+            self.proc = proc
+            self.port = port
+            self.rpc_url = f"http://{HOST}:{port}"
+            self.w3 = make_web3(self.rpc_url, timeout=120.0, retry=False)
+            return
+        raise last_error or AnvilError("anvil did not start")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self) -> AnvilProcess:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
