@@ -16,10 +16,11 @@ app = typer.Typer(
 )
 
 
-from registry.cli import demo, ledger, zk_commands  # noqa: E402
+from registry.cli import demo, evidence_commands, ledger, zk_commands  # noqa: E402
 
 zk_commands.register(app)
 ledger.register(app)
+evidence_commands.register(app)
 demo.register(app)
 
 

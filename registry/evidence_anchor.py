@@ -1,0 +1,208 @@
+"""Anchoring evidence-log checkpoints on the ledger (``EvidenceAnchor`` contract).
+
+Policy: a checkpoint is anchored when the log has grown by ``min_growth`` entries since
+the ledger's last anchor, or when unanchored entries were first seen ``max_delay``
+seconds ago (default ``10 * min_interval``); never more than one transaction per
+``min_interval`` seconds (``force`` skips these thresholds). One anchor covers any number of records.
+
+Safety: before sending, the new checkpoint must be an RFC 9162 extension of the newest
+anchor *on the ledger* (consistency proof from the ledger's (size, root) to the new
+one, checked with :func:`zk.evidence.merkle.check_consistency`); otherwise nothing is
+sent and :class:`AnchorRefused` is raised. A rewritten log therefore never gets anchored.
+Ledger errors are retried with exponential backoff; the resulting tx, block and block
+time are stored in the log's ``anchors`` table.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from hexbytes import HexBytes
+
+from registry.evidence_log import EvidenceLog, StoredAnchor
+from registry.ledger.anchor_contract import AnchorContract
+from registry.ledger.errors import LedgerError, LedgerUnavailable, TransactionFailed
+from zk.evidence import merkle
+from zk.evidence.note import Checkpoint, open_checkpoint
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class AnchorRefused(ValueError):
+    """The log's checkpoint does not extend the ledger's newest anchor; nothing was sent."""
+
+    code = "inconsistent_log"
+
+
+@dataclass(frozen=True)
+class AnchorOutcome:
+    """``status``: ``anchored``, ``not_due``, ``up_to_date``, ``empty`` or ``unavailable``."""
+
+    status: str
+    anchor: StoredAnchor | None = None
+    detail: str = ""
+
+
+class Anchorer:
+    """See the module docstring. ``log_id`` is the log's origin (its on-chain name)."""
+
+    def __init__(
+        self,
+        log: EvidenceLog,
+        anchor_contract: AnchorContract,
+        log_id: str,
+        min_interval: float = 60.0,
+        min_growth: int = 1000,
+        *,
+        max_delay: float | None = None,
+        retries: int = 3,
+        backoff: float = 1.0,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], object] | None = None,
+    ) -> None:
+        if min_interval < 0 or min_growth < 1 or retries < 0 or backoff < 0:
+            raise ValueError("min_interval, retries and backoff must be >= 0, min_growth >= 1")
+        self.log = log
+        self.contract = anchor_contract
+        self.log_id = log_id
+        self.min_interval = min_interval
+        self.min_growth = min_growth
+        self.max_delay = 10 * min_interval if max_delay is None else max_delay
+        self.retries = retries
+        self.backoff = backoff
+        self.clock = clock
+        self._stop = threading.Event()
+        self._custom_sleep = sleep is not None
+        self._sleep = sleep or self._stop.wait
+        latest = log.latest_anchor()
+        self._last_tx = latest.recorded_at if latest is not None else float("-inf")
+        self._pending_since: float | None = None  # when unanchored entries were first seen
+
+    # --- one step ----------------------------------------------------------------------
+
+    def _with_retries(self, what: str, fn: Callable[[], T]) -> T:
+        delay = self.backoff
+        for attempt in range(self.retries + 1):
+            try:
+                return fn()
+            except (LedgerUnavailable, TransactionFailed) as exc:
+                if attempt == self.retries:
+                    raise
+                log.warning("%s failed (%s); retrying in %.1f s", what, exc, delay)
+                self._sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    def anchor_once(self, force: bool = False) -> AnchorOutcome:
+        """Anchor the current checkpoint if due (or ``force``); see the module docstring.
+
+        Ledger unavailability ends in ``AnchorOutcome("unavailable")`` after the retries;
+        an inconsistent log raises :class:`AnchorRefused` without sending anything."""
+        try:
+            return self._anchor_once(force)
+        except (LedgerUnavailable, TransactionFailed) as exc:
+            log.warning("anchoring postponed: %s", exc)
+            return AnchorOutcome("unavailable", detail=str(exc))
+
+    def _anchor_once(self, force: bool) -> AnchorOutcome:
+        size = self.log.size
+        if size == 0:
+            return AnchorOutcome("empty")
+        prev = self._with_retries("reading the latest anchor", lambda: self.contract.latest_anchor(self.log_id))
+        prev_size = prev.tree_size if prev is not None else 0
+        prev_root = prev.root_hash if prev is not None else None
+        if prev_root is not None and prev_size >= size:
+            if prev_size > size or self.log.root(size) != prev_root:
+                raise AnchorRefused(f"the ledger anchors size {prev_size} with a root this log does not have")
+            self._remember(prev_size, prev_root, None)
+            return AnchorOutcome("up_to_date", self.log.latest_anchor())
+        now = self.clock()
+        growth = size - prev_size
+        if self._pending_since is None:
+            self._pending_since = now
+        if not force:
+            if now - self._last_tx < self.min_interval:
+                return AnchorOutcome("not_due", detail="min_interval")
+            if growth < self.min_growth and now - self._pending_since < self.max_delay:
+                return AnchorOutcome("not_due", detail=f"growth {growth} < {self.min_growth}")
+        note = self.log.checkpoint(size)
+        checkpoint, _ = open_checkpoint(note, [self.log.verifier], origin=self.log.origin)
+        self._check_extends(prev_size, prev_root, checkpoint)
+        receipt = self._with_retries(
+            "sending the anchor", lambda: self._send(checkpoint.size, checkpoint.root_hash)
+        )
+        self._last_tx = now
+        stored = self._remember(checkpoint.size, checkpoint.root_hash, receipt)
+        self._pending_since = None
+        log.info("anchored %s size %d in block %d", self.log_id, stored.tree_size, stored.block_number)
+        return AnchorOutcome("anchored", stored)
+
+    def _check_extends(self, prev_size: int, prev_root: bytes | None, checkpoint: Checkpoint) -> None:
+        if prev_root is None:
+            return  # first anchor: nothing to extend
+        try:
+            proof = self.log.consistency(prev_size, checkpoint.size)
+            merkle.check_consistency(prev_size, checkpoint.size, prev_root, checkpoint.root_hash, proof)
+        except merkle.ProofError as exc:
+            log.error("refusing to anchor %s size %d: %s", self.log_id, checkpoint.size, exc)
+            raise AnchorRefused(
+                f"checkpoint {checkpoint.size} is not consistent with the anchored size {prev_size}: {exc}"
+            ) from None
+
+    def _send(self, size: int, root: bytes) -> Any:
+        # A retry after a lost response must not double-anchor: look first.
+        current = self.contract.get_anchor(self.log_id, size)
+        if current is not None and current.root_hash == root:
+            return None
+        return self.contract.anchor(self.log_id, size, root)
+
+    def _remember(self, size: int, root: bytes, receipt: Any) -> StoredAnchor:
+        onchain = self._with_retries("reading the anchor", lambda: self.contract.get_anchor(self.log_id, size))
+        if onchain is None or onchain.root_hash != root:
+            raise LedgerError(f"anchor of size {size} not found on the ledger after sending")
+        block_number = onchain.block_number
+        existing = self.log.latest_anchor()
+        if receipt is not None:
+            tx_hash = bytes(HexBytes(receipt["transactionHash"]))
+        elif existing is not None and existing.tree_size == size:
+            return existing
+        else:  # find the tx from the Anchored event of that block
+            events = self.contract.anchor_events(self.log_id, block_number, block_number)
+            if not events:
+                raise LedgerError(f"no Anchored event for size {size} in block {block_number}")
+            tx_hash = bytes(HexBytes(events[-1].tx_hash))
+        stored = StoredAnchor(
+            tree_size=size,
+            root_hash=root,
+            chain_id=self.contract.tx.chain_id if self.contract.tx is not None else int(self.contract.w3.eth.chain_id),
+            contract=self.contract.address,
+            tx_hash=tx_hash,
+            block_number=block_number,
+            block_time=onchain.timestamp,
+            recorded_at=self.clock(),
+        )
+        self.log.record_anchor(stored)
+        return stored
+
+    # --- loop --------------------------------------------------------------------------
+
+    def run(self, stop_event: threading.Event, poll: float = 1.0) -> None:
+        """Anchor whenever due until ``stop_event`` is set; refusals are logged, not fatal."""
+        self._stop = stop_event
+        if not self._custom_sleep:
+            self._sleep = stop_event.wait  # a backoff wait ends as soon as we are stopped
+        while not stop_event.is_set():
+            try:
+                self.anchor_once()
+            except AnchorRefused as exc:
+                log.error("evidence log NOT anchored: %s", exc)
+            except Exception:  # keep the loop alive; the next tick retries
+                log.exception("anchoring failed")
+            stop_event.wait(poll)

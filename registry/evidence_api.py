@@ -1,0 +1,161 @@
+"""HTTP routes of the evidence log (FastAPI router; the main app mounts it).
+
+- ``POST /v1/evidence``: a SignedRecord JSON -> 201 ``{index, evidence_id, checkpoint}``
+  after the durable append (200 with the existing index for a record already logged);
+  400 ``malformed_record``, 422 ``bad_signature``, 413 ``too_large``.
+- ``POST /v1/evidence/batch``: ``{"records": [SignedRecord, ...]}`` (at most 1000),
+  appended in one transaction, all or nothing -> 201 ``{results, checkpoint}``.
+- ``GET /v1/evidence/{id}``: record, index, tlog-proof against the latest checkpoint,
+  that checkpoint and the covering anchor (null until anchored).
+- ``GET /v1/evidence/{id}/bundle[?checkpoint=anchored|latest]``: a
+  :class:`zk.evidence.bundle.EvidenceBundle` against the latest anchored checkpoint
+  (default) or the latest checkpoint; 409 ``not_anchored`` before the record is anchored.
+- ``GET /v1/log/checkpoint``: the signed checkpoint note (text/plain).
+- ``GET /v1/log/consistency?from=A&to=B``: ``{"from", "to", "proof": [hex...]}``.
+
+Errors are ``{"code", "detail"}`` JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from registry.evidence_log import EvidenceLog, EvidenceLogError, MalformedRecord, StoredAnchor
+from zk.evidence import merkle
+from zk.evidence.bundle import Anchor, BundleError, build_bundle
+from zk.evidence.record import RecordError, SignedRecord, strict_json_loads
+
+MAX_BODY = 64 * 1024
+MAX_BATCH_BODY = 4 * 1024 * 1024
+MAX_BATCH = 1000
+
+AnchorsLookup = Callable[[int], StoredAnchor | None]
+
+
+def _error(status: int, code: str, detail: str) -> JSONResponse:
+    return JSONResponse({"code": code, "detail": detail}, status_code=status)
+
+
+def _log_error(exc: EvidenceLogError) -> JSONResponse:
+    status = {"not_found": 404, "bad_signature": 422}.get(exc.code, 400)
+    return _error(status, exc.code, exc.detail)
+
+
+async def _body(request: Request, limit: int) -> bytes | JSONResponse:
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            return _error(413, "too_large", f"body larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def evidence_router(log: EvidenceLog, anchors_lookup: AnchorsLookup | None = None) -> APIRouter:
+    """The evidence routes over ``log``. ``anchors_lookup(index)`` returns the first
+    anchor whose tree contains entry ``index`` (default: the log's ``anchors`` table)."""
+    lookup = anchors_lookup or log.anchor_covering
+    router = APIRouter()
+
+    @router.post("/v1/evidence")
+    async def post_evidence(request: Request) -> Response:
+        body = await _body(request, MAX_BODY)
+        if isinstance(body, JSONResponse):
+            return body
+        try:
+            signed = SignedRecord.from_json(body)
+        except RecordError as exc:
+            return _error(400, "malformed_record", str(exc))
+        try:
+            [(index, evidence_id, created)] = await run_in_threadpool(log.append_detailed, [signed])
+        except EvidenceLogError as exc:
+            return _log_error(exc)
+        checkpoint = await run_in_threadpool(log.checkpoint)
+        return JSONResponse(
+            {"index": index, "evidence_id": evidence_id, "checkpoint": checkpoint, "created": created},
+            status_code=201 if created else 200,
+        )
+
+    @router.post("/v1/evidence/batch")
+    async def post_batch(request: Request) -> Response:
+        body = await _body(request, MAX_BATCH_BODY)
+        if isinstance(body, JSONResponse):
+            return body
+        try:
+            data = strict_json_loads(body, RecordError)
+            if not isinstance(data, dict) or set(data) != {"records"} or not isinstance(data["records"], list):
+                raise RecordError('a batch is {"records": [...]}')
+            if not 1 <= len(data["records"]) <= MAX_BATCH:
+                raise RecordError(f"a batch has 1 to {MAX_BATCH} records")
+            records = [SignedRecord.from_dict(r) for r in data["records"]]
+        except RecordError as exc:
+            return _error(400, "malformed_record", str(exc))
+        try:
+            results = await run_in_threadpool(log.append_many, records)
+        except EvidenceLogError as exc:
+            return _log_error(exc)
+        checkpoint = await run_in_threadpool(log.checkpoint)
+        return JSONResponse(
+            {"results": [{"index": i, "evidence_id": e} for i, e in results], "checkpoint": checkpoint},
+            status_code=201,
+        )
+
+    @router.get("/v1/log/checkpoint")
+    def get_checkpoint() -> Response:
+        return PlainTextResponse(log.checkpoint())
+
+    @router.get("/v1/log/consistency")
+    def get_consistency(first: int = Query(alias="from"), second: int = Query(alias="to")) -> Response:
+        try:
+            proof = log.consistency(first, second)
+        except merkle.ProofError as exc:
+            return _error(400, "bad_tree_size", str(exc))
+        return JSONResponse({"from": first, "to": second, "proof": [h.hex() for h in proof]})
+
+    @router.get("/v1/evidence/{evidence_id}")
+    def get_evidence(evidence_id: str) -> Response:
+        try:
+            entry = log.get(evidence_id)
+        except EvidenceLogError as exc:
+            return _log_error(exc)
+        size = log.size
+        anchor = lookup(entry.index)
+        out: dict[str, Any] = {
+            "evidence_id": entry.evidence_id,
+            "index": entry.index,
+            **entry.signed.to_dict(),
+            "tlogProof": log.tlog_proof(entry.index, size).format(),
+            "checkpoint": log.checkpoint(size),
+            "anchor": None if anchor is None else anchor.to_dict(),
+        }
+        return JSONResponse(out)
+
+    @router.get("/v1/evidence/{evidence_id}/bundle")
+    def get_bundle(evidence_id: str, checkpoint: str = "anchored") -> Response:
+        if checkpoint not in ("anchored", "latest"):
+            return _error(400, "bad_request", "checkpoint is 'anchored' or 'latest'")
+        try:
+            entry = log.get(evidence_id)
+        except EvidenceLogError as exc:
+            return _log_error(exc)
+        stored = log.latest_anchor()
+        if stored is None or stored.tree_size <= entry.index:
+            return _error(409, "not_anchored", "the record is not covered by an anchor yet")
+        anchor = Anchor(stored.chain_id, stored.contract, stored.tx_hash, stored.block_number,
+                        stored.block_time, stored.tree_size, stored.root_hash)
+        size = stored.tree_size if checkpoint == "anchored" else log.size
+        try:
+            bundle = build_bundle([(entry.signed, entry.index)], log, log.checkpoint(size), anchor,
+                                  log.verifier.vkey())
+        except (BundleError, MalformedRecord) as exc:  # the store disagrees with itself
+            return _error(500, "inconsistent_store", str(exc))
+        return Response(json.dumps(bundle.to_dict(), indent=1), media_type="application/json")
+
+    return router

@@ -1,0 +1,175 @@
+"""Anchoring the evidence log on a real Anvil (run with ``-p tests.fixtures.anvil``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from registry.evidence_anchor import Anchorer, AnchorRefused
+from registry.ledger.accounts import anvil_dev_account
+from registry.ledger.anchor_contract import AnchorContract
+from registry.ledger.anvil import make_web3
+from registry.ledger.tx import Transactor
+from tests.registry.conftest import FakeClock, wait_until
+from tests.registry.test_evidence_support import Relay, make_records, open_log
+
+ROOT = Path(__file__).resolve().parents[2]
+RECORDS = make_records(40)
+
+
+@pytest.fixture
+def contract(anvil: Any, deployed: Any, chain: Any, make_transactor: Callable[[int], Transactor]) -> AnchorContract:
+    return AnchorContract(anvil.w3, deployed.anchor.address, make_transactor(3))
+
+
+def _origin(tmp_path: Path) -> str:
+    return f"letro-zkid/t{abs(hash(str(tmp_path))) % 10**8}/evidence"
+
+
+def test_anchors_at_size_and_time_thresholds(tmp_path: Path, contract: AnchorContract) -> None:
+    origin = _origin(tmp_path)
+    contract.register_log(origin)
+    log = open_log(tmp_path, origin)
+    clock = FakeClock(1_000_000)
+    anchorer = Anchorer(log, contract, origin, min_interval=10, min_growth=5, max_delay=100, clock=clock)
+    assert anchorer.anchor_once().status == "empty"
+    log.append_many(RECORDS[:3])
+    assert anchorer.anchor_once().status == "not_due"
+    assert contract.latest_anchor(origin) is None
+    log.append_many(RECORDS[3:5])
+    out = anchorer.anchor_once()
+    assert out.status == "anchored" and out.anchor is not None
+    onchain = contract.latest_anchor(origin)
+    assert onchain is not None and (onchain.tree_size, onchain.root_hash) == (5, log.root(5))
+    assert (out.anchor.block_number, out.anchor.block_time) == (onchain.block_number, onchain.timestamp)
+    assert log.anchor_covering(4) == out.anchor and log.anchor_covering(5) is None
+    log.append_many(RECORDS[5:15])
+    assert anchorer.anchor_once().detail == "min_interval"  # at most one tx per interval
+    clock.advance(11)
+    assert anchorer.anchor_once().anchor.tree_size == 15  # type: ignore[union-attr]
+    log.append(RECORDS[15])
+    clock.advance(11)
+    assert anchorer.anchor_once().status == "not_due"  # growth 1 < 5, delay not reached
+    clock.advance(100)
+    assert anchorer.anchor_once().anchor.tree_size == 16  # type: ignore[union-attr]
+    assert anchorer.anchor_once(force=True).status == "up_to_date"
+    assert [a.tree_size for a in contract.anchors(origin)] == [16, 15, 5]
+
+
+def test_rewritten_log_is_never_anchored(tmp_path: Path, contract: AnchorContract) -> None:
+    origin = _origin(tmp_path)
+    contract.register_log(origin)
+    log = open_log(tmp_path, origin)
+    log.append_many(RECORDS[:6])
+    Anchorer(log, contract, origin, min_growth=1).anchor_once(force=True)
+    log.close()
+    # Behind the anchorer's back: the database is replaced by a log with other history
+    # (same key, same origin), longer than the anchored one.
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(tmp_path / "evidence.sqlite") + suffix).unlink(missing_ok=True)
+    forged = open_log(tmp_path, origin)
+    forged.append_many([RECORDS[1], RECORDS[0], *RECORDS[2:10]])
+    anchorer = Anchorer(forged, contract, origin, min_growth=1)
+    with pytest.raises(AnchorRefused, match="not consistent"):
+        anchorer.anchor_once(force=True)
+    onchain = contract.latest_anchor(origin)
+    assert onchain is not None and onchain.tree_size == 6
+    assert contract.log_info(origin).anchor_count == 1
+    # A shorter log than the ledger's anchor is refused too.
+    forged.close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(tmp_path / "evidence.sqlite") + suffix).unlink(missing_ok=True)
+    short = open_log(tmp_path, origin)
+    short.append_many(RECORDS[:3])
+    with pytest.raises(AnchorRefused):
+        Anchorer(short, contract, origin, min_growth=1).anchor_once(force=True)
+    assert contract.log_info(origin).anchor_count == 1
+
+
+def test_sigkill_between_append_and_anchor(tmp_path: Path, contract: AnchorContract) -> None:
+    origin = _origin(tmp_path)
+    contract.register_log(origin)
+    script = textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from tests.registry.test_evidence_support import make_records, open_log
+        log = open_log(Path({str(tmp_path)!r}), {origin!r})
+        for r in make_records(25):
+            log.append(r)
+        print("appended", log.size, flush=True)
+        time.sleep(120)  # the anchorer would run here; it is killed first
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().split() == ["appended", "25"]
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(30) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert contract.latest_anchor(origin) is None
+    log = open_log(tmp_path, origin)
+    assert log.size == 25
+    for i, r in enumerate(make_records(25)):
+        assert log.get(r.record.evidence_id()).index == i
+    out = Anchorer(log, contract, origin, min_growth=10).anchor_once()
+    assert out.status == "anchored"
+    onchain = contract.latest_anchor(origin)
+    assert onchain is not None and (onchain.tree_size, onchain.root_hash) == (25, log.root())
+
+
+def test_ledger_down_then_back(tmp_path: Path, anvil: Any, contract: AnchorContract) -> None:
+    origin = _origin(tmp_path)
+    relay = Relay(anvil.process.port)
+    relay.start()
+    try:
+        tx = Transactor(make_web3(relay.url, timeout=10, retry=False), anvil_dev_account(4), poll_interval=0.01)
+        via_relay = AnchorContract(tx.w3, contract.address, tx)
+        via_relay.register_log(origin)
+        log = open_log(tmp_path, origin)
+        log.append_many(RECORDS[:7])
+        sleeps: list[float] = []
+        anchorer = Anchorer(log, via_relay, origin, min_growth=1, retries=2, backoff=0.01, sleep=sleeps.append)
+        relay.stop()
+        out = anchorer.anchor_once()
+        assert out.status == "unavailable"
+        assert sleeps == [0.01, 0.02]  # retried with exponential backoff
+        assert contract.latest_anchor(origin) is None and log.latest_anchor() is None
+        relay.start()
+        out = anchorer.anchor_once()
+        assert out.status == "anchored" and out.anchor is not None and out.anchor.tree_size == 7
+        onchain = contract.latest_anchor(origin)
+        assert onchain is not None and onchain.root_hash == log.root(7)
+    finally:
+        relay.stop()
+
+
+def test_run_loop_anchors_until_stopped(tmp_path: Path, contract: AnchorContract) -> None:
+    origin = _origin(tmp_path)
+    contract.register_log(origin)
+    log = open_log(tmp_path, origin)
+    stop = threading.Event()
+    anchorer = Anchorer(log, contract, origin, min_interval=0, min_growth=4)
+    thread = threading.Thread(target=anchorer.run, args=(stop,), kwargs={"poll": 0.02}, daemon=True)
+    thread.start()
+    try:
+        log.append_many(RECORDS[:4])
+        wait_until(lambda: log.latest_anchor() is not None)
+        log.append_many(RECORDS[4:9])
+        wait_until(lambda: log.latest_anchor().tree_size == 9)  # type: ignore[union-attr]
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert [a.tree_size for a in contract.anchors(origin)] == [9, 4]
