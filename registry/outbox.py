@@ -1,0 +1,367 @@
+"""The outbox: registrations accepted from clients and not yet final on the ledger.
+
+A registration is acknowledged only once its row is committed here (SQLite, WAL,
+``synchronous=FULL``), so an acknowledged registration survives a crash, a power cut or
+a ledger outage; the batcher (:mod:`registry.batcher`) then anchors it. The outbox is
+the one store that is never rebuilt from the chain (``data_dir/outbox.sqlite``).
+
+Row states (``docs`` of issue #4's shared design)::
+
+    pending  -> sent      an addMembers transaction carrying it was broadcast (tx_hash)
+    sent     -> included  that transaction has the required confirmations (terminal)
+    sent     -> pending   the transaction vanished (reorganisation, eviction) or reverted
+                          for a reason that a retry can cure
+    *        -> failed    the ledger refuses it for good (e.g. not our group; terminal)
+
+``attempts`` counts broadcasts. A commitment can be in at most one ``pending``/``sent``
+row per group (a partial unique index), which makes "already pending" an atomic check.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zk.field import R
+
+FILE_NAME = "outbox.sqlite"
+STATES = ("pending", "sent", "included", "failed")
+ACTIVE_STATES = ("pending", "sent")
+#: Most commitments accepted in one ``enqueue`` call (one request of a client).
+MAX_PER_CALL = 1000
+#: Group ids are sequential from 0 on chain, and the relay scope carries them as uint64;
+#: SQLite integers are signed 64-bit.
+MAX_GROUP_ID = 2**63 - 1
+
+# HTTP statuses of the machine-readable codes (the HTTP layer uses ``RegistryError.status``).
+STATUS_BY_CODE = {
+    "malformed": 400,
+    "invalid_commitment": 400,
+    "forbidden": 403,
+    "unknown_group": 404,
+    "not_member": 404,
+    "unknown_root": 404,
+    "duplicate": 409,
+    "pending": 409,
+    "too_many": 413,
+    "ledger_unavailable": 503,
+    "not_deployed": 503,
+    "not_configured": 503,
+    "ledger_error": 502,
+    "deployment_mismatch": 503,
+}
+
+
+class RegistryError(Exception):
+    """A refusal with a machine-readable ``code``, the HTTP ``status`` to answer with and a
+    human ``message``. Raised by the outbox and the service facade (re-exported there)."""
+
+    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status if status is not None else STATUS_BY_CODE.get(code, 400)
+
+    def __repr__(self) -> str:
+        return f"RegistryError({self.code!r}, {self.message!r}, status={self.status})"
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    group_id: int
+    commitment: int
+    state: str
+    tx_hash: str | None
+    attempts: int
+    created_at: float
+    updated_at: float
+    block_number: int | None
+    last_error: str | None
+
+
+_COLUMNS = "id, group_id, commitment, state, tx_hash, attempts, created_at, updated_at, block_number, last_error"
+
+
+def _row(values: Sequence[Any]) -> OutboxRow:
+    return OutboxRow(
+        id=int(values[0]),
+        group_id=int(values[1]),
+        commitment=int(values[2]),
+        state=str(values[3]),
+        tx_hash=values[4],
+        attempts=int(values[5]),
+        created_at=float(values[6]),
+        updated_at=float(values[7]),
+        block_number=None if values[8] is None else int(values[8]),
+        last_error=values[9],
+    )
+
+
+def check_group_id(group_id: object) -> int:
+    if isinstance(group_id, bool) or not isinstance(group_id, int) or not 0 <= group_id <= MAX_GROUP_ID:
+        raise RegistryError("malformed", "group id must be an integer in [0, 2^63)")
+    return group_id
+
+
+def check_commitments(commitments: object) -> list[int]:
+    """A non-empty list of distinct field elements in (0, r): never reduced."""
+    if isinstance(commitments, (str, bytes)) or not isinstance(commitments, Iterable):
+        raise RegistryError("malformed", "commitments must be a list of integers")
+    values = list(commitments)
+    if not values:
+        raise RegistryError("malformed", "no commitments given")
+    if len(values) > MAX_PER_CALL:
+        raise RegistryError("too_many", f"at most {MAX_PER_CALL} commitments per request")
+    for i, c in enumerate(values):
+        if isinstance(c, bool) or not isinstance(c, int):
+            raise RegistryError("invalid_commitment", f"commitment {i} is not an integer")
+        if not 0 < c < R:
+            raise RegistryError("invalid_commitment", f"commitment {i} is not in the field (0 < c < r)")
+    if len(set(values)) != len(values):
+        raise RegistryError("duplicate", "a commitment is repeated in the request")
+    return values
+
+
+class Outbox:
+    """Durable registrations in ``path``; safe to share between threads (one connection each).
+
+    ``is_member(group_id, commitment)``, when given, tells whether a commitment is already a
+    member on chain (the chain index): such registrations are refused as duplicates.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        is_member: Callable[[int, int], bool] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = Path(path)
+        self.is_member = is_member
+        self._clock = clock
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        # Writers of this process queue here rather than in SQLite's busy handler, whose
+        # sleeps (milliseconds) would cut the throughput of concurrent registrations.
+        self._write_lock = threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._conn()
+        conn.executescript(
+            """
+            CREATE TABLE IF NOT EXISTS registrations (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                group_id INTEGER NOT NULL,
+                commitment TEXT NOT NULL,
+                state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'included', 'failed')),
+                tx_hash TEXT,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                created_at REAL NOT NULL,
+                updated_at REAL NOT NULL,
+                block_number INTEGER,
+                last_error TEXT
+            );
+            CREATE UNIQUE INDEX IF NOT EXISTS registrations_active
+                ON registrations (group_id, commitment) WHERE state IN ('pending', 'sent');
+            CREATE INDEX IF NOT EXISTS registrations_lookup ON registrations (group_id, commitment);
+            CREATE INDEX IF NOT EXISTS registrations_state ON registrations (state, group_id, id);
+            CREATE INDEX IF NOT EXISTS registrations_tx ON registrations (tx_hash);
+            """
+        )
+
+    # ------------------------------------------------------------------ connections
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            # An acknowledged registration must survive a power cut: fsync on every commit.
+            conn.execute("PRAGMA synchronous=FULL")
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._all_lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._all.clear()
+        self._local = threading.local()
+
+    def _write(self, sql: str, params: Iterable[Sequence[Any]]) -> int:
+        conn = self._conn()
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = conn.executemany(sql, params)
+                changed = cur.rowcount
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return int(changed)
+
+    # ------------------------------------------------------------------ accepting
+
+    def enqueue(self, group_id: int, commitments: Sequence[int]) -> list[OutboxRow]:
+        """Record registrations durably (all or none) and return their rows.
+
+        Raises :class:`RegistryError`: ``malformed``/``too_many``/``invalid_commitment`` for
+        bad input, ``duplicate`` if a commitment is repeated, already a member (``is_member``)
+        or already pending in this group.
+        """
+        group = check_group_id(group_id)
+        values = check_commitments(commitments)
+        if self.is_member is not None:
+            for i, c in enumerate(values):
+                if self.is_member(group, c):
+                    raise RegistryError("duplicate", f"commitment {i} is already a member of group {group}")
+        now = self._clock()
+        conn = self._conn()
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                ids = []
+                for i, c in enumerate(values):
+                    try:
+                        cur = conn.execute(
+                            "INSERT INTO registrations (group_id, commitment, state, created_at, updated_at)"
+                            " VALUES (?, ?, 'pending', ?, ?)",
+                            (group, str(c), now, now),
+                        )
+                    except sqlite3.IntegrityError:
+                        raise RegistryError(
+                            "duplicate", f"commitment {i} is already registered in group {group}"
+                        ) from None
+                    ids.append(int(cur.lastrowid or 0))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return [
+            OutboxRow(i, group, c, "pending", None, 0, now, now, None, None) for i, c in zip(ids, values)
+        ]
+
+    # ------------------------------------------------------------------ reading
+
+    def get(self, group_id: int, commitment: int) -> OutboxRow | None:
+        """The active (pending/sent) row of a commitment, else its most recent row."""
+        row = self._conn().execute(
+            f"SELECT {_COLUMNS} FROM registrations WHERE group_id = ? AND commitment = ?"
+            " ORDER BY state IN ('pending', 'sent') DESC, id DESC LIMIT 1",
+            (group_id, str(commitment)),
+        ).fetchone()
+        return None if row is None else _row(row)
+
+    def rows(self, state: str | None = None, group_id: int | None = None) -> list[OutboxRow]:
+        where: list[str] = []
+        params: list[Any] = []
+        if state is not None:
+            if state not in STATES:
+                raise ValueError(f"unknown state {state!r}")
+            where.append("state = ?")
+            params.append(state)
+        if group_id is not None:
+            where.append("group_id = ?")
+            params.append(group_id)
+        sql = f"SELECT {_COLUMNS} FROM registrations"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return [_row(r) for r in self._conn().execute(sql + " ORDER BY id", params)]
+
+    def counts(self) -> dict[str, int]:
+        result = dict.fromkeys(STATES, 0)
+        for state, n in self._conn().execute("SELECT state, count(*) FROM registrations GROUP BY state"):
+            result[str(state)] = int(n)
+        return result
+
+    def unsettled_count(self) -> int:
+        """Registrations not yet final on chain (pending or sent)."""
+        row = self._conn().execute(
+            "SELECT count(*) FROM registrations WHERE state IN ('pending', 'sent')"
+        ).fetchone()
+        return int(row[0])
+
+    def pending_groups(self) -> list[tuple[int, int, float]]:
+        """(group_id, pending count, oldest created_at) of every group with pending rows."""
+        return [
+            (int(g), int(n), float(t))
+            for g, n, t in self._conn().execute(
+                "SELECT group_id, count(*), min(created_at) FROM registrations"
+                " WHERE state = 'pending' GROUP BY group_id ORDER BY min(created_at)"
+            )
+        ]
+
+    def take_pending(self, group_id: int, limit: int) -> list[OutboxRow]:
+        """The oldest ``limit`` pending rows of a group (nothing is changed)."""
+        return [
+            _row(r)
+            for r in self._conn().execute(
+                f"SELECT {_COLUMNS} FROM registrations WHERE state = 'pending' AND group_id = ?"
+                " ORDER BY id LIMIT ?",
+                (group_id, limit),
+            )
+        ]
+
+    def attempted_pending(self) -> list[OutboxRow]:
+        """Pending rows that were handed to the ledger at least once (maybe sent: a crash
+        between the broadcast and ``mark_sent`` leaves them so)."""
+        return [
+            _row(r)
+            for r in self._conn().execute(
+                f"SELECT {_COLUMNS} FROM registrations WHERE state = 'pending' AND attempts > 0 ORDER BY id"
+            )
+        ]
+
+    # ------------------------------------------------------------------ transitions
+
+    def mark_attempt(self, ids: Sequence[int]) -> None:
+        """Count a broadcast about to happen (before it, so a crash cannot hide it)."""
+        now = self._clock()
+        self._write(
+            "UPDATE registrations SET attempts = attempts + 1, updated_at = ? WHERE id = ? AND state = 'pending'",
+            [(now, i) for i in ids],
+        )
+
+    def mark_sent(self, ids: Sequence[int], tx_hash: str | None) -> None:
+        now = self._clock()
+        self._write(
+            "UPDATE registrations SET state = 'sent', tx_hash = ?, updated_at = ?, last_error = NULL"
+            " WHERE id = ? AND state IN ('pending', 'sent')",
+            [(tx_hash, now, i) for i in ids],
+        )
+
+    def mark_included(self, ids: Sequence[int], block_number: int | None, tx_hash: str | None = None) -> None:
+        now = self._clock()
+        self._write(
+            "UPDATE registrations SET state = 'included', block_number = ?, tx_hash = coalesce(?, tx_hash),"
+            " updated_at = ?, last_error = NULL WHERE id = ? AND state IN ('pending', 'sent')",
+            [(block_number, tx_hash, now, i) for i in ids],
+        )
+
+    def mark_pending(self, ids: Sequence[int], error: str | None = None) -> None:
+        """Back to pending (the transaction vanished or reverted curably)."""
+        now = self._clock()
+        self._write(
+            "UPDATE registrations SET state = 'pending', tx_hash = NULL, block_number = NULL,"
+            " updated_at = ?, last_error = coalesce(?, last_error) WHERE id = ? AND state IN ('pending', 'sent')",
+            [(now, error, i) for i in ids],
+        )
+
+    def mark_failed(self, ids: Sequence[int], error: str) -> None:
+        now = self._clock()
+        self._write(
+            "UPDATE registrations SET state = 'failed', updated_at = ?, last_error = ?"
+            " WHERE id = ? AND state IN ('pending', 'sent')",
+            [(now, error, i) for i in ids],
+        )

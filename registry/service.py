@@ -1,0 +1,534 @@
+"""The registry service: the library facade that the HTTP layer and the CLI call.
+
+It ties together (data directory layout of issue #4's shared design)
+
+- the chain index ``index.sqlite`` (:mod:`registry.index`, rebuildable) kept up to date by
+  the indexer thread (:mod:`registry.indexer`),
+- the outbox ``outbox.sqlite`` (:mod:`registry.outbox`, durable registrations) drained by
+  the batcher thread (:mod:`registry.batcher`),
+- the nullifier store ``nullifiers.sqlite`` and the :class:`registry.authorization.Authorizer`
+  (checks of ``docs/authorization.md``, roots from the index),
+- the ledger (``settings.rpc_url``, else the local Anvil of the data directory) and its
+  deployment manifest.
+
+No HTTP concept lives here: refusals are :class:`RegistryError` with a machine-readable
+``code`` and the HTTP ``status`` the web layer should answer with:
+
+======================  ======  ===============================================
+code                    status  meaning
+======================  ======  ===============================================
+malformed               400     an argument has the wrong type or range
+invalid_commitment      400     a commitment is not a field element in (0, r)
+too_many                413     more than ``MAX_PER_CALL`` commitments at once
+forbidden               403     this registry's account does not administer the group
+unknown_group           404     no such group (in the index)
+not_member              404     the commitment is not (or no longer) a member
+unknown_root            404     the root was never a root of any group
+duplicate               409     already a member, or already registered and pending
+pending                 409     registered but not yet on chain (no Merkle proof yet)
+ledger_unavailable      503     the ledger node cannot be reached
+ledger_error            502     the ledger refused or failed an operator action
+not_deployed            503     no (readable) deployment manifest
+deployment_mismatch     503     the manifest does not match the ledger's contracts
+not_configured          503     no usable signing account (keystore locked, or not
+                                Anvil and no keystore)
+======================  ======  ===============================================
+
+Registrations never need the ledger: they are durable in the outbox before
+:meth:`RegistryService.register` returns, so they are accepted while the ledger is down.
+Nothing here logs commitments, proofs, nullifiers or messages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.providers.rpc import HTTPProvider
+
+from registry.authorization import Authorizer, Decision, GroupPolicy, SqliteNullifierStore
+from registry.batcher import Batcher
+from registry.index import FILE_NAME as INDEX_FILE
+from registry.index import ChainIndex, delete_index_files
+from registry.indexer import Indexer, item_state, node_call
+from registry.ledger.accounts import PASSWORD_ENV, anvil_dev_account, choose_signer, load_keystore
+from registry.ledger.anvil import HOST, LocalLedger
+from registry.ledger.deploy import Manifest, verify_deployment
+from registry.ledger.errors import DeploymentError, LedgerError, LedgerUnavailable
+from registry.ledger.registry_contract import RegistryContract
+from registry.ledger.tx import Transactor
+from registry.outbox import FILE_NAME as OUTBOX_FILE
+from registry.outbox import MAX_GROUP_ID, Outbox, RegistryError, check_commitments, check_group_id
+from registry.settings import Settings
+from zk.field import R
+from zk.relay_scope import acceptable_epochs
+from zk.tree import MerkleProof
+
+__all__ = ["RegistryError", "MemberStatus", "RegistryService", "reindex", "NULLIFIERS_FILE"]
+
+log = logging.getLogger("registry.service")
+
+NULLIFIERS_FILE = "nullifiers.sqlite"
+#: Seconds between purges of nullifiers whose epoch can no longer be accepted.
+PURGE_INTERVAL = 60.0
+_PROBE_TIMEOUT = 2.0
+_MAX_ROOT_WINDOW = 2**64 - 1
+
+
+@dataclass(frozen=True)
+class MemberStatus:
+    group_id: int
+    commitment: int
+    status: str  # "pending" | "included" | "final"
+    index: int | None
+    tx_hash: str | None
+    block_number: int | None
+    confirmations: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "group_id": self.group_id,
+            "commitment": str(self.commitment),
+            "status": self.status,
+            "index": self.index,
+            "tx_hash": self.tx_hash,
+            "block_number": self.block_number,
+            "confirmations": self.confirmations,
+        }
+
+
+def _check_commitment(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < R:
+        raise RegistryError("invalid_commitment", "a commitment is a field element in (0, r)")
+    return value
+
+
+def _web3(rpc_url: str, timeout: float) -> Web3:
+    # No automatic retries: the indexer and the batcher retry with their own backoff, and
+    # a health probe must answer quickly when the node is down.
+    return Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None))
+
+
+def ledger_rpc_url(settings: Settings) -> str:
+    """``settings.rpc_url``, else the running local ledger of the data directory, else the
+    default local ledger address."""
+    if settings.rpc_url:
+        return settings.rpc_url
+    for directory in (settings.data_dir / "anvil", settings.data_dir):
+        status = LocalLedger(directory, settings.ledger_port).status()
+        if status.running and status.rpc_url:
+            return status.rpc_url
+    return f"http://{HOST}:{settings.ledger_port}"
+
+
+def load_manifest_file(path: Path) -> Manifest:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise RegistryError("not_deployed", f"no deployment manifest at {path} (run `zkid deploy`)") from None
+    except OSError as exc:
+        raise RegistryError("not_deployed", f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return Manifest.from_json(json.loads(text))
+    except (ValueError, DeploymentError) as exc:
+        raise RegistryError("not_deployed", f"unusable deployment manifest {path}: {exc}") from None
+
+
+class RegistryService:
+    """Use :meth:`open`; then either :meth:`start` the background threads or drive the work
+    with :meth:`sync` / :meth:`process_once` (tests, CLI one-shots). ``close`` when done."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        w3: Web3,
+        probe: Web3,
+        manifest: Manifest,
+        index: ChainIndex,
+        outbox: Outbox,
+        nullifiers: SqliteNullifierStore,
+        account: LocalAccount | None,
+        clock: Callable[[], float],
+    ) -> None:
+        self.settings = settings
+        self.w3 = w3
+        self._probe = probe
+        self._manifest = manifest
+        self.index = index
+        self.outbox = outbox
+        self.nullifiers = nullifiers
+        self.clock = clock
+        self._account = account
+        self._operator_lock = threading.Lock()
+        self._operator: RegistryContract | None = None
+        self._operator_address: str | None = None
+        self.indexer = Indexer(
+            w3,
+            manifest,
+            index,
+            settings.confirmations,
+            settings.log_chunk,
+            poll_interval=settings.poll_interval,
+        )
+        self.batcher = Batcher(
+            outbox,
+            self.operator,
+            batch_size=settings.batch_size,
+            batch_interval=settings.batch_interval,
+            confirmations=settings.confirmations,
+            index=index,
+            idle_wait=min(0.1, settings.batch_interval / 4),
+        )
+        self.authorizer = Authorizer(self._policy, index, nullifiers, clock=clock)
+        self._last_purge = 0.0
+        self._purge_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._lifecycle = threading.Lock()
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(
+        cls,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+        password: str | None = None,
+    ) -> RegistryService:
+        """Open the stores, connect to the ledger, load the manifest, rebuild the trees.
+
+        ``clock`` gives "now" for root validity and rate-limit epochs (injectable for
+        tests); the keystore passphrase comes from ``password`` or ``$ZKID_KEYSTORE_PASSWORD``.
+        Works while the ledger is down (it is then checked when it comes back).
+        """
+        data_dir = settings.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        manifest = load_manifest_file(settings.manifest_path)
+        rpc_url = ledger_rpc_url(settings)
+        w3 = _web3(rpc_url, 30.0)
+        probe = _web3(rpc_url, _PROBE_TIMEOUT)
+        account: LocalAccount | None = None
+        if settings.keystore is not None:
+            secret = password if password is not None else os.environ.get(PASSWORD_ENV)
+            if secret is None:
+                raise RegistryError("not_configured", f"set {PASSWORD_ENV} to unlock the keystore {settings.keystore}")
+            try:
+                account = load_keystore(settings.keystore, secret)
+            except DeploymentError as exc:
+                raise RegistryError("not_configured", str(exc)) from None
+        try:
+            problems = verify_deployment(w3, manifest)
+        except (LedgerUnavailable, OSError):
+            problems = []  # checked again by the indexer once the ledger is back
+        except Exception as exc:
+            if type(exc).__module__.startswith(("requests", "urllib3")):
+                problems = []
+            else:
+                raise
+        if problems:
+            raise RegistryError("deployment_mismatch", f"{settings.manifest_path}: {problems[0]}")
+        index = ChainIndex(data_dir / INDEX_FILE)
+        outbox = Outbox(data_dir / OUTBOX_FILE, is_member=index.has_member)
+        nullifiers = SqliteNullifierStore(data_dir / NULLIFIERS_FILE)
+        return cls(
+            settings,
+            w3=w3,
+            probe=probe,
+            manifest=manifest,
+            index=index,
+            outbox=outbox,
+            nullifiers=nullifiers,
+            account=account,
+            clock=clock,
+        )
+
+    def operator(self) -> RegistryContract:
+        """The registry contract with this registry's signing account (created on first use:
+        on Anvil without a keystore it needs the node, to check that it is Anvil)."""
+        with self._operator_lock:
+            if self._operator is None:
+                account = self._account
+                if account is None:
+                    try:
+                        account = choose_signer(self.w3, None, None)
+                    except DeploymentError as exc:
+                        raise RegistryError("not_configured", str(exc)) from None
+                    self._account = account
+                tx = Transactor(self.w3, account, poll_interval=0.05)
+                self._operator = RegistryContract(self.w3, self._manifest.address("ZkIdRegistry"), tx)
+            return self._operator
+
+    @property
+    def operator_address(self) -> str:
+        """The signing account's address (Anvil's first dev account when no keystore)."""
+        if self._operator_address is None:
+            account = self._account if self._account is not None else anvil_dev_account(0)
+            self._operator_address = str(account.address)
+        return self._operator_address
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Start the indexer and batcher threads (daemons; :meth:`stop` ends them)."""
+        with self._lifecycle:
+            if self._threads:
+                return
+            self._stop = threading.Event()
+            self._threads = [
+                threading.Thread(target=self.indexer.run, args=(self._stop,), name="zkid-indexer", daemon=True),
+                threading.Thread(target=self.batcher.run, args=(self._stop,), name="zkid-batcher", daemon=True),
+            ]
+            for t in self._threads:
+                t.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        with self._lifecycle:
+            self._stop.set()
+            for t in self._threads:
+                t.join(timeout)
+            self._threads = []
+
+    @property
+    def running(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+    def close(self) -> None:
+        self.stop()
+        self.index.close()
+        self.outbox.close()
+
+    def __enter__(self) -> RegistryService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def sync(self) -> int:
+        """Index up to the current head now; returns the number of events applied."""
+        try:
+            return self.indexer.sync_once()
+        except LedgerUnavailable as exc:
+            raise RegistryError("ledger_unavailable", str(exc)) from None
+
+    def process_once(self, force: bool = False) -> int:
+        """An index sync, one batcher pass (``force``: send every pending registration now,
+        ignoring age and size), another index sync. Returns the number of registrations sent."""
+        try:
+            self.indexer.sync_once()
+            sent = self.batcher.step(force)
+            self.indexer.sync_once()
+        except LedgerUnavailable as exc:
+            raise RegistryError("ledger_unavailable", str(exc)) from None
+        return sent
+
+    # ------------------------------------------------------------------ basics
+
+    @property
+    def region(self) -> str:
+        return self.settings.region
+
+    @property
+    def manifest(self) -> Manifest:
+        return self._manifest
+
+    def _known_group(self, group_id: object) -> int:
+        group = check_group_id(group_id)
+        if self.index.group(group) is None:
+            raise RegistryError("unknown_group", f"group {group} does not exist")
+        return group
+
+    # ------------------------------------------------------------------ members
+
+    def register(self, group_id: int, commitments: list[int]) -> list[MemberStatus]:
+        """Accept registrations; durable in the outbox before this returns (all or none)."""
+        group = check_group_id(group_id)
+        values = check_commitments(commitments)
+        record = self.index.group(group)
+        if record is None:
+            raise RegistryError("unknown_group", f"group {group} does not exist")
+        if record.admin.lower() != self.operator_address.lower():
+            raise RegistryError("forbidden", f"this registry does not administer group {group}")
+        rows = self.outbox.enqueue(group, values)
+        return [MemberStatus(group, r.commitment, "pending", None, None, None, 0) for r in rows]
+
+    def member_status(self, group_id: int, commitment: int) -> MemberStatus:
+        group = check_group_id(group_id)
+        value = _check_commitment(commitment)
+        record = self.index.member(group, value)
+        if record is not None:
+            state, confirmations = item_state(record.block_number, self.index.head, self.settings.confirmations)
+            return MemberStatus(group, value, state, record.index, record.tx_hash, record.block_number, confirmations)
+        row = self.outbox.get(group, value)
+        if row is not None and row.state in ("pending", "sent"):
+            return MemberStatus(group, value, "pending", None, row.tx_hash, None, 0)
+        if row is not None and row.state == "included":
+            # Final when the batcher saw it; absent from the index: the index lags (being
+            # rebuilt), unless the member was removed on chain since.
+            leaf = self.index.last_leaf_of(group, value)
+            if leaf is None or not leaf.removed:
+                head = max(self.index.head or 0, row.block_number or 0)
+                state, confirmations = item_state(row.block_number, head, self.settings.confirmations)
+                return MemberStatus(group, value, state, None, row.tx_hash, row.block_number, confirmations)
+        if row is not None and row.state == "failed":
+            raise RegistryError("not_member", "the registration was refused by the ledger")
+        if self.index.group(group) is None:
+            raise RegistryError("unknown_group", f"group {group} does not exist")
+        raise RegistryError("not_member", "not a member of this group")
+
+    def merkle_proof(self, group_id: int, commitment: int) -> MerkleProof:
+        """The LeanIMT proof of a member against the group's current root."""
+        group = self._known_group(group_id)
+        value = _check_commitment(commitment)
+        with self.index.lock:
+            tree = self.index.tree(group)
+            position = tree.index_of(value)
+            if position is not None:
+                return tree.generate_proof(position)
+        row = self.outbox.get(group, value)
+        if row is not None and row.state in ("pending", "sent"):
+            raise RegistryError("pending", "registered, not yet on chain: no Merkle proof yet")
+        raise RegistryError("not_member", "not a member of this group")
+
+    # ------------------------------------------------------------------ groups and roots
+
+    def _group_json(self, group: int) -> dict[str, Any]:
+        record = self.index.group(group)
+        if record is None:
+            raise RegistryError("unknown_group", f"group {group} does not exist")
+        with self.index.lock:
+            tree = self.index.tree(group)
+            root, size, depth = tree.root, tree.size, tree.depth
+        return {
+            "group_id": group,
+            "root": str(root),
+            "size": size,
+            "depth": depth,
+            "block": self.index.cursor,
+            "root_window": record.root_window,
+            "epoch_length": self.settings.epoch_length,
+            "message_limit": self.settings.message_limit,
+            "clock_skew": self.settings.clock_skew,
+            "admin": record.admin,
+        }
+
+    def group_info(self, group_id: int) -> dict[str, Any]:
+        return self._group_json(check_group_id(group_id))
+
+    def groups(self) -> list[dict[str, Any]]:
+        return [self._group_json(g.group_id) for g in self.index.groups()]
+
+    def root_info(self, root: int) -> dict[str, Any]:
+        if isinstance(root, bool) or not isinstance(root, int) or not 0 <= root < R:
+            raise RegistryError("malformed", "a root is a field element below r")
+        info = self.index.root_info(root, now=self.clock())
+        if info is None:
+            raise RegistryError("unknown_root", "this root was never a root of a group")
+        return info
+
+    def create_group(self, root_window: int | None = None) -> int:
+        """Operator action: create a group administered by this registry; returns its id
+        once the index knows it."""
+        window = self._manifest.root_window if root_window is None else root_window
+        if isinstance(window, bool) or not isinstance(window, int) or not 0 <= window <= _MAX_ROOT_WINDOW:
+            raise RegistryError("malformed", "root_window must be an integer number of seconds in [0, 2^64)")
+        try:
+            group = self.operator().create_group(root_window=window)
+        except LedgerUnavailable as exc:
+            raise RegistryError("ledger_unavailable", str(exc)) from None
+        except LedgerError as exc:
+            raise RegistryError("ledger_error", f"the ledger refused the new group: {exc}", 502) from None
+        deadline = time.monotonic() + 60
+        while self.index.group(group) is None:
+            if time.monotonic() > deadline:
+                raise RegistryError("ledger_error", f"group {group} was created but is not indexed yet", 502)
+            self.sync()
+            if self.index.group(group) is None:
+                time.sleep(0.05)
+        return group
+
+    # ------------------------------------------------------------------ authorization
+
+    def _policy(self, group_id: int) -> GroupPolicy | None:
+        if isinstance(group_id, bool) or not isinstance(group_id, int) or not 0 <= group_id <= MAX_GROUP_ID:
+            return None
+        if self.index.group(group_id) is None:
+            return None
+        s = self.settings
+        return GroupPolicy(group_id, s.epoch_length, s.message_limit, s.clock_skew)
+
+    def authorize(self, proof: Mapping[str, Any] | str, group_id: int, blob_digest: bytes) -> Decision:
+        """The checks of docs/authorization.md (roots from the index, nullifiers claimed in
+        ``nullifiers.sqlite``)."""
+        self._purge_nullifiers()
+        return self.authorizer.authorize(proof, group_id, blob_digest)
+
+    def _purge_nullifiers(self) -> None:
+        now = self.clock()
+        if now - self._last_purge < PURGE_INTERVAL or not self._purge_lock.acquire(blocking=False):
+            return
+        try:
+            self._last_purge = now
+            s = self.settings
+            oldest = min(acceptable_epochs(now, s.epoch_length, s.clock_skew))
+            for g in self.index.groups():
+                self.nullifiers.purge(g.group_id, oldest)
+        finally:
+            self._purge_lock.release()
+
+    # ------------------------------------------------------------------ operations
+
+    def health(self) -> dict[str, Any]:
+        head: int | None
+        try:
+            head = node_call(lambda: int(self._probe.eth.block_number))
+        except Exception:
+            head = None
+        indexed = self.index.cursor
+        lag = None if head is None or indexed is None else max(head - indexed, 0)
+        healthy = head is not None and lag is not None and lag <= max(10, 2 * self.settings.confirmations + 5)
+        return {
+            "status": "ok" if healthy else "degraded",
+            "region": self.region,
+            "chain_id": self._manifest.chain_id,
+            "ledger": "up" if head is not None else "down",
+            "head_block": head,
+            "indexed_block": indexed,
+            "outbox_pending": self.outbox.unsettled_count(),
+            "lag_blocks": lag,
+        }
+
+    def reindex(self) -> None:
+        """Forget the whole index and rebuild it from the chain (in place: readers keep
+        working, seeing the index fill up again). The outbox is untouched."""
+        with self.indexer.lock:  # no sync may be half-way through while the index empties
+            self.index.reset()
+        self.sync()
+
+
+def reindex(settings: Settings) -> dict[str, Any]:
+    """Delete ``data_dir/index.sqlite`` and rebuild it from the chain (the service must not
+    be running). Returns the indexed block, the number of events and of groups."""
+    delete_index_files(settings.data_dir / INDEX_FILE)
+    service = RegistryService.open(settings)
+    try:
+        started = time.perf_counter()
+        service.sync()
+        return {
+            "indexed_block": service.index.cursor,
+            "events": service.index.event_count(),
+            "groups": len(service.index.groups()),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+    finally:
+        service.close()

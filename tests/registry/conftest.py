@@ -1,0 +1,129 @@
+"""Fixtures of the registry core tests (index, indexer, outbox, batcher, service facade).
+
+The chain fixtures (``anvil``, ``deployed``, ``chain``, ``ledger_tx``, ``make_transactor``)
+come from the plugin ``tests.fixtures.anvil`` (``pytest -p tests.fixtures.anvil``): one real
+Anvil per xdist worker, the contracts deployed once, a snapshot reverted after each test.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from registry.ledger.deploy import save_manifest
+from registry.settings import Settings
+from zk.field import R
+
+# A large odd multiplier: (i + seed) * _SPREAD mod r gives distinct, well spread field elements.
+_SPREAD = 0x9E3779B97F4A7C15F39CC0605CEDC8341082276BF3A27251
+
+
+def make_commitments(n: int, seed: int = 1) -> list[int]:
+    """``n`` distinct non-zero field elements (fake identity commitments)."""
+    values = [((i + seed) * _SPREAD) % R for i in range(n)]
+    assert len(set(values)) == n and 0 not in values
+    return values
+
+
+class FakeClock:
+    """An injectable clock the test moves by hand."""
+
+    def __init__(self, now: float) -> None:
+        self.now = float(now)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns a truthy value (a bounded wait, never a timing
+    assertion: the timeout only turns a hang into a failure)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not reached within {timeout} s")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def commitments() -> Callable[..., list[int]]:
+    return make_commitments
+
+
+@pytest.fixture
+def registry_settings(tmp_path: Path, anvil: Any, deployed: Any, chain: Any) -> Settings:
+    """Settings of a registry on the session Anvil (its deployment, a fresh data dir)."""
+    data = tmp_path / "data"
+    save_manifest(data, deployed.manifest)
+    return Settings(
+        data_dir=data,
+        rpc_url=anvil.rpc_url,
+        confirmations=2,
+        batch_size=50,
+        batch_interval=0.2,
+        poll_interval=0.05,
+        log_chunk=500,
+    )
+
+
+@pytest.fixture
+def service(registry_settings: Settings) -> Iterator[Any]:
+    """An opened :class:`RegistryService` (threads not started; drive it with ``sync`` /
+    ``process_once``), indexed up to the head."""
+    from registry.service import RegistryService
+
+    svc = RegistryService.open(registry_settings)
+    try:
+        svc.sync()
+        yield svc
+    finally:
+        svc.close()
+
+
+def index_snapshot(idx: Any) -> dict[str, Any]:
+    """Everything a :class:`registry.index.ChainIndex` derived, for equality checks."""
+    groups = idx.groups()
+    return {
+        "groups": groups,
+        "members": {g.group_id: idx.members(g.group_id) for g in groups},
+        "roots": {g.group_id: idx.roots(g.group_id) for g in groups},
+        "trees": {g.group_id: idx.tree(g.group_id).export() for g in groups},
+        "cursor": idx.cursor,
+        "events": idx.event_count(),
+    }
+
+
+def assert_index_matches_chain(idx: Any, registry: Any, w3: Any) -> None:
+    """The index agrees with the contract: every group's tree, settings, leaves and roots
+    (superseded-at times and validity now, as the contract's views compute them)."""
+    from registry.authorization import RootStatus
+
+    assert [g.group_id for g in idx.groups()] == list(range(registry.group_count()))
+    now = int(w3.eth.get_block("latest")["timestamp"])
+    for record in idx.groups():
+        g = record.group_id
+        info = registry.group(g)
+        tree = idx.tree(g)
+        assert (tree.root, tree.size, tree.depth) == (info.root, info.size, info.depth)
+        assert (record.admin.lower(), record.root_window) == (info.admin.lower(), info.root_window)
+        for i, leaf in enumerate(tree.leaves):
+            if leaf:
+                assert registry.index_of(g, leaf) == i
+        latest: dict[int, Any] = {}
+        for r in idx.roots(g):
+            latest[r.root] = r
+        for root, r in latest.items():
+            assert registry.root_superseded_at(g, root) == (r.superseded_time or 0)
+            assert registry.is_root_valid(g, root) == (idx.root_status(g, root, now) is RootStatus.VALID)
+        if info.root:
+            assert latest[info.root].superseded_time is None
