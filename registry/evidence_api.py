@@ -13,7 +13,7 @@
 - ``GET /v1/log/checkpoint``: the signed checkpoint note (text/plain).
 - ``GET /v1/log/consistency?from=A&to=B``: ``{"from", "to", "proof": [hex...]}``.
 
-Errors are ``{"code", "detail"}`` JSON.
+Errors are the registry's ``{"error": {"code", "message"}}`` JSON (docs/api.md).
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from registry.evidence_log import EvidenceLog, EvidenceLogError, MalformedRecord, StoredAnchor
 from zk.evidence import merkle
 from zk.evidence.bundle import Anchor, BundleError, build_bundle
-from zk.evidence.record import RecordError, SignedRecord, strict_json_loads
+from zk.evidence.record import RECORD_VERSION, EventType, ReasonCode, RecordError, SignedRecord, strict_json_loads
 
 MAX_BODY = 64 * 1024
 MAX_BATCH_BODY = 4 * 1024 * 1024
@@ -39,7 +39,49 @@ AnchorsLookup = Callable[[int], StoredAnchor | None]
 
 
 def _error(status: int, code: str, detail: str) -> JSONResponse:
-    return JSONResponse({"code": code, "detail": detail}, status_code=status)
+    """The registry's error shape (docs/api.md): ``{"error": {"code", "message"}}``."""
+    return JSONResponse({"error": {"code": code, "message": detail}}, status_code=status)
+
+
+_HEX32 = "^0x[0-9a-f]{64}$"
+_SIGNED_RECORD: dict[str, Any] = {
+    "type": "object",
+    "required": ["record", "signature"],
+    "additionalProperties": False,
+    "properties": {
+        "record": {
+            "type": "object",
+            "description": "An evidence record (docs/evidence.md); its EIP-712 signature must recover to `issuer`.",
+            "required": ["blobDigest", "chainId", "event", "eventTime", "issuer", "links", "region", "version"],
+            "properties": {
+                "blobDigest": {"type": "string", "pattern": _HEX32},
+                "chainId": {"type": "integer", "minimum": 1},
+                "event": {"type": "string", "enum": [e.value for e in EventType]},
+                "eventTime": {"type": "integer", "minimum": 0},
+                "issuer": {"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$"},
+                "links": {"type": "array", "items": {"type": "string", "pattern": _HEX32}},
+                "reason": {"type": "string", "enum": [r.value for r in ReasonCode]},
+                "region": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,31}$"},
+                "version": {"type": "integer", "enum": [RECORD_VERSION]},
+            },
+        },
+        "signature": {"type": "string", "pattern": "^0x[0-9a-f]{130}$"},
+    },
+}
+
+
+def _body_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI ``requestBody`` for a route that parses its body itself (strictly)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+#: An evidence id: the record hash, 64 lower-case hex digits (docs/evidence.md).
+EVIDENCE_ID = Path(pattern="^[0-9a-f]{64}$", description="Evidence id (the record hash, hex).")
+
+
+def _documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses a route can answer."""
+    return {status: {"description": "error: `{\"error\": {\"code\", \"message\"}}`"} for status in statuses}
 
 
 def _log_error(exc: EvidenceLogError) -> JSONResponse:
@@ -64,7 +106,12 @@ def evidence_router(log: EvidenceLog, anchors_lookup: AnchorsLookup | None = Non
     lookup = anchors_lookup or log.anchor_covering
     router = APIRouter()
 
-    @router.post("/v1/evidence")
+    @router.post(
+        "/v1/evidence",
+        status_code=201,
+        responses=_documented(200, 400, 413, 422),
+        openapi_extra=_body_schema(_SIGNED_RECORD),
+    )
     async def post_evidence(request: Request) -> Response:
         body = await _body(request, MAX_BODY)
         if isinstance(body, JSONResponse):
@@ -83,7 +130,12 @@ def evidence_router(log: EvidenceLog, anchors_lookup: AnchorsLookup | None = Non
             status_code=201 if created else 200,
         )
 
-    @router.post("/v1/evidence/batch")
+    @router.post(
+        "/v1/evidence/batch",
+        status_code=201,
+        responses=_documented(400, 413, 422),
+        openapi_extra=_body_schema({"type": "array", "maxItems": MAX_BATCH, "items": _SIGNED_RECORD}),
+    )
     async def post_batch(request: Request) -> Response:
         body = await _body(request, MAX_BATCH_BODY)
         if isinstance(body, JSONResponse):
@@ -107,20 +159,21 @@ def evidence_router(log: EvidenceLog, anchors_lookup: AnchorsLookup | None = Non
             status_code=201,
         )
 
-    @router.get("/v1/log/checkpoint")
+    @router.get("/v1/log/checkpoint", response_class=PlainTextResponse)
     def get_checkpoint() -> Response:
         return PlainTextResponse(log.checkpoint())
 
-    @router.get("/v1/log/consistency")
-    def get_consistency(first: int = Query(alias="from"), second: int = Query(alias="to")) -> Response:
+    @router.get("/v1/log/consistency", responses=_documented(404))
+    def get_consistency(first: int = Query(alias="from", ge=0), second: int = Query(alias="to", ge=0)) -> Response:
         try:
             proof = log.consistency(first, second)
         except merkle.ProofError as exc:
-            return _error(400, "bad_tree_size", str(exc))
+            # e.g. a size beyond the log, or from > to: there is no such proof to serve
+            return _error(404, "bad_tree_size", str(exc))
         return JSONResponse({"from": first, "to": second, "proof": [h.hex() for h in proof]})
 
-    @router.get("/v1/evidence/{evidence_id}")
-    def get_evidence(evidence_id: str) -> Response:
+    @router.get("/v1/evidence/{evidence_id}", responses=_documented(400, 404))
+    def get_evidence(evidence_id: str = EVIDENCE_ID) -> Response:
         try:
             entry = log.get(evidence_id)
         except EvidenceLogError as exc:
@@ -137,8 +190,11 @@ def evidence_router(log: EvidenceLog, anchors_lookup: AnchorsLookup | None = Non
         }
         return JSONResponse(out)
 
-    @router.get("/v1/evidence/{evidence_id}/bundle")
-    def get_bundle(evidence_id: str, checkpoint: str = "anchored") -> Response:
+    @router.get("/v1/evidence/{evidence_id}/bundle", responses=_documented(400, 404, 409))
+    def get_bundle(
+        evidence_id: str = EVIDENCE_ID,
+        checkpoint: str = Query("anchored", pattern="^(anchored|latest)$"),
+    ) -> Response:
         if checkpoint not in ("anchored", "latest"):
             return _error(400, "bad_request", "checkpoint is 'anchored' or 'latest'")
         try:

@@ -36,7 +36,8 @@ ACTIVE_STATES = ("pending", "sent")
 MAX_PER_CALL = 1000
 #: Group ids are sequential from 0 on chain, and the relay scope carries them as uint64;
 #: SQLite integers are signed 64-bit.
-MAX_GROUP_ID = 2**63 - 1
+# Group ids stay within 2**53 - 1 so that JSON numbers survive every parser (JS, floats).
+MAX_GROUP_ID = 2**53 - 1
 
 # HTTP statuses of the machine-readable codes (the HTTP layer uses ``RegistryError.status``).
 STATUS_BY_CODE = {

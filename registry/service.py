@@ -63,7 +63,10 @@ from registry.indexer import Indexer, item_state, node_call
 from registry.ledger.accounts import PASSWORD_ENV, anvil_dev_account, choose_signer, load_keystore
 from registry.ledger.anvil import HOST, LocalLedger
 from registry.ledger.deploy import Manifest, verify_deployment
-from registry.ledger.errors import DeploymentError, LedgerError, LedgerUnavailable
+from registry.ledger.errors import DeploymentError, LedgerError, LedgerUnavailable, LogNotRegistered
+from registry.evidence_anchor import Anchorer
+from registry.evidence_log import EvidenceLog, default_origin, load_or_create_log_key
+from registry.ledger.anchor_contract import AnchorContract
 from registry.ledger.registry_contract import RegistryContract
 from registry.ledger.tx import Transactor
 from registry.outbox import FILE_NAME as OUTBOX_FILE
@@ -78,6 +81,7 @@ __all__ = ["RegistryError", "MemberStatus", "RegistryService", "reindex", "NULLI
 log = logging.getLogger("registry.service")
 
 NULLIFIERS_FILE = "nullifiers.sqlite"
+EVIDENCE_FILE = "evidence.sqlite"
 #: Seconds between purges of nullifiers whose epoch can no longer be accepted.
 PURGE_INTERVAL = 60.0
 _PROBE_TIMEOUT = 2.0
@@ -159,8 +163,11 @@ class RegistryService:
         nullifiers: SqliteNullifierStore,
         account: LocalAccount | None,
         clock: Callable[[], float],
+        evidence: EvidenceLog | None = None,
     ) -> None:
         self.settings = settings
+        self.evidence = evidence
+        self._anchorer: Anchorer | None = None
         self.w3 = w3
         self._probe = probe
         self._manifest = manifest
@@ -241,6 +248,8 @@ class RegistryService:
         index = ChainIndex(data_dir / INDEX_FILE)
         outbox = Outbox(data_dir / OUTBOX_FILE, is_member=index.has_member)
         nullifiers = SqliteNullifierStore(data_dir / NULLIFIERS_FILE)
+        origin = default_origin(settings.region)
+        evidence = EvidenceLog(data_dir / EVIDENCE_FILE, load_or_create_log_key(data_dir, origin), origin)
         return cls(
             settings,
             w3=w3,
@@ -251,6 +260,7 @@ class RegistryService:
             nullifiers=nullifiers,
             account=account,
             clock=clock,
+            evidence=evidence,
         )
 
     def operator(self) -> RegistryContract:
@@ -268,6 +278,48 @@ class RegistryService:
                 tx = Transactor(self.w3, account, poll_interval=0.05)
                 self._operator = RegistryContract(self.w3, self._manifest.address("ZkIdRegistry"), tx)
             return self._operator
+
+    def anchorer(self) -> Anchorer:
+        """The evidence log's anchorer, registering the log on the EvidenceAnchor contract
+        first if needed (so it needs the ledger; callers retry while it is down)."""
+        if self.evidence is None:
+            raise RegistryError("not_configured", "this registry keeps no evidence log")
+        with self._operator_lock:
+            anchorer = self._anchorer
+        if anchorer is not None:
+            return anchorer
+        tx = self.operator().tx
+        contract = AnchorContract(self.w3, self._manifest.address("EvidenceAnchor"), tx)
+        origin = self.evidence.origin
+        try:
+            contract.log_info(origin)
+        except LogNotRegistered:
+            contract.register_log(origin)
+        anchorer = Anchorer(
+            self.evidence,
+            contract,
+            origin,
+            min_interval=self.settings.anchor_interval,
+            min_growth=self.settings.anchor_min_growth,
+            max_delay=self.settings.anchor_max_delay,
+        )
+        with self._operator_lock:
+            self._anchorer = anchorer
+        return anchorer
+
+    def _run_anchorer(self, stop: threading.Event) -> None:
+        """Anchor evidence checkpoints until stopped; waits for the ledger if it is down."""
+        delay = 1.0
+        while not stop.is_set():
+            try:
+                anchorer = self.anchorer()
+            except Exception as exc:  # ledger down or not yet reachable: try again later
+                log.warning("evidence anchoring not ready: %s", type(exc).__name__)
+                stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            anchorer.run(stop, poll=min(1.0, max(self.settings.poll_interval, 0.05)))
+            return
 
     @property
     def operator_address(self) -> str:
@@ -289,6 +341,10 @@ class RegistryService:
                 threading.Thread(target=self.indexer.run, args=(self._stop,), name="zkid-indexer", daemon=True),
                 threading.Thread(target=self.batcher.run, args=(self._stop,), name="zkid-batcher", daemon=True),
             ]
+            if self.evidence is not None:
+                self._threads.append(
+                    threading.Thread(target=self._run_anchorer, args=(self._stop,), name="zkid-anchorer", daemon=True)
+                )
             for t in self._threads:
                 t.start()
 
@@ -307,6 +363,8 @@ class RegistryService:
         self.stop()
         self.index.close()
         self.outbox.close()
+        if self.evidence is not None:
+            self.evidence.close()
 
     def __enter__(self) -> RegistryService:
         return self
@@ -506,6 +564,17 @@ class RegistryService:
             "indexed_block": indexed,
             "outbox_pending": self.outbox.unsettled_count(),
             "lag_blocks": lag,
+            "evidence": self._evidence_health(),
+        }
+
+    def _evidence_health(self) -> dict[str, Any] | None:
+        if self.evidence is None:
+            return None
+        anchor = self.evidence.latest_anchor()
+        return {
+            "origin": self.evidence.origin,
+            "size": self.evidence.size,
+            "anchored_size": None if anchor is None else anchor.tree_size,
         }
 
     def reindex(self) -> None:

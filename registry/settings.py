@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     epoch_length: int = Field(600, ge=1, description="Relay epoch length in seconds (docs/authorization.md).")
     message_limit: int = Field(100, ge=1, le=2**32 - 1, description="Send slots per identity per epoch.")
     clock_skew: int = Field(30, ge=0, description="Seconds of clock skew tolerated at an epoch boundary.")
+    anchor_interval: float = Field(60.0, ge=0, description="At most one evidence anchor transaction per this many seconds.")
+    anchor_min_growth: int = Field(1000, ge=1, description="Anchor once this many evidence records are unanchored...")
+    anchor_max_delay: float = Field(300.0, ge=0, description="...or once the oldest unanchored record waited this long.")
     max_body_bytes: int = Field(64 * 1024, ge=1024, description="Largest accepted request body.")
     access_log_hours: int = Field(72, ge=1, le=72, description="Connection log retention (hours, at most 72).")
 

@@ -46,7 +46,7 @@ def bundle_command(
         fail(f"cannot reach {url}: {exc}")
     if resp.status_code != 200:
         try:
-            code = resp.json().get("code", "")
+            code = resp.json().get("error", {}).get("code", "")
         except ValueError:
             code = ""
         fail(f"the registry answered {resp.status_code} {code}".strip())

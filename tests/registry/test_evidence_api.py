@@ -60,12 +60,12 @@ def test_post_get_round_trip_and_errors(served: tuple[EvidenceLog, str]) -> None
         r = http.post("/v1/evidence/batch", json={"records": [x.to_dict() for x in RECORDS[1:9]]})
         assert r.status_code == 201 and [x["index"] for x in r.json()["results"]] == list(range(1, 9))
         # Errors carry machine-readable codes; nothing is appended.
-        assert http.post("/v1/evidence", content=b"{not json").json()["code"] == "malformed_record"
+        assert http.post("/v1/evidence", content=b"{not json").json()["error"]["code"] == "malformed_record"
         bad = dict(RECORDS[9].to_dict(), signature="0x" + RECORDS[10].signature.hex())
         r = http.post("/v1/evidence", json=bad)
-        assert (r.status_code, r.json()["code"]) == (422, "bad_signature")
+        assert (r.status_code, r.json()["error"]["code"]) == (422, "bad_signature")
         r = http.post("/v1/evidence/batch", json={"records": [RECORDS[9].to_dict(), bad]})
-        assert (r.status_code, r.json()["code"]) == (422, "bad_signature")
+        assert (r.status_code, r.json()["error"]["code"]) == (422, "bad_signature")
         assert http.post("/v1/evidence", content=b"x" * 70_000).status_code == 413
         assert log.size == 9
         # GET by id: the tlog-proof verifies against the served checkpoint.
@@ -75,16 +75,17 @@ def test_post_get_round_trip_and_errors(served: tuple[EvidenceLog, str]) -> None
         assert got["index"] == 4 and got["record"] == RECORDS[4].record.to_dict() and got["anchor"] is None
         proof = parse_tlog_proof(got["tlogProof"])
         assert verify_tlog_proof(proof, RECORDS[4].record.leaf_hash(), [log.verifier], log.origin).size == 9
-        assert http.get(f"/v1/evidence/{'ab' * 32}").json()["code"] == "not_found"
-        assert http.get("/v1/evidence/xyz").status_code == 400
+        assert http.get(f"/v1/evidence/{'ab' * 32}").json()["error"]["code"] == "not_found"
+        assert http.get("/v1/evidence/xyz").status_code == 422  # not an evidence id: schema error
         r = http.get("/v1/log/checkpoint")
         assert r.headers["content-type"].startswith("text/plain") and r.text == log.checkpoint()
         r = http.get("/v1/log/consistency", params={"from": 3, "to": 9})
         proof_hashes = [bytes.fromhex(h) for h in r.json()["proof"]]
         merkle.check_consistency(3, 9, log.root(3), log.root(9), proof_hashes)
-        assert http.get("/v1/log/consistency", params={"from": 5, "to": 99}).json()["code"] == "bad_tree_size"
+        r = http.get("/v1/log/consistency", params={"from": 5, "to": 99})
+        assert (r.status_code, r.json()["error"]["code"]) == (404, "bad_tree_size")
         r = http.get(f"/v1/evidence/{RECORDS[4].record.evidence_id()}/bundle")
-        assert (r.status_code, r.json()["code"]) == (409, "not_anchored")
+        assert (r.status_code, r.json()["error"]["code"]) == (409, "not_anchored")
 
 
 def test_bundle_over_http_verifies_with_cli_against_anvil(

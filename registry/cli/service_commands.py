@@ -1,0 +1,531 @@
+"""The registry service and its HTTP clients: ``zkid up|serve|reindex``, ``zkid group create``,
+``zkid register|status|authorize``.
+
+``zkid up`` is the local all-in-one: it starts the local Anvil ledger of the data
+directory (or reuses the one already running there), deploys the contracts if the
+directory has no manifest, opens the :class:`~registry.service.RegistryService`, starts
+its indexer and batcher and serves the HTTP API (:mod:`registry.http`) with uvicorn.
+SIGINT or SIGTERM stops everything in order (HTTP, then the background threads) and
+exits 0; the ledger is stopped too if this run started it and left running otherwise,
+so a restart resumes from the same chain, outbox and index. ``zkid serve`` runs the same
+service against any EVM JSON-RPC endpoint and an existing deployment manifest.
+
+Client commands talk to a running registry over HTTP (``--url``, default ``$ZKID_URL``
+or ``http://127.0.0.1:9545``). Exit codes: 0 success or "authorized", 1 a negative
+answer (refused, not a member, duplicate, timed out waiting), 2 unusable input or an
+unreachable registry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+from registry.cli._common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, fail, print_json
+
+if TYPE_CHECKING:
+    import httpx
+
+    from registry.settings import Settings
+
+DEFAULT_URL = "http://127.0.0.1:9545"
+URL_ENV = "ZKID_URL"
+TOKEN_ENV = "ZKID_OPERATOR_TOKEN"
+
+log = logging.getLogger("registry.cli.service")
+
+DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Data directory (default: $ZKID_DATA_DIR or ./.data).", show_default=False)]
+Host = Annotated[Optional[str], typer.Option("--host", help="HTTP bind address (default 127.0.0.1).", show_default=False)]
+Port = Annotated[Optional[int], typer.Option("--port", help="HTTP port (default 9545; 0 picks a free one).", min=0, max=65535, show_default=False)]
+Config = Annotated[Optional[Path], typer.Option("--config", help="TOML settings file (flags and ZKID_* variables win).", show_default=False)]
+Region = Annotated[Optional[str], typer.Option("--region", help="Region tag served by the API.", show_default=False)]
+TokenEnv = Annotated[
+    str, typer.Option("--operator-token-env", help="Environment variable holding the operator token (unset: operator endpoints disabled).")
+]
+Url = Annotated[Optional[str], typer.Option("--url", help=f"Registry URL (default: ${URL_ENV} or {DEFAULT_URL}).", show_default=False)]
+Group = Annotated[int, typer.Option("--group", help="Group id.", min=0)]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the service and client commands to ``zkid`` (and ``create`` to ``zkid group``)."""
+    from registry.cli.zk_commands import group_app
+
+    app.command("up")(up)
+    app.command("serve")(serve)
+    app.command("reindex")(reindex)
+    app.command("register")(register_member)
+    app.command("status")(member_status)
+    app.command("authorize")(authorize)
+    group_app.command("create")(group_create)
+
+
+# ---------------------------------------------------------------------------- settings
+
+
+def _settings(config: Path | None, token_env: str | None = None, **overrides: Any) -> Settings:
+    from pydantic import ValidationError
+
+    from registry.settings import load_settings
+
+    if token_env:
+        token = os.environ.get(token_env)
+        if token is not None:
+            if len(token) < 16:
+                fail(f"the operator token in ${token_env} is too short (at least 16 characters)")
+            overrides["operator_token"] = token
+    if config is not None and not config.is_file():
+        fail(f"config file {config} not found")
+    try:
+        return load_settings(config, **overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+        fail(f"invalid setting {where}: {first.get('msg')}")
+    except (OSError, ValueError) as exc:
+        fail(f"cannot load settings: {exc}")
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Bind the listening socket ourselves so that port 0 resolves before we print the URL."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit this: without it, a response written in two segments
+    # (headers, body) waits for the client's delayed ACK (Nagle): ~40 ms per request.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class _StopSignals:
+    """SIGINT/SIGTERM set a flag instead of raising, so shutdown runs in order and exits 0."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.on_signal: Callable[[int], None] | None = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        first = self.received is None
+        self.received = signum
+        if self.on_signal is not None:
+            self.on_signal(signum if first else -signum)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[_StopSignals]:
+        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+
+def _run(settings: Settings, ledger_info: str, signals: _StopSignals) -> None:
+    """Open the service, start its threads, serve HTTP until a stop signal, stop in order."""
+    import uvicorn
+
+    from registry.http import create_app
+    from registry.service import RegistryError, RegistryService
+
+    class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:  # ours are installed already
+            yield
+
+    try:
+        service = RegistryService.open(settings)
+    except (RegistryError, ValueError, OSError) as exc:
+        fail(f"cannot open the registry: {exc}")
+    except Exception as exc:  # ledger errors, missing manifest...
+        fail(f"cannot open the registry: {type(exc).__name__}: {exc}")
+    try:
+        app = create_app(service, settings)
+        sock = _bind(settings.host, settings.port)
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,  # privacy: the connection log is the only request record
+            server_header=False,
+            timeout_graceful_shutdown=5,
+            lifespan="on",
+        )
+        server = _Server(config)
+
+        def stop(signum: int) -> None:
+            server.should_exit = True
+            if signum < 0:  # a second signal: do not wait for open connections
+                server.force_exit = True
+
+        signals.on_signal = stop
+        if signals.received is not None:
+            return
+        service.start()
+        typer.echo(f"registry: http://{shown}:{port}  (API /v1, OpenAPI /docs, metrics /metrics)")
+        typer.echo(f"ledger:   {ledger_info}")
+        typer.echo(f"data:     {settings.data_dir}  region: {settings.region}")
+        sys.stdout.flush()
+        server.run(sockets=[sock])
+    finally:
+        signals.on_signal = None
+        service.stop()
+        close = getattr(service, "close", None)
+        if callable(close):
+            close()
+        log.info("registry stopped")
+
+
+@contextlib.contextmanager
+def _exit_cleanly() -> Iterator[None]:
+    try:
+        yield
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130) from None
+
+
+def up(
+    data_dir: DataDir = None,
+    host: Host = None,
+    port: Port = None,
+    ledger_port: Annotated[Optional[int], typer.Option("--ledger-port", help="Port of the local Anvil (default 8545).", min=1, max=65535, show_default=False)] = None,
+    config: Config = None,
+    region: Region = None,
+    operator_token_env: TokenEnv = TOKEN_ENV,
+) -> None:
+    """Run the registry on the local ledger: start (or reuse) Anvil, deploy if needed, serve HTTP."""
+    from registry.ledger.accounts import choose_signer
+    from registry.ledger.anvil import LocalLedger, make_web3
+    from registry.ledger.deploy import ensure_deployment
+    from registry.ledger.errors import LedgerError
+    from registry.ledger.tx import Transactor
+
+    settings = _settings(
+        config, operator_token_env, data_dir=data_dir, host=host, port=port, ledger_port=ledger_port, region=region
+    )
+    if settings.rpc_url is not None:
+        fail("`zkid up` runs the local ledger; use `zkid serve --rpc-url` for another network")
+    _configure_logging()
+    signals = _StopSignals()
+    ledger = LocalLedger(settings.data_dir, settings.ledger_port)
+    started = False
+    with _exit_cleanly(), signals.installed():
+        try:
+            try:
+                status, started = ledger.up()
+                assert status.rpc_url is not None
+                w3 = make_web3(status.rpc_url, timeout=120.0)
+                deployment = ensure_deployment(
+                    Transactor(w3, choose_signer(w3, None, None)), settings.data_dir, region=settings.region
+                )
+            except (LedgerError, ValueError, OSError) as exc:
+                fail(str(exc))
+            if signals.received is None:
+                verb = "deployed" if deployment.created else "using deployment"
+                typer.echo(f"{verb}: chain {deployment.manifest.chain_id}, registry {deployment.manifest.address('ZkIdRegistry')}")
+                info = f"{status.rpc_url} ({'started' if started else 'already running'}, pid {status.pid})"
+                _run(settings.model_copy(update={"rpc_url": status.rpc_url}), info, signals)
+        finally:
+            if started:
+                ledger.down()
+                typer.echo("ledger stopped (its chain is saved in the data directory)")
+            elif _ledger_running(ledger):
+                typer.echo("ledger left running (it was running before `zkid up`)")
+    raise typer.Exit(EXIT_OK)
+
+
+def _ledger_running(ledger: Any) -> bool:
+    try:
+        return bool(ledger.status().running)
+    except Exception:  # noqa: BLE001 - only for a closing message
+        return False
+
+
+def serve(
+    rpc_url: Annotated[str, typer.Option("--rpc-url", help="EVM JSON-RPC endpoint of the ledger.")],
+    manifest: Annotated[Path, typer.Option("--manifest", help="Deployment manifest (deployment.json) of the contracts.")],
+    keystore: Annotated[
+        Optional[Path], typer.Option("--keystore", help="Encrypted operator keystore (passphrase: $ZKID_KEYSTORE_PASSWORD); required off Anvil.", show_default=False)
+    ] = None,
+    data_dir: DataDir = None,
+    host: Host = None,
+    port: Port = None,
+    config: Config = None,
+    region: Region = None,
+    operator_token_env: TokenEnv = TOKEN_ENV,
+) -> None:
+    """Run the registry against any EVM network with an existing deployment."""
+    if not manifest.is_file():
+        fail(f"manifest {manifest} not found")
+    if keystore is not None and not keystore.is_file():
+        fail(f"keystore {keystore} not found")
+    settings = _settings(
+        config,
+        operator_token_env,
+        data_dir=data_dir,
+        host=host,
+        port=port,
+        region=region,
+        rpc_url=rpc_url,
+        manifest=manifest.resolve(),
+        keystore=keystore.resolve() if keystore is not None else None,
+    )
+    _configure_logging()
+    signals = _StopSignals()
+    with _exit_cleanly(), signals.installed():
+        _run(settings, rpc_url, signals)
+    raise typer.Exit(EXIT_OK)
+
+
+def reindex(
+    data_dir: DataDir = None,
+    config: Config = None,
+    rpc_url: Annotated[Optional[str], typer.Option("--rpc-url", help="EVM JSON-RPC endpoint (default: the local ledger).", show_default=False)] = None,
+    manifest: Annotated[Optional[Path], typer.Option("--manifest", help="Deployment manifest (default: DATA_DIR/deployment.json).", show_default=False)] = None,
+) -> None:
+    """Delete the chain index and rebuild it from the ledger (the outbox is kept).
+
+    Run it while the registry is stopped."""
+    from registry.ledger.anvil import LocalLedger
+
+    settings = _settings(config, None, data_dir=data_dir, rpc_url=rpc_url, manifest=manifest)
+    if settings.rpc_url is None:
+        status = LocalLedger(settings.data_dir, settings.ledger_port).status()
+        if not status.running:
+            fail(f"the local ledger of {settings.data_dir} is not running (start it with `zkid ledger up` or `zkid up`)")
+        settings = settings.model_copy(update={"rpc_url": status.rpc_url})
+    _configure_logging()
+    from registry import service as service_module
+
+    t0 = time.monotonic()
+    try:
+        result = service_module.reindex(settings)
+    except Exception as exc:  # noqa: BLE001 - one line for the operator
+        fail(f"reindex failed: {type(exc).__name__}: {exc}")
+    extra = ", ".join(f"{k} {v}" for k, v in result.items()) if isinstance(result, dict) else ""
+    typer.echo(f"index rebuilt from the ledger in {time.monotonic() - t0:.1f} s" + (f": {extra}" if extra else ""))
+
+
+# ---------------------------------------------------------------------------- HTTP clients
+
+
+def _url(url: str | None) -> str:
+    value = url or os.environ.get(URL_ENV) or DEFAULT_URL
+    if not value.startswith(("http://", "https://")):
+        fail(f"--url must start with http:// or https://, got {value!r}")
+    return value.rstrip("/")
+
+
+def _request(method: str, url: str, **kwargs: Any) -> httpx.Response:
+    import httpx
+
+    try:
+        return httpx.request(method, url, timeout=kwargs.pop("timeout", 30.0), **kwargs)
+    except httpx.HTTPError as exc:
+        fail(f"cannot reach the registry at {url.split('/v1/')[0]}: {exc}")
+
+
+def _body(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        fail(f"the registry answered HTTP {response.status_code} with a non-JSON body")
+
+
+def _api_fail(response: httpx.Response, code_on_4xx: int = EXIT_INVALID) -> None:
+    data = _body(response)
+    error = data.get("error", {}) if isinstance(data, dict) else {}
+    code = error.get("code", f"http_{response.status_code}")
+    message = error.get("message", "")
+    fail(f"{code}: {message}" if message else code, code_on_4xx if 400 <= response.status_code < 500 else EXIT_USAGE)
+
+
+def _commitment_arg(commitment: str | None, identity: Path | None) -> str:
+    from zk.field import FieldError, parse_decimal
+
+    if (commitment is None) == (identity is None):
+        fail("give either a COMMITMENT or --identity FILE")
+    if identity is not None:
+        from registry.cli.zk_commands import load_identity_file
+
+        return str(load_identity_file(identity).commitment)
+    assert commitment is not None
+    try:
+        value = parse_decimal(commitment, "commitment")
+    except FieldError as exc:
+        fail(str(exc))
+    if value == 0:
+        fail("commitment must not be 0")
+    return commitment
+
+
+def _show_member(data: dict[str, Any]) -> str:
+    parts = [f"status {data.get('status')}"]
+    if data.get("index") is not None:
+        parts.append(f"index {data['index']}")
+    if data.get("block_number") is not None:
+        parts.append(f"block {data['block_number']} ({data.get('confirmations', 0)} confirmations)")
+    if data.get("tx_hash"):
+        parts.append(f"tx {data['tx_hash']}")
+    return ", ".join(parts)
+
+
+def group_create(
+    url: Url = None,
+    root_window: Annotated[Optional[int], typer.Option("--root-window", help="Seconds a superseded root stays valid (default: the deployment's).", min=0, show_default=False)] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Create a group on a running registry (operator; token from $ZKID_OPERATOR_TOKEN)."""
+    token = os.environ.get(TOKEN_ENV)
+    if not token:
+        fail(f"set ${TOKEN_ENV} to the registry's operator token")
+    body = {} if root_window is None else {"root_window": root_window}
+    response = _request(
+        "POST", f"{_url(url)}/v1/groups", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=180.0
+    )
+    if response.status_code != 201:
+        _api_fail(response, EXIT_USAGE)
+    data = _body(response)
+    if as_json:
+        print_json(data)
+    else:
+        typer.echo(f"group {data['group_id']} created (root window {data.get('root_window')} s)")
+
+
+def register_member(
+    commitment: Annotated[Optional[str], typer.Argument(help="Identity commitment (decimal).", show_default=False)] = None,
+    url: Url = None,
+    group: Group = 0,
+    identity: Annotated[Optional[Path], typer.Option("--identity", help="Register this identity file's commitment.", show_default=False)] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the commitment is on chain.")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds --wait waits at most.", min=0)] = 300.0,
+    as_json: AsJson = False,
+) -> None:
+    """Register a commitment in a group (accepted at once, anchored on chain in a batch)."""
+    value = _commitment_arg(commitment, identity)
+    base = _url(url)
+    response = _request("POST", f"{base}/v1/groups/{group}/members", json={"commitments": [value]})
+    if response.status_code != 202:
+        _api_fail(response)
+    data = _body(response)["members"][0]
+    if wait:
+        deadline = time.monotonic() + timeout
+        while data.get("status") == "pending":
+            if time.monotonic() > deadline:
+                if as_json:
+                    print_json(data)
+                fail(f"still pending after {timeout:.0f} s", EXIT_INVALID)
+            time.sleep(0.5)
+            polled = _request("GET", f"{base}/v1/groups/{group}/members/{value}")
+            if polled.status_code != 200:
+                _api_fail(polled)
+            data = _body(polled)
+    if as_json:
+        print_json(data)
+    else:
+        typer.echo(f"accepted: {_show_member(data)}")
+
+
+def member_status(
+    commitment: Annotated[Optional[str], typer.Argument(help="Identity commitment (decimal).", show_default=False)] = None,
+    url: Url = None,
+    group: Group = 0,
+    identity: Annotated[Optional[Path], typer.Option("--identity", help="Look up this identity file's commitment.", show_default=False)] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Registration status of a commitment (exit 1 if the registry does not know it)."""
+    value = _commitment_arg(commitment, identity)
+    response = _request("GET", f"{_url(url)}/v1/groups/{group}/members/{value}")
+    if response.status_code != 200:
+        _api_fail(response)
+    data = _body(response)
+    if as_json:
+        print_json(data)
+    else:
+        typer.echo(_show_member(data))
+
+
+def authorize(
+    identity: Annotated[Path, typer.Option("--identity", help="Identity file of the sender (encrypted).")],
+    blob: Annotated[Path, typer.Option("--blob", help="The encrypted blob to authorize ('-' reads stdin).")],
+    url: Url = None,
+    group: Group = 0,
+    slot: Annotated[int, typer.Option("--slot", help="Send slot in this epoch, 0 <= slot < the group's message limit.", min=0)] = 0,
+    as_json: AsJson = False,
+) -> None:
+    """Prove a send authorization for a blob and ask the registry to check it.
+
+    Fetches the group's parameters and the identity's Merkle proof from the registry,
+    proves the relay-epoch statement locally (docs/authorization.md) and posts it to
+    /v1/authorize. Exit 0 authorized, 1 refused."""
+    from zk.proof import generate_proof
+    from zk.relay_scope import RelayScope, blob_message, digest_blob, epoch_at
+    from zk.tree import MerkleProof
+
+    from registry.cli.zk_commands import load_identity_file
+
+    try:
+        content = sys.stdin.buffer.read() if str(blob) == "-" else blob.read_bytes()
+    except OSError as exc:
+        fail(f"cannot read {blob}: {exc.strerror or exc}")
+    who = load_identity_file(identity)
+    base = _url(url)
+    response = _request("GET", f"{base}/v1/groups/{group}")
+    if response.status_code != 200:
+        _api_fail(response, EXIT_USAGE)
+    info = _body(response)
+    if slot >= int(info["message_limit"]):
+        fail(f"slot must be below the group's message limit {info['message_limit']}")
+    response = _request("GET", f"{base}/v1/groups/{group}/proofs/{who.commitment}")
+    if response.status_code != 200:
+        _api_fail(response)
+    try:
+        merkle = MerkleProof.from_json(_body(response)["merkle_proof"])
+    except (KeyError, TypeError, ValueError) as exc:
+        fail(f"the registry sent an unusable Merkle proof: {exc}")
+    digest = digest_blob(content)
+    scope = RelayScope(group_id=group, epoch=epoch_at(time.time(), int(info["epoch_length"])), slot=slot)
+    try:
+        proof = generate_proof(who, merkle, blob_message(digest), scope.encode())
+    except ValueError as exc:
+        fail(f"cannot prove: {exc}")
+    response = _request(
+        "POST", f"{base}/v1/authorize", json={"group_id": group, "proof": proof.to_dict(), "blob_digest": digest.hex()}
+    )
+    data = _body(response)
+    if not isinstance(data, dict) or "authorized" not in data:
+        _api_fail(response, EXIT_USAGE)
+    if as_json:
+        print_json({k: v for k, v in data.items() if k != "error"})
+    elif data["authorized"]:
+        typer.echo(f"authorized (epoch {data.get('epoch')}, slot {slot})")
+    else:
+        typer.echo(f"refused: {data.get('reason')}")
+    raise typer.Exit(EXIT_OK if data["authorized"] else EXIT_INVALID)
+

@@ -1,0 +1,288 @@
+"""Client SDK of a ZK-ID registry and of send authorizations.
+
+- :class:`RegistryClient`: the registry's HTTP API (``registry/http.py``): register a
+  commitment, follow it until it is anchored, fetch its Merkle proof.
+- :func:`group_from_ledger`: the trustless path: rebuild a group's LeanIMT from the
+  ``ZkIdRegistry`` contract's membership events alone, checking every event's ``newRoot``
+  against the rebuilt tree (``contracts/ZkIdRegistry.sol``: an add event's first index is
+  the group's size before it; updates and removals carry their index).
+- :class:`SendSlots` and :func:`build_send_authorization`: the sender side of
+  ``docs/authorization.md``: a proof over ``message = SHA-256(blob)`` and the relay-epoch
+  scope of ``zk/relay_scope.py``, with a slot never used twice by this client.
+- acknowledgement helpers over :mod:`zk.evidence.ack`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from registry.ledger.registry_contract import MEMBERSHIP_EVENTS, RegistryContract
+from zk import eddsa_poseidon
+from zk.evidence.ack import (
+    EddsaAcknowledgement,
+    SemaphoreAcknowledgement,
+    prove_acknowledgement,
+    sign_acknowledgement,
+)
+from zk.field import R
+from zk.identity import Identity
+from zk.proof import SemaphoreProof, generate_proof
+from zk.relay_scope import RelayScope, blob_message, digest_blob, epoch_at
+from zk.tree import LeanIMT, MerkleProof
+
+
+class RegistryClientError(Exception):
+    """A registry refused a request (``code`` and ``status`` from its error JSON) or could
+    not be reached (``code == "unreachable"``, ``status == 0``)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class LedgerMismatchError(ValueError):
+    """The contract's events do not rebuild the roots the contract announced."""
+
+
+class SlotsExhaustedError(ValueError):
+    """Every slot of the epoch was already used by this client."""
+
+
+def _check_commitment(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < R:
+        raise ValueError("a commitment is an integer 0 < c < r")
+    return value
+
+
+class RegistryClient:
+    """HTTP client of one registry (httpx, synchronous)."""
+
+    def __init__(self, url: str, timeout: float = 30.0, client: httpx.Client | None = None) -> None:
+        self.url = url.rstrip("/")
+        self._http = client if client is not None else httpx.Client(base_url=self.url, timeout=timeout)
+        self._owned = client is None
+
+    def close(self) -> None:
+        if self._owned:
+            self._http.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise RegistryClientError(0, "unreachable", str(exc)) from None
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if response.status_code >= 400:
+            error = data.get("error") if isinstance(data, dict) else None
+            if isinstance(error, dict):
+                raise RegistryClientError(response.status_code, str(error.get("code")), str(error.get("message")))
+            raise RegistryClientError(response.status_code, "http_error", response.text[:200])
+        if data is None:
+            raise RegistryClientError(response.status_code, "bad_response", "the registry answered with non-JSON")
+        return data
+
+    def group(self, group_id: int) -> dict[str, Any]:
+        """``GET /v1/groups/{id}``: root, size, depth, epoch_length, message_limit, clock_skew..."""
+        return dict(self._request("GET", f"/v1/groups/{int(group_id)}"))
+
+    def register(self, group_id: int, commitment: int) -> dict[str, Any]:
+        """``POST /v1/groups/{id}/members``: queue one commitment; returns its status JSON."""
+        value = _check_commitment(commitment)
+        data = self._request("POST", f"/v1/groups/{int(group_id)}/members", json={"commitments": [str(value)]})
+        return dict(data["members"][0])
+
+    def status(self, group_id: int, commitment: int) -> dict[str, Any]:
+        """``GET /v1/groups/{id}/members/{c}``: ``{"status": pending|included|final, "index", ...}``."""
+        value = _check_commitment(commitment)
+        return dict(self._request("GET", f"/v1/groups/{int(group_id)}/members/{value}"))
+
+    def wait_until_anchored(
+        self,
+        group_id: int,
+        commitment: int,
+        timeout: float = 120.0,
+        progress: Callable[[dict[str, Any]], None] | None = None,
+        *,
+        final: bool = False,
+        interval: float = 0.5,
+    ) -> dict[str, Any]:
+        """Poll the status until the member is on chain with an index (``final=True``: until
+        it has the registry's confirmations); ``progress`` sees every status read.
+        Raises ``TimeoutError`` after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            current = self.status(group_id, commitment)
+            if progress is not None:
+                progress(current)
+            state = current.get("status")
+            if current.get("index") is not None and (state == "final" or (state == "included" and not final)):
+                return current
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"commitment still {state!r} after {timeout} s")
+            time.sleep(interval)
+
+    def merkle_proof(self, group_id: int, commitment: int) -> MerkleProof:
+        """``GET /v1/groups/{id}/proofs/{c}``; the proof is checked to lead to its root."""
+        value = _check_commitment(commitment)
+        data = self._request("GET", f"/v1/groups/{int(group_id)}/proofs/{value}")
+        proof = MerkleProof.from_json(data["merkle_proof"])
+        if proof.leaf != value or not LeanIMT.verify_proof(proof):
+            raise RegistryClientError(200, "bad_proof", "the registry's Merkle proof does not verify")
+        return proof
+
+
+def group_from_ledger(
+    registry: RegistryContract, group_id: int, from_block: int = 0, chunk: int = 10_000
+) -> LeanIMT:
+    """Rebuild group ``group_id`` from the contract's membership events alone.
+
+    Events are read up to a fixed head block in ``chunk``-block ``eth_getLogs`` requests;
+    each event's ``newRoot`` must equal the rebuilt root, and at the end the root must equal
+    the contract's root at that head. Raises :class:`LedgerMismatchError` otherwise.
+    """
+    if chunk < 1:
+        raise ValueError("chunk must be positive")
+    head = int(registry.w3.eth.block_number)
+    tree = LeanIMT()
+    start = from_block
+    while start <= head:
+        end = min(start + chunk - 1, head)
+        for event in registry.group_events(group_id, start, end):
+            if event.name not in MEMBERSHIP_EVENTS:
+                continue
+            args = event.args
+            try:
+                if event.name == "MemberAdded":
+                    tree.insert(int(args["commitment"]))
+                elif event.name == "MembersAdded":
+                    tree.insert_many([int(c) for c in args["commitments"]])
+                elif event.name == "MemberUpdated":
+                    index = int(args["index"])
+                    if tree.leaf(index) != int(args["oldCommitment"]):
+                        raise LedgerMismatchError(f"MemberUpdated at block {event.block_number}: wrong old leaf")
+                    tree.update(index, int(args["newCommitment"]))
+                else:  # MemberRemoved
+                    index = int(args["index"])
+                    if tree.leaf(index) != int(args["commitment"]):
+                        raise LedgerMismatchError(f"MemberRemoved at block {event.block_number}: wrong leaf")
+                    tree.remove(index)
+            except LedgerMismatchError:
+                raise
+            except ValueError as exc:
+                raise LedgerMismatchError(f"{event.name} at block {event.block_number} does not apply: {exc}") from None
+            if tree.root != int(args["newRoot"]):
+                raise LedgerMismatchError(f"{event.name} at block {event.block_number}: newRoot differs from the rebuilt root")
+        start = end + 1
+    on_chain = int(registry.contract.functions.getMerkleTreeRoot(group_id).call(block_identifier=head))
+    if tree.root != on_chain:
+        raise LedgerMismatchError("the rebuilt root differs from the contract's root")
+    return tree
+
+
+class SendSlots:
+    """Used (group, epoch, slot) triples of one client, in a small SQLite file.
+
+    ``claim`` picks the lowest unused slot of an epoch and records it durably (one
+    ``BEGIN IMMEDIATE`` transaction, so two processes sharing the file never get the same
+    slot) before the proof is even made: a failed send wastes a slot, never reuses one.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS slots (group_id INTEGER NOT NULL, epoch INTEGER NOT NULL,"
+            " slot INTEGER NOT NULL, PRIMARY KEY (group_id, epoch, slot)) WITHOUT ROWID"
+        )
+
+    def close(self) -> None:
+        self._db.close()
+
+    def claim(self, group_id: int, epoch: int, limit: int) -> int:
+        if limit < 1:
+            raise ValueError("limit must be positive")
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                used = {
+                    int(r[0])
+                    for r in self._db.execute(
+                        "SELECT slot FROM slots WHERE group_id = ? AND epoch = ?", (group_id, epoch)
+                    )
+                }
+                free = next((s for s in range(limit) if s not in used), None)
+                if free is None:
+                    raise SlotsExhaustedError(f"all {limit} slots of epoch {epoch} are used")
+                self._db.execute("INSERT INTO slots (group_id, epoch, slot) VALUES (?, ?, ?)", (group_id, epoch, free))
+                # Epochs long past can never be accepted again: forget them.
+                self._db.execute("DELETE FROM slots WHERE group_id = ? AND epoch < ?", (group_id, epoch - 2))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return free
+
+    def used(self, group_id: int, epoch: int) -> list[int]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT slot FROM slots WHERE group_id = ? AND epoch = ? ORDER BY slot", (group_id, epoch)
+            )
+            return [int(r[0]) for r in rows]
+
+
+def build_send_authorization(
+    identity: Identity,
+    merkle_proof_or_group: MerkleProof | LeanIMT,
+    group_id: int,
+    blob: bytes,
+    now: float,
+    slots: SendSlots,
+    *,
+    epoch_length: int = 600,
+    message_limit: int = 100,
+) -> tuple[SemaphoreProof, bytes]:
+    """A send authorization for ``blob`` (docs/authorization.md): a fresh slot of the epoch
+    containing ``now``, ``message = SHA-256(blob)``; returns the proof and the digest."""
+    if not isinstance(blob, (bytes, bytearray)):
+        raise TypeError("blob must be bytes")
+    digest = digest_blob(bytes(blob))
+    epoch = epoch_at(now, epoch_length)
+    slot = slots.claim(group_id, epoch, message_limit)
+    scope = RelayScope(group_id, epoch, slot).encode()
+    proof = generate_proof(identity, merkle_proof_or_group, blob_message(digest), scope)
+    return proof, digest
+
+
+def acknowledge(record_hash: bytes, identity: Identity) -> EddsaAcknowledgement:
+    """A named acknowledgement of an evidence record (EdDSA-Poseidon with the ZK-ID key)."""
+    key: eddsa_poseidon.PrivateKey = identity.private_key
+    return sign_acknowledgement(record_hash, key)
+
+
+def acknowledge_anonymously(
+    identity: Identity, group: LeanIMT | MerkleProof, record_hash: bytes, blob_digest: bytes
+) -> SemaphoreAcknowledgement:
+    """An anonymous acknowledgement: a Semaphore proof as some member of ``group``."""
+    return prove_acknowledgement(identity, group, record_hash, blob_digest)

@@ -1,0 +1,738 @@
+"""The registry's HTTP API: a thin FastAPI layer over :class:`registry.service.RegistryService`.
+
+It validates and maps; the service decides. Every error is JSON
+``{"error": {"code": ..., "message": ...}}`` with a 4xx status for bad input (never a
+5xx), field elements are canonical decimal strings (``zk.field.parse_decimal``: no sign,
+no spaces, no leading zeros, below the modulus; never reduced), request bodies larger
+than ``settings.max_body_bytes`` are refused with 413 before they are parsed, and
+operator endpoints need ``Authorization: Bearer <settings.operator_token>`` (disabled when
+no token is configured). The endpoints, codes and privacy rules are in docs/api.md; the
+authorization checks in docs/authorization.md.
+
+Privacy: nothing here logs a path, body, commitment, root, proof or nullifier. The only
+request record is the connection log (:mod:`registry.access_log`: time and IP); metrics
+are labelled by route *template*, method, status and refusal reason, never by value.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Path, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from registry.access_log import FILE_NAME as ACCESS_LOG_FILE
+from registry.access_log import AccessLog, AccessLogMiddleware, ASGIApp, Message, Receive, Scope, Send
+from registry.authorization import Decision, Reason
+from registry.ledger.errors import LedgerError
+from registry.settings import Settings
+from zk.field import Q, R, FieldError, parse_decimal
+
+if TYPE_CHECKING:
+    from registry.service import RegistryService
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "1"
+
+
+def decimal_pattern(bound: int, *, zero: bool = True) -> str:
+    """A regular expression matching exactly the canonical decimals of the integers in
+    ``[0, bound)`` (``[1, bound)`` without ``zero``), so that the OpenAPI document states
+    the field ranges exactly and schema-valid input is never refused for its range.
+
+    Shorter numbers are all below the bound; a number with as many digits as the bound
+    is below it iff it shares a prefix with it and then has a smaller digit.
+    """
+    digits = str(bound)
+    n = len(digits)
+    branches = ["0"] if zero else []
+    if n > 1:
+        branches.append("[1-9]" if n == 2 else f"[1-9][0-9]{{0,{n - 2}}}")
+    for i, d in enumerate(digits):
+        low = 1 if i == 0 else 0
+        high = int(d) - 1
+        if high < low:
+            continue
+        rest = n - 1 - i
+        branch = digits[:i] + (str(low) if low == high else f"[{low}-{high}]")
+        if rest:
+            branch += "[0-9]" if rest == 1 else f"[0-9]{{{rest}}}"
+        branches.append(branch)
+    return "^(?:" + "|".join(branches) + ")$"
+
+
+#: Canonical decimals: below r (field elements), in (0, r) (commitments), below q (curve
+#: coordinates), below 2**256 (a proof's message and scope).
+FIELD = decimal_pattern(R)
+COMMITMENT = decimal_pattern(R, zero=False)
+BASE_FIELD = decimal_pattern(Q)
+UINT256 = decimal_pattern(2**256)
+HEX32 = r"^(0x)?[0-9a-fA-F]{64}$"
+UINT64_MAX = 2**64 - 1
+#: Group ids are sequential from 0; the stores keep them as SQLite (signed 64-bit) integers.
+# Group ids stay within 2**53 - 1 so that JSON numbers survive every parser (JS, floats).
+MAX_GROUP_ID = 2**53 - 1
+MAX_COMMITMENTS_PER_REQUEST = 1000
+#: A refused body is read and dropped up to this size (beyond it the connection is cut).
+DRAIN_LIMIT = 1 << 20
+
+# HTTP status of each refusal reason of POST /v1/authorize (docs/api.md). A request that
+# passes the schema and still holds a malformed proof (points off their curves) is a
+# refused authorization (403 "malformed"); 422 is for requests that break the schema.
+REFUSAL_STATUS: dict[Reason, int] = {
+    Reason.UNKNOWN_GROUP: 404,
+    Reason.NULLIFIER_REUSED: 409,
+}
+REFUSAL_MESSAGE: dict[Reason, str] = {
+    Reason.MALFORMED: "the proof is not a well-formed Semaphore proof (points must be on their curves)",
+    Reason.BAD_SCOPE: "the scope is not a relay-epoch scope",
+    Reason.WRONG_GROUP: "the scope names another group",
+    Reason.UNKNOWN_GROUP: "no such group",
+    Reason.WRONG_EPOCH: "the scope's epoch is not the current one",
+    Reason.SLOT_OUT_OF_RANGE: "the scope's slot is not below the group's message limit",
+    Reason.MESSAGE_MISMATCH: "the proof's message is not the blob digest",
+    Reason.UNKNOWN_ROOT: "the Merkle root was never a root of this group",
+    Reason.EXPIRED_ROOT: "the Merkle root was superseded longer ago than the group's root window",
+    Reason.INVALID_PROOF: "the proof does not verify",
+    Reason.NULLIFIER_REUSED: "this nullifier was already used (slot taken in this epoch)",
+}
+
+
+# ---------------------------------------------------------------------------- wire models
+
+def _json_integer(value: Any) -> Any:
+    """JSON integers as JSON Schema defines them (``5`` and ``5.0``), never strings or
+    booleans (pydantic's lax mode would take ``"5"``, its strict mode refuses ``5.0``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("must be a JSON integer")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("must be a JSON integer")
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+
+_CANONICAL = "canonical decimal string (ASCII digits, no sign, spaces or leading zeros)"
+FieldElement = Annotated[StrictStr, Field(pattern=FIELD, description=f"Element of the BN254 scalar field: {_CANONICAL}, below r.")]
+Commitment = Annotated[StrictStr, Field(pattern=COMMITMENT, description=f"Identity commitment: {_CANONICAL}, 0 < c < r.")]
+Coordinate = Annotated[StrictStr, Field(pattern=BASE_FIELD, description=f"Curve coordinate: {_CANONICAL}, below q.")]
+Uint256 = Annotated[StrictStr, Field(pattern=UINT256, description=f"{_CANONICAL}, below 2^256.")]
+
+
+GroupId = Annotated[int, Path(ge=0, le=MAX_GROUP_ID, description="Group id.")]
+CommitmentPath = Annotated[str, Path(pattern=COMMITMENT, description=f"Identity commitment: {_CANONICAL}, 0 < c < r.")]
+RootPath = Annotated[str, Path(pattern=FIELD, description=f"Merkle root: {_CANONICAL}, below r.")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(_Strict):
+    code: str = Field(description="Machine-readable error code (docs/api.md).")
+    message: str
+
+
+class ErrorResponse(_Strict):
+    error: ErrorDetail
+
+
+class CreateGroupRequest(_Strict):
+    root_window: JsonInt | None = Field(
+        None, ge=0, le=UINT64_MAX, description="Seconds a superseded root stays valid (default: the deployment's)."
+    )
+
+
+class RegisterRequest(_Strict):
+    commitments: list[Commitment] = Field(
+        min_length=1,
+        max_length=MAX_COMMITMENTS_PER_REQUEST,
+        description="Identity commitments: distinct field elements 0 < c < r.",
+    )
+
+
+class MemberStatusModel(BaseModel):
+    group_id: int
+    commitment: str
+    status: Literal["pending", "included", "final"]
+    index: int | None = None
+    tx_hash: str | None = None
+    block_number: int | None = None
+    confirmations: int = 0
+
+
+class RegisterResponse(BaseModel):
+    members: list[MemberStatusModel]
+
+
+class GroupModel(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    group_id: int
+    root: str
+    size: int
+    depth: int
+    root_window: int | None = None
+    epoch_length: int
+    message_limit: int
+    clock_skew: int
+
+
+class GroupsResponse(BaseModel):
+    groups: list[GroupModel]
+
+
+class MerkleProofModel(BaseModel):
+    root: str
+    leaf: str
+    index: int
+    siblings: list[str]
+
+
+class MerkleProofResponse(BaseModel):
+    group_id: int
+    merkle_proof: MerkleProofModel
+
+
+class RootInfoModel(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    root: str
+    group_id: int
+    valid: bool
+    current: bool
+
+
+class SemaphoreProofModel(_Strict):
+    """The JS SDK's ``SemaphoreProof`` JSON (``@semaphore-protocol/proof`` v4)."""
+
+    merkleTreeDepth: JsonInt = Field(ge=1, le=32)
+    merkleTreeRoot: FieldElement
+    nullifier: FieldElement
+    message: Uint256
+    scope: Uint256
+    points: list[Coordinate] = Field(min_length=8, max_length=8, description="Packed Groth16 proof (8 coordinates).")
+
+
+class AuthorizeRequest(_Strict):
+    group_id: JsonInt = Field(ge=0, le=MAX_GROUP_ID)
+    proof: SemaphoreProofModel
+    blob_digest: StrictStr = Field(pattern=HEX32, description="SHA-256 of the encrypted blob, 64 hex digits.")
+
+
+class DecisionModel(BaseModel):
+    authorized: StrictBool
+    reason: str = Field(description="`ok` or a refusal reason (docs/authorization.md).")
+    nullifier: str | None = None
+    epoch: int | None = None
+
+
+class RefusalModel(DecisionModel):
+    error: ErrorDetail
+
+
+class HealthModel(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    status: Literal["ok", "degraded"]
+    region: str
+    ledger: Literal["up", "down"]
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    descriptions = {
+        400: "Malformed request (`malformed`).",
+        401: "Missing operator token (`unauthorized`).",
+        403: "Wrong operator token (`forbidden`), operator endpoints disabled (`operator_disabled`), or a group this registry does not administer (`forbidden`).",
+        404: "Unknown group, member or root (`unknown_group`, `not_member`, `unknown_root`).",
+        409: "Conflict (`duplicate`; `pending`: registered, not yet on chain).",
+        413: "Request body larger than the limit (`too_large`).",
+        422: "Invalid input: `malformed`, `invalid_commitment`.",
+        502: "The ledger refused or failed the operation (`ledger_error`).",
+        503: "The ledger cannot be reached (`ledger_unavailable`).",
+    }
+    return {s: {"model": ErrorResponse, "description": descriptions[s]} for s in statuses}
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+class ApiError(Exception):
+    """An error answer produced by this layer (the service raises ``RegistryError``)."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
+    """(code, message) for a schema error; the message names fields, never echoes input."""
+    parts = []
+    code = "malformed"
+    for err in exc.errors()[:5]:
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "path", "query")]
+        if err.get("type") == "json_invalid":
+            parts.append("the body is not valid JSON")
+            continue
+        if loc and loc[0] in ("commitments", "commitment"):
+            code = "invalid_commitment"
+        if err.get("type") == "string_pattern_mismatch":
+            msg = "not a canonical decimal in range (digits only, no leading zeros, below the modulus)"
+        else:
+            msg = str(err.get("msg", "invalid"))
+        parts.append(f"{'.'.join(loc) or 'request'}: {msg}")
+    return code, "; ".join(parts) or "invalid request"
+
+
+def _field(text: str, name: str, code: str) -> int:
+    try:
+        return parse_decimal(text, name, R)
+    except FieldError as exc:
+        raise ApiError(422, code, str(exc)) from None
+
+
+def _commitment(text: str, name: str = "commitment") -> int:
+    value = _field(text, name, "invalid_commitment")
+    if value == 0:
+        raise ApiError(422, "invalid_commitment", f"{name} must not be 0")
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    """Big integers (field elements) as decimal strings; small ones stay numbers."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return str(value) if abs(value) >= 2**53 else value
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    return value
+
+
+def _group_json(info: dict[str, Any]) -> dict[str, Any]:
+    data: dict[str, Any] = _jsonable(info)
+    data["root"] = str(info["root"])
+    return data
+
+
+# ---------------------------------------------------------------------------- middleware
+
+
+class BodyLimitMiddleware:
+    """413 ``too_large`` for bodies over ``limit`` bytes, decided before anything parses them:
+    on the declared ``Content-Length`` at once, and while streaming for chunked bodies."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def _refuse(self, send: Send, status: int, code: str, message: str) -> None:
+        body = ErrorResponse(error=ErrorDetail(code=code, message=message)).model_dump_json().encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    @staticmethod
+    async def _drain(receive: Receive, message: Message) -> None:
+        """Read (and drop) the rest of a refused body, up to ``DRAIN_LIMIT`` bytes, so that a
+        client still sending it reads our 413 instead of a connection reset."""
+        drained = 0
+        while message.get("more_body", False) and drained <= DRAIN_LIMIT:
+            message = await receive()
+            if message.get("type") != "http.request":
+                return
+            drained += len(message.get("body", b""))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                if not value.isdigit() or len(value) > 18:
+                    await self._refuse(send, 400, "malformed", "invalid Content-Length")
+                    return
+                if int(value) > self.limit:
+                    await self._refuse(send, 413, "too_large", f"request body larger than {self.limit} bytes")
+                    if int(value) <= DRAIN_LIMIT:
+                        await self._drain(receive, {"more_body": True})
+                    return
+        seen = 0
+        started = False
+        refused = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message.get("type") == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    # Answer now and tell the app the client is gone: whatever it does
+                    # next (FastAPI turns the disconnect into an error) is not sent.
+                    refused = True
+                    if not started:
+                        await self._refuse(send, 413, "too_large", f"request body larger than {self.limit} bytes")
+                    await self._drain(receive, message)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if refused:
+                return
+            if message.get("type") == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except Exception:
+            if not refused:
+                raise
+
+
+class ErrorGuardMiddleware:
+    """Turns an unexpected exception into a 500 JSON error and logs only its type: an
+    exception's message or traceback might hold a commitment or a proof."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message.get("type") == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence
+            route = scope.get("route")
+            log.error("internal error %s on %s", type(exc).__name__, getattr(route, "path", "unmatched"))
+            if not started:
+                response = error_response(500, "internal", "internal error")
+                await response(scope, receive, send)
+
+
+class Metrics:
+    """Prometheus metrics of one app (its own registry: several apps can live in a process)."""
+
+    def __init__(self, service: RegistryService) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "zkid_http_requests", "HTTP requests by route template, method and status.",
+            ["route", "method", "status"], registry=self.registry,
+        )
+        self.latency = Histogram(
+            "zkid_http_request_duration_seconds", "Time to answer, by route template.",
+            ["route"], registry=self.registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+        )
+        self.authorizations = Counter(
+            "zkid_authorizations", "POST /v1/authorize outcomes by reason (`ok` = authorized).",
+            ["reason"], registry=self.registry,
+        )
+        for reason in Reason:
+            self.authorizations.labels(reason.value)
+        self.registry.register(_ServiceCollector(service))
+
+
+class _ServiceCollector(Collector):
+    """Gauges read from ``service.health()`` at scrape time."""
+
+    def __init__(self, service: RegistryService) -> None:
+        self.service = service
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            health = self.service.health()
+        except Exception as exc:  # noqa: BLE001 - a scrape must not fail
+            log.warning("health() failed during a metrics scrape: %s", type(exc).__name__)
+            health = {"ledger": "down"}
+        up = GaugeMetricFamily("zkid_ledger_up", "1 if the ledger node answers.")
+        up.add_metric([], 1.0 if health.get("ledger") == "up" else 0.0)
+        yield up
+        for key, name, doc in (
+            ("outbox_pending", "zkid_outbox_pending", "Registrations accepted but not yet on chain."),
+            ("indexed_block", "zkid_indexed_block", "Last block applied to the index."),
+            ("head_block", "zkid_head_block", "Latest block of the ledger node."),
+            ("lag_blocks", "zkid_index_lag_blocks", "Blocks between the head and the index."),
+        ):
+            value = health.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                gauge = GaugeMetricFamily(name, doc)
+                gauge.add_metric([], float(value))
+                yield gauge
+
+
+class MetricsMiddleware:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        t0 = time.perf_counter()
+
+        async def status_send(message: Message) -> None:
+            nonlocal status
+            if message.get("type") == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, status_send)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"  # the template, not the path
+            self.metrics.requests.labels(route, scope.get("method", ""), str(status)).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - t0)
+
+
+# ---------------------------------------------------------------------------- the app
+
+
+def create_app(service: RegistryService, settings: Settings) -> FastAPI:
+    """The ASGI app. The caller owns ``service`` (``start``/``stop``); the app owns its
+    connection log (opened here, flushed and purged in the background while it runs)."""
+    from registry.service import RegistryError
+
+    access_log = AccessLog(settings.data_dir / ACCESS_LOG_FILE, settings.access_log_hours)
+    metrics = Metrics(service)
+    token = settings.operator_token.get_secret_value() if settings.operator_token is not None else None
+    bearer = HTTPBearer(auto_error=False, description="Operator token (`ZKID_OPERATOR_TOKEN` of the registry).")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        access_log.start()
+        try:
+            yield
+        finally:
+            access_log.close()
+
+    app = FastAPI(
+        title="letro-zkid registry",
+        version=API_VERSION,
+        description=(
+            "ZK-ID registry of the letro messenger (Semaphore v4 groups anchored on an EVM ledger). "
+            "Errors are `{\"error\": {\"code\", \"message\"}}`; field elements are canonical decimal "
+            f"strings; bodies over {settings.max_body_bytes} bytes get 413 `too_large`. "
+            "The registry logs connection time and client IP only (see docs/api.md)."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.access_log = access_log
+    app.state.metrics = metrics
+    app.state.service = service
+
+    # Outermost first at run time: connection log, metrics, error guard, body limit.
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(ErrorGuardMiddleware)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(AccessLogMiddleware, log=access_log)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(RegistryError)
+    async def _registry_error(request: Request, exc: Any) -> JSONResponse:
+        status = int(getattr(exc, "status", 400))
+        return error_response(status, str(exc.code), str(getattr(exc, "message", None) or exc))
+
+    @app.exception_handler(LedgerError)
+    async def _ledger_error(request: Request, exc: LedgerError) -> JSONResponse:
+        log.warning("ledger error: %s", type(exc).__name__)
+        return error_response(503, "ledger_unavailable", "the ledger cannot be reached or refused the operation")
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        code, message = _validation_message(exc)
+        return error_response(422, code, message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI could not decode the body: a schema error like the others
+            return error_response(422, "malformed", "the body is not valid JSON")
+        codes = {404: "not_found", 405: "method_not_allowed", 400: "malformed", 413: "too_large"}
+        code = codes.get(exc.status_code, "malformed" if exc.status_code < 500 else "internal")
+        return error_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+
+    def operator(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # noqa: B008
+        if token is None:
+            raise ApiError(403, "operator_disabled", "operator endpoints are disabled (no operator token configured)")
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise ApiError(401, "unauthorized", "operator token required", {"WWW-Authenticate": "Bearer"})
+        if not hmac.compare_digest(credentials.credentials.encode(), token.encode()):
+            raise ApiError(403, "forbidden", "wrong operator token")
+
+    @app.post(
+        "/v1/groups",
+        status_code=201,
+        response_model=GroupModel,
+        responses=_errors(401, 403, 413, 422, 502, 503),
+        tags=["operator"],
+        summary="Create a group (operator)",
+        dependencies=[Depends(operator)],
+    )
+    def create_group(body: CreateGroupRequest | None = None) -> JSONResponse:
+        group_id = service.create_group(body.root_window if body is not None else None)
+        return JSONResponse(_group_json(service.group_info(group_id)), status_code=201)
+
+    @app.get("/v1/groups", response_model=GroupsResponse, tags=["groups"], summary="List groups")
+    def list_groups() -> JSONResponse:
+        return JSONResponse({"groups": [_group_json(g) for g in service.groups()]})
+
+    @app.get(
+        "/v1/groups/{group_id}",
+        response_model=GroupModel,
+        responses=_errors(404, 422),
+        tags=["groups"],
+        summary="A group: root, size, depth and its authorization parameters",
+    )
+    def get_group(group_id: GroupId) -> JSONResponse:
+        return JSONResponse(_group_json(service.group_info(group_id)))
+
+    @app.post(
+        "/v1/groups/{group_id}/members",
+        status_code=202,
+        response_model=RegisterResponse,
+        responses=_errors(403, 404, 409, 413, 422),
+        tags=["members"],
+        summary="Register commitments (durably queued, then anchored in batches)",
+    )
+    def register(group_id: GroupId, body: RegisterRequest) -> JSONResponse:
+        values = [_commitment(c, f"commitments[{i}]") for i, c in enumerate(body.commitments)]
+        statuses = service.register(group_id, values)
+        return JSONResponse({"members": [s.to_json() for s in statuses]}, status_code=202)
+
+    @app.get(
+        "/v1/groups/{group_id}/members/{commitment}",
+        response_model=MemberStatusModel,
+        responses=_errors(404, 422),
+        tags=["members"],
+        summary="Registration status of a commitment: pending, included or final",
+    )
+    def member_status(group_id: GroupId, commitment: CommitmentPath) -> JSONResponse:
+        return JSONResponse(service.member_status(group_id, _commitment(commitment)).to_json())
+
+    @app.get(
+        "/v1/groups/{group_id}/proofs/{commitment}",
+        response_model=MerkleProofResponse,
+        responses=_errors(404, 409, 422),
+        tags=["members"],
+        summary="Merkle proof of a member against the group's current indexed root",
+    )
+    async def merkle_proof(group_id: GroupId, commitment: CommitmentPath) -> JSONResponse:
+        value = _commitment(commitment)
+        # The hot read path: a proof from the in-memory tree takes ~20 us, far less than a
+        # hop to the thread pool. Serve it on the event loop when the index lock is free
+        # (an RLock: the service takes it again in this thread); while the indexer holds it
+        # (applying new blocks), wait for it in the thread pool, not on the event loop.
+        lock = getattr(getattr(service, "index", None), "lock", None)
+        if lock is not None and lock.acquire(blocking=False):
+            try:
+                proof = service.merkle_proof(group_id, value)
+            finally:
+                lock.release()
+        else:
+            proof = await run_in_threadpool(service.merkle_proof, group_id, value)
+        return JSONResponse({"group_id": group_id, "merkle_proof": proof.to_json()})
+
+    @app.get(
+        "/v1/roots/{root}",
+        response_model=RootInfoModel,
+        responses=_errors(404, 422),
+        tags=["groups"],
+        summary="Which group a root belongs to and whether it is still valid",
+    )
+    def root_info(root: RootPath) -> JSONResponse:
+        value = _field(root, "root", "malformed")
+        info = _jsonable(service.root_info(value))
+        info["root"] = str(value)
+        return JSONResponse(info)
+
+    @app.post(
+        "/v1/authorize",
+        response_model=DecisionModel,
+        responses={
+            **_errors(413),
+            403: {"model": RefusalModel, "description": "Refused: the `reason` (and `error.code`) says why."},
+            404: {"model": RefusalModel, "description": "Refused: `unknown_group`."},
+            409: {"model": RefusalModel, "description": "Refused: `nullifier_reused`."},
+            422: {"model": ErrorResponse, "description": "Malformed request or proof (`malformed`)."},
+        },
+        tags=["authorization"],
+        summary="Check a send authorization (docs/authorization.md); 200 only when authorized",
+    )
+    def authorize(body: AuthorizeRequest) -> JSONResponse:
+        digest = bytes.fromhex(body.blob_digest.removeprefix("0x"))
+        decision: Decision = service.authorize(body.proof.model_dump(), body.group_id, digest)
+        metrics.authorizations.labels(decision.reason.value).inc()
+        data = decision.to_json()
+        if decision.authorized:
+            return JSONResponse(data)
+        status = REFUSAL_STATUS.get(decision.reason, 403)
+        data["error"] = {"code": decision.reason.value, "message": REFUSAL_MESSAGE.get(decision.reason, "refused")}
+        return JSONResponse(data, status_code=status)
+
+    @app.get("/v1/health", response_model=HealthModel, tags=["service"], summary="Service and ledger state")
+    def health() -> JSONResponse:
+        return JSONResponse(_jsonable(service.health()))
+
+    @app.get(
+        "/metrics",
+        tags=["service"],
+        summary="Prometheus metrics (no per-user labels)",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    evidence = getattr(service, "evidence", None)
+    if evidence is not None:  # the delivery-evidence log (docs/evidence.md)
+        from registry.evidence_api import evidence_router
+
+        app.include_router(evidence_router(evidence), tags=["evidence"])
+
+    return app

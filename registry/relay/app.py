@@ -1,0 +1,432 @@
+"""The reference relay's HTTP API (FastAPI); the contract is written in docs/relay.md.
+
+- ``POST /v1/blobs`` ``{"mailbox", "pickup_hash", "blob", "group_id", "proof"}``: the
+  relay hashes the blob itself, checks the send authorization (docs/authorization.md:
+  locally against the ledger, or through a registry's ``POST /v1/authorize``), stores the
+  blob durably and answers 201 ``{"id", "digest", "evidence_id"}``.
+- ``GET /v1/mailboxes/{tag}`` with ``X-Pickup-Capability: <hex secret>``: the blobs of
+  the mailbox when ``SHA-256(secret)`` is its pickup hash.
+- ``POST /v1/blobs/{id}/ack`` with the same header: delivered, the blob is deleted.
+- ``GET /v1/health``.
+
+Every error is ``{"error": {"code", "message"}}`` with a 4xx (503 only when the
+authorization service itself cannot be reached). The relay learns no identity: a send
+authorization is anonymous, and only ``(time, client IP)`` is logged (registry/access_log.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+import requests
+from web3 import Web3
+from web3.exceptions import Web3Exception
+
+from registry.access_log import AccessLog, AccessLogMiddleware, client_ip
+from registry.authorization import Decision, Reason, SqliteNullifierStore
+from registry.http import BodyLimitMiddleware
+from registry.ledger.deploy import Manifest
+from registry.ledger.errors import LedgerError
+from registry.ledger.registry_contract import RegistryContract
+from registry.relay.evidence import EvidenceEmitter, load_relay_key
+from registry.relay.store import FILE_NAME, BlobStore, MailboxConflict, WrongCapability
+from registry.relay_auth import LocalAuthorizer, RegistryAuthClient, RemoteAuthorizationError
+from zk.evidence.record import EventType, ReasonCode
+from zk.relay_scope import acceptable_epochs, digest_blob
+
+log = logging.getLogger(__name__)
+
+_HEX32 = re.compile(r"(0x)?[0-9a-fA-F]{64}")
+_HEX_SECRET = re.compile(r"(0x)?(?:[0-9a-fA-F]{2}){16,64}")
+_BLOB_ID = re.compile(r"[0-9a-f]{32}")
+_BODY_KEYS = {"mailbox", "pickup_hash", "blob", "group_id", "proof"}
+CAPABILITY_HEADER = "X-Pickup-Capability"
+
+#: HTTP status of each refusal (the others are 403).
+_REFUSAL_STATUS = {Reason.MALFORMED: 422, Reason.UNKNOWN_GROUP: 404, Reason.NULLIFIER_REUSED: 409}
+
+#: Evidence reason codes of the refusals (zk/evidence/record.py ReasonCode).
+_EVIDENCE_REASON = {
+    Reason.MALFORMED: ReasonCode.INVALID_PROOF,
+    Reason.INVALID_PROOF: ReasonCode.INVALID_PROOF,
+    Reason.BAD_SCOPE: ReasonCode.SCOPE_MISMATCH,
+    Reason.WRONG_GROUP: ReasonCode.SCOPE_MISMATCH,
+    Reason.UNKNOWN_GROUP: ReasonCode.SCOPE_MISMATCH,
+    Reason.WRONG_EPOCH: ReasonCode.SCOPE_MISMATCH,
+    Reason.SLOT_OUT_OF_RANGE: ReasonCode.RATE_LIMITED,
+    Reason.MESSAGE_MISMATCH: ReasonCode.MESSAGE_MISMATCH,
+    Reason.UNKNOWN_ROOT: ReasonCode.UNKNOWN_ROOT,
+    Reason.EXPIRED_ROOT: ReasonCode.EXPIRED,
+    Reason.NULLIFIER_REUSED: ReasonCode.NULLIFIER_REUSED,
+}
+
+
+class SendAuthorizer(Protocol):
+    def authorize(self, proof: Any, group_id: int, blob_digest: bytes) -> Decision: ...
+
+
+@dataclass
+class RelaySettings:
+    """Relay configuration (``zkid relay`` flags)."""
+
+    data_dir: Path
+    region: str = "local"
+    auth_mode: Literal["local", "registry"] = "local"
+    rpc_url: str | None = None  # local mode: the ledger node
+    manifest_path: Path | None = None  # local mode: default data_dir/deployment.json
+    registry_url: str | None = None  # registry mode: where to authorize
+    evidence_url: str | None = None  # evidence log; None: no evidence is emitted
+    chain_id: int | None = None  # of evidence records; default: the manifest's or the node's
+    keystore: Path | None = None
+    keystore_password: str | None = field(default=None, repr=False)
+    epoch_length: int = 600
+    message_limit: int = 100
+    clock_skew: int = 30
+    max_body_bytes: int = 1024 * 1024
+    retention_seconds: int = 7 * 24 * 3600
+    rate_limit: int = 120  # requests per IP per rate_window
+    rate_window: float = 60.0
+    access_log_hours: int = 72
+    purge_interval: float = 300.0
+    evidence_interval: float = 1.0
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir).expanduser().resolve()
+        if self.auth_mode not in ("local", "registry"):
+            raise ValueError("auth_mode must be 'local' or 'registry'")
+        if self.auth_mode == "registry" and not self.registry_url:
+            raise ValueError("auth_mode 'registry' needs registry_url")
+        if self.auth_mode == "local" and not self.rpc_url:
+            raise ValueError("auth_mode 'local' needs rpc_url")
+        if self.retention_seconds < 1 or self.rate_limit < 1 or self.rate_window <= 0:
+            raise ValueError("retention_seconds, rate_limit and rate_window must be positive")
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,31}", self.region):
+            raise ValueError("region must match [a-z0-9][a-z0-9-]{0,31}")
+
+
+class RateLimiter:
+    """At most ``limit`` requests per client IP per fixed ``window`` (in memory)."""
+
+    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.window = window
+        self._clock = clock
+        self._counts: dict[str, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, ip: str) -> tuple[bool, float]:
+        now = self._clock()
+        with self._lock:
+            if len(self._counts) > 100_000:  # bounded memory: forget windows that ended
+                self._counts = {k: v for k, v in self._counts.items() if now - v[0] < self.window}
+            start, count = self._counts.get(ip, (now, 0))
+            if now - start >= self.window:
+                start, count = now, 0
+            if count >= self.limit:
+                return False, self.window - (now - start)
+            self._counts[ip] = (start, count + 1)
+            return True, 0.0
+
+
+class RateLimitMiddleware:
+    def __init__(self, app: Any, limiter: RateLimiter) -> None:
+        self.app = app
+        self.limiter = limiter
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") == "http":
+            allowed, retry = self.limiter.allow(client_ip(scope) or "?")
+            if not allowed:
+                response = _error(429, "rate_limited", "too many requests", {"Retry-After": str(max(1, int(retry + 0.999)))})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def _hex32(value: object, name: str) -> bytes:
+    if not isinstance(value, str) or not _HEX32.fullmatch(value):
+        raise ApiError(422, "malformed", f"{name} must be 32 bytes in hex")
+    return bytes.fromhex(value.removeprefix("0x"))
+
+
+def _capability(request: Request) -> bytes:
+    value = request.headers.get(CAPABILITY_HEADER)
+    if value is None or not _HEX_SECRET.fullmatch(value):
+        raise ApiError(403, "forbidden", f"a valid {CAPABILITY_HEADER} header (hex, 16 to 64 bytes) is required")
+    return bytes.fromhex(value.removeprefix("0x"))
+
+
+def _manifest(path: Path) -> Manifest | None:
+    if not path.exists():
+        return None
+    return Manifest.from_json(json.loads(path.read_text()))
+
+
+class Relay:
+    """The relay's parts, shared by the routes and the background tasks."""
+
+    def __init__(
+        self, settings: RelaySettings, authorizer: SendAuthorizer | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        data = settings.data_dir
+        data.mkdir(parents=True, exist_ok=True)
+        self.store = BlobStore(data / FILE_NAME)
+        self.access_log = AccessLog(data / "access.log.sqlite", settings.access_log_hours)
+        self._groups_seen: set[int] = set()
+        self._nullifiers: SqliteNullifierStore | None = None
+        chain_id = settings.chain_id
+        manifest = None
+        if settings.auth_mode == "local" or chain_id is None:
+            manifest = _manifest(settings.manifest_path or data / "deployment.json")
+        if authorizer is None:
+            if settings.auth_mode == "registry":
+                assert settings.registry_url is not None
+                authorizer = RegistryAuthClient(settings.registry_url)
+            else:
+                if manifest is None:
+                    raise ValueError(f"local authorization needs a deployment manifest in {data}")
+                w3 = Web3(Web3.HTTPProvider(settings.rpc_url, request_kwargs={"timeout": 10}))
+                contract = RegistryContract(w3, manifest.address("ZkIdRegistry"))
+                local = LocalAuthorizer(
+                    contract,
+                    data / "nullifiers.sqlite",
+                    epoch_length=settings.epoch_length,
+                    message_limit=settings.message_limit,
+                    clock_skew=settings.clock_skew,
+                    clock=clock,
+                )
+                # A second connection to the same file, to purge spent epochs (below).
+                self._nullifiers = SqliteNullifierStore(data / "nullifiers.sqlite")
+                authorizer = local
+        self.authorizer = authorizer
+        if chain_id is None and manifest is not None:
+            chain_id = manifest.chain_id
+        if chain_id is None and settings.rpc_url:
+            chain_id = int(Web3(Web3.HTTPProvider(settings.rpc_url)).eth.chain_id)
+        self.evidence: EvidenceEmitter | None = None
+        if settings.evidence_url is not None:
+            if chain_id is None:
+                raise ValueError("evidence needs chain_id (setting, manifest or rpc_url)")
+            key = load_relay_key(data, settings.keystore, settings.keystore_password)
+            self.evidence = EvidenceEmitter(
+                data / "evidence_queue.sqlite", key, chain_id, settings.region, settings.evidence_url, clock=clock
+            )
+
+    # -------------------------------------------------------------- evidence (best effort)
+
+    def emit(
+        self, event: EventType, digest: bytes, reason: ReasonCode | None = None, links: tuple[bytes, ...] = ()
+    ) -> bytes | None:
+        return None if self.evidence is None else self.evidence.emit(event, digest, reason, links)
+
+    # -------------------------------------------------------------- blob path
+
+    def submit(self, body: dict[str, Any]) -> dict[str, Any]:
+        if set(body) != _BODY_KEYS:
+            raise ApiError(422, "malformed", f"the body has exactly the keys {', '.join(sorted(_BODY_KEYS))}")
+        mailbox = _hex32(body["mailbox"], "mailbox")
+        pickup_hash = _hex32(body["pickup_hash"], "pickup_hash")
+        group_id = body["group_id"]
+        if isinstance(group_id, bool) or not isinstance(group_id, int) or not 0 <= group_id < 2**64:
+            raise ApiError(422, "malformed", "group_id must be an integer in [0, 2^64)")
+        raw = body["blob"]
+        if not isinstance(raw, str) or not raw:
+            raise ApiError(422, "malformed", "blob must be non-empty base64")
+        try:
+            blob = base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            raise ApiError(422, "malformed", "blob must be standard base64") from None
+        proof = body["proof"]
+        if not isinstance(proof, dict):
+            raise ApiError(422, "malformed", "proof must be a SemaphoreProof JSON object")
+        digest = digest_blob(blob)  # the relay's own digest: a proof cannot be moved to another blob
+        try:
+            decision = self.authorizer.authorize(proof, group_id, digest)
+        except RemoteAuthorizationError as exc:
+            raise ApiError(503, "authorization_unavailable", str(exc)) from None
+        except (LedgerError, Web3Exception, requests.RequestException, OSError) as exc:
+            # The local path could not read the ledger: unavailable, not a verdict on the proof.
+            log.warning("ledger unavailable for authorization: %s", type(exc).__name__)
+            raise ApiError(503, "authorization_unavailable", "the ledger cannot be reached") from None
+        if not decision.authorized:
+            self.emit(EventType.SUBMISSION_REJECTION, digest, _EVIDENCE_REASON.get(decision.reason, ReasonCode.INVALID_PROOF))
+            raise ApiError(_REFUSAL_STATUS.get(decision.reason, 403), decision.reason.value, "send authorization refused")
+        self._groups_seen.add(group_id)
+        try:
+            blob_id = self.store.put(mailbox, pickup_hash, blob, digest, self.clock())
+        except MailboxConflict as exc:
+            raise ApiError(409, "mailbox_conflict", str(exc)) from None
+        record = self.emit(EventType.SUBMISSION_ACCEPTANCE, digest)
+        if record is not None:
+            self.store.set_acceptance(blob_id, record)
+        return {"id": blob_id, "digest": digest.hex(), "evidence_id": None if record is None else record.hex()}
+
+    def pickup(self, tag: str, secret: bytes) -> dict[str, Any]:
+        mailbox = _hex32(tag, "mailbox tag")
+        try:
+            blobs = self.store.pickup(mailbox, secret)
+        except WrongCapability:
+            raise ApiError(403, "forbidden", "wrong pickup capability") from None
+        out = []
+        for b in blobs:
+            if not b.handed_over:
+                links = () if b.acceptance is None else (b.acceptance,)
+                self.emit(EventType.CONTENT_CONSIGNMENT, b.digest, links=links)
+            out.append(
+                {"id": b.id, "blob": base64.b64encode(b.blob).decode(), "digest": b.digest.hex(), "received_at": int(b.received_at)}
+            )
+        return {"blobs": out}
+
+    def ack(self, blob_id: str, secret: bytes) -> dict[str, Any]:
+        if not _BLOB_ID.fullmatch(blob_id):
+            raise ApiError(404, "not_found", "no such blob")
+        try:
+            removed = self.store.delete(blob_id, secret)
+        except WrongCapability:
+            raise ApiError(403, "forbidden", "wrong pickup capability") from None
+        if removed is None:
+            raise ApiError(404, "not_found", "no such blob")
+        links = () if removed.acceptance is None else (removed.acceptance,)
+        self.emit(EventType.CONTENT_ACCESS_TRACKING, removed.digest, links=links)
+        return {"id": blob_id, "deleted": True}
+
+    # -------------------------------------------------------------- housekeeping
+
+    def purge(self) -> int:
+        """Delete blobs past the retention, and nullifiers whose epoch can no longer be accepted."""
+        now = self.clock()
+        removed = self.store.purge(now - self.settings.retention_seconds)
+        if self._nullifiers is not None:
+            s = self.settings
+            oldest = min(acceptable_epochs(now, s.epoch_length, s.clock_skew))
+            for group in list(self._groups_seen):
+                self._nullifiers.purge(group, oldest)
+        return removed
+
+    def start(self) -> None:
+        self.access_log.start()
+        if self.evidence is not None:
+            self.evidence.start(self.settings.evidence_interval)
+
+    def close(self) -> None:
+        if self.evidence is not None:
+            self.evidence.close()
+        self.access_log.close()
+        close = getattr(self.authorizer, "close", None)
+        if callable(close):
+            close()
+        self.store.close()
+
+
+def create_relay_app(
+    settings: RelaySettings, *, authorizer: SendAuthorizer | None = None, clock: Callable[[], float] = time.time
+) -> FastAPI:
+    """The relay app; ``app.state.relay`` is its :class:`Relay`. Background tasks (evidence
+    sender, connection log, retention purge) run for the app's lifespan."""
+    relay = Relay(settings, authorizer, clock)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        relay.start()
+
+        async def purge_loop() -> None:
+            while True:
+                try:
+                    await run_in_threadpool(relay.purge)
+                except Exception:
+                    log.exception("relay purge failed")
+                await asyncio.sleep(settings.purge_interval)
+
+        task = asyncio.create_task(purge_loop())
+        try:
+            yield
+        finally:
+            task.cancel()
+            relay.close()
+
+    app = FastAPI(title="letro-zkid relay", version="1", lifespan=lifespan)
+    app.state.relay = relay
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+        return _error(exc.status_code, codes.get(exc.status_code, "malformed"), str(exc.detail))
+
+    async def json_body(request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(422, "malformed", "the body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise ApiError(422, "malformed", "the body must be a JSON object")
+        return data
+
+    @app.post("/v1/blobs", status_code=201)
+    async def post_blob(request: Request) -> JSONResponse:
+        body = await json_body(request)
+        return JSONResponse(await run_in_threadpool(relay.submit, body), status_code=201)
+
+    @app.get("/v1/mailboxes/{tag}")
+    async def get_mailbox(tag: str, request: Request) -> JSONResponse:
+        secret = _capability(request)
+        return JSONResponse(await run_in_threadpool(relay.pickup, tag, secret))
+
+    @app.post("/v1/blobs/{blob_id}/ack")
+    async def ack_blob(blob_id: str, request: Request) -> JSONResponse:
+        secret = _capability(request)
+        return JSONResponse(await run_in_threadpool(relay.ack, blob_id, secret))
+
+    @app.get("/v1/health")
+    def health() -> JSONResponse:
+        return JSONResponse(
+            {
+                "status": "ok",
+                "region": settings.region,
+                "auth_mode": settings.auth_mode,
+                "blobs": relay.store.count(),
+                "evidence_pending": None if relay.evidence is None else relay.evidence.pending(),
+                "issuer": None if relay.evidence is None else relay.evidence.address,
+            }
+        )
+
+    # Outermost first: the connection log sees every request, the rate limit comes before
+    # reading any body, the size limit before parsing.
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(RateLimitMiddleware, limiter=RateLimiter(settings.rate_limit, settings.rate_window))
+    app.add_middleware(AccessLogMiddleware, log=relay.access_log)
+    return app

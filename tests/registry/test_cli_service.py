@@ -1,0 +1,126 @@
+"""The registry's client commands (``zkid register|status|authorize|group create``) as real
+subprocesses against a real registry on loopback, and the service commands' refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from registry.ledger.anvil import free_port
+from tests.registry.http_support import OPERATOR_TOKEN, Registry, running_registry, zkid_command
+from zk.identity import Identity
+from zk.identity_file import encrypt_identity
+
+PASSPHRASE = "correct horse battery staple"
+ENV = {**os.environ, "ZKID_PASSPHRASE": PASSPHRASE}
+ENV.pop("ZKID_OPERATOR_TOKEN", None)
+ENV.pop("ZKID_URL", None)
+
+
+def zkid(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*zkid_command(), *args], capture_output=True, text=True, env=env or ENV, timeout=300, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    with running_registry(tmp_path_factory.mktemp("cli")) as reg:
+        yield reg
+
+
+def _identity_file(tmp_path: Path, name: str) -> tuple[Identity, Path]:
+    who = Identity(name)
+    path = tmp_path / f"{name}.id"
+    path.write_bytes(encrypt_identity(who, PASSPHRASE, scrypt_n=2**14))
+    return who, path
+
+
+def _one_error_line(out: subprocess.CompletedProcess[str]) -> str:
+    lines = out.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("zkid: error:"), out.stderr
+    return lines[-1]
+
+
+def test_register_wait_status_and_duplicate(registry: Registry, tmp_path: Path) -> None:
+    who, path = _identity_file(tmp_path, "cli-member")
+    out = zkid("register", "--url", registry.url, "--identity", str(path), "--wait", "--timeout", "60", "--json")
+    assert out.returncode == 0, out.stderr
+    status = json.loads(out.stdout)
+    assert status["commitment"] == str(who.commitment) and status["status"] in ("included", "final")
+    assert registry.contract.has_member(0, who.commitment)
+
+    shown = zkid("status", "--url", registry.url, str(who.commitment))
+    assert shown.returncode == 0 and "status " in shown.stdout
+    dup = zkid("register", "--url", registry.url, str(who.commitment))
+    assert dup.returncode == 1 and "duplicate" in _one_error_line(dup)
+    unknown = zkid("status", "--url", registry.url, str(Identity("cli-nobody").commitment))
+    assert unknown.returncode == 1 and "not_member" in _one_error_line(unknown)
+
+
+def test_authorize_then_replay_is_refused(registry: Registry, tmp_path: Path) -> None:
+    who, path = _identity_file(tmp_path, "cli-sender")
+    assert zkid("register", "--url", registry.url, "--identity", str(path), "--wait", "--timeout", "60").returncode == 0
+    registry.wait_root(0, registry.contract.root(0))
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(os.urandom(300))
+    first = zkid("authorize", "--url", registry.url, "--identity", str(path), "--blob", str(blob), "--slot", "4")
+    assert first.returncode == 0, first.stderr + first.stdout
+    assert first.stdout.startswith("authorized")
+    again = zkid("authorize", "--url", registry.url, "--identity", str(path), "--blob", str(blob), "--slot", "4", "--json")
+    assert again.returncode == 1
+    assert json.loads(again.stdout) == {**json.loads(again.stdout), "authorized": False, "reason": "nullifier_reused"}
+    limit = httpx.get(f"{registry.url}/v1/groups/0").json()["message_limit"]
+    over = zkid("authorize", "--url", registry.url, "--identity", str(path), "--blob", str(blob), "--slot", str(limit))
+    assert over.returncode == 2 and "message limit" in _one_error_line(over)
+
+
+def test_group_create_uses_the_operator_token(registry: Registry) -> None:
+    missing = zkid("group", "create", "--url", registry.url)
+    assert missing.returncode == 2 and "ZKID_OPERATOR_TOKEN" in _one_error_line(missing)
+    wrong = zkid("group", "create", "--url", registry.url, env={**ENV, "ZKID_OPERATOR_TOKEN": "x" * 20})
+    assert wrong.returncode == 2 and "forbidden" in _one_error_line(wrong)
+    ok = zkid("group", "create", "--url", registry.url, "--root-window", "60", "--json", env={**ENV, "ZKID_OPERATOR_TOKEN": OPERATOR_TOKEN})
+    assert ok.returncode == 0, ok.stderr
+    created = json.loads(ok.stdout)
+    assert created["root_window"] == 60
+    assert httpx.get(f"{registry.url}/v1/groups/{created['group_id']}").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["register", "007"],
+        ["register", "0"],
+        ["register"],
+        ["status", "12x"],
+    ],
+)
+def test_client_input_errors(args: list[str]) -> None:
+    out = zkid(*args[:1], "--url", "http://127.0.0.1:9", *args[1:])
+    assert out.returncode == 2
+    _one_error_line(out)
+
+
+def test_unreachable_registry() -> None:
+    out = zkid("status", "--url", f"http://127.0.0.1:{free_port()}", "12345")
+    assert out.returncode == 2 and "cannot reach" in _one_error_line(out)
+    bad = zkid("status", "--url", "ftp://x", "12345")
+    assert bad.returncode == 2
+
+
+def test_service_commands_refuse_bad_setups(tmp_path: Path) -> None:
+    out = zkid("serve", "--rpc-url", "http://127.0.0.1:9", "--manifest", str(tmp_path / "missing.json"), "--data-dir", str(tmp_path))
+    assert out.returncode == 2 and "not found" in _one_error_line(out)
+    idle = zkid("reindex", "--data-dir", str(tmp_path))
+    assert idle.returncode == 2 and "not running" in _one_error_line(idle)
+    short = zkid("up", "--data-dir", str(tmp_path), env={**ENV, "ZKID_OPERATOR_TOKEN": "short"})
+    assert short.returncode == 2 and "too short" in _one_error_line(short)
+    bad_port = zkid("up", "--data-dir", str(tmp_path), "--port", "70000")
+    assert bad_port.returncode == 2

@@ -1,0 +1,54 @@
+"""The service keeps an evidence log and anchors its checkpoints on the ledger by itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eth_account import Account
+
+from registry.ledger.anchor_contract import AnchorContract
+from registry.service import RegistryService
+from registry.settings import Settings
+from tests.registry.conftest import wait_until
+from zk.evidence import merkle
+from zk.evidence.record import EventType, EvidenceRecord, SignedRecord, sign_record
+
+RELAY = Account.create()
+
+
+def signed(i: int, chain_id: int) -> SignedRecord:
+    record = EvidenceRecord(
+        chain_id=chain_id,
+        event=EventType.SUBMISSION_ACCEPTANCE,
+        event_time=1_800_000_000 + i,
+        issuer=RELAY.address,
+        blob_digest=i.to_bytes(32, "big"),
+        region="eu-west",
+    )
+    return sign_record(record, RELAY.key)
+
+
+def test_started_service_anchors_evidence(registry_settings: Settings, anvil: Any) -> None:
+    settings = registry_settings.model_copy(
+        update={"anchor_interval": 0.0, "anchor_min_growth": 5, "anchor_max_delay": 0.3}
+    )
+    service = RegistryService.open(settings)
+    try:
+        log = service.evidence
+        assert log is not None and log.origin == "letro-zkid/local/evidence"
+        chain_id = service.manifest.chain_id
+        log.append_many([signed(i, chain_id) for i in range(7)])
+        service.start()
+        wait_until(lambda: (a := log.latest_anchor()) is not None and a.tree_size == 7, timeout=60)
+
+        contract = AnchorContract(service.w3, service.manifest.address("EvidenceAnchor"))
+        on_chain = contract.latest_anchor(log.origin)
+        assert on_chain is not None and on_chain.tree_size == 7
+        assert on_chain.root_hash == merkle.root_hash(log, 7)
+
+        log.append_many([signed(i, chain_id) for i in range(7, 9)])  # fewer than min_growth: waits max_delay
+        wait_until(lambda: (a := contract.latest_anchor(log.origin)) is not None and a.tree_size == 9, timeout=60)
+        health = service.health()
+        assert health["evidence"] == {"origin": log.origin, "size": 9, "anchored_size": 9}
+    finally:
+        service.close()
