@@ -6,9 +6,12 @@ PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.stamp-pyproject
 STAMP_NODE := node_modules/.stamp-lock
 
-.PHONY: run test setup typecheck contracts bench clean
+.PHONY: run demo test setup typecheck contracts bench clean
 
 run: setup
+	$(VENV)/bin/zkid up
+
+demo: setup
 	$(VENV)/bin/zkid demo
 
 test: setup
