@@ -13,12 +13,13 @@ write; a crash loses at most the last flush interval, which for this log is acce
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
+
+from registry.sqlite import connect
 
 FILE_NAME = "access.log.sqlite"
 MAX_HOURS = 72
@@ -63,9 +64,7 @@ class AccessLog:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db = connect(self.path, durable=False)  # a log, not an acknowledged write
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS connections ("
             " at INTEGER NOT NULL, ip TEXT NOT NULL, PRIMARY KEY (at, ip)) WITHOUT ROWID"

@@ -17,6 +17,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
+from registry.sqlite import ConnectionPerThread
 from zk.proof import SemaphoreProof, verify_proof
 from zk.relay_scope import ScopeError, acceptable_epochs, blob_message, decode_scope
 
@@ -109,8 +110,7 @@ class SqliteNullifierStore:
     """Nullifiers in SQLite: a primary key makes the claim one atomic, durable insert."""
 
     def __init__(self, path: Path | str) -> None:
-        self._path = str(path)
-        self._local = threading.local()
+        self._connections = ConnectionPerThread(path, durable=True)
         with self._conn() as conn:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS nullifiers ("
@@ -120,13 +120,10 @@ class SqliteNullifierStore:
             conn.execute("CREATE INDEX IF NOT EXISTS nullifiers_epoch ON nullifiers (group_id, epoch)")
 
     def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self._path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            self._local.conn = conn
-        return conn
+        return self._connections.get()
+
+    def close(self) -> None:
+        self._connections.close()
 
     def claim(self, group_id: int, nullifier: int, epoch: int) -> bool:
         cur = self._conn().execute(

@@ -179,12 +179,13 @@ class Batcher:
 
     # ------------------------------------------------------------------ reconciliation
 
-    def _wait_inflight(self) -> bool:
-        """Wait until none of our transactions is still waiting in the node's pool."""
+    def _wait_inflight(self, timeout: float | None = None) -> bool:
+        """Wait until none of our transactions is still waiting in the node's pool
+        (at most ``timeout`` seconds, default ``inflight_wait``); False if some still are."""
         reg = self.registry
         assert reg.tx is not None
         address = Web3.to_checksum_address(reg.tx.address)
-        deadline = time.monotonic() + self.inflight_wait
+        deadline = time.monotonic() + (self.inflight_wait if timeout is None else timeout)
         while True:
             pending = node_call(lambda: reg.w3.eth.get_transaction_count(address, "pending"))
             latest = node_call(lambda: reg.w3.eth.get_transaction_count(address, "latest"))
@@ -192,7 +193,12 @@ class Batcher:
                 return True
             if time.monotonic() > deadline:
                 return False
-            time.sleep(0.2)
+            time.sleep(0.05 if timeout is not None else 0.2)
+
+    def wait_sent(self, timeout: float = 5.0) -> bool:
+        """Wait (briefly) for the transactions just sent to be mined: a node may accept a
+        transaction a moment before it mines it, even with automine."""
+        return self._wait_inflight(timeout)
 
     def reconcile(self) -> dict[str, int]:
         """Make the outbox agree with the chain (see the module docstring); returns counts."""

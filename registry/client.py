@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from typing import Any
 import httpx
 
 from registry.ledger.registry_contract import MEMBERSHIP_EVENTS, RegistryContract
+from registry.sqlite import connect
 from zk import eddsa_poseidon
 from zk.evidence.ack import (
     EddsaAcknowledgement,
@@ -207,11 +207,8 @@ class SendSlots:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db = connect(self.path, durable=True)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS slots (group_id INTEGER NOT NULL, epoch INTEGER NOT NULL,"
             " slot INTEGER NOT NULL, PRIMARY KEY (group_id, epoch, slot)) WITHOUT ROWID"

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from eth_utils.crypto import keccak
 
+from registry.sqlite import connect
 from zk.evidence import merkle
 from zk.evidence.note import Checkpoint, NoteSigner, NoteVerifier, sign_checkpoint
 from zk.evidence.proof_format import TlogProof
@@ -204,9 +204,7 @@ class EvidenceLog:
         self.signer = signer
         self.origin = origin
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db = connect(self.path, durable=True)
         self._db.executescript(_SCHEMA)
         row = self._db.execute("SELECT value FROM meta WHERE key='origin'").fetchone()
         if row is None:

@@ -44,6 +44,7 @@ import sqlite_utils
 
 from registry.authorization import RootStatus
 from registry.ledger.base import LedgerEvent
+from registry.sqlite import ConnectionPerThread
 from zk.tree import LeanIMT
 
 FILE_NAME = "index.sqlite"
@@ -145,9 +146,8 @@ class ChainIndex:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.lock = threading.RLock()
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._all_lock = threading.Lock()
+        # Rebuildable from the chain: no fsync per commit needed.
+        self._connections = ConnectionPerThread(self.path, durable=False, timeout=60)
         self._trees: dict[int, LeanIMT] = {}
         self._timestamps: dict[str, int] = {}
         self._pruned_below = 0
@@ -158,26 +158,10 @@ class ChainIndex:
     # ------------------------------------------------------------------ storage
 
     def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            # Rebuildable from the chain: no fsync per commit needed.
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
-            with self._all_lock:
-                self._all.append(conn)
-        return conn
+        return self._connections.get()
 
     def close(self) -> None:
-        with self._all_lock:
-            for conn in self._all:
-                try:
-                    conn.close()
-                except sqlite3.Error:
-                    pass
-            self._all.clear()
-        self._local = threading.local()
+        self._connections.close()
 
     def _create_schema(self) -> None:
         db = sqlite_utils.Database(self._conn())

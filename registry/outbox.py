@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from registry.sqlite import ConnectionPerThread
 from zk.field import R
 
 FILE_NAME = "outbox.sqlite"
@@ -145,9 +146,8 @@ class Outbox:
         self.path = Path(path)
         self.is_member = is_member
         self._clock = clock
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._all_lock = threading.Lock()
+        # An acknowledged registration must survive a power cut: fsync on every commit.
+        self._connections = ConnectionPerThread(self.path, durable=True)
         # Writers of this process queue here rather than in SQLite's busy handler, whose
         # sleeps (milliseconds) would cut the throughput of concurrent registrations.
         self._write_lock = threading.Lock()
@@ -178,26 +178,10 @@ class Outbox:
     # ------------------------------------------------------------------ connections
 
     def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            # An acknowledged registration must survive a power cut: fsync on every commit.
-            conn.execute("PRAGMA synchronous=FULL")
-            self._local.conn = conn
-            with self._all_lock:
-                self._all.append(conn)
-        return conn
+        return self._connections.get()
 
     def close(self) -> None:
-        with self._all_lock:
-            for conn in self._all:
-                try:
-                    conn.close()
-                except sqlite3.Error:
-                    pass
-            self._all.clear()
-        self._local = threading.local()
+        self._connections.close()
 
     def _write(self, sql: str, params: Iterable[Sequence[Any]]) -> int:
         conn = self._conn()

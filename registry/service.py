@@ -311,6 +311,9 @@ class RegistryService:
         """Anchor evidence checkpoints until stopped; waits for the ledger if it is down."""
         delay = 1.0
         while not stop.is_set():
+            if self.evidence is not None and self.evidence.size == 0:
+                stop.wait(0.5)  # nothing to anchor yet: send no transaction at all
+                continue
             try:
                 anchorer = self.anchorer()
             except Exception as exc:  # ledger down or not yet reachable: try again later
@@ -385,6 +388,8 @@ class RegistryService:
         try:
             self.indexer.sync_once()
             sent = self.batcher.step(force)
+            if sent:
+                self.batcher.wait_sent()
             self.indexer.sync_once()
         except LedgerUnavailable as exc:
             raise RegistryError("ledger_unavailable", str(exc)) from None

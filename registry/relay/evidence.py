@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from pathlib import Path
 import httpx
 from eth_account import Account
 
+from registry.sqlite import connect
 from zk.evidence.record import EventType, EvidenceRecord, ReasonCode, sign_record
 
 log = logging.getLogger(__name__)
@@ -73,8 +73,7 @@ class EvidenceEmitter:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._db = sqlite3.connect(str(queue_path), timeout=30, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = connect(queue_path, durable=True)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS evidence_queue (id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL,"
             " attempts INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL DEFAULT 0)"

@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+from registry.sqlite import connect
 
 FILE_NAME = "relay.sqlite"
 
@@ -44,11 +45,8 @@ def capability_hash(secret: bytes) -> bytes:
 class BlobStore:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db = connect(self.path, durable=True)
         self._db.executescript(
             "CREATE TABLE IF NOT EXISTS mailboxes (tag BLOB PRIMARY KEY, pickup_hash BLOB NOT NULL,"
             " created_at REAL NOT NULL);"
