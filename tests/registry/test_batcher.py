@@ -202,7 +202,8 @@ def test_ledger_down_registrations_accepted_then_anchored(tmp_path: Path) -> Non
             registry = svc.operator()
             additions = chain_additions(registry, 0, svc.manifest.deployment_block)
             assert additions == Counter(first + later)
-            assert svc.outbox.counts()["included"] == 7
+            # the index sees the members first; the batcher settles its rows on its next pass
+            wait_until(lambda: svc.outbox.counts()["included"] == 7)
         finally:
             svc.close()
     finally:
