@@ -178,7 +178,7 @@ class Indexer:
                 delay = min(max(delay * 2, self.poll_interval), self.max_backoff)
             except Exception as exc:  # keep the thread alive; the error is reported by health
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
-                log.exception("indexer sync failed")
+                log.error("indexer sync failed: %s", type(exc).__name__)  # its text may quote commitments
                 delay = min(max(delay * 2, self.poll_interval), self.max_backoff)
             stop.wait(delay)
 
