@@ -57,7 +57,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, file_secret_settings)
+        # The TOML source reads ``model_config["toml_file"]``: nothing unless a file is set.
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
@@ -69,16 +70,5 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
 
     class _FromFile(Settings):
         model_config = SettingsConfigDict(env_prefix="ZKID_", extra="forbid", toml_file=config_file)
-
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
     return Settings(**_FromFile(**given).model_dump())
