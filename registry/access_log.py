@@ -13,16 +13,19 @@ write; a crash loses at most the last flush interval, which for this log is acce
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from registry.sqlite import connect
+from registry.sqlite import check_store, close_connection, connect
 
 FILE_NAME = "access.log.sqlite"
 MAX_HOURS = 72
+#: Only a log: a damaged one is deleted, not restored.
+DELETE_FIX = "delete it (it only holds connection times; a new log is started)"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -64,6 +67,7 @@ class AccessLog:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        check_access_log(self.path)
         self._db = connect(self.path, durable=False)  # a log, not an acknowledged write
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS connections ("
@@ -131,12 +135,44 @@ class AccessLog:
         self.flush()
         self.purge()
         with self._db_lock:
-            self._db.close()
+            close_connection(self._db)
+
+
+def check_access_log(path: Path | str) -> None:
+    """Refuse (:class:`registry.sqlite.StoreError`) a connection log that exists but is not
+    a valid one; a missing or empty file is simply a new log."""
+    p = Path(path)
+    if p.exists() and p.stat().st_size > 0:
+        check_store(p, ("connections",), DELETE_FIX)
+
+
+def trusted_proxy(value: str) -> str:
+    """An operator-named trusted proxy: an IP address or network (CIDR), normalized.
+    Raises ``ValueError`` for anything else (``*`` and host names included: trusting every
+    peer's ``X-Forwarded-For`` would let any client choose its logged, rate-limited IP)."""
+    text = value.strip()
+    try:
+        if "/" in text:
+            return str(ipaddress.ip_network(text, strict=False))
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ValueError(f"trusted proxy {value!r} is not an IP address or network (CIDR)") from None
+
+
+def proxy_options(trusted: Sequence[str]) -> dict[str, Any]:
+    """uvicorn's options for ``X-Forwarded-For``: believed only from the ``trusted`` proxies,
+    ignored when there are none. uvicorn's own default believes any peer on 127.0.0.1,
+    which is every client of a reverse proxy or onion service on the same host."""
+    proxies = [trusted_proxy(p) for p in trusted]
+    if not proxies:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": proxies}
 
 
 def client_ip(scope: Scope) -> str | None:
-    """The peer address of an ASGI connection (proxy headers are deliberately ignored:
-    trusting ``X-Forwarded-For`` would let any client write arbitrary rows)."""
+    """The client address of an ASGI connection: the peer's, unless the server was told to
+    believe a trusted proxy's ``X-Forwarded-For`` (:func:`proxy_options`); trusting it from
+    anyone would let a client write arbitrary rows and evade per-IP limits."""
     client = scope.get("client")
     if client and isinstance(client, (tuple, list)) and client[0]:
         return str(client[0])

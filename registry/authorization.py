@@ -17,8 +17,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
+from registry.outbox import MAX_GROUP_ID as MAX_GROUP_ID  # re-exported: the bound of parse_group_id
 from registry.sqlite import ConnectionPerThread
-from zk.proof import SemaphoreProof, verify_proof
+from zk import strict_json
+from zk.proof import ProofError, SemaphoreProof, verify_proof
 from zk.relay_scope import ScopeError, acceptable_epochs, blob_message, decode_scope
 
 
@@ -69,6 +71,51 @@ class Decision:
             "nullifier": None if self.nullifier is None else str(self.nullifier),
             "epoch": self.epoch,
         }
+
+
+# ---------------------------------------------------------------- request validation
+#
+# One validation of an authorization request, used by both paths: the registry's
+# POST /v1/authorize (its schema, registry/http.py, applies the same rules first) and a
+# relay checking locally; both reach :meth:`Authorizer.authorize`, which applies them.
+
+
+def json_integer(value: object) -> int | None:
+    """A JSON integer as JSON Schema defines one (``5`` or ``5.0``; JavaScript cannot tell
+    them apart), else None: strings, booleans, fractions, non-finite numbers."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def parse_group_id(value: object) -> int | None:
+    """A group id: a JSON integer in ``[0, MAX_GROUP_ID]`` (2^53 - 1), else None."""
+    group_id = json_integer(value)
+    return group_id if group_id is not None and 0 <= group_id <= MAX_GROUP_ID else None
+
+
+def parse_proof(value: SemaphoreProof | Mapping[str, Any] | str) -> SemaphoreProof:
+    """The ``SemaphoreProof`` of a request: an object, its JSON object, or JSON text
+    (parsed strictly). ``merkleTreeDepth`` is a JSON integer (``17.0`` is ``17``).
+    Raises ``ValueError`` (a ``ProofError``) for anything else."""
+    if isinstance(value, SemaphoreProof):
+        return value
+    if isinstance(value, str):
+        try:
+            value = strict_json.loads(value)
+        except strict_json.JsonInputError as exc:
+            raise ProofError(f"invalid Semaphore proof JSON: {exc}") from None
+    if not isinstance(value, Mapping):
+        raise ProofError("a Semaphore proof is a JSON object")
+    data = dict(value)
+    depth = json_integer(data.get("merkleTreeDepth"))
+    if depth is not None:
+        data["merkleTreeDepth"] = depth
+    return SemaphoreProof.from_dict(data)
 
 
 class RootOracle(Protocol):
@@ -132,6 +179,15 @@ class SqliteNullifierStore:
         )
         return cur.rowcount == 1
 
+    def release(self, group_id: int, nullifier: int, epoch: int) -> bool:
+        """Undo a claim whose send was not completed (a relay that could not store the blob
+        after claiming). Only the claimer may call it: it makes the nullifier usable again."""
+        cur = self._conn().execute(
+            "DELETE FROM nullifiers WHERE group_id = ? AND nullifier = ? AND epoch = ?",
+            (group_id, str(nullifier), epoch),
+        )
+        return cur.rowcount == 1
+
     def purge(self, group_id: int, before_epoch: int) -> int:
         cur = self._conn().execute(
             "DELETE FROM nullifiers WHERE group_id = ? AND epoch < ?", (group_id, before_epoch)
@@ -172,13 +228,14 @@ class Authorizer:
         blob_digest: bytes,
     ) -> Decision:
         try:
-            if isinstance(proof, str):
-                proof = SemaphoreProof.from_json(proof)
-            elif not isinstance(proof, SemaphoreProof):
-                proof = SemaphoreProof.from_dict(dict(proof))
+            proof = parse_proof(proof)
             expected_message = blob_message(blob_digest)
         except (ValueError, TypeError):
             return Decision(False, Reason.MALFORMED)
+        checked_group = parse_group_id(group_id)
+        if checked_group is None:  # what the registry's schema refuses (422 malformed)
+            return Decision(False, Reason.MALFORMED)
+        group_id = checked_group
         policy = self._policy(group_id)
         if policy is None:
             return Decision(False, Reason.UNKNOWN_GROUP)

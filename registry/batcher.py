@@ -4,34 +4,45 @@ transaction per batch and group.
 A group's pending rows are sent when there are ``batch_size`` of them or when the oldest
 has waited ``batch_interval`` seconds. Each batch is
 
-1. checked with an ``eth_call`` of ``addMembers`` (the contract rejects a whole batch if one
-   commitment is already a member, ``LeafAlreadyExists``; members already on chain are then
-   found with ``hasMember`` and taken out of the batch, never sent twice);
+1. estimated with ``eth_estimateGas`` of ``addMembers`` (the cost of inserting into a
+   LeanIMT grows with the tree's depth, so no fixed cost per member fits every group; the
+   estimate also finds a batch that would revert: the contract rejects a whole batch if
+   one commitment is already a member, ``LeafAlreadyExists``, and members already on
+   chain are then found with ``hasMember`` and taken out, never sent twice). A batch
+   whose estimate does not fit in a block is split;
 2. counted (``attempts``) in the outbox *before* the broadcast, so that a crash between
    broadcast and bookkeeping is visible at restart;
-3. broadcast with a gas limit from the measured cost per member (capped so a batch fits in
-   a block: larger batches are split), nonces from the transactor's nonce manager;
-4. marked ``sent`` with its hash, then ``included`` once its receipt has the required
-   confirmations; a transaction that vanished (reorganisation, eviction) or reverted for a
-   curable reason puts its rows back to ``pending``; a permanent refusal (not our group)
-   marks them ``failed``.
+3. broadcast with the estimate plus a margin (raised after an out-of-gas revert);
+4. marked ``sent`` with its hash, ``included`` once its receipt is on the chain and
+   ``final`` with the required confirmations; a transaction that vanished (reorganisation,
+   eviction, a ledger restored from an older state) or reverted for a curable reason
+   (out of gas, ...) puts its rows back to ``pending``, and the group waits a growing
+   delay before its next try; only a permanent refusal (not our group, no such group)
+   marks rows ``failed``, with a reason code. An accepted registration is never dropped
+   because of a number of attempts.
+
+Rollbacks: the index records the lowest block any rollback removed (in the rollback's
+own transaction); each step reopens the rows recorded as mined from there on, and they
+are looked up again by their transaction. At start, rows recorded above the chain's head
+are reopened too (a ledger restored from an older state while the registry was down).
 
 :meth:`Batcher.reconcile` runs at start and after every error: it waits for our in-flight
 transactions, settles ``sent`` rows from their receipts and checks every ``pending`` row
 that was ever handed to the ledger against the chain, so that after a crash nothing is
-lost and nothing is added twice. Ledger errors are retried with exponential backoff;
-registrations keep being accepted meanwhile (they only touch the outbox).
+lost and nothing is added twice. Failures are counted by kind (:data:`FAILURE_KINDS`),
+logged without values, and the current one is reported by ``/v1/health``.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import sqlite3
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hexbytes import HexBytes
 from web3 import Web3
@@ -42,10 +53,12 @@ from registry.indexer import node_call
 from registry.ledger.errors import (
     AccessDenied,
     ContractRevert,
+    InsufficientFunds,
     InvalidLeaf,
     LedgerError,
     LedgerUnavailable,
     NotFound,
+    OutOfGas,
     TransactionFailed,
 )
 from registry.ledger.registry_contract import RegistryContract
@@ -53,13 +66,57 @@ from registry.outbox import Outbox, OutboxRow
 
 log = logging.getLogger("registry.batcher")
 
-#: Gas of ``addMembers``: measured ~55.1k per member on Anvil (PoseidonT3 hashing and the
-#: lean-imt storage writes); the limit leaves ~25% margin, an out-of-gas revert switches
-#: to ``eth_estimateGas`` (slow on large batches, hence not the default).
+#: Upper bound of the gas of one member (measured ~55.1k per member in large batches,
+#: more for small batches into deep trees): only used to size a batch before its
+#: estimate, which decides.
 GAS_PER_MEMBER = 70_000
 GAS_BASE = 150_000
-MAX_ATTEMPTS = 8
+#: Multiplier of the node's estimate after out-of-gas reverts (x1.5 per revert, capped).
+MAX_GAS_BOOST = 4.0
+#: Seconds a group waits after a curable failure: doubled per failure, capped.
+RETRY_BASE = 1.0
+RETRY_MAX = 300.0
 _HAS_MEMBER_BATCH = 500
+
+#: Kinds of failure counted in :attr:`BatcherStats.failures` and shown by health.
+FAILURE_KINDS = (
+    "ledger_unavailable",  # the node cannot be reached
+    "insufficient_funds",  # the operator account cannot pay for gas
+    "out_of_gas",  # a batch reverted out of gas (resent with more gas, or split)
+    "reverted",  # a batch reverted for another reason (resent after a delay)
+    "node_refused",  # the node refused a request (nonce, fee, size, ...)
+    "refused",  # the contract refuses the registrations for good (rows failed)
+    "storage",  # the outbox could not be read or written
+    "internal",  # anything else (a bug): see the log line's type
+)
+
+
+def failure_kind(exc: BaseException) -> str:
+    """The :data:`FAILURE_KINDS` entry of an exception."""
+    if isinstance(exc, LedgerUnavailable):
+        return "ledger_unavailable"
+    if isinstance(exc, InsufficientFunds):
+        return "insufficient_funds"
+    if isinstance(exc, OutOfGas):
+        return "out_of_gas"
+    if isinstance(exc, ContractRevert):
+        return "reverted"
+    if isinstance(exc, LedgerError):
+        return "node_refused"
+    if isinstance(exc, sqlite3.Error):
+        return "storage"
+    return "internal"
+
+
+def refusal_code(exc: LedgerError) -> str | None:
+    """The reason code of a permanent refusal (rows are then ``failed``), else None."""
+    if isinstance(exc, InvalidLeaf):
+        return None  # e.g. LeafAlreadyExists: handled by taking members on chain out
+    if isinstance(exc, AccessDenied):
+        return "forbidden"
+    if isinstance(exc, NotFound):
+        return "unknown_group"
+    return None
 
 
 @dataclass
@@ -68,11 +125,18 @@ class BatcherStats:
     members_sent: int = 0
     included: int = 0
     requeued: int = 0
+    reopened: int = 0
     failed: int = 0
     skipped_on_chain: int = 0
+    splits: int = 0
     reconciles: int = 0
     errors: int = 0
     last_error: str | None = None
+    #: failures by kind since start (a Prometheus counter)
+    failures: Counter[str] = field(default_factory=Counter)
+    #: the kind of the latest failure, cleared by a step that goes through
+    problem: str | None = None
+    problem_since: float | None = None
 
 
 class Batcher:
@@ -110,8 +174,12 @@ class Batcher:
         self.inflight_wait = inflight_wait
         self.stats = BatcherStats()
         self.needs_reconcile = True
-        self.use_estimate = False
+        self.gas_boost = 1.0
         self._gas_limit: int | None = None
+        #: per group: most members per batch (halved when a batch does not fit a block)
+        self._group_capacity: dict[int, int] = {}
+        #: per group: (curable failures in a row, monotonic time before which it waits)
+        self._retry: dict[int, tuple[int, float]] = {}
         self.lock = threading.Lock()
 
     # ------------------------------------------------------------------ plumbing
@@ -129,13 +197,20 @@ class Batcher:
         w3 = self.registry.w3
         return node_call(lambda: int(w3.eth.block_number))
 
-    def _capacity(self) -> int:
-        """Most members per transaction: ``batch_size``, or what fits in 90% of a block."""
+    def _block_gas_limit(self) -> int:
         if self._gas_limit is None:
             w3 = self.registry.w3
             self._gas_limit = int(node_call(lambda: w3.eth.get_block("latest"))["gasLimit"])
-        fits = (self._gas_limit * 9 // 10 - GAS_BASE) // GAS_PER_MEMBER
-        return max(1, min(self.batch_size, fits))
+        return self._gas_limit
+
+    def _capacity(self, group_id: int | None = None) -> int:
+        """Most members per transaction: ``batch_size``, what fits in 90% of a block at
+        :data:`GAS_PER_MEMBER`, and the group's own limit after a split."""
+        fits = (self._block_gas_limit() * 9 // 10 - GAS_BASE) // GAS_PER_MEMBER
+        capacity = max(1, min(self.batch_size, fits))
+        if group_id is not None:
+            capacity = min(capacity, self._group_capacity.get(group_id, capacity))
+        return capacity
 
     def on_chain(self, group_id: int, commitments: Sequence[int]) -> set[int]:
         """The commitments that are live members of the group on chain (``hasMember``,
@@ -161,7 +236,7 @@ class Batcher:
         slice first: it succeeds in the usual case, where none is on chain."""
         reg = self.registry
         assert reg.tx is not None
-        step = self._capacity()
+        step = self._capacity(group_id)
         found: set[int] = set()
         for i in range(0, len(commitments), step):
             part = list(commitments[i : i + step])
@@ -175,7 +250,47 @@ class Batcher:
         if self.index is None:
             return None, None
         rec = self.index.member(group_id, commitment)
+        if rec is None:
+            rec = self.index.last_leaf_of(group_id, commitment)  # added, then removed: still added once
         return (rec.tx_hash, rec.block_number) if rec is not None else (None, None)
+
+    def _final(self, block: int, head: int) -> bool:
+        return head - block + 1 >= self.confirmations
+
+    # ------------------------------------------------------------------ failures
+
+    def _note_failure(self, exc: BaseException, where: str) -> str:
+        """Count, remember and log (type and kind only: texts may quote commitments)."""
+        kind = failure_kind(exc)
+        self.stats.failures[kind] += 1
+        if self.stats.problem != kind:
+            self.stats.problem_since = self.clock()
+        self.stats.problem = kind
+        self.stats.errors += 1
+        self.stats.last_error = f"{kind}: {type(exc).__name__}"
+        level = logging.WARNING if kind in ("ledger_unavailable", "out_of_gas") else logging.ERROR
+        log.log(level, "batcher: %s while %s (%s)", kind, where, type(exc).__name__)
+        return kind
+
+    def _defer(self, group_id: int) -> None:
+        """A curable failure of this group's batch: wait longer before the next try."""
+        failures, _ = self._retry.get(group_id, (0, 0.0))
+        delay = min(RETRY_BASE * 2**failures, RETRY_MAX)
+        self._retry[group_id] = (failures + 1, time.monotonic() + delay * (0.75 + 0.5 * random.random()))
+
+    def _succeeded(self, group_id: int) -> None:
+        """A batch of the group is on chain: no more waiting, and a split batch size grows back."""
+        self._retry.pop(group_id, None)
+        capacity = self._group_capacity.get(group_id)
+        if capacity is not None:
+            if capacity * 2 >= self.batch_size:
+                del self._group_capacity[group_id]
+            else:
+                self._group_capacity[group_id] = capacity * 2
+
+    def _deferred(self, group_id: int) -> bool:
+        entry = self._retry.get(group_id)
+        return entry is not None and time.monotonic() < entry[1]
 
     # ------------------------------------------------------------------ reconciliation
 
@@ -200,6 +315,21 @@ class Batcher:
         transaction a moment before it mines it, even with automine."""
         return self._wait_inflight(timeout)
 
+    def recheck_rollbacks(self) -> int:
+        """Reopen the rows that a rollback recorded by the index may have taken off the
+        chain; returns how many were reopened."""
+        if self.index is None:
+            return 0
+        mark = self.index.rolled_back_from()
+        if mark is None:
+            return 0
+        reopened = self.outbox.reopen_from(mark)
+        self.index.clear_rollback(mark)
+        if reopened:
+            self.stats.reopened += reopened
+            log.warning("the chain rolled back: %d registration(s) are checked against it again", reopened)
+        return reopened
+
     def reconcile(self) -> dict[str, int]:
         """Make the outbox agree with the chain (see the module docstring); returns counts."""
         with self.lock:
@@ -210,6 +340,9 @@ class Batcher:
             reg = self.registry
             assert reg.tx is not None
             reg.tx.nonces.resync()
+            # Recorded in blocks the chain does not have (restored from an older state).
+            reopened = self.outbox.reopen_from(self._head() + 1) + self.recheck_rollbacks()
+            self.stats.reopened += reopened
             settled = self._settle()
             found = 0
             by_group: dict[int, list[OutboxRow]] = defaultdict(list)
@@ -223,29 +356,30 @@ class Batcher:
                         self.outbox.mark_sent([row.id], tx_hash)
                         found += 1
             self.needs_reconcile = False
-            return {"settled": settled, "found_on_chain": found, "waiting": 0}
+            return {"settled": settled, "found_on_chain": found, "waiting": 0, "reopened": reopened}
 
     # ------------------------------------------------------------------ settling
 
     def settle(self) -> int:
-        """Advance ``sent`` rows from the chain; returns how many changed state."""
+        """Advance ``sent`` and ``included`` rows from the chain; returns how many changed."""
         with self.lock:
+            self.recheck_rollbacks()
             return self._settle()
 
     def _settle(self) -> int:
-        sent = self.outbox.rows("sent")
-        if not sent:
+        rows = self.outbox.in_flight()
+        if not rows:
             return 0
         head = self._head()
         changed = 0
         by_tx: dict[str | None, list[OutboxRow]] = defaultdict(list)
-        for row in sent:
+        for row in rows:
             by_tx[row.tx_hash].append(row)
-        for tx_hash, rows in by_tx.items():
+        for tx_hash, tx_rows in by_tx.items():
             if tx_hash is None:
-                changed += self._settle_untracked(rows, head)
+                changed += self._settle_untracked(tx_rows, head)
             else:
-                changed += self._settle_tx(tx_hash, rows, head)
+                changed += self._settle_tx(tx_hash, tx_rows, head)
         return changed
 
     def _settle_untracked(self, rows: list[OutboxRow], head: int) -> int:
@@ -257,18 +391,16 @@ class Batcher:
         for group_id, group_rows in by_group.items():
             present = self.on_chain(group_id, [r.commitment for r in group_rows])
             for row in group_rows:
-                if row.commitment not in present:
+                tx_hash, block = self._index_tx(group_id, row.commitment)
+                if row.commitment not in present and tx_hash is None:
                     self.outbox.mark_pending([row.id], "no longer on chain")
                     self.stats.requeued += 1
                     changed += 1
                     continue
-                tx_hash, block = self._index_tx(group_id, row.commitment)
-                if tx_hash is not None and block is not None and head - block + 1 >= self.confirmations:
-                    self.outbox.mark_included([row.id], block, tx_hash)
-                    self.stats.included += 1
-                    changed += 1
-                elif tx_hash is not None:
-                    self.outbox.mark_sent([row.id], tx_hash)  # tracked by its receipt from now on
+                if tx_hash is not None and block is not None:
+                    final = self._final(block, head)
+                    self.outbox.mark_included([row.id], block, tx_hash, final=final)
+                    self.stats.included += 1 if final else 0
                     changed += 1
                 elif self.index is None:
                     self.outbox.mark_included([row.id], None)
@@ -287,19 +419,25 @@ class Batcher:
         if receipt is None:
             try:
                 node_call(lambda: reg.w3.eth.get_transaction(tx_hash))  # type: ignore[arg-type]
+                if any(r.state == "included" for r in rows):
+                    self.outbox.mark_sent(ids, tx_hash)  # its block is gone, it waits again
+                    return len(ids)
                 return 0  # still waiting in the pool
             except TransactionNotFound:
-                # Gone: its block was reorganised away or the node dropped it. Its nonce
-                # is free again, and its rows go back to the queue.
+                # Gone: its block was reorganised away, the node dropped it, or the ledger
+                # was restored from an older state. Its nonce is free again, and its rows go
+                # back to the queue (checked against the chain before they are sent again).
                 reg.tx.nonces.resync()
                 self.outbox.mark_pending(ids, "transaction dropped from the chain")
                 self.stats.requeued += len(ids)
                 return len(ids)
         if receipt["status"] == 1:
             block = int(receipt["blockNumber"])
-            if head - block + 1 >= self.confirmations:
-                self.outbox.mark_included(ids, block)
-                self.stats.included += len(ids)
+            final = self._final(block, max(head, block))  # mined since the head was read
+            if final or any(r.state != "included" or r.block_number != block for r in rows):
+                self.outbox.mark_included(ids, block, final=final)
+                self.stats.included += len(ids) if final else 0
+                self._succeeded(rows[0].group_id)
                 return len(ids)
             return 0
         try:
@@ -310,24 +448,23 @@ class Batcher:
         return self._failed_batch(rows, error)
 
     def _failed_batch(self, rows: list[OutboxRow], error: LedgerError) -> int:
+        """A batch the ledger refused: failed for good with a reason code if no retry can
+        help, else back to pending (more gas after an out-of-gas revert; the group waits)."""
         ids = [r.id for r in rows]
-        text = f"{type(error).__name__}: {error}"
-        if isinstance(error, (AccessDenied, NotFound)) and not isinstance(error, InvalidLeaf):
-            # Not our group, or no such group: no retry can help.
-            self.outbox.mark_failed(ids, text)
+        group_id = rows[0].group_id
+        kind = self._note_failure(error, f"settling a batch of {len(ids)}")
+        code = refusal_code(error)
+        if code is not None:
+            self.outbox.mark_failed(ids, f"{code}: {type(error).__name__}")
             self.stats.failed += len(ids)
-            log.error("batch of %d registration(s) refused for good: %s", len(ids), type(error).__name__)
+            self.stats.failures["refused"] += 1
+            log.error("batch of %d registration(s) refused for good: %s", len(ids), code)
             return len(ids)
-        if isinstance(error, TransactionFailed) and "out of gas" in str(error):
-            self.use_estimate = True
-        exhausted = [r.id for r in rows if r.attempts >= MAX_ATTEMPTS]
-        retry = [r.id for r in rows if r.attempts < MAX_ATTEMPTS]
-        if exhausted:
-            self.outbox.mark_failed(exhausted, text)
-            self.stats.failed += len(exhausted)
-        if retry:
-            self.outbox.mark_pending(retry, text)
-            self.stats.requeued += len(retry)
+        if kind == "out_of_gas":
+            self.gas_boost = min(self.gas_boost * 1.5, MAX_GAS_BOOST)
+        self.outbox.mark_pending(ids, f"{kind}: {type(error).__name__}")
+        self.stats.requeued += len(ids)
+        self._defer(group_id)
         return len(ids)
 
     # ------------------------------------------------------------------ sending
@@ -340,18 +477,33 @@ class Batcher:
             for group_id, count, oldest in self.outbox.pending_groups():
                 if not force and count < self.batch_size and now - oldest < self.batch_interval:
                     continue
-                capacity = self._capacity()
+                if not force and self._deferred(group_id):
+                    continue
                 while True:
+                    capacity = self._capacity(group_id)
                     rows = self.outbox.take_pending(group_id, capacity)
                     if not rows:
                         break
                     full = len(rows) >= min(self.batch_size, capacity)
                     if not (force or full or now - rows[0].created_at >= self.batch_interval):
                         break
-                    total += self._send_batch(group_id, rows)
+                    sent = self._send_batch(group_id, rows)
+                    if sent < 0:
+                        break  # this group waits (deferred); the others go on
+                    total += sent
             return total
 
+    def _split(self, group_id: int, size: int) -> bool:
+        """Halve the group's batch size after a batch that does not fit; False at 1."""
+        if size <= 1:
+            return False
+        self._group_capacity[group_id] = max(1, size // 2)
+        self.stats.splits += 1
+        log.warning("batcher: a batch of %d does not fit in a block, splitting", size)
+        return True
+
     def _send_batch(self, group_id: int, rows: list[OutboxRow]) -> int:
+        """Send one batch; returns the members sent, or -1 if the group must wait."""
         reg = self.registry
         assert reg.tx is not None
         present = self._present(group_id, [r.commitment for r in rows])
@@ -367,14 +519,25 @@ class Batcher:
         commitments = [r.commitment for r in rows]
         fn = reg.contract.functions.addMembers(group_id, commitments)
         try:
-            reg.tx.call(fn)
+            estimate = reg.tx.estimate(fn)
         except ContractRevert as exc:
-            if isinstance(exc, (AccessDenied, NotFound)) and not isinstance(exc, InvalidLeaf):
+            if refusal_code(exc) is not None:
                 self._failed_batch(rows, exc)
                 return 0
-            # e.g. a member added by someone else since the check: retry after a backoff.
+            # e.g. a member added by someone else since the check: retry after a delay.
+            self._note_failure(exc, "estimating a batch")
+            self._defer(group_id)
+            return -1
+        except TransactionFailed as exc:
+            # The node's estimate failed without a revert: typically more gas than a block
+            # holds (a batch too large for this tree's depth).
+            if not isinstance(exc, InsufficientFunds) and self._split(group_id, len(rows)):
+                return 0
             raise
-        gas = None if self.use_estimate else min(GAS_BASE + GAS_PER_MEMBER * len(rows), self._gas_limit or 30_000_000)
+        block_limit = self._block_gas_limit()
+        gas = min(int(estimate * self.gas_boost), block_limit)
+        if estimate > block_limit * 9 // 10 and self._split(group_id, len(rows)):
+            return 0
         ids = [r.id for r in rows]
         self.outbox.mark_attempt(ids)
         try:
@@ -400,23 +563,27 @@ class Batcher:
         return self.send_due(force)
 
     def run(self, stop: threading.Event) -> None:
-        """Work until ``stop`` is set; ledger errors back off exponentially (with jitter)."""
+        """Work until ``stop`` is set; failures back off exponentially (with jitter), are
+        counted by kind and reported by health until a step goes through."""
         backoff = 0.0
         while not stop.is_set():
             try:
                 self.step()
                 backoff = 0.0
-                self.stats.last_error = None
+                if not self._retry_pending():
+                    self.stats.problem = None
+                    self.stats.problem_since = None
+                    self.stats.last_error = None
             except Exception as exc:  # the thread must survive anything; health reports it
-                self.stats.errors += 1
-                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                self._note_failure(exc, "running a step")
                 self.needs_reconcile = True
                 backoff = min(max(backoff * 2, 0.25), self.max_backoff)
-                if isinstance(exc, LedgerUnavailable):
-                    log.warning("ledger unreachable, batcher retrying in %.1f s", backoff)
-                else:
-                    # the type only: an error's text may quote commitments, which never go to a log
-                    log.error("batcher step failed: %s", type(exc).__name__)
                 stop.wait(backoff * (0.75 + 0.5 * random.random()))
                 continue
             stop.wait(self.idle_wait)
+
+    def _retry_pending(self) -> bool:
+        """Some group still waits after a curable failure (its problem is not over)."""
+        now = time.monotonic()
+        self._retry = {g: v for g, v in self._retry.items() if v[1] > now - RETRY_MAX}
+        return any(self.outbox.take_pending(g, 1) for g in self._retry)

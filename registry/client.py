@@ -133,6 +133,8 @@ class RegistryClient:
             if progress is not None:
                 progress(current)
             state = current.get("status")
+            if state == "refused":
+                raise RegistryClientError(200, "refused", f"the ledger refused the registration: {current.get('reason')}")
             if current.get("index") is not None and (state == "final" or (state == "included" and not final)):
                 return current
             if time.monotonic() >= deadline:

@@ -1,9 +1,11 @@
 """Anchoring evidence-log checkpoints on the ledger (``EvidenceAnchor`` contract).
 
 Policy: a checkpoint is anchored when the log has grown by ``min_growth`` entries since
-the ledger's last anchor, or when unanchored entries were first seen ``max_delay``
+the last anchor, or when unanchored entries were first seen ``max_delay``
 seconds ago (default ``10 * min_interval``); never more than one transaction per
 ``min_interval`` seconds (``force`` skips these thresholds). One anchor covers any number of records.
+Whether an anchor is due is decided from the anchors recorded locally, so the ledger is
+read only when one is (or with ``force``), not on every poll.
 
 Safety: before sending, the new checkpoint must be an RFC 9162 extension of the newest
 anchor *on the ledger* (consistency proof from the ledger's (size, root) to the new
@@ -115,6 +117,20 @@ class Anchorer:
         size = self.log.size
         if size == 0:
             return AnchorOutcome("empty")
+        now = self.clock()
+        if not force:
+            # Decide from the locally recorded anchor first: the ledger is read only when an
+            # anchor is due, not on every poll (the ledger is re-checked before any send).
+            local = self.log.latest_anchor()
+            known = local.tree_size if local is not None else 0
+            if size <= known:
+                return AnchorOutcome("up_to_date", local)
+            if self._pending_since is None:
+                self._pending_since = now
+            if now - self._last_tx < self.min_interval:
+                return AnchorOutcome("not_due", detail="min_interval")
+            if size - known < self.min_growth and now - self._pending_since < self.max_delay:
+                return AnchorOutcome("not_due", detail=f"growth {size - known} < {self.min_growth}")
         prev = self._with_retries("reading the latest anchor", lambda: self.contract.latest_anchor(self.log_id))
         prev_size = prev.tree_size if prev is not None else 0
         prev_root = prev.root_hash if prev is not None else None
@@ -122,16 +138,14 @@ class Anchorer:
             if prev_size > size or self.log.root(size) != prev_root:
                 raise AnchorRefused(f"the ledger anchors size {prev_size} with a root this log does not have")
             self._remember(prev_size, prev_root, None)
+            self._pending_since = None
             return AnchorOutcome("up_to_date", self.log.latest_anchor())
-        now = self.clock()
-        growth = size - prev_size
         if self._pending_since is None:
             self._pending_since = now
-        if not force:
-            if now - self._last_tx < self.min_interval:
-                return AnchorOutcome("not_due", detail="min_interval")
-            if growth < self.min_growth and now - self._pending_since < self.max_delay:
-                return AnchorOutcome("not_due", detail=f"growth {growth} < {self.min_growth}")
+        growth = size - prev_size
+        if not force and growth < self.min_growth and now - self._pending_since < self.max_delay:
+            # the ledger is ahead of our records (another writer anchored): not due after all
+            return AnchorOutcome("not_due", detail=f"growth {growth} < {self.min_growth}")
         note = self.log.checkpoint(size)
         checkpoint, _ = open_checkpoint(note, [self.log.verifier], origin=self.log.origin)
         self._check_extends(prev_size, prev_root, checkpoint)
@@ -198,11 +212,16 @@ class Anchorer:
         self._stop = stop_event
         if not self._custom_sleep:
             self._sleep = stop_event.wait  # a backoff wait ends as soon as we are stopped
+        idle = poll
         while not stop_event.is_set():
             try:
-                self.anchor_once()
+                outcome = self.anchor_once()
+                # an unreachable ledger: wait longer each time (the retries already waited)
+                idle = min(max(idle * 2, poll), 60.0) if outcome.status == "unavailable" else poll
             except AnchorRefused as exc:
                 log.error("evidence log NOT anchored: %s", exc)
-            except Exception:  # keep the loop alive; the next tick retries
-                log.exception("anchoring failed")
-            stop_event.wait(poll)
+                idle = min(max(idle * 2, poll), 300.0)  # a refusal repeats until an operator acts
+            except Exception as exc:  # keep the loop alive; the next tick retries
+                log.error("anchoring failed: %s", type(exc).__name__)
+                idle = min(max(idle * 2, poll), 60.0)
+            stop_event.wait(idle)

@@ -10,8 +10,15 @@
 - ``GET /v1/evidence/{id}/bundle[?checkpoint=anchored|latest]``: a
   :class:`zk.evidence.bundle.EvidenceBundle` against the latest anchored checkpoint
   (default) or the latest checkpoint; 409 ``not_anchored`` before the record is anchored.
+- ``GET /v1/evidence/relays``: the relay keys allowed to append;
+  ``PUT``/``DELETE /v1/evidence/relays/{address}`` (operator) add or remove one.
 - ``GET /v1/log/checkpoint``: the signed checkpoint note (text/plain).
 - ``GET /v1/log/consistency?from=A&to=B``: ``{"from", "to", "proof": [hex...]}``.
+
+Appends pass :class:`registry.evidence_admission.EvidenceAdmission` first (known relay
+key, chain id, event time, per-relay rate limit): 403 ``unknown_signer``, 422
+``wrong_chain`` / ``event_time_in_future`` / ``event_time_too_old``, 429 ``rate_limited``
+with ``Retry-After``.
 
 Errors are the registry's ``{"error": {"code", "message"}}`` JSON (docs/api.md).
 """
@@ -22,10 +29,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from registry.evidence_admission import AdmissionRefused, ConfiguredKey, EvidenceAdmission
 from registry.evidence_log import EvidenceLog, EvidenceLogError, MalformedRecord, StoredAnchor
 from zk.evidence import merkle
 from zk.evidence.bundle import Anchor, BundleError, build_bundle
@@ -100,16 +108,70 @@ async def _body(request: Request, limit: int) -> bytes | JSONResponse:
     return b"".join(chunks)
 
 
-def evidence_router(log: EvidenceLog, anchors_lookup: AnchorsLookup | None = None) -> APIRouter:
+def _refused(exc: AdmissionRefused) -> JSONResponse:
+    response = _error(exc.status, exc.code, exc.detail)
+    if exc.retry_after is not None:
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+#: A relay key in a path: an Ethereum address.
+RELAY_ADDRESS = Path(pattern="^0x[0-9a-fA-F]{40}$", description="A relay's evidence signing address.")
+
+
+def evidence_router(
+    log: EvidenceLog,
+    anchors_lookup: AnchorsLookup | None = None,
+    *,
+    admission: EvidenceAdmission,
+    operator: Callable[..., None] | None = None,
+) -> APIRouter:
     """The evidence routes over ``log``. ``anchors_lookup(index)`` returns the first
-    anchor whose tree contains entry ``index`` (default: the log's ``anchors`` table)."""
+    anchor whose tree contains entry ``index`` (default: the log's ``anchors`` table).
+    ``admission`` decides who may append; ``operator`` (a FastAPI dependency checking the
+    operator token) guards the relay-key routes, which are absent without it."""
     lookup = anchors_lookup or log.anchor_covering
     router = APIRouter()
+
+    @router.get("/v1/evidence/relays")
+    def get_relays() -> Response:
+        return JSONResponse({"relays": admission.relays()})
+
+    if operator is not None:
+
+        @router.put(
+            "/v1/evidence/relays/{address}",
+            status_code=201,
+            responses=_documented(200, 401, 403, 422),
+            dependencies=[Depends(operator)],
+        )
+        def put_relay(address: str = RELAY_ADDRESS) -> Response:
+            try:
+                created = admission.add(address)
+            except ValueError as exc:
+                return _error(422, "bad_address", str(exc))
+            return JSONResponse({"relays": admission.relays(), "created": created}, status_code=201 if created else 200)
+
+        @router.delete(
+            "/v1/evidence/relays/{address}",
+            responses=_documented(401, 403, 404, 409, 422),
+            dependencies=[Depends(operator)],
+        )
+        def delete_relay(address: str = RELAY_ADDRESS) -> Response:
+            try:
+                removed = admission.remove(address)
+            except ConfiguredKey as exc:
+                return _error(409, "configured", str(exc))
+            except ValueError as exc:
+                return _error(422, "bad_address", str(exc))
+            if not removed:
+                return _error(404, "not_found", "no such operator-added relay key")
+            return JSONResponse({"relays": admission.relays()})
 
     @router.post(
         "/v1/evidence",
         status_code=201,
-        responses=_documented(200, 400, 413, 422),
+        responses=_documented(200, 400, 403, 413, 422, 429),
         openapi_extra=_body_schema(_SIGNED_RECORD),
     )
     async def post_evidence(request: Request) -> Response:
@@ -120,6 +182,10 @@ def evidence_router(log: EvidenceLog, anchors_lookup: AnchorsLookup | None = Non
             signed = SignedRecord.from_json(body)
         except RecordError as exc:
             return _error(400, "malformed_record", str(exc))
+        try:
+            await run_in_threadpool(admission.admit, [signed])
+        except AdmissionRefused as exc:
+            return _refused(exc)
         try:
             [(index, evidence_id, created)] = await run_in_threadpool(log.append_detailed, [signed])
         except EvidenceLogError as exc:
@@ -133,7 +199,7 @@ def evidence_router(log: EvidenceLog, anchors_lookup: AnchorsLookup | None = Non
     @router.post(
         "/v1/evidence/batch",
         status_code=201,
-        responses=_documented(400, 413, 422),
+        responses=_documented(400, 403, 413, 422, 429),
         openapi_extra=_body_schema({"type": "array", "maxItems": MAX_BATCH, "items": _SIGNED_RECORD}),
     )
     async def post_batch(request: Request) -> Response:
@@ -149,6 +215,10 @@ def evidence_router(log: EvidenceLog, anchors_lookup: AnchorsLookup | None = Non
             records = [SignedRecord.from_dict(r) for r in data["records"]]
         except RecordError as exc:
             return _error(400, "malformed_record", str(exc))
+        try:
+            await run_in_threadpool(admission.admit, records)
+        except AdmissionRefused as exc:
+            return _refused(exc)
         try:
             results = await run_in_threadpool(log.append_many, records)
         except EvidenceLogError as exc:

@@ -20,13 +20,14 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from eth_utils.crypto import keccak
 
-from registry.sqlite import connect
+from registry.sqlite import close_connection, connect
 from zk.evidence import merkle
 from zk.evidence.note import Checkpoint, NoteSigner, NoteVerifier, sign_checkpoint
 from zk.evidence.proof_format import TlogProof
@@ -57,6 +58,7 @@ CREATE TABLE IF NOT EXISTS anchors (
     tree_size INTEGER PRIMARY KEY, root_hash BLOB NOT NULL, chain_id INTEGER NOT NULL,
     contract TEXT NOT NULL, tx_hash BLOB NOT NULL, block_number INTEGER NOT NULL,
     block_time INTEGER NOT NULL, recorded_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS relay_keys (address TEXT PRIMARY KEY, added_at INTEGER NOT NULL);
 """
 
 
@@ -180,17 +182,36 @@ def record_hash(record: EvidenceRecord) -> bytes:
     return keccak(b"\x19\x01" + sep + struct)
 
 
-def _verified_hash(signed: object) -> bytes:
-    """The record hash of a signed record whose signature recovers to its issuer."""
+#: (record hash, signature) pairs that verified recently. The admission checks
+#: (registry/evidence_admission.py) verify a record just before the log appends it: the
+#: pair determines the outcome (the issuer is inside the hash), so the second secp256k1
+#: recovery can be skipped. Bounded; only successes are kept.
+_VERIFIED_CACHE_SIZE = 8192
+_verified: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
+_verified_lock = threading.Lock()
+
+
+def verified_hash(signed: object) -> bytes:
+    """The record hash of a signed record whose signature recovers to its issuer
+    (raises :class:`MalformedRecord` or :class:`BadSignature`)."""
     if not isinstance(signed, SignedRecord):
         raise MalformedRecord("expected a SignedRecord")
     record_hash_ = record_hash(signed.record)
+    key = (record_hash_, bytes(signed.signature))
+    with _verified_lock:
+        if key in _verified:
+            _verified.move_to_end(key)
+            return record_hash_
     try:
         ok = recover_issuer(record_hash_, signed.signature) == signed.record.issuer
     except RecordError as exc:
         raise BadSignature(str(exc)) from None
     if not ok:
         raise BadSignature("the signature does not recover to the record's issuer")
+    with _verified_lock:
+        _verified[key] = None
+        while len(_verified) > _VERIFIED_CACHE_SIZE:
+            _verified.popitem(last=False)
     return record_hash_
 
 
@@ -222,7 +243,7 @@ class EvidenceLog:
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            close_connection(self._db)  # checkpointed: the main file alone is a full copy
 
     @property
     def verifier(self) -> NoteVerifier:
@@ -270,7 +291,7 @@ class EvidenceLog:
         hashes: list[bytes] = []
         for i, signed in enumerate(records):
             try:
-                hashes.append(_verified_hash(signed))
+                hashes.append(verified_hash(signed))
             except EvidenceLogError as exc:
                 raise type(exc)(f"record {i}: {exc.detail}" if len(records) > 1 else exc.detail) from None
         now = int(time.time())
@@ -395,6 +416,24 @@ class EvidenceLog:
 
     def latest_anchor(self) -> StoredAnchor | None:
         return self._anchor_row("ORDER BY tree_size DESC LIMIT 1")
+
+    # --- Relay keys added by the operator (registry/evidence_admission.py) --------------
+
+    def relay_keys(self) -> list[str]:
+        with self._lock:
+            return [str(r[0]) for r in self._db.execute("SELECT address FROM relay_keys ORDER BY address")]
+
+    def add_relay_key(self, address: str) -> bool:
+        """Store an (EIP-55) relay address; False if it was stored already."""
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO relay_keys VALUES (?, ?)", (address, int(time.time()))
+            )
+            return cur.rowcount > 0
+
+    def remove_relay_key(self, address: str) -> bool:
+        with self._lock:
+            return self._db.execute("DELETE FROM relay_keys WHERE address = ?", (address,)).rowcount > 0
 
     def anchor_covering(self, index: int) -> StoredAnchor | None:
         """The first recorded anchor whose tree contains entry ``index``."""

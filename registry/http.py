@@ -19,26 +19,30 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
+import re
 import time
-from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 from fastapi import Depends, FastAPI, Path, Request
+from fastapi.routing import APIRoute
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr, WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from registry.access_log import FILE_NAME as ACCESS_LOG_FILE
 from registry.access_log import AccessLog, AccessLogMiddleware, ASGIApp, Message, Receive, Scope, Send
-from registry.authorization import Decision, Reason
+from registry.authorization import MAX_GROUP_ID, Decision, Reason, json_integer
+from registry.batcher import FAILURE_KINDS
 from registry.ledger.errors import LedgerError
 from registry.settings import Settings
+from zk import strict_json
 from zk.field import Q, R, FieldError, parse_decimal
 
 if TYPE_CHECKING:
@@ -83,10 +87,13 @@ BASE_FIELD = decimal_pattern(Q)
 UINT256 = decimal_pattern(2**256)
 HEX32 = r"^(0x)?[0-9a-fA-F]{64}$"
 UINT64_MAX = 2**64 - 1
-#: Group ids are sequential from 0; the stores keep them as SQLite (signed 64-bit) integers.
-# Group ids stay within 2**53 - 1 so that JSON numbers survive every parser (JS, floats).
-MAX_GROUP_ID = 2**53 - 1
+#: Group ids are sequential from 0 and stay within 2**53 - 1 so that JSON numbers survive
+#: every parser (JS, floats): ``registry.authorization.MAX_GROUP_ID``, shared with relays.
 MAX_COMMITMENTS_PER_REQUEST = 1000
+#: Body limit of a registration: 1000 commitments of up to 77 digits are ~80 KB of
+#: compact JSON; this leaves room for pretty-printing and stays bounded.
+MEMBERS_MAX_BODY = 128 * 1024
+_MEMBERS_PATH = re.compile(r"/v1/groups/[^/]+/members")
 #: A refused body is read and dropped up to this size (beyond it the connection is cut).
 DRAIN_LIMIT = 1 << 20
 
@@ -116,17 +123,23 @@ REFUSAL_MESSAGE: dict[Reason, str] = {
 
 def _json_integer(value: Any) -> Any:
     """JSON integers as JSON Schema defines them (``5`` and ``5.0``), never strings or
-    booleans (pydantic's lax mode would take ``"5"``, its strict mode refuses ``5.0``)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    booleans (pydantic's lax mode would take ``"5"``, its strict mode refuses ``5.0``):
+    ``registry.authorization.json_integer``, the rule a relay checking locally applies."""
+    number = json_integer(value)
+    if number is None:
         raise ValueError("must be a JSON integer")
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise ValueError("must be a JSON integer")
-        return int(value)
-    return value
+    return number
 
 
 JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+# Stated explicitly: in an optional field pydantic would write its bounds as "ge"/"le",
+# which JSON Schema does not know.
+RootWindow = Annotated[
+    int,
+    BeforeValidator(_json_integer),
+    Field(ge=0, le=UINT64_MAX),
+    WithJsonSchema({"type": "integer", "minimum": 0, "maximum": UINT64_MAX}),
+]
 
 _CANONICAL = "canonical decimal string (ASCII digits, no sign, spaces or leading zeros)"
 FieldElement = Annotated[StrictStr, Field(pattern=FIELD, description=f"Element of the BN254 scalar field: {_CANONICAL}, below r.")]
@@ -154,8 +167,8 @@ class ErrorResponse(_Strict):
 
 
 class CreateGroupRequest(_Strict):
-    root_window: JsonInt | None = Field(
-        None, ge=0, le=UINT64_MAX, description="Seconds a superseded root stays valid (default: the deployment's)."
+    root_window: RootWindow | None = Field(
+        None, description="Seconds a superseded root stays valid (default: the deployment's)."
     )
 
 
@@ -170,11 +183,14 @@ class RegisterRequest(_Strict):
 class MemberStatusModel(BaseModel):
     group_id: int
     commitment: str
-    status: Literal["pending", "included", "final"]
+    status: Literal["pending", "included", "final", "refused"]
     index: int | None = None
     tx_hash: str | None = None
     block_number: int | None = None
     confirmations: int = 0
+    reason: str | None = Field(
+        default=None, description="With status `refused`: why the ledger refused it for good (`forbidden`, `unknown_group`)."
+    )
 
 
 class RegisterResponse(BaseModel):
@@ -248,6 +264,7 @@ class RefusalModel(DecisionModel):
 class HealthModel(BaseModel):
     model_config = ConfigDict(extra="allow")
     status: Literal["ok", "degraded"]
+    reasons: list[str] = Field(default_factory=list, description="Why degraded (machine-readable codes, docs/api.md).")
     region: str
     ledger: Literal["up", "down"]
 
@@ -285,6 +302,35 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
+#: What a value matching each pattern is (the message of a pattern mismatch).
+_DECIMAL_MESSAGE = "not a canonical decimal in range (digits only, no leading zeros, below the modulus)"
+_PATTERN_MESSAGES = {
+    **{pattern: _DECIMAL_MESSAGE for pattern in (FIELD, COMMITMENT, BASE_FIELD, UINT256)},
+    HEX32: "not 32 bytes in hex (64 hex digits, optional 0x prefix)",
+}
+#: Bound errors, with the bound printed from the exact integer (pydantic's text prints
+#: 2^64 - 1 through a float: 18446744073709552000).
+_BOUND_MESSAGES = {
+    "less_than_equal": ("le", "must be at most {}"),
+    "less_than": ("lt", "must be less than {}"),
+    "greater_than_equal": ("ge", "must be at least {}"),
+    "greater_than": ("gt", "must be greater than {}"),
+}
+
+
+def _error_text(err: Any) -> str:
+    kind = err.get("type")
+    ctx = err.get("ctx") or {}
+    if kind == "string_pattern_mismatch":
+        return _PATTERN_MESSAGES.get(str(ctx.get("pattern")), "not in the expected format")
+    if kind in _BOUND_MESSAGES:
+        key, text = _BOUND_MESSAGES[kind]
+        bound = ctx.get(key)
+        if isinstance(bound, (int, float)) and not isinstance(bound, bool):
+            return text.format(int(bound) if isinstance(bound, int) or bound.is_integer() else bound)
+    return str(err.get("msg", "invalid"))
+
+
 def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
     """(code, message) for a schema error; the message names fields, never echoes input."""
     parts = []
@@ -296,12 +342,48 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
             continue
         if loc and loc[0] in ("commitments", "commitment"):
             code = "invalid_commitment"
-        if err.get("type") == "string_pattern_mismatch":
-            msg = "not a canonical decimal in range (digits only, no leading zeros, below the modulus)"
-        else:
-            msg = str(err.get("msg", "invalid"))
-        parts.append(f"{'.'.join(loc) or 'request'}: {msg}")
+        parts.append(f"{'.'.join(loc) or 'request'}: {_error_text(err)}")
     return code, "; ".join(parts) or "invalid request"
+
+
+class JsonBodyError(StarletteHTTPException):
+    """A request body refused by the strict JSON parser (:mod:`zk.strict_json`):
+    400 ``duplicate_key`` / ``too_deep``, 422 ``malformed`` for text that is not JSON."""
+
+    def __init__(self, error: strict_json.JsonInputError) -> None:
+        if error.code == strict_json.INVALID:
+            status, code, message = 422, "malformed", f"the body is not valid JSON: {error}"
+        else:
+            status, code, message = 400, error.code, str(error)
+        super().__init__(status, message)
+        self.code = code
+        self.message = message
+
+
+class _StrictJsonRequest(Request):
+    """FastAPI reads a JSON body through ``Request.json()``: parse it strictly instead of
+    with ``json.loads`` (duplicate keys, deep nesting, NaN refused)."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            try:
+                self._json = strict_json.loads(await self.body())
+            except strict_json.JsonInputError as exc:
+                raise JsonBodyError(exc) from None
+        return self._json
+
+
+class StrictJsonRoute(APIRoute):
+    """An ``APIRoute`` whose handler sees a :class:`_StrictJsonRequest`: request bodies are
+    parsed strictly, the models, validation and OpenAPI document stay FastAPI's."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def strict_handler(request: Request) -> Response:
+            return await handler(_StrictJsonRequest(request.scope, request.receive))
+
+        return strict_handler
 
 
 def _field(text: str, name: str, code: str) -> int:
@@ -339,14 +421,34 @@ def _group_json(info: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _exact_bounds(document: Any, exact: dict[float, int]) -> Any:
+    """Integer bounds of an OpenAPI document as integers. FastAPI's OpenAPI model holds
+    ``minimum``/``maximum`` as floats, which turns 2^64 - 1 into 2^64 (printed
+    18446744073709552000); ``exact`` maps each such float back to the API's integer."""
+    if isinstance(document, dict):
+        for key, value in document.items():
+            if key in _BOUND_KEYS and isinstance(value, float) and value.is_integer():
+                document[key] = exact.get(value, int(value))
+            else:
+                _exact_bounds(value, exact)
+    elif isinstance(document, list):
+        for item in document:
+            _exact_bounds(item, exact)
+    return document
+
+
+_BOUND_KEYS = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"})
+
+
 # ---------------------------------------------------------------------------- middleware
 
 
 class BodyLimitMiddleware:
     """413 ``too_large`` for bodies over ``limit`` bytes, decided before anything parses them:
-    on the declared ``Content-Length`` at once, and while streaming for chunked bodies."""
+    on the declared ``Content-Length`` at once, and while streaming for chunked bodies.
+    ``limit`` may be a function of the request's scope (a limit per route)."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int | Callable[[Scope], int]) -> None:
         self.app = app
         self.limit = limit
 
@@ -376,13 +478,14 @@ class BodyLimitMiddleware:
         if scope.get("type") != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.limit(scope) if callable(self.limit) else self.limit
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 if not value.isdigit() or len(value) > 18:
                     await self._refuse(send, 400, "malformed", "invalid Content-Length")
                     return
-                if int(value) > self.limit:
-                    await self._refuse(send, 413, "too_large", f"request body larger than {self.limit} bytes")
+                if int(value) > limit:
+                    await self._refuse(send, 413, "too_large", f"request body larger than {limit} bytes")
                     if int(value) <= DRAIN_LIMIT:
                         await self._drain(receive, {"more_body": True})
                     return
@@ -397,12 +500,12 @@ class BodyLimitMiddleware:
             message = await receive()
             if message.get("type") == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:
+                if seen > limit:
                     # Answer now and tell the app the client is gone: whatever it does
                     # next (FastAPI turns the disconnect into an error) is not sent.
                     refused = True
                     if not started:
-                        await self._refuse(send, 413, "too_large", f"request body larger than {self.limit} bytes")
+                        await self._refuse(send, 413, "too_large", f"request body larger than {limit} bytes")
                     await self._drain(receive, message)
                     return {"type": "http.disconnect"}
             return message
@@ -480,7 +583,7 @@ class _ServiceCollector(Collector):
     def __init__(self, service: RegistryService) -> None:
         self.service = service
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         try:
             health = self.service.health()
         except Exception as exc:  # noqa: BLE001 - a scrape must not fail
@@ -489,8 +592,21 @@ class _ServiceCollector(Collector):
         up = GaugeMetricFamily("zkid_ledger_up", "1 if the ledger node answers.")
         up.add_metric([], 1.0 if health.get("ledger") == "up" else 0.0)
         yield up
+        failures = CounterMetricFamily(
+            "zkid_batcher_failures", "Batcher failures by kind (docs/api.md).", labels=["kind"]
+        )
+        counts = self.service.batcher.stats.failures
+        for kind in FAILURE_KINDS:
+            failures.add_metric([kind], float(counts.get(kind, 0)))
+        yield failures
+        degraded = GaugeMetricFamily("zkid_health_degraded", "1 per reason /v1/health gives now.", labels=["reason"])
+        for reason in health.get("reasons", []) or []:
+            degraded.add_metric([str(reason)], 1.0)
+        yield degraded
         for key, name, doc in (
             ("outbox_pending", "zkid_outbox_pending", "Registrations accepted but not yet on chain."),
+            ("outbox_unconfirmed", "zkid_outbox_unconfirmed", "Registrations mined, not yet final."),
+            ("oldest_pending_seconds", "zkid_oldest_pending_seconds", "Age of the oldest registration not yet on chain."),
             ("indexed_block", "zkid_indexed_block", "Last block applied to the index."),
             ("head_block", "zkid_head_block", "Latest block of the ledger node."),
             ("lag_blocks", "zkid_index_lag_blocks", "Blocks between the head and the index."),
@@ -555,17 +671,46 @@ def create_app(service: RegistryService, settings: Settings) -> FastAPI:
         description=(
             "ZK-ID registry of the letro messenger (Semaphore v4 groups anchored on an EVM ledger). "
             "Errors are `{\"error\": {\"code\", \"message\"}}`; field elements are canonical decimal "
-            f"strings; bodies over {settings.max_body_bytes} bytes get 413 `too_large`. "
+            "strings; a body over its route's size limit gets 413 `too_large` (docs/api.md); "
+            "bodies are parsed strictly (a repeated key: 400 `duplicate_key`; nesting deeper "
+            f"than {strict_json.MAX_DEPTH}: 400 `too_deep`). "
             "The registry logs connection time and client IP only (see docs/api.md)."
         ),
         lifespan=lifespan,
     )
+    app.router.route_class = StrictJsonRoute  # every route below parses its body strictly
+    fastapi_openapi = app.openapi
+    exact = {float(bound): bound for bound in (UINT64_MAX, MAX_GROUP_ID)}
+
+    def openapi() -> dict[str, Any]:
+        return cast(dict[str, Any], _exact_bounds(fastapi_openapi(), exact))
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.state.access_log = access_log
     app.state.metrics = metrics
     app.state.service = service
 
+    # A body limit per route, each sized to the route's documented maximum; the rest
+    # get ``max_body_bytes``.
+    own_limits: dict[str, int] = {}
+    if getattr(service, "evidence", None) is not None:
+        from registry.evidence_api import MAX_BATCH_BODY
+        from registry.evidence_api import MAX_BODY as EVIDENCE_MAX_BODY
+
+        own_limits = {"/v1/evidence": EVIDENCE_MAX_BODY, "/v1/evidence/batch": MAX_BATCH_BODY}
+    members_limit = max(settings.max_body_bytes, MEMBERS_MAX_BODY)
+
+    def body_limit(scope: Scope) -> int:
+        if scope.get("method") == "POST":
+            path = str(scope.get("path", ""))
+            if path in own_limits:
+                return own_limits[path]
+            if _MEMBERS_PATH.fullmatch(path):
+                return members_limit
+        return settings.max_body_bytes
+
     # Outermost first at run time: connection log, metrics, error guard, body limit.
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, limit=body_limit)
     app.add_middleware(ErrorGuardMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(AccessLogMiddleware, log=access_log)
@@ -583,6 +728,10 @@ def create_app(service: RegistryService, settings: Settings) -> FastAPI:
     async def _ledger_error(request: Request, exc: LedgerError) -> JSONResponse:
         log.warning("ledger error: %s", type(exc).__name__)
         return error_response(503, "ledger_unavailable", "the ledger cannot be reached or refused the operation")
+
+    @app.exception_handler(JsonBodyError)
+    async def _json_body_error(request: Request, exc: JsonBodyError) -> JSONResponse:
+        return error_response(exc.status_code, exc.code, exc.message)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -731,8 +880,20 @@ def create_app(service: RegistryService, settings: Settings) -> FastAPI:
 
     evidence = getattr(service, "evidence", None)
     if evidence is not None:  # the delivery-evidence log (docs/evidence.md)
+        from registry.evidence_admission import EvidenceAdmission
         from registry.evidence_api import evidence_router
 
-        app.include_router(evidence_router(evidence), tags=["evidence"])
+        admission = EvidenceAdmission(
+            service.manifest.chain_id,
+            settings.relay_keys,
+            evidence,
+            max_skew=settings.evidence_max_skew,
+            max_age=settings.evidence_max_age,
+            rate=settings.evidence_rate,
+            burst=settings.evidence_burst,
+            clock=getattr(service, "clock", time.time),
+        )
+        app.state.evidence_admission = admission
+        app.include_router(evidence_router(evidence, admission=admission, operator=operator), tags=["evidence"])
 
     return app

@@ -256,7 +256,9 @@ class ChainIndex:
         if version is None:
             self._set_meta("schema_version", SCHEMA_VERSION)
         elif version != SCHEMA_VERSION:
-            raise IndexInconsistency(f"index schema {version} is not {SCHEMA_VERSION}: delete {self.path} to rebuild")
+            raise IndexInconsistency(
+                f"index schema {version} is not {SCHEMA_VERSION}: run `zkid reindex` to rebuild {self.path}"
+            )
 
     def _meta(self, key: str) -> str | None:
         row = self._conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -277,6 +279,17 @@ class ChainIndex:
             self._wipe(meta=("deployment", identity))
             return True
 
+    def rolled_back_from(self) -> int | None:
+        """The lowest block a rollback removed since :meth:`clear_rollback` last ran
+        (None if none): what the outbox must look at again."""
+        value = self._meta("rolled_back_from")
+        return None if value is None else int(value)
+
+    def clear_rollback(self, seen: int) -> None:
+        """Forget the rollback mark if it is still ``seen`` (a newer, lower one stays)."""
+        with self.lock:
+            self._conn().execute("DELETE FROM meta WHERE key = 'rolled_back_from' AND value = ?", (str(seen),))
+
     def reset(self) -> None:
         """Forget everything indexed (kept: the deployment binding); the next sync rebuilds.
 
@@ -293,6 +306,8 @@ class ChainIndex:
                 conn.execute(f"DELETE FROM {table}")
             if meta is not None:
                 self._set_meta(*meta)
+            # Whatever the outbox took as mined is checked against the chain again.
+            self._set_meta("rolled_back_from", "0")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -385,6 +400,11 @@ class ChainIndex:
                 if rollback_to is not None:
                     touched |= self._rollback(rollback_to)
                     self._load_trees(touched)
+                    # Remembered in the rollback's own transaction, so that the outbox is
+                    # told even if the process dies right after (see rolled_back_from).
+                    mark = self._meta("rolled_back_from")
+                    first = rollback_to + 1 if mark is None else min(int(mark), rollback_to + 1)
+                    self._set_meta("rolled_back_from", str(first))
                 self._timestamps = {b.hash: b.timestamp for b in blocks if b.timestamp is not None}
                 for b in blocks:
                     stored = self.block_hash(b.number)

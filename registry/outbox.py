@@ -5,16 +5,25 @@ A registration is acknowledged only once its row is committed here (SQLite, WAL,
 a ledger outage; the batcher (:mod:`registry.batcher`) then anchors it. The outbox is
 the one store that is never rebuilt from the chain (``data_dir/outbox.sqlite``).
 
-Row states (``docs`` of issue #4's shared design)::
+Row states::
 
     pending  -> sent      an addMembers transaction carrying it was broadcast (tx_hash)
-    sent     -> included  that transaction has the required confirmations (terminal)
-    sent     -> pending   the transaction vanished (reorganisation, eviction) or reverted
-                          for a reason that a retry can cure
-    *        -> failed    the ledger refuses it for good (e.g. not our group; terminal)
+    sent     -> included  that transaction is mined on the canonical chain (block_number)
+    included -> final     ... and has the required confirmations
+    sent     -> pending   the transaction vanished (reorganisation, eviction, a ledger
+                          restored from an older state) or reverted for a curable reason
+    included/final -> sent  the chain rolled back below its block: the transaction is looked
+                          up again (and the rows go back to pending if it is gone)
+    *        -> failed    the ledger refuses it for good (e.g. not our group; terminal,
+                          with a reason code in ``last_error``)
 
-``attempts`` counts broadcasts. A commitment can be in at most one ``pending``/``sent``
-row per group (a partial unique index), which makes "already pending" an atomic check.
+``final`` is not forever on a ledger that can roll back (a local Anvil restored from its
+last state dump, a deep reorganisation): the indexer records every rollback and the
+batcher reopens the rows above it (:meth:`Outbox.reopen_from`).
+
+``attempts`` counts broadcasts. A commitment can be in at most one active
+(pending/sent/included) row per group (a partial unique index), which makes "already
+pending" an atomic check.
 """
 
 from __future__ import annotations
@@ -31,8 +40,12 @@ from registry.sqlite import ConnectionPerThread
 from zk.field import R
 
 FILE_NAME = "outbox.sqlite"
-STATES = ("pending", "sent", "included", "failed")
-ACTIVE_STATES = ("pending", "sent")
+STATES = ("pending", "sent", "included", "final", "failed")
+#: Not yet final on the canonical chain.
+ACTIVE_STATES = ("pending", "sent", "included")
+#: ``PRAGMA user_version`` of the current layout (0: before ``final`` existed, when
+#: ``included`` meant confirmed).
+SCHEMA_VERSION = 1
 #: Most commitments accepted in one ``enqueue`` call (one request of a client).
 MAX_PER_CALL = 1000
 #: Group ids are sequential from 0 on chain, and the relay scope carries them as uint64;
@@ -153,27 +166,62 @@ class Outbox:
         self._write_lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = self._conn()
-        conn.executescript(
-            """
-            CREATE TABLE IF NOT EXISTS registrations (
+        self._migrate(conn)
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.path} was written by a newer version (schema {version} > {SCHEMA_VERSION})"
+            )
+        exists = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'registrations'"
+        ).fetchone()
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if exists and version < 1:
+                    # The state CHECK changes: rebuild the table; confirmed rows become final.
+                    conn.execute("ALTER TABLE registrations RENAME TO registrations_v0")
+                    for name in ("registrations_active", "registrations_lookup", "registrations_state", "registrations_tx"):
+                        conn.execute(f"DROP INDEX IF EXISTS {name}")
+                self._create(conn)
+                if exists and version < 1:
+                    conn.execute(
+                        f"INSERT INTO registrations ({_COLUMNS}) SELECT id, group_id, commitment,"
+                        " CASE state WHEN 'included' THEN 'final' ELSE state END, tx_hash, attempts,"
+                        " created_at, updated_at, block_number, last_error FROM registrations_v0"
+                    )
+                    conn.execute("DROP TABLE registrations_v0")
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    @staticmethod
+    def _create(conn: sqlite3.Connection) -> None:
+        for statement in (
+            """CREATE TABLE IF NOT EXISTS registrations (
                 id INTEGER PRIMARY KEY AUTOINCREMENT,
                 group_id INTEGER NOT NULL,
                 commitment TEXT NOT NULL,
-                state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'included', 'failed')),
+                state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'included', 'final', 'failed')),
                 tx_hash TEXT,
                 attempts INTEGER NOT NULL DEFAULT 0,
                 created_at REAL NOT NULL,
                 updated_at REAL NOT NULL,
                 block_number INTEGER,
                 last_error TEXT
-            );
-            CREATE UNIQUE INDEX IF NOT EXISTS registrations_active
-                ON registrations (group_id, commitment) WHERE state IN ('pending', 'sent');
-            CREATE INDEX IF NOT EXISTS registrations_lookup ON registrations (group_id, commitment);
-            CREATE INDEX IF NOT EXISTS registrations_state ON registrations (state, group_id, id);
-            CREATE INDEX IF NOT EXISTS registrations_tx ON registrations (tx_hash);
-            """
-        )
+            )""",
+            "CREATE UNIQUE INDEX IF NOT EXISTS registrations_active ON registrations (group_id, commitment)"
+            " WHERE state IN ('pending', 'sent', 'included')",
+            "CREATE INDEX IF NOT EXISTS registrations_lookup ON registrations (group_id, commitment)",
+            "CREATE INDEX IF NOT EXISTS registrations_state ON registrations (state, group_id, id)",
+            "CREATE INDEX IF NOT EXISTS registrations_tx ON registrations (tx_hash)",
+            "CREATE INDEX IF NOT EXISTS registrations_block ON registrations (block_number)",
+        ):
+            conn.execute(statement)
 
     # ------------------------------------------------------------------ connections
 
@@ -240,10 +288,10 @@ class Outbox:
     # ------------------------------------------------------------------ reading
 
     def get(self, group_id: int, commitment: int) -> OutboxRow | None:
-        """The active (pending/sent) row of a commitment, else its most recent row."""
+        """The active (pending/sent/included) row of a commitment, else its most recent row."""
         row = self._conn().execute(
             f"SELECT {_COLUMNS} FROM registrations WHERE group_id = ? AND commitment = ?"
-            " ORDER BY state IN ('pending', 'sent') DESC, id DESC LIMIT 1",
+            " ORDER BY state IN ('pending', 'sent', 'included') DESC, id DESC LIMIT 1",
             (group_id, str(commitment)),
         ).fetchone()
         return None if row is None else _row(row)
@@ -271,11 +319,23 @@ class Outbox:
         return result
 
     def unsettled_count(self) -> int:
-        """Registrations not yet final on chain (pending or sent)."""
+        """Registrations not yet on chain (pending, or sent and not mined)."""
         row = self._conn().execute(
             "SELECT count(*) FROM registrations WHERE state IN ('pending', 'sent')"
         ).fetchone()
         return int(row[0])
+
+    def unconfirmed_count(self) -> int:
+        """Registrations mined but without their confirmations yet."""
+        row = self._conn().execute("SELECT count(*) FROM registrations WHERE state = 'included'").fetchone()
+        return int(row[0])
+
+    def oldest_unsettled(self) -> float | None:
+        """``created_at`` of the oldest registration not yet on chain (None if none)."""
+        row = self._conn().execute(
+            "SELECT min(created_at) FROM registrations WHERE state IN ('pending', 'sent')"
+        ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
 
     def pending_groups(self) -> list[tuple[int, int, float]]:
         """(group_id, pending count, oldest created_at) of every group with pending rows."""
@@ -319,19 +379,23 @@ class Outbox:
         )
 
     def mark_sent(self, ids: Sequence[int], tx_hash: str | None) -> None:
+        """Broadcast (or found on chain in a transaction not yet known: ``tx_hash`` None)."""
         now = self._clock()
         self._write(
-            "UPDATE registrations SET state = 'sent', tx_hash = ?, updated_at = ?, last_error = NULL"
-            " WHERE id = ? AND state IN ('pending', 'sent')",
+            "UPDATE registrations SET state = 'sent', tx_hash = ?, block_number = NULL, updated_at = ?,"
+            " last_error = NULL WHERE id = ? AND state IN ('pending', 'sent', 'included', 'final')",
             [(tx_hash, now, i) for i in ids],
         )
 
-    def mark_included(self, ids: Sequence[int], block_number: int | None, tx_hash: str | None = None) -> None:
+    def mark_included(
+        self, ids: Sequence[int], block_number: int | None, tx_hash: str | None = None, *, final: bool = True
+    ) -> None:
+        """Mined at ``block_number``; ``final`` once it has the required confirmations."""
         now = self._clock()
         self._write(
-            "UPDATE registrations SET state = 'included', block_number = ?, tx_hash = coalesce(?, tx_hash),"
-            " updated_at = ?, last_error = NULL WHERE id = ? AND state IN ('pending', 'sent')",
-            [(block_number, tx_hash, now, i) for i in ids],
+            "UPDATE registrations SET state = ?, block_number = ?, tx_hash = coalesce(?, tx_hash),"
+            " updated_at = ?, last_error = NULL WHERE id = ? AND state IN ('pending', 'sent', 'included')",
+            [("final" if final else "included", block_number, tx_hash, now, i) for i in ids],
         )
 
     def mark_pending(self, ids: Sequence[int], error: str | None = None) -> None:
@@ -344,9 +408,33 @@ class Outbox:
         )
 
     def mark_failed(self, ids: Sequence[int], error: str) -> None:
+        """Refused for good; ``error`` starts with a reason code (``code: text``)."""
         now = self._clock()
         self._write(
             "UPDATE registrations SET state = 'failed', updated_at = ?, last_error = ?"
             " WHERE id = ? AND state IN ('pending', 'sent')",
             [(now, error, i) for i in ids],
         )
+
+    def reopen_from(self, block_number: int) -> int:
+        """The chain no longer holds blocks from ``block_number`` on (a rollback): rows
+        recorded as mined there go back to ``sent`` (their transaction is looked up again).
+        Returns how many."""
+        now = self._clock()
+        conn = self._conn()
+        with self._write_lock:
+            cur = conn.execute(
+                "UPDATE registrations SET state = 'sent', block_number = NULL, updated_at = ?"
+                " WHERE state IN ('included', 'final') AND block_number >= ?",
+                (now, block_number),
+            )
+        return int(cur.rowcount)
+
+    def in_flight(self) -> list[OutboxRow]:
+        """Rows sent or mined but not final: the batcher follows them from their receipts."""
+        return [
+            _row(r)
+            for r in self._conn().execute(
+                f"SELECT {_COLUMNS} FROM registrations WHERE state IN ('sent', 'included') ORDER BY id"
+            )
+        ]

@@ -16,7 +16,6 @@ while it is the group's current root, or while ``now - rootSupersededAt <= rootW
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -34,6 +33,7 @@ from registry.authorization import (
     SqliteNullifierStore,
 )
 from registry.ledger.registry_contract import RegistryContract
+from zk import strict_json
 from zk.proof import SemaphoreProof
 
 
@@ -114,7 +114,7 @@ def ledger_policies(
 
 def LocalAuthorizer(  # noqa: N802 - a factory that reads as the class it builds
     registry: RegistryContract,
-    nullifiers_path: Path | str,
+    nullifiers_path: Path | str | SqliteNullifierStore,
     *,
     policies: Callable[[int], GroupPolicy | None] | Mapping[int, GroupPolicy] | None = None,
     epoch_length: int = 600,
@@ -126,10 +126,12 @@ def LocalAuthorizer(  # noqa: N802 - a factory that reads as the class it builds
     """``Authorizer(policies, LedgerRoots(registry), SqliteNullifierStore(nullifiers_path))``.
 
     Without ``policies``, every group existing on the ledger gets the given parameters.
+    ``nullifiers_path`` may be an open store (the caller then closes it).
     """
     roots = LedgerRoots(registry, cache_blocks)
     table = policies if policies is not None else ledger_policies(roots, epoch_length, message_limit, clock_skew)
-    return Authorizer(table, roots, SqliteNullifierStore(nullifiers_path), clock=clock)
+    store = nullifiers_path if isinstance(nullifiers_path, SqliteNullifierStore) else SqliteNullifierStore(nullifiers_path)
+    return Authorizer(table, roots, store, clock=clock)
 
 
 class RegistryAuthClient:
@@ -159,8 +161,8 @@ class RegistryAuthClient:
             body_proof: Any = proof.to_dict()
         elif isinstance(proof, str):
             try:
-                body_proof = json.loads(proof)
-            except ValueError:
+                body_proof = strict_json.loads(proof)  # as the local path parses it
+            except strict_json.JsonInputError:
                 return Decision(False, Reason.MALFORMED)
         else:
             body_proof = dict(proof)

@@ -69,9 +69,12 @@ from registry.evidence_log import EvidenceLog, default_origin, load_or_create_lo
 from registry.ledger.anchor_contract import AnchorContract
 from registry.ledger.registry_contract import RegistryContract
 from registry.ledger.tx import Transactor
+from registry.access_log import FILE_NAME as ACCESS_LOG_FILE
+from registry.access_log import check_access_log
 from registry.outbox import FILE_NAME as OUTBOX_FILE
 from registry.outbox import MAX_GROUP_ID, Outbox, RegistryError, check_commitments, check_group_id
 from registry.settings import Settings
+from registry.sqlite import StoreManifest, check_store
 from zk.field import R
 from zk.relay_scope import acceptable_epochs
 from zk.tree import MerkleProof
@@ -85,6 +88,16 @@ EVIDENCE_FILE = "evidence.sqlite"
 #: Seconds between purges of nullifiers whose epoch can no longer be accepted.
 PURGE_INTERVAL = 60.0
 _PROBE_TIMEOUT = 2.0
+#: The durable stores (file -> tables that must be there), always created together by
+#: :meth:`RegistryService.open`: losing one loses acknowledged data (docs/operations.md).
+DURABLE_STORES: dict[str, tuple[str, ...]] = {
+    OUTBOX_FILE: ("registrations",),
+    NULLIFIERS_FILE: ("nullifiers",),
+    EVIDENCE_FILE: ("meta", "entries", "nodes", "checkpoints"),
+}
+#: The chain index's tables: it is rebuildable, so the fix for a damaged one is a reindex.
+INDEX_TABLES = ("meta", "cursor", "blocks", "events", "groups", "members", "roots")
+REINDEX_FIX = "run `zkid reindex` to rebuild it from the ledger"
 _MAX_ROOT_WINDOW = 2**64 - 1
 
 
@@ -92,14 +105,16 @@ _MAX_ROOT_WINDOW = 2**64 - 1
 class MemberStatus:
     group_id: int
     commitment: int
-    status: str  # "pending" | "included" | "final"
+    status: str  # "pending" | "included" | "final" | "refused"
     index: int | None
     tx_hash: str | None
     block_number: int | None
     confirmations: int
+    #: why the ledger refused the registration for good (status "refused"): a code
+    reason: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "group_id": self.group_id,
             "commitment": str(self.commitment),
             "status": self.status,
@@ -108,6 +123,9 @@ class MemberStatus:
             "block_number": self.block_number,
             "confirmations": self.confirmations,
         }
+        if self.reason is not None:
+            data["reason"] = self.reason
+        return data
 
 
 def _check_commitment(value: object) -> int:
@@ -221,6 +239,14 @@ class RegistryService:
         """
         data_dir = settings.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
+        # Before anything opens them: SQLite would create an empty store in place of a lost
+        # one (StoreError, one line naming the file and the fix).
+        stores = StoreManifest(data_dir)
+        stores.check(DURABLE_STORES, together=True)
+        index_path = data_dir / INDEX_FILE
+        if index_path.exists() and index_path.stat().st_size > 0:  # missing or empty: rebuilt from the chain
+            check_store(index_path, INDEX_TABLES, REINDEX_FIX)
+        check_access_log(data_dir / ACCESS_LOG_FILE)
         manifest = load_manifest_file(settings.manifest_path)
         rpc_url = ledger_rpc_url(settings)
         w3 = _web3(rpc_url, 30.0)
@@ -250,6 +276,7 @@ class RegistryService:
         nullifiers = SqliteNullifierStore(data_dir / NULLIFIERS_FILE)
         origin = default_origin(settings.region)
         evidence = EvidenceLog(data_dir / EVIDENCE_FILE, load_or_create_log_key(data_dir, origin), origin)
+        stores.record(DURABLE_STORES)
         return cls(
             settings,
             w3=w3,
@@ -363,9 +390,12 @@ class RegistryService:
         return any(t.is_alive() for t in self._threads)
 
     def close(self) -> None:
+        """Stop the threads, then checkpoint and close every store (after a clean stop the
+        main ``.sqlite`` files alone hold everything: docs/operations.md)."""
         self.stop()
         self.index.close()
         self.outbox.close()
+        self.nullifiers.close()
         if self.evidence is not None:
             self.evidence.close()
 
@@ -435,16 +465,21 @@ class RegistryService:
         row = self.outbox.get(group, value)
         if row is not None and row.state in ("pending", "sent"):
             return MemberStatus(group, value, "pending", None, row.tx_hash, None, 0)
-        if row is not None and row.state == "included":
-            # Final when the batcher saw it; absent from the index: the index lags (being
-            # rebuilt), unless the member was removed on chain since.
+        if row is not None and row.state in ("included", "final"):
+            # Mined when the batcher saw it, absent from the index: the index lags (being
+            # rebuilt), or the chain rolled back below it (the batcher will reopen it), or
+            # the member was removed on chain since.
+            rolled_back = self.index.rolled_back_from()
+            if rolled_back is not None and (row.block_number is None or row.block_number >= rolled_back):
+                return MemberStatus(group, value, "pending", None, None, None, 0)
             leaf = self.index.last_leaf_of(group, value)
             if leaf is None or not leaf.removed:
                 head = max(self.index.head or 0, row.block_number or 0)
                 state, confirmations = item_state(row.block_number, head, self.settings.confirmations)
                 return MemberStatus(group, value, state, None, row.tx_hash, row.block_number, confirmations)
         if row is not None and row.state == "failed":
-            raise RegistryError("not_member", "the registration was refused by the ledger")
+            code = (row.last_error or "refused").split(":", 1)[0]
+            return MemberStatus(group, value, "refused", None, row.tx_hash, None, 0, reason=code)
         if self.index.group(group) is None:
             raise RegistryError("unknown_group", f"group {group} does not exist")
         raise RegistryError("not_member", "not a member of this group")
@@ -559,18 +594,48 @@ class RegistryService:
             head = None
         indexed = self.index.cursor
         lag = None if head is None or indexed is None else max(head - indexed, 0)
-        healthy = head is not None and lag is not None and lag <= max(10, 2 * self.settings.confirmations + 5)
+        reasons: list[str] = []
+        if head is None:
+            reasons.append("ledger_down")
+        elif lag is None or lag > max(10, 2 * self.settings.confirmations + 5):
+            reasons.append("index_lagging")
+        if self.indexer.stats.last_error is not None and head is not None:
+            reasons.append("indexer_failing")
+        problem = self.batcher.stats.problem
+        if problem is not None and problem != "ledger_unavailable":
+            reasons.append(f"batcher_{problem}")
+        pending: int | None
+        unconfirmed: int | None
+        try:
+            pending = self.outbox.unsettled_count()
+            unconfirmed = self.outbox.unconfirmed_count()
+            oldest = self.outbox.oldest_unsettled()
+        except Exception as exc:  # a broken outbox must show, not break the health check
+            log.error("health: the outbox cannot be read (%s)", type(exc).__name__)
+            reasons.append("outbox_unreadable")
+            pending = unconfirmed = None
+            oldest = None
+        if oldest is not None and self.clock() - oldest > self.stall_after:
+            reasons.append("registrations_stalled")
         return {
-            "status": "ok" if healthy else "degraded",
+            "status": "degraded" if reasons else "ok",
+            "reasons": reasons,
             "region": self.region,
             "chain_id": self._manifest.chain_id,
             "ledger": "up" if head is not None else "down",
             "head_block": head,
             "indexed_block": indexed,
-            "outbox_pending": self.outbox.unsettled_count(),
+            "outbox_pending": pending,
+            "outbox_unconfirmed": unconfirmed,
+            "oldest_pending_seconds": None if oldest is None else max(0, int(self.clock() - oldest)),
             "lag_blocks": lag,
             "evidence": self._evidence_health(),
         }
+
+    @property
+    def stall_after(self) -> float:
+        """Seconds after which a registration not yet on chain makes health degraded."""
+        return max(60.0, 10 * self.settings.batch_interval)
 
     def _evidence_health(self) -> dict[str, Any] | None:
         if self.evidence is None:

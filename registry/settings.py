@@ -7,10 +7,10 @@ own registry on the ledger it chooses; nothing in the protocol depends on it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 
 class Settings(BaseSettings):
@@ -36,13 +36,55 @@ class Settings(BaseSettings):
     anchor_interval: float = Field(60.0, ge=0, description="At most one evidence anchor transaction per this many seconds.")
     anchor_min_growth: int = Field(1000, ge=1, description="Anchor once this many evidence records are unanchored...")
     anchor_max_delay: float = Field(300.0, ge=0, description="...or once the oldest unanchored record waited this long.")
-    max_body_bytes: int = Field(64 * 1024, ge=1024, description="Largest accepted request body.")
+    relay_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Relay signing addresses allowed to append evidence (env: comma-separated); empty = none.",
+    )
+    evidence_max_skew: int = Field(300, ge=0, le=86_400, description="Evidence eventTime may be this many seconds ahead.")
+    evidence_max_age: int = Field(7 * 24 * 3600, ge=60, description="Evidence older than this (seconds) is refused.")
+    evidence_rate: float = Field(20.0, gt=0, description="Evidence records per second per relay (sustained).")
+    evidence_burst: int = Field(2000, ge=1, description="Evidence records a relay may send at once (bucket size).")
+    max_body_bytes: int = Field(
+        64 * 1024, ge=1024, description="Largest accepted request body, for routes without a larger documented maximum."
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Reverse proxies (IP or CIDR) whose X-Forwarded-For is believed (env: comma-separated); empty = none.",
+    )
     access_log_hours: int = Field(72, ge=1, le=72, description="Connection log retention (hours, at most 72).")
 
     @field_validator("data_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @field_validator("relay_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):  # ZKID_RELAY_KEYS="0xab..,0xcd.."
+            return [part for part in value.replace(",", " ").split() if part]
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):  # ZKID_TRUSTED_PROXIES="10.0.0.1,10.1.0.0/16"
+            return [part for part in value.replace(",", " ").split() if part]
+        return value
+
+    @field_validator("trusted_proxies", mode="after")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        from registry.access_log import trusted_proxy
+
+        return sorted({trusted_proxy(v) for v in value})
+
+    @field_validator("relay_keys", mode="after")
+    @classmethod
+    def _checksum_keys(cls, value: list[str]) -> list[str]:
+        from registry.evidence_admission import relay_address
+
+        return sorted({relay_address(v) for v in value})
 
     @property
     def manifest_path(self) -> Path:

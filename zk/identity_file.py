@@ -27,6 +27,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from zk import strict_json
 from zk.field import parse_decimal
 from zk.identity import Identity
 
@@ -134,9 +135,9 @@ def decrypt_identity(blob: bytes, passphrase: str) -> Identity:
     if len(blob) > _MAX_BLOB:
         raise IdentityFileError("identity file is too large")
     try:
-        document = json.loads(bytes(blob).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise IdentityFileError("identity file is not JSON") from exc
+        document = strict_json.loads(bytes(blob))
+    except strict_json.JsonInputError as exc:
+        raise IdentityFileError(f"identity file is not acceptable JSON: {exc}") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise IdentityFileError("not a letro-zkid identity file")
     version = document.get("version")

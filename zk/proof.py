@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from zk import strict_json
 from zk.artifacts import MAX_DEPTH, MIN_DEPTH
 from zk.field import R, FieldError, check_scalar, parse_decimal
 from zk.groth16 import Groth16Backend, Groth16Error, Proof, ProofEncodingError, get_backend
@@ -127,20 +128,11 @@ class SemaphoreProof:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> SemaphoreProof:
-        """Parse a JSON text (duplicate keys and non-standard constants refused)."""
-
-        def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-            keys = [k for k, _ in pairs]
-            if len(keys) != len(set(keys)):
-                raise ProofError("duplicate key in Semaphore proof JSON")
-            return dict(pairs)
-
-        def no_constant(name: str) -> None:
-            raise ProofError(f"{name} is not valid in a Semaphore proof")
-
+        """Parse a JSON text strictly (:func:`zk.strict_json.loads`: duplicate keys,
+        non-standard constants and deep nesting refused)."""
         try:
-            data = json.loads(text, object_pairs_hook=no_duplicates, parse_constant=no_constant)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            data = strict_json.loads(text)
+        except strict_json.JsonInputError as exc:
             raise ProofError(f"invalid Semaphore proof JSON: {exc}") from None
         return cls.from_dict(data)
 

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from zk import strict_json
 from zk.field import check_scalar, parse_decimal
 
 __all__ = [
@@ -276,9 +277,9 @@ class LeanIMT:
         if not isinstance(text, str):
             raise TreeError("an exported tree is a JSON string")
         try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise TreeError(f"exported tree is not valid JSON: {exc.msg}") from None
+            raw = strict_json.loads(text, max_depth=2)
+        except strict_json.JsonInputError as exc:
+            raise TreeError(f"exported tree is not valid JSON: {exc}") from None
         if not isinstance(raw, list) or not raw or not all(isinstance(level, list) for level in raw):
             raise TreeError("an exported tree is a non-empty JSON array of arrays")
         levels = [[parse_decimal(v, f"node {d}/{i}") for i, v in enumerate(level)] for d, level in enumerate(raw)]

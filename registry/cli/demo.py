@@ -124,7 +124,8 @@ def _serve(app: Any) -> Iterator[str]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app, log_config=None, access_log=False, server_header=False, lifespan="on", timeout_graceful_shutdown=2
+        app, log_config=None, access_log=False, server_header=False, lifespan="on", timeout_graceful_shutdown=2,
+        proxy_headers=False,  # no proxy in front: the peer address is the client's
     )
     server = _Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"demo-http-{port}", daemon=True)
@@ -276,9 +277,19 @@ class _Scenario:
                 manifest = deploy_contracts(Transactor(anvil.w3, anvil_dev_account(0), poll_interval=0.02), region="demo")
                 save_manifest(reg_dir, manifest)
                 self.say("ledger", f"deployed ZkIdRegistry {manifest.address('ZkIdRegistry')}, EvidenceAnchor {manifest.address('EvidenceAnchor')}")
+                # The log takes records only from registered relay keys: create the relays'
+                # keys first (each relay loads its own from its data directory) and register them.
+                from eth_account import Account
+
+                from registry.relay.evidence import load_relay_key
+
+                relay_keys = [
+                    Account.from_key(load_relay_key(self.root / f"relay-{region}")).address for region, _ in RELAYS
+                ]
                 settings = load_settings(
                     None,
                     data_dir=reg_dir,
+                    relay_keys=relay_keys,
                     rpc_url=anvil.rpc_url,
                     region="demo",
                     confirmations=1,

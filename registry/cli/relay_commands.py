@@ -27,12 +27,27 @@ def relay(
     retention_hours: Annotated[int, typer.Option("--retention-hours", min=1, help="Undelivered blobs are deleted after this.")] = 168,
     max_body_bytes: Annotated[int, typer.Option("--max-body-bytes", min=1024, help="Largest accepted request.")] = 1024 * 1024,
     rate_limit: Annotated[int, typer.Option("--rate-limit", min=1, help="Requests per IP per minute.")] = 120,
+    trusted_proxy: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--trusted-proxy",
+            help="Reverse proxy (IP or CIDR) whose X-Forwarded-For names the client (repeatable; default: none, the peer address counts).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run a relay: accept blobs with a send authorization, hand them to the mailbox owner."""
     import uvicorn
 
+    from registry.access_log import proxy_options
     from registry.relay.app import RelaySettings, create_relay_app
 
+    try:
+        # X-Forwarded-For only from the named proxies: uvicorn would believe any peer on
+        # 127.0.0.1, letting a client behind a local proxy pick its rate-limited IP.
+        proxies = proxy_options(trusted_proxy or [])
+    except ValueError as exc:
+        fail(f"--trusted-proxy: {exc}")
     try:
         settings = RelaySettings(
             data_dir=data_dir,
@@ -53,8 +68,14 @@ def relay(
         app = create_relay_app(settings)
     except (ValueError, OSError) as exc:
         fail(f"cannot start the relay: {exc}")
+    relay_state = getattr(app.state, "relay", None)
+    if relay_state is not None and relay_state.evidence is not None:
+        # The registry's operator must register this address (docs/evidence.md).
+        typer.echo(f"relay evidence key: {relay_state.evidence.address} (register it with the registry's --relay-key)")
     # Privacy: no access log; the relay's connection log (time, IP) is the only request record.
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, server_header=False, lifespan="on")
+    uvicorn.run(
+        app, host=host, port=port, log_config=None, access_log=False, server_header=False, lifespan="on", **proxies
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -52,6 +52,18 @@ Region = Annotated[Optional[str], typer.Option("--region", help="Region tag serv
 TokenEnv = Annotated[
     str, typer.Option("--operator-token-env", help="Environment variable holding the operator token (unset: operator endpoints disabled).")
 ]
+RelayKey = Annotated[
+    Optional[list[str]],
+    typer.Option("--relay-key", help="Relay signing address allowed to append evidence (repeatable; adds to ZKID_RELAY_KEYS / config).", show_default=False),
+]
+TrustedProxy = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--trusted-proxy",
+        help="Reverse proxy (IP or CIDR) whose X-Forwarded-For names the client (repeatable; default: none, the peer address counts).",
+        show_default=False,
+    ),
+]
 Url = Annotated[Optional[str], typer.Option("--url", help=f"Registry URL (default: ${URL_ENV} or {DEFAULT_URL}).", show_default=False)]
 Group = Annotated[int, typer.Option("--group", help="Group id.", min=0)]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
@@ -94,6 +106,19 @@ def _settings(config: Path | None, token_env: str | None = None, **overrides: An
         fail(f"invalid setting {where}: {first.get('msg')}")
     except (OSError, ValueError) as exc:
         fail(f"cannot load settings: {exc}")
+
+
+def _with_relay_keys(settings: Settings, extra: list[str] | None) -> Settings:
+    """``--relay-key`` values added to the configured relay keys (checked, EIP-55)."""
+    if not extra:
+        return settings
+    from registry.evidence_admission import relay_address
+
+    try:
+        keys = {relay_address(k) for k in extra}
+    except ValueError as exc:
+        fail(f"--relay-key: {exc}")
+    return settings.model_copy(update={"relay_keys": sorted(keys | set(settings.relay_keys))})
 
 
 def _configure_logging() -> None:
@@ -149,6 +174,7 @@ def _run(settings: Settings, ledger_info: str, signals: _StopSignals) -> None:
     """Open the service, start its threads, serve HTTP until a stop signal, stop in order."""
     import uvicorn
 
+    from registry.access_log import proxy_options
     from registry.http import create_app
     from registry.service import RegistryError, RegistryService
 
@@ -175,6 +201,8 @@ def _run(settings: Settings, ledger_info: str, signals: _StopSignals) -> None:
             server_header=False,
             timeout_graceful_shutdown=5,
             lifespan="on",
+            # X-Forwarded-For only from the configured proxies (uvicorn would believe 127.0.0.1).
+            **proxy_options(settings.trusted_proxies),
         )
         server = _Server(config)
 
@@ -190,6 +218,16 @@ def _run(settings: Settings, ledger_info: str, signals: _StopSignals) -> None:
         typer.echo(f"registry: http://{shown}:{port}  (API /v1, OpenAPI /docs, metrics /metrics)")
         typer.echo(f"ledger:   {ledger_info}")
         typer.echo(f"data:     {settings.data_dir}  region: {settings.region}")
+        admission = getattr(app.state, "evidence_admission", None)
+        if admission is not None:
+            trusted = admission.trusted()
+            if trusted:
+                typer.echo(f"evidence: {len(trusted)} relay key(s) may append")
+            else:
+                typer.echo(
+                    "evidence: no relay key registered, every record is refused; add one with --relay-key ADDRESS "
+                    "(a relay prints its address), ZKID_RELAY_KEYS, or PUT /v1/evidence/relays/ADDRESS (operator)"
+                )
         sys.stdout.flush()
         server.run(sockets=[sock])
     finally:
@@ -218,6 +256,8 @@ def up(
     config: Config = None,
     region: Region = None,
     operator_token_env: TokenEnv = TOKEN_ENV,
+    relay_key: RelayKey = None,
+    trusted_proxy: TrustedProxy = None,
 ) -> None:
     """Run the registry on the local ledger: start (or reuse) Anvil, deploy if needed, serve HTTP."""
     from registry.ledger.accounts import choose_signer
@@ -227,8 +267,10 @@ def up(
     from registry.ledger.tx import Transactor
 
     settings = _settings(
-        config, operator_token_env, data_dir=data_dir, host=host, port=port, ledger_port=ledger_port, region=region
+        config, operator_token_env, data_dir=data_dir, host=host, port=port, ledger_port=ledger_port, region=region,
+        trusted_proxies=trusted_proxy or None,
     )
+    settings = _with_relay_keys(settings, relay_key)
     if settings.rpc_url is not None:
         fail("`zkid up` runs the local ledger; use `zkid serve --rpc-url` for another network")
     _configure_logging()
@@ -279,6 +321,8 @@ def serve(
     config: Config = None,
     region: Region = None,
     operator_token_env: TokenEnv = TOKEN_ENV,
+    relay_key: RelayKey = None,
+    trusted_proxy: TrustedProxy = None,
 ) -> None:
     """Run the registry against any EVM network with an existing deployment."""
     if not manifest.is_file():
@@ -295,7 +339,9 @@ def serve(
         rpc_url=rpc_url,
         manifest=manifest.resolve(),
         keystore=keystore.resolve() if keystore is not None else None,
+        trusted_proxies=trusted_proxy or None,
     )
+    settings = _with_relay_keys(settings, relay_key)
     _configure_logging()
     signals = _StopSignals()
     with _exit_cleanly(), signals.installed():
@@ -448,7 +494,9 @@ def register_member(
             data = _body(polled)
     if as_json:
         print_json(data)
-    else:
+    if data.get("status") == "refused":
+        fail(f"the ledger refused the registration for good: {data.get('reason', 'refused')}", EXIT_INVALID)
+    if not as_json:
         typer.echo(f"accepted: {_show_member(data)}")
 
 

@@ -52,6 +52,19 @@ class TransactionFailed(LedgerError):
     """A transaction was mined with status 0 and no decodable revert reason, or timed out."""
 
 
+class OutOfGas(TransactionFailed):
+    """A mined transaction ran out of gas (``gas_limit`` was too low): curable by resending
+    with more gas, or by splitting a batch."""
+
+    def __init__(self, message: str, gas_limit: int) -> None:
+        super().__init__(message)
+        self.gas_limit = gas_limit
+
+
+class InsufficientFunds(TransactionFailed):
+    """The node refused a transaction because the account cannot pay its gas."""
+
+
 class ContractRevert(LedgerError, ValueError):
     """A contract call reverted. Subclasses carry the custom error's name and arguments.
 

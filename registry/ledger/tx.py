@@ -24,7 +24,9 @@ from web3.types import BlockIdentifier, Nonce, TxParams, TxReceipt, Wei
 from registry.ledger.artifacts import load_abi
 from registry.ledger.errors import (
     ErrorDecoder,
+    InsufficientFunds,
     LedgerError,
+    OutOfGas,
     TransactionFailed,
     unreachable,
 )
@@ -129,7 +131,10 @@ class Transactor:
         except ContractLogicError as exc:
             raise self.decoder.decode(revert_data(exc)) from None
         except Web3RPCError as exc:
-            raise TransactionFailed(f"the node refused the request: {_rpc_message(exc)}") from None
+            message = _rpc_message(exc)
+            if "insufficient funds" in message.lower():
+                raise InsufficientFunds(f"the node refused the request: {message}") from None
+            raise TransactionFailed(f"the node refused the request: {message}") from None
         except (ConnectionError, OSError) as exc:
             raise unreachable(self._endpoint, exc) from exc
         except Exception as exc:
@@ -147,6 +152,12 @@ class Transactor:
         return self._rpc(lambda: fn.call({"from": self.address}, block_identifier=block))
 
     # ------------------------------------------------------------------ sending
+
+    def estimate(self, target: ContractFunction | TxParams, value: int = 0) -> int:
+        """A gas limit for ``target`` in the current state: the node's ``eth_estimateGas``
+        times ``gas_margin`` plus 10k, capped at the block gas limit. A revert found by
+        the estimate raises its typed error (like :meth:`call`)."""
+        return int(self._build(target, value, None)["gas"])
 
     def _fees(self, latest: Mapping[str, Any]) -> dict[str, int]:
         base = latest.get("baseFeePerGas")
@@ -240,16 +251,35 @@ class Transactor:
         """Replay a failed transaction as a call on its parent state to get the revert reason."""
         shown = HexBytes(tx_hash).to_0x_hex()
         tx = self.w3.eth.get_transaction(tx_hash)
+        oog = OutOfGas(f"transaction {shown} failed: out of gas (limit {tx['gas']})", int(tx["gas"]))
         if receipt["gasUsed"] >= tx["gas"]:
-            return TransactionFailed(f"transaction {shown} failed: out of gas (limit {tx['gas']})")
+            return oog
         call: TxParams = {"from": tx["from"], "to": tx["to"], "data": tx["input"], "value": tx["value"], "gas": tx["gas"]}
+        parent = receipt["blockNumber"] - 1
         try:
-            self.w3.eth.call(call, block_identifier=receipt["blockNumber"] - 1)
+            self.w3.eth.call(call, block_identifier=parent)
         except ContractLogicError as exc:
-            return self.decoder.decode(revert_data(exc))
+            data = revert_data(exc)
+            empty = data in (None, "", "0x", b"")
+            if empty and (receipt["gasUsed"] * 64 >= tx["gas"] * 62 or self._succeeds_with_more_gas(call, parent)):
+                # EIP-150 keeps 1/64 of the gas back from each inner call: an out-of-gas in
+                # a library call (Poseidon hashing) leaves gasUsed just under the limit and
+                # the caller reverts without data. Only a replay with more gas tells.
+                return oog
+            return self.decoder.decode(data)
         except Exception as exc:
             return TransactionFailed(f"transaction {shown} failed: {exc}")
         return TransactionFailed(f"transaction {shown} failed (its replay succeeds: state changed in its block)")
+
+    def _succeeds_with_more_gas(self, call: TxParams, block: int) -> bool:
+        try:
+            limit = int(self.w3.eth.get_block(block)["gasLimit"])
+            if limit <= int(call.get("gas", 0)):
+                return False
+            self.w3.eth.call({**call, "gas": limit}, block_identifier=block)
+        except Exception:
+            return False
+        return True
 
     def transact(
         self,

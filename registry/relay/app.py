@@ -22,6 +22,7 @@ import binascii
 import json
 import logging
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -39,14 +40,16 @@ from web3 import Web3
 from web3.exceptions import Web3Exception
 
 from registry.access_log import AccessLog, AccessLogMiddleware, client_ip
-from registry.authorization import Decision, Reason, SqliteNullifierStore
+from registry.authorization import MAX_GROUP_ID, Decision, Reason, SqliteNullifierStore, parse_group_id
 from registry.http import BodyLimitMiddleware
 from registry.ledger.deploy import Manifest
 from registry.ledger.errors import LedgerError
 from registry.ledger.registry_contract import RegistryContract
 from registry.relay.evidence import EvidenceEmitter, load_relay_key
-from registry.relay.store import FILE_NAME, BlobStore, MailboxConflict, WrongCapability
+from registry.relay.store import DIR_NAME, FILE_NAME, BlobStore, MailboxConflict, WrongCapability
+from registry.sqlite import RESTORE_FIX, StoreError, StoreManifest
 from registry.relay_auth import LocalAuthorizer, RegistryAuthClient, RemoteAuthorizationError
+from zk import strict_json
 from zk.evidence.record import EventType, ReasonCode
 from zk.relay_scope import acceptable_epochs, digest_blob
 
@@ -56,7 +59,17 @@ _HEX32 = re.compile(r"(0x)?[0-9a-fA-F]{64}")
 _HEX_SECRET = re.compile(r"(0x)?(?:[0-9a-fA-F]{2}){16,64}")
 _BLOB_ID = re.compile(r"[0-9a-f]{32}")
 _BODY_KEYS = {"mailbox", "pickup_hash", "blob", "group_id", "proof"}
+NULLIFIERS_FILE = "nullifiers.sqlite"
+EVIDENCE_QUEUE_FILE = "evidence_queue.sqlite"
+#: The relay's durable stores (file -> tables that must be there), checked at start
+#: against the data directory's ``stores.json`` (registry/sqlite.py, docs/operations.md).
+STORE_TABLES: dict[str, tuple[str, ...]] = {
+    NULLIFIERS_FILE: ("nullifiers",),
+    EVIDENCE_QUEUE_FILE: ("evidence_queue",),
+}
 CAPABILITY_HEADER = "X-Pickup-Capability"
+#: Body limit of the routes other than POST /v1/blobs (they take no body).
+SMALL_BODY = 4096
 
 #: HTTP status of each refusal (the others are 403).
 _REFUSAL_STATUS = {Reason.MALFORMED: 422, Reason.UNKNOWN_GROUP: 404, Reason.NULLIFIER_REUSED: 409}
@@ -105,6 +118,9 @@ class RelaySettings:
     access_log_hours: int = 72
     purge_interval: float = 300.0
     evidence_interval: float = 1.0
+    evidence_rejection_burst: int = 20  # rejection records signed at once (registry/relay/evidence.py)
+    evidence_rejection_per_minute: float = 10.0  # ...and afterwards; the rest are only counted
+    min_free_bytes: int = 64 * 1024 * 1024  # disk space a send must leave free (else 507, checked before authorizing)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser().resolve()
@@ -200,7 +216,20 @@ class Relay:
         self.clock = clock
         data = settings.data_dir
         data.mkdir(parents=True, exist_ok=True)
-        self.store = BlobStore(data / FILE_NAME)
+        # The stores this configuration opens; each must be intact if it should exist
+        # (an empty nullifier store would accept spent proofs again).
+        opened: list[str] = []
+        if authorizer is None and settings.auth_mode == "local":
+            opened.append(NULLIFIERS_FILE)
+        if settings.evidence_url is not None:
+            opened.append(EVIDENCE_QUEUE_FILE)
+        stores = StoreManifest(data)
+        stores.check({name: STORE_TABLES[name] for name in opened})
+        # The blob store is a directory of files (registry/relay/store.py: deleted blobs
+        # must leave no bytes behind); relay.sqlite of earlier versions is moved into it.
+        if DIR_NAME in stores.names and not (data / DIR_NAME).is_dir():
+            raise StoreError(data / DIR_NAME, "is missing", RESTORE_FIX)
+        self.store = BlobStore(data / DIR_NAME, legacy=data / FILE_NAME)
         self.access_log = AccessLog(data / "access.log.sqlite", settings.access_log_hours)
         self._groups_seen: set[int] = set()
         self._nullifiers: SqliteNullifierStore | None = None
@@ -217,16 +246,16 @@ class Relay:
                     raise ValueError(f"local authorization needs a deployment manifest in {data}")
                 w3 = Web3(Web3.HTTPProvider(settings.rpc_url, request_kwargs={"timeout": 10}))
                 contract = RegistryContract(w3, manifest.address("ZkIdRegistry"))
+                # One store (claims by the authorizer, purges below), closed by close().
+                self._nullifiers = SqliteNullifierStore(data / NULLIFIERS_FILE)
                 local = LocalAuthorizer(
                     contract,
-                    data / "nullifiers.sqlite",
+                    self._nullifiers,
                     epoch_length=settings.epoch_length,
                     message_limit=settings.message_limit,
                     clock_skew=settings.clock_skew,
                     clock=clock,
                 )
-                # A second connection to the same file, to purge spent epochs (below).
-                self._nullifiers = SqliteNullifierStore(data / "nullifiers.sqlite")
                 authorizer = local
         self.authorizer = authorizer
         if chain_id is None and manifest is not None:
@@ -239,8 +268,11 @@ class Relay:
                 raise ValueError("evidence needs chain_id (setting, manifest or rpc_url)")
             key = load_relay_key(data, settings.keystore, settings.keystore_password)
             self.evidence = EvidenceEmitter(
-                data / "evidence_queue.sqlite", key, chain_id, settings.region, settings.evidence_url, clock=clock
+                data / EVIDENCE_QUEUE_FILE, key, chain_id, settings.region, settings.evidence_url, clock=clock,
+                rejection_burst=settings.evidence_rejection_burst,
+                rejection_per_minute=settings.evidence_rejection_per_minute,
             )
+        stores.record([*opened, DIR_NAME])
 
     # -------------------------------------------------------------- evidence (best effort)
 
@@ -256,9 +288,9 @@ class Relay:
             raise ApiError(422, "malformed", f"the body has exactly the keys {', '.join(sorted(_BODY_KEYS))}")
         mailbox = _hex32(body["mailbox"], "mailbox")
         pickup_hash = _hex32(body["pickup_hash"], "pickup_hash")
-        group_id = body["group_id"]
-        if isinstance(group_id, bool) or not isinstance(group_id, int) or not 0 <= group_id < 2**64:
-            raise ApiError(422, "malformed", "group_id must be an integer in [0, 2^64)")
+        group_id = parse_group_id(body["group_id"])  # the registry's rule (registry/authorization.py)
+        if group_id is None:
+            raise ApiError(422, "malformed", f"group_id must be an integer in [0, {MAX_GROUP_ID}]")
         raw = body["blob"]
         if not isinstance(raw, str) or not raw:
             raise ApiError(422, "malformed", "blob must be non-empty base64")
@@ -270,6 +302,19 @@ class Relay:
         if not isinstance(proof, dict):
             raise ApiError(422, "malformed", "proof must be a SemaphoreProof JSON object")
         digest = digest_blob(blob)  # the relay's own digest: a proof cannot be moved to another blob
+        # Everything that could refuse the send after authorization is checked before it:
+        # authorizing spends the sender's slot (at the registry, in registry mode).
+        try:
+            with self.store.reserve(mailbox, pickup_hash):  # the tag stays ours until stored
+                if self.store.free_bytes() < len(blob) + self.settings.min_free_bytes:
+                    raise ApiError(507, "insufficient_storage", "the relay has no room for this blob now")
+                return self._authorize_and_store(proof, group_id, mailbox, pickup_hash, blob, digest)
+        except MailboxConflict as exc:
+            raise ApiError(409, "mailbox_conflict", str(exc)) from None
+
+    def _authorize_and_store(
+        self, proof: Any, group_id: int, mailbox: bytes, pickup_hash: bytes, blob: bytes, digest: bytes
+    ) -> dict[str, Any]:
         try:
             decision = self.authorizer.authorize(proof, group_id, digest)
         except RemoteAuthorizationError as exc:
@@ -284,12 +329,27 @@ class Relay:
         self._groups_seen.add(group_id)
         try:
             blob_id = self.store.put(mailbox, pickup_hash, blob, digest, self.clock())
-        except MailboxConflict as exc:
-            raise ApiError(409, "mailbox_conflict", str(exc)) from None
+        except OSError as exc:
+            # Claimed but not stored: give the slot back where the claim is ours (local
+            # mode). A registry's claim stays: it has no release (docs/relay.md).
+            log.error("blob store write failed: %s", type(exc).__name__)
+            released = self._release(group_id, decision)
+            used = "was not used" if released else "is used up: send with a new one"
+            raise ApiError(503, "store_failed", f"the blob could not be stored; the send authorization {used}") from None
         record = self.emit(EventType.SUBMISSION_ACCEPTANCE, digest)
         if record is not None:
             self.store.set_acceptance(blob_id, record)
         return {"id": blob_id, "digest": digest.hex(), "evidence_id": None if record is None else record.hex()}
+
+    def _release(self, group_id: int, decision: Decision) -> bool:
+        """Undo this relay's own nullifier claim of an accepted send that was not stored."""
+        if self._nullifiers is None or decision.nullifier is None or decision.epoch is None:
+            return False
+        try:
+            return self._nullifiers.release(group_id, decision.nullifier, decision.epoch)
+        except sqlite3.Error as exc:
+            log.error("nullifier release failed: %s", type(exc).__name__)
+            return False
 
     def pickup(self, tag: str, secret: bytes) -> dict[str, Any]:
         mailbox = _hex32(tag, "mailbox tag")
@@ -297,6 +357,9 @@ class Relay:
             blobs = self.store.pickup(mailbox, secret)
         except WrongCapability:
             raise ApiError(403, "forbidden", "wrong pickup capability") from None
+        except OSError as exc:
+            log.error("blob store read failed: %s", type(exc).__name__)
+            raise ApiError(503, "store_failed", "the mailbox cannot be read now") from None
         out = []
         for b in blobs:
             if not b.handed_over:
@@ -314,6 +377,9 @@ class Relay:
             removed = self.store.delete(blob_id, secret)
         except WrongCapability:
             raise ApiError(403, "forbidden", "wrong pickup capability") from None
+        except OSError as exc:  # not erased: the blob stays listed, the ack can be repeated
+            log.error("blob store erase failed: %s", type(exc).__name__)
+            raise ApiError(503, "store_failed", "the blob could not be deleted now") from None
         if removed is None:
             raise ApiError(404, "not_found", "no such blob")
         links = () if removed.acceptance is None else (removed.acceptance,)
@@ -346,6 +412,8 @@ class Relay:
         if callable(close):
             close()
         self.store.close()
+        if self._nullifiers is not None:
+            self._nullifiers.close()
 
 
 def create_relay_app(
@@ -389,9 +457,11 @@ def create_relay_app(
     async def json_body(request: Request) -> dict[str, Any]:
         raw = await request.body()
         try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise ApiError(422, "malformed", "the body is not valid JSON") from None
+            data = strict_json.loads(raw)  # duplicate keys, deep nesting, NaN refused
+        except strict_json.JsonInputError as exc:
+            if exc.code == strict_json.INVALID:
+                raise ApiError(422, "malformed", f"the body is not valid JSON: {exc}") from None
+            raise ApiError(400, exc.code, str(exc)) from None
         if not isinstance(data, dict):
             raise ApiError(422, "malformed", "the body must be a JSON object")
         return data
@@ -421,12 +491,19 @@ def create_relay_app(
                 "blobs": relay.store.count(),
                 "evidence_pending": None if relay.evidence is None else relay.evidence.pending(),
                 "issuer": None if relay.evidence is None else relay.evidence.address,
+                "evidence_suppressed": None if relay.evidence is None else relay.evidence.suppressed_total(),
             }
         )
 
     # Outermost first: the connection log sees every request, the rate limit comes before
     # reading any body, the size limit before parsing.
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    def body_limit(scope: Any) -> int:
+        # Only a send carries a body worth the name; acks and reads get a small bound.
+        if scope.get("method") == "POST" and scope.get("path") == "/v1/blobs":
+            return settings.max_body_bytes
+        return min(settings.max_body_bytes, SMALL_BODY)
+
+    app.add_middleware(BodyLimitMiddleware, limit=body_limit)
     app.add_middleware(RateLimitMiddleware, limiter=RateLimiter(settings.rate_limit, settings.rate_window))
     app.add_middleware(AccessLogMiddleware, log=relay.access_log)
     return app

@@ -3,8 +3,16 @@ registry's ``POST /v1/evidence`` (registry/evidence_api.py), best effort.
 
 ``emit`` signs and appends the record to a local queue table and returns at once; a
 background thread posts queued records and deletes each once the log accepted it (2xx)
-or refused it for good (4xx: retrying would not help). Network errors and 5xx are
-retried with exponential backoff. The blob path never waits for the log.
+or refused it for good (4xx: retrying would not help). Network errors, 5xx, 429
+``rate_limited`` (after its ``Retry-After``) and 403 ``unknown_signer`` (the operator may
+register this relay's key later) are retried with exponential backoff. The blob path
+never waits for the log.
+
+Rejection records (events with a reason code) are triggered by whoever sends junk, so
+they are rate limited: at most ``rejection_burst`` at once, refilled at
+``rejection_per_minute``. Beyond that no record is signed; the refusal is only counted
+(``suppressed``, per reason code, shown in the relay's health), so a flood of junk sends
+cannot fill the queue or the log.
 """
 
 from __future__ import annotations
@@ -14,13 +22,14 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 from eth_account import Account
 
-from registry.sqlite import connect
+from registry.sqlite import close_connection, connect
 from zk.evidence.record import EventType, EvidenceRecord, ReasonCode, sign_record
 
 log = logging.getLogger(__name__)
@@ -61,7 +70,11 @@ class EvidenceEmitter:
         *,
         clock: Callable[[], float] = time.time,
         max_backoff: float = 60.0,
+        rejection_burst: int = 20,
+        rejection_per_minute: float = 10.0,
     ) -> None:
+        if rejection_burst < 0 or rejection_per_minute < 0:
+            raise ValueError("rejection_burst and rejection_per_minute must be >= 0")
         self._key = private_key
         self.address = Account.from_key(private_key).address
         self.chain_id = chain_id
@@ -80,6 +93,15 @@ class EvidenceEmitter:
         )
         self.sent = 0
         self.dropped = 0
+        # Token bucket of rejection records (monotonic time: a wall-clock jump must not refill it).
+        self._rejection_burst = float(rejection_burst)
+        self._rejection_rate = rejection_per_minute / 60.0
+        self._rejection_tokens = float(rejection_burst)
+        self._rejection_at = time.monotonic()
+        self.suppressed: Counter[str] = Counter()
+        self._suppressed_logged = 0
+        self._unknown_warned = False
+        self._hold_until = 0.0
 
     def emit(
         self, event: EventType, blob_digest: bytes, reason: ReasonCode | None = None, links: tuple[bytes, ...] = ()
@@ -87,6 +109,10 @@ class EvidenceEmitter:
         """Sign and queue one record; return its record hash (None when no log is configured
         or the record cannot be built: evidence never breaks the blob path)."""
         if self.target_url is None:
+            return None
+        if reason is not None and not self._take_rejection_token():
+            with self._lock:
+                self.suppressed[reason.value] += 1
             return None
         try:
             record = EvidenceRecord(
@@ -108,6 +134,22 @@ class EvidenceEmitter:
         self._wake.set()
         return record.record_hash()
 
+    def _take_rejection_token(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            self._rejection_tokens = min(
+                self._rejection_burst, self._rejection_tokens + (now - self._rejection_at) * self._rejection_rate
+            )
+            self._rejection_at = now
+            if self._rejection_tokens >= 1.0:
+                self._rejection_tokens -= 1.0
+                return True
+            return False
+
+    def suppressed_total(self) -> int:
+        with self._lock:
+            return sum(self.suppressed.values())
+
     def pending(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT count(*) FROM evidence_queue").fetchone()[0])
@@ -117,17 +159,30 @@ class EvidenceEmitter:
         if self.target_url is None:
             return 0
         now = time.monotonic()
+        if now < self._hold_until:  # the log asked this relay to wait (429, or key not registered)
+            return 0
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, body, attempts FROM evidence_queue WHERE next_at <= ? ORDER BY id LIMIT 100", (now,)
             ).fetchall()
         done = 0
         for row_id, body, attempts in rows:
+            retry_after = 0.0
+            hold = False
             try:
                 response = client.post(
                     f"{self.target_url}/v1/evidence", content=body, headers={"content-type": "application/json"}
                 )
                 status = response.status_code
+                if status in (403, 429) and _error_code(response) in ("unknown_signer", "rate_limited"):
+                    # Not a verdict on the record but on this relay: every record waits.
+                    status = 503
+                    hold = True
+                    retry_after = _retry_after(response)
+                    if _error_code(response) == "unknown_signer" and not self._unknown_warned:
+                        self._unknown_warned = True
+                        log.warning("the evidence log does not know this relay's key %s (yet): records wait",
+                                    self.address)
             except httpx.HTTPError:
                 status = 0
             with self._lock:
@@ -140,12 +195,25 @@ class EvidenceEmitter:
                     self._db.execute("DELETE FROM evidence_queue WHERE id = ?", (row_id,))
                     done += 1
                 else:
-                    delay = min(self._max_backoff, 0.5 * 2 ** min(attempts, 16))
+                    delay = max(retry_after, min(self._max_backoff, 0.5 * 2 ** min(attempts, 16)))
                     self._db.execute(
                         "UPDATE evidence_queue SET attempts = attempts + 1, next_at = ? WHERE id = ?",
                         (time.monotonic() + delay, row_id),
                     )
+                    if hold:
+                        self._hold_until = time.monotonic() + delay
+            if hold:
+                break
         return done
+
+    def _log_suppressed(self) -> None:
+        """One line per flush that suppressed rejection records since the last one (counts only)."""
+        with self._lock:
+            total = sum(self.suppressed.values())
+            if total == self._suppressed_logged:
+                return
+            new, self._suppressed_logged = total - self._suppressed_logged, total
+        log.warning("%d rejection record(s) not signed: rejection evidence rate limit (%d in total)", new, total)
 
     def start(self, interval: float = 1.0) -> None:
         if self._thread is not None or self.target_url is None:
@@ -162,8 +230,9 @@ class EvidenceEmitter:
             while not self._stop.is_set():
                 try:
                     self.flush_once(client)
-                except Exception:
-                    log.exception("evidence flush failed")
+                    self._log_suppressed()
+                except Exception as exc:
+                    log.error("evidence flush failed: %s", type(exc).__name__)
                 self._wake.wait(interval)
                 self._wake.clear()
 
@@ -174,4 +243,20 @@ class EvidenceEmitter:
             self._thread.join(timeout=15)
             self._thread = None
         with self._lock:
-            self._db.close()
+            close_connection(self._db)
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    try:
+        data = response.json()
+        code = data["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return code if isinstance(code, str) else None
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return min(3600.0, max(0.0, float(response.headers.get("retry-after", "0"))))
+    except ValueError:
+        return 0.0

@@ -1,26 +1,73 @@
-"""The relay's blob store (SQLite, WAL, ``synchronous=FULL``: a blob is on disk before 201).
+"""The relay's blob store: one file per blob, overwritten with zeros and unlinked on delete.
 
-Tables: ``mailboxes(tag, pickup_hash, created_at)`` (the first blob to a tag fixes the
-SHA-256 of its pickup capability) and ``blobs(id, mailbox, blob, digest, received_at,
-handed_over, acceptance)``. Nothing about a sender is stored.
+Why files and not SQLite: a deleted row's bytes stay in SQLite's files. The WAL keeps old
+page images until a checkpoint, and even with ``PRAGMA secure_delete=ON`` and a truncating
+checkpoint after every delete, copies of cells that b-tree rebalancing moved to another
+page survive in that page's unused space (measured: a mailbox tag, digest and ciphertext
+of a deleted blob were still in ``relay.sqlite``). A file holding exactly one blob can be
+erased: overwrite it with zeros, flush, unlink. When :meth:`BlobStore.delete` or
+:meth:`BlobStore.purge` returns, no file of the store holds the blob, its mailbox tag,
+pickup hash or digest.
+
+Layout: ``<dir>/<id>.blob``, written as ``<id>.tmp``, flushed, renamed and the directory
+flushed before :meth:`BlobStore.put` returns (a blob is on disk before the relay's 201).
+File format, version 1 (integers big-endian)::
+
+    0    magic b"ZKRB" + version 0x01
+    5    flags: bit 0 handed over, bit 1 acceptance hash set
+    6    2 reserved bytes
+    8    received_at (float64, Unix seconds)
+    16   mailbox tag (32)
+    48   pickup hash: SHA-256 of the pickup capability (32)
+    80   digest: SHA-256 of the blob (32), checked when the store opens
+    112  hash of the acceptance evidence record (32, zeros if unset)
+    144  blob length (uint64)
+    152  blob
+
+The flags and the acceptance hash are updated in place without a flush: a power cut may
+lose them (a second consignment record, an access record without its link), never a blob.
+
+The mailbox index (tag -> pickup hash and blob ids) lives in memory and is rebuilt from the
+files when the store opens. A file that does not verify there (a delete interrupted by a
+crash, a temporary file of an unfinished put) is erased. Nothing about a sender is stored.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import os
 import secrets
+import shutil
+import sqlite3
+import struct
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from registry.sqlite import connect
+log = logging.getLogger(__name__)
 
+#: The store's directory in the relay's data directory.
+DIR_NAME = "blobs"
+#: The blob store of earlier versions (SQLite); migrated into files and erased at open.
 FILE_NAME = "relay.sqlite"
+
+_MAGIC = b"ZKRB\x01"
+_HEADER = struct.Struct(">5sB2xd32s32s32s32sQ")
+_FLAGS_AT = 5
+_ACCEPTANCE_AT = 112
+_HANDED_OVER = 1
+_HAS_ACCEPTANCE = 2
+_SUFFIX = ".blob"
+_TMP_SUFFIX = ".tmp"
+_CHUNK = 1 << 20
 
 
 class MailboxConflict(ValueError):
-    """The mailbox tag exists with another pickup hash."""
+    """The mailbox tag exists (or is being written) with another pickup hash."""
 
 
 class WrongCapability(PermissionError):
@@ -38,111 +85,317 @@ class StoredBlob:
     acceptance: bytes | None
 
 
+@dataclass
+class _Entry:
+    mailbox: bytes
+    digest: bytes
+    received_at: float
+    handed_over: bool
+    acceptance: bytes | None
+
+
+@dataclass
+class _Mailbox:
+    pickup_hash: bytes
+    ids: set[str]
+
+
 def capability_hash(secret: bytes) -> bytes:
     return hashlib.sha256(secret).digest()
 
 
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def erase_file(path: Path) -> None:
+    """Overwrite ``path`` with zeros in place, flush it to disk, then unlink it (no-op if
+    it does not exist). In place, so on a non-copy-on-write file system the old blocks
+    themselves are overwritten."""
+    try:
+        fd = os.open(path, os.O_WRONLY)
+    except FileNotFoundError:
+        return
+    try:
+        size = os.fstat(fd).st_size
+        zeros = bytes(min(size, _CHUNK))
+        offset = 0
+        while offset < size:
+            offset += os.pwrite(fd, zeros[: min(_CHUNK, size - offset)], offset)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.unlink(path)
+
+
 class BlobStore:
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
+    def __init__(self, directory: Path | str, *, legacy: Path | str | None = None) -> None:
+        """Open (or create) the store in ``directory``; ``legacy``: an ``relay.sqlite`` of an
+        earlier version whose blobs are moved into files, after which it is erased."""
+        self.path = Path(directory)
         self._lock = threading.Lock()
-        self._db = connect(self.path, durable=True)
-        self._db.executescript(
-            "CREATE TABLE IF NOT EXISTS mailboxes (tag BLOB PRIMARY KEY, pickup_hash BLOB NOT NULL,"
-            " created_at REAL NOT NULL);"
-            "CREATE TABLE IF NOT EXISTS blobs (id TEXT PRIMARY KEY, mailbox BLOB NOT NULL, blob BLOB NOT NULL,"
-            " digest BLOB NOT NULL, received_at REAL NOT NULL, handed_over INTEGER NOT NULL DEFAULT 0,"
-            " acceptance BLOB);"
-            "CREATE INDEX IF NOT EXISTS blobs_mailbox ON blobs (mailbox, received_at);"
-            "CREATE INDEX IF NOT EXISTS blobs_age ON blobs (received_at);"
-        )
+        self._blobs: dict[str, _Entry] = {}
+        self._mailboxes: dict[bytes, _Mailbox] = {}
+        self._pending: dict[bytes, tuple[bytes, int]] = {}  # tag -> (pickup hash, sends in flight)
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._load()
+        if legacy is not None and Path(legacy).exists():
+            self._migrate(Path(legacy))
 
     def close(self) -> None:
+        """Nothing to flush: every put was flushed before it returned."""
+
+    # -------------------------------------------------------------- files
+
+    def _file(self, blob_id: str) -> Path:
+        return self.path / f"{blob_id}{_SUFFIX}"
+
+    def _write(self, blob_id: str, mailbox: bytes, pickup_hash: bytes, blob: bytes, digest: bytes, now: float,
+               handed_over: bool = False, acceptance: bytes | None = None) -> None:
+        flags = (_HANDED_OVER if handed_over else 0) | (0 if acceptance is None else _HAS_ACCEPTANCE)
+        header = _HEADER.pack(_MAGIC, flags, now, mailbox, pickup_hash, digest, acceptance or bytes(32), len(blob))
+        tmp = self.path / f"{blob_id}{_TMP_SUFFIX}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                view = memoryview(header + blob)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, self._file(blob_id))
+            _fsync_dir(self.path)
+        except BaseException:
+            try:
+                erase_file(tmp)
+            except OSError:
+                pass  # erased again when the store next opens
+            raise
+
+    def _set_header(self, blob_id: str, offset: int, data: bytes) -> None:
+        fd = os.open(self._file(blob_id), os.O_WRONLY)
+        try:
+            os.pwrite(fd, data, offset)
+        finally:
+            os.close(fd)
+
+    def _read(self, path: Path) -> tuple[_Entry, bytes, bytes] | None:
+        """(entry, pickup hash, blob) of a valid file, else None."""
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return None
+        if len(data) < _HEADER.size:
+            return None
+        magic, flags, received_at, mailbox, pickup_hash, digest, acceptance, length = _HEADER.unpack_from(data)
+        blob = data[_HEADER.size:]
+        if magic != _MAGIC or length != len(blob) or not hmac.compare_digest(hashlib.sha256(blob).digest(), digest):
+            return None
+        entry = _Entry(mailbox, digest, received_at, bool(flags & _HANDED_OVER), acceptance if flags & _HAS_ACCEPTANCE else None)
+        return entry, pickup_hash, blob
+
+    def _load(self) -> None:
+        erased = 0
+        for path in sorted(self.path.iterdir()):
+            name = path.name
+            if name.endswith(_TMP_SUFFIX):
+                erase_file(path)  # a put that did not finish: never acknowledged
+                erased += 1
+                continue
+            if not name.endswith(_SUFFIX):
+                continue
+            read = self._read(path)
+            if read is None:
+                erase_file(path)  # a delete interrupted by a crash, or damage
+                erased += 1
+                continue
+            entry, pickup_hash, _ = read
+            blob_id = name[: -len(_SUFFIX)]
+            box = self._mailboxes.get(entry.mailbox)
+            if box is None:
+                self._mailboxes[entry.mailbox] = _Mailbox(pickup_hash, {blob_id})
+            elif hmac.compare_digest(box.pickup_hash, pickup_hash):
+                box.ids.add(blob_id)
+            else:  # cannot happen through put; keep the mailbox openable by one capability
+                erase_file(path)
+                erased += 1
+                continue
+            self._blobs[blob_id] = entry
+        if erased:
+            log.warning("blob store: erased %d unfinished or unreadable file(s)", erased)
+
+    def _migrate(self, legacy: Path) -> None:
+        try:
+            db = sqlite3.connect(str(legacy), isolation_level=None)
+            try:
+                rows = db.execute(
+                    "SELECT b.id, b.mailbox, b.blob, b.received_at, b.handed_over, b.acceptance, m.pickup_hash"
+                    " FROM blobs b JOIN mailboxes m ON m.tag = b.mailbox"
+                ).fetchall()
+            finally:
+                db.close()  # the last connection: SQLite folds the -wal into the file
+        except sqlite3.Error as exc:
+            raise ValueError(f"{legacy} (a blob store of an earlier version) cannot be read ({type(exc).__name__})") from None
+        for blob_id, mailbox, blob, received_at, handed_over, acceptance, pickup_hash in rows:
+            if blob_id in self._blobs:
+                continue  # moved by a migration interrupted before the erase below
+            blob = bytes(blob)
+            self._write(str(blob_id), bytes(mailbox), bytes(pickup_hash), blob, hashlib.sha256(blob).digest(),
+                        float(received_at), bool(handed_over), None if acceptance is None else bytes(acceptance))
+            self._index(str(blob_id), bytes(mailbox), bytes(pickup_hash), hashlib.sha256(blob).digest(), float(received_at),
+                        bool(handed_over), None if acceptance is None else bytes(acceptance))
+        for suffix in ("-wal", "-shm", "-journal", ""):
+            erase_file(legacy.with_name(legacy.name + suffix))
+        log.info("blob store: moved %d blob(s) out of %s", len(rows), legacy.name)
+
+    def _index(self, blob_id: str, mailbox: bytes, pickup_hash: bytes, digest: bytes, received_at: float,
+               handed_over: bool = False, acceptance: bytes | None = None) -> None:
+        self._blobs[blob_id] = _Entry(mailbox, digest, received_at, handed_over, acceptance)
+        box = self._mailboxes.setdefault(mailbox, _Mailbox(pickup_hash, set()))
+        box.ids.add(blob_id)
+
+    def _unindex(self, blob_id: str) -> _Entry:
+        entry = self._blobs.pop(blob_id)
+        box = self._mailboxes[entry.mailbox]
+        box.ids.discard(blob_id)
+        if not box.ids:
+            del self._mailboxes[entry.mailbox]
+        return entry
+
+    # -------------------------------------------------------------- sends
+
+    def _owner(self, mailbox: bytes) -> bytes | None:
+        box = self._mailboxes.get(mailbox)
+        if box is not None:
+            return box.pickup_hash
+        pending = self._pending.get(mailbox)
+        return None if pending is None else pending[0]
+
+    @contextmanager
+    def reserve(self, mailbox: bytes, pickup_hash: bytes) -> Iterator[None]:
+        """Hold ``mailbox`` for ``pickup_hash`` while a send is authorized and stored.
+
+        Raises :class:`MailboxConflict` at once if the tag is taken (stored or in flight)
+        with another pickup hash, so the relay refuses before it spends the sender's
+        authorization; while held, no other hash can take the tag, so :meth:`put` of this
+        send cannot conflict."""
         with self._lock:
-            self._db.close()
+            owner = self._owner(mailbox)
+            if owner is not None and not hmac.compare_digest(owner, pickup_hash):
+                raise MailboxConflict("this mailbox tag is in use with another pickup capability")
+            held = self._pending.get(mailbox, (pickup_hash, 0))[1]
+            self._pending[mailbox] = (pickup_hash, held + 1)
+        try:
+            yield
+        finally:
+            with self._lock:
+                owner_hash, held = self._pending[mailbox]
+                if held <= 1:
+                    del self._pending[mailbox]
+                else:
+                    self._pending[mailbox] = (owner_hash, held - 1)
+
+    def free_bytes(self) -> int:
+        return shutil.disk_usage(self.path).free
 
     def put(self, mailbox: bytes, pickup_hash: bytes, blob: bytes, digest: bytes, now: float) -> str:
-        """Store a blob durably; raise :class:`MailboxConflict` for a tag owned by another hash."""
+        """Store a blob durably; raise :class:`MailboxConflict` for a tag owned by another
+        hash, ``OSError`` if it cannot be written (then nothing of it is left)."""
+        if not hmac.compare_digest(hashlib.sha256(blob).digest(), digest):
+            raise ValueError("digest is not the SHA-256 of the blob")
         blob_id = secrets.token_hex(16)
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute("SELECT pickup_hash FROM mailboxes WHERE tag = ?", (mailbox,)).fetchone()
-                if row is None:
-                    self._db.execute(
-                        "INSERT INTO mailboxes (tag, pickup_hash, created_at) VALUES (?, ?, ?)", (mailbox, pickup_hash, now)
-                    )
-                elif not hmac.compare_digest(bytes(row[0]), pickup_hash):
-                    raise MailboxConflict("this mailbox tag is in use with another pickup capability")
-                self._db.execute(
-                    "INSERT INTO blobs (id, mailbox, blob, digest, received_at) VALUES (?, ?, ?, ?, ?)",
-                    (blob_id, mailbox, blob, digest, now),
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self.reserve(mailbox, pickup_hash):
+            self._write(blob_id, mailbox, pickup_hash, blob, digest, now)
+            with self._lock:
+                self._index(blob_id, mailbox, pickup_hash, digest, now)
         return blob_id
 
     def set_acceptance(self, blob_id: str, record_hash: bytes) -> None:
         with self._lock:
-            self._db.execute("UPDATE blobs SET acceptance = ? WHERE id = ?", (record_hash, blob_id))
+            entry = self._blobs.get(blob_id)
+            if entry is None:
+                return
+            flags = (_HANDED_OVER if entry.handed_over else 0) | _HAS_ACCEPTANCE
+            self._set_header(blob_id, _ACCEPTANCE_AT, record_hash)
+            self._set_header(blob_id, _FLAGS_AT, bytes([flags]))
+            entry.acceptance = record_hash
+
+    # -------------------------------------------------------------- pickup and delete
 
     def _check(self, stored_hash: bytes, secret: bytes) -> None:
-        if not hmac.compare_digest(bytes(stored_hash), capability_hash(secret)):
+        if not hmac.compare_digest(stored_hash, capability_hash(secret)):
             raise WrongCapability("wrong pickup capability")
 
     def pickup(self, mailbox: bytes, secret: bytes) -> list[StoredBlob]:
         """The mailbox's blobs, oldest first (an unknown mailbox is empty); marks them handed over."""
+        out = []
         with self._lock:
-            row = self._db.execute("SELECT pickup_hash FROM mailboxes WHERE tag = ?", (mailbox,)).fetchone()
-            if row is None:
+            box = self._mailboxes.get(mailbox)
+            if box is None:
                 return []
-            self._check(row[0], secret)
-            rows = self._db.execute(
-                "SELECT id, mailbox, blob, digest, received_at, handed_over, acceptance FROM blobs"
-                " WHERE mailbox = ? ORDER BY received_at, id",
-                (mailbox,),
-            ).fetchall()
-            self._db.execute("UPDATE blobs SET handed_over = 1 WHERE mailbox = ?", (mailbox,))
-        return [
-            StoredBlob(r[0], bytes(r[1]), bytes(r[2]), bytes(r[3]), float(r[4]), bool(r[5]), None if r[6] is None else bytes(r[6]))
-            for r in rows
-        ]
+            self._check(box.pickup_hash, secret)
+            for blob_id in sorted(box.ids, key=lambda i: (self._blobs[i].received_at, i)):
+                entry = self._blobs[blob_id]
+                read = self._read(self._file(blob_id))
+                if read is None:
+                    raise OSError(f"blob file {blob_id} is unreadable")
+                out.append(StoredBlob(blob_id, mailbox, read[2], entry.digest, entry.received_at, entry.handed_over, entry.acceptance))
+                if not entry.handed_over:
+                    flags = _HANDED_OVER | (0 if entry.acceptance is None else _HAS_ACCEPTANCE)
+                    self._set_header(blob_id, _FLAGS_AT, bytes([flags]))
+                    entry.handed_over = True
+        return out
+
+    def _erase(self, blob_ids: list[str], entries: list[_Entry]) -> None:
+        """Erase the files of blobs already taken out of the index; put back any whose
+        file could not be erased (so a failed delete does not hide a blob still on disk)."""
+        failed: Exception | None = None
+        for blob_id, entry in zip(blob_ids, entries):
+            try:
+                erase_file(self._file(blob_id))
+            except OSError as exc:
+                failed = exc
+                with self._lock:
+                    pickup_hash = self._mailboxes[entry.mailbox].pickup_hash if entry.mailbox in self._mailboxes else None
+                    if pickup_hash is None:
+                        read = self._read(self._file(blob_id))
+                        if read is None:
+                            continue
+                        pickup_hash = read[1]
+                    self._index(blob_id, entry.mailbox, pickup_hash, entry.digest, entry.received_at,
+                                entry.handed_over, entry.acceptance)
+        if failed is not None:
+            raise failed
 
     def delete(self, blob_id: str, secret: bytes) -> StoredBlob | None:
-        """Delete a blob whose mailbox opens with ``secret``; None if there is no such blob."""
+        """Delete a blob whose mailbox opens with ``secret``; None if there is no such blob.
+        When it returns, the blob's file is overwritten and gone."""
         with self._lock:
-            row = self._db.execute(
-                "SELECT b.id, b.mailbox, b.blob, b.digest, b.received_at, b.handed_over, b.acceptance, m.pickup_hash"
-                " FROM blobs b JOIN mailboxes m ON m.tag = b.mailbox WHERE b.id = ?",
-                (blob_id,),
-            ).fetchone()
-            if row is None:
+            entry = self._blobs.get(blob_id)
+            if entry is None:
                 return None
-            self._check(row[7], secret)
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute("DELETE FROM blobs WHERE id = ?", (blob_id,))
-            self._drop_empty_mailboxes()
-            self._db.execute("COMMIT")
-        return StoredBlob(row[0], bytes(row[1]), b"", bytes(row[3]), float(row[4]), bool(row[5]), None if row[6] is None else bytes(row[6]))
-
-    def _drop_empty_mailboxes(self) -> None:
-        self._db.execute("DELETE FROM mailboxes WHERE NOT EXISTS (SELECT 1 FROM blobs WHERE blobs.mailbox = mailboxes.tag)")
+            self._check(self._mailboxes[entry.mailbox].pickup_hash, secret)
+            self._unindex(blob_id)
+        self._erase([blob_id], [entry])
+        return StoredBlob(blob_id, entry.mailbox, b"", entry.digest, entry.received_at, entry.handed_over, entry.acceptance)
 
     def purge(self, before: float) -> int:
-        """Delete blobs received before ``before`` (retention), and mailboxes left empty."""
+        """Delete blobs received before ``before`` (retention); erased when it returns."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            n = self._db.execute("DELETE FROM blobs WHERE received_at < ?", (before,)).rowcount
-            self._drop_empty_mailboxes()
-            self._db.execute("COMMIT")
-        return int(n)
+            ids = [i for i, e in self._blobs.items() if e.received_at < before]
+            entries = [self._unindex(i) for i in ids]
+        self._erase(ids, entries)
+        return len(ids)
 
     def count(self) -> int:
         with self._lock:
-            return int(self._db.execute("SELECT count(*) FROM blobs").fetchone()[0])
+            return len(self._blobs)
 
     def exists(self, blob_id: str) -> bool:
         with self._lock:
-            return self._db.execute("SELECT 1 FROM blobs WHERE id = ?", (blob_id,)).fetchone() is not None
+            return blob_id in self._blobs

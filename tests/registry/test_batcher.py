@@ -60,7 +60,7 @@ def test_batches_by_size_then_by_age(
     chain.mine(1)
     batcher.settle()
     rows = box.rows()
-    assert all(r.state == "included" for r in rows)
+    assert all(r.state == "final" for r in rows)
     hashes = {r.tx_hash for r in rows}
     assert len(hashes) == math.ceil(n / batch_size) == batcher.stats.batches_sent
     w3 = deployed.registry.w3
@@ -94,7 +94,7 @@ def test_members_already_on_chain_are_filtered_before_sending(outbox: Outbox, de
     assert batcher.stats.skipped_on_chain == 1 and batcher.stats.batches_sent == 1
     chain.mine(2)
     batcher.settle()
-    assert outbox.counts()["included"] == 3
+    assert outbox.counts()["final"] == 3
     assert chain_additions(deployed.registry, 0, deployed.manifest.deployment_block) == Counter([a, b, c])
 
 
@@ -104,7 +104,7 @@ def test_not_our_group_fails_for_good(outbox: Outbox, anvil: Any, deployed: Any,
     outbox.enqueue(0, make_commitments(1, seed=510))
     batcher = Batcher(outbox, deployed.registry, batch_size=10, batch_interval=60)
     batcher.step(force=True)
-    assert outbox.counts() == {"pending": 0, "sent": 1, "included": 0, "failed": 2}
+    assert outbox.counts() == {"pending": 0, "sent": 1, "included": 0, "final": 0, "failed": 2}
     assert all("CallerIsNotAdmin" in (r.last_error or "") for r in outbox.rows("failed"))
 
 
@@ -136,7 +136,7 @@ def test_crash_after_broadcast_before_bookkeeping(tmp_path: Path, deployed: Any,
     assert batcher.stats.batches_sent == 1
     chain.mine(2)
     batcher.settle()
-    assert reopened.counts()["included"] == 12
+    assert reopened.counts()["final"] == 12
     assert chain_additions(deployed.registry, 0, deployed.manifest.deployment_block) == Counter(values)
     assert deployed.registry.size(0) == 12
     reopened.close()
@@ -156,7 +156,7 @@ def test_crash_recovery_of_the_service_adopts_the_transaction(registry_settings:
         chain.mine(2)
         svc.process_once()
         assert svc.batcher.stats.batches_sent == 0
-        assert {r.state for r in svc.outbox.rows()} == {"included"}
+        assert {r.state for r in svc.outbox.rows()} == {"final"}
         assert {r.tx_hash for r in svc.outbox.rows()} == {tx_hash}  # found through the index
         statuses = [svc.member_status(0, v) for v in values]
         assert {s.status for s in statuses} == {"final"} and {s.tx_hash for s in statuses} == {tx_hash}
@@ -203,8 +203,99 @@ def test_ledger_down_registrations_accepted_then_anchored(tmp_path: Path) -> Non
             additions = chain_additions(registry, 0, svc.manifest.deployment_block)
             assert additions == Counter(first + later)
             # the index sees the members first; the batcher settles its rows on its next pass
-            wait_until(lambda: svc.outbox.counts()["included"] == 7)
+            wait_until(lambda: svc.outbox.counts()["final"] == 7)
         finally:
             svc.close()
     finally:
         ledger.down()
+
+
+def _fill(registry: RegistryContract, group: int, n: int, seed: int, step: int = 500) -> list[int]:
+    values = make_commitments(n, seed=seed)
+    assert registry.tx is not None
+    for i in range(0, n, step):
+        registry.tx.transact(registry.contract.functions.addMembers(group, values[i : i + step]))
+    return values
+
+
+def test_single_registration_into_a_large_group_is_anchored(outbox: Outbox, deployed: Any, chain: Any) -> None:
+    """One member into a group of 5,000 costs far more than a fixed per-member limit
+    (LeanIMT insertion hashes one node per level): the batcher's gas comes from the node's
+    estimate, so the registration lands instead of reverting out of gas."""
+    _fill(deployed.registry, 0, 5_000, seed=70_000)
+    (value,) = make_commitments(1, seed=79_999)
+    outbox.enqueue(0, [value])
+    batcher = Batcher(outbox, deployed.registry, batch_size=50, batch_interval=60, confirmations=1)
+    assert batcher.step(force=True) == 1
+    batcher.wait_sent()
+    batcher.settle()
+    (row,) = outbox.rows()
+    assert row.state == "final", row
+    receipt = deployed.registry.w3.eth.get_transaction_receipt(row.tx_hash)
+    assert receipt["status"] == 1 and receipt["gasUsed"] > 150_000 + 70_000  # the old fixed limit
+    assert deployed.registry.size(0) == 5_001 and deployed.registry.has_member(0, value)
+
+
+def test_out_of_gas_revert_is_recognised_and_resent_with_more_gas(
+    outbox: Outbox, deployed: Any, chain: Any
+) -> None:
+    _fill(deployed.registry, 0, 1_000, seed=81_000)
+    values = make_commitments(3, seed=82_000)
+    outbox.enqueue(0, values)
+    batcher = Batcher(outbox, deployed.registry, batch_size=50, batch_interval=60, confirmations=1)
+    batcher.gas_boost = 0.4  # injected fault: a limit well under the estimate (a stale one)
+    for _ in range(8):
+        batcher.step(force=True)
+        batcher.wait_sent()
+        batcher.settle()
+        if outbox.counts()["final"] == 3:
+            break
+    assert outbox.counts()["final"] == 3
+    assert batcher.stats.failures["out_of_gas"] >= 1 and batcher.stats.failed == 0
+    assert batcher.gas_boost > 0.4
+    start = deployed.manifest.deployment_block
+    assert chain_additions(deployed.registry, 0, start) == Counter(
+        {**{v: 1 for v in values}, **{v: 1 for v in make_commitments(1_000, seed=81_000)}}
+    )
+
+
+def test_out_of_gas_mined_transaction_is_typed(deployed: Any, chain: Any) -> None:
+    """EIP-150 keeps 1/64 of the gas from inner calls: the receipt's gasUsed stays under the
+    limit, and only a replay with more gas shows it was an out-of-gas revert."""
+    from registry.ledger.errors import OutOfGas
+
+    _fill(deployed.registry, 0, 1_000, seed=83_000)
+    reg = deployed.registry
+    fn = reg.contract.functions.addMembers(0, make_commitments(1, seed=84_000))
+    tx_hash = reg.tx.send(fn, gas=150_000)
+    with pytest.raises(OutOfGas):
+        reg.tx.wait(tx_hash)
+
+
+def test_final_rows_are_sent_again_after_a_deep_reorganisation(service: Any, anvil: Any, chain: Any) -> None:
+    """A rollback below ``final`` rows (a reorg deeper than the confirmations, or a ledger
+    restored from an older state) reopens them: they are sent again, exactly once."""
+    values = make_commitments(3, seed=85_000)
+    service.register(0, values)
+    assert service.process_once(force=True) == 3
+    chain.mine(3)
+    service.process_once()
+    first = service.member_status(0, values[0])
+    assert first.status == "final"
+    assert service.outbox.counts()["final"] == 3
+    chain.reorg(4)  # the batch's block and the three after it are replaced
+    service.sync()
+    gone = service.member_status(0, values[0])
+    assert gone.status == "pending" and gone.tx_hash is None  # not the vanished transaction
+    for _ in range(6):
+        service.process_once(force=True)
+        chain.mine(2)
+        service.process_once()
+        if service.outbox.counts()["final"] == 3 and service.member_status(0, values[0]).status == "final":
+            break
+    again = service.member_status(0, values[0])
+    assert again.status == "final" and again.tx_hash != first.tx_hash
+    assert anvil.w3.eth.get_transaction_receipt(again.tx_hash)["status"] == 1
+    counts = chain_additions(service.operator(), 0, service.manifest.deployment_block)
+    assert all(counts[v] == 1 for v in values)
+    assert service.batcher.stats.reopened >= 3

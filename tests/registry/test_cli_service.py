@@ -124,3 +124,10 @@ def test_service_commands_refuse_bad_setups(tmp_path: Path) -> None:
     assert short.returncode == 2 and "too short" in _one_error_line(short)
     bad_port = zkid("up", "--data-dir", str(tmp_path), "--port", "70000")
     assert bad_port.returncode == 2
+
+
+def test_relay_keys_must_be_addresses(tmp_path: Path) -> None:
+    flag = zkid("up", "--data-dir", str(tmp_path), "--relay-key", "0x1234")
+    assert flag.returncode == 2 and "--relay-key" in _one_error_line(flag)
+    env = zkid("up", "--data-dir", str(tmp_path), env={**ENV, "ZKID_RELAY_KEYS": "0x" + "Ab" * 20})
+    assert env.returncode == 2 and "relay_keys" in _one_error_line(env)

@@ -87,3 +87,31 @@ def test_proof_generate_then_verify_here_and_in_js(tmp_path: Path) -> None:
     assert zkid("proof", "verify", str(proof_file)).returncode == 2
     proof_file.write_text("{not json")
     assert zkid("proof", "verify", str(proof_file)).returncode == 2
+
+
+DEEP = 100_000
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["proof", "verify"],
+        ["evidence", "verify"],
+        ["group", "root"],
+        ["identity", "show"],
+    ],
+)
+@pytest.mark.parametrize(
+    "content",
+    ["[" * DEEP, "[" * DEEP + "]" * DEEP, '{"a":' * DEEP, '{"a": 1, "a": 2}', "[" + "9" * 5000 + "]"],
+    ids=["open", "closed", "objects", "duplicate-key", "huge-int"],
+)
+def test_hostile_json_files_are_one_error_line(tmp_path: Path, command: list[str], content: str) -> None:
+    """Deep nesting (which overflowed the C stack: SIGSEGV), duplicate keys and huge
+    integers: exit 2 with one line, never a crash or a traceback."""
+    path = tmp_path / "hostile.json"
+    path.write_text(content)
+    out = zkid(*command, str(path))
+    assert out.returncode == 2, (out.returncode, out.stderr[-500:])
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("zkid: error:"), out.stderr[-500:]

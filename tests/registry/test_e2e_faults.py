@@ -25,6 +25,7 @@ import pytest
 from registry.ledger.anvil import LocalLedger, free_port, make_web3
 from registry.ledger.deploy import load_manifest
 from registry.ledger.registry_contract import RegistryContract
+from tests.registry.conftest import make_commitments
 from tests.registry.http_support import zkid_command
 from zk.identity import Identity
 
@@ -221,3 +222,77 @@ def test_sigterm_exits_cleanly_and_restart_resumes(data_dir: Path) -> None:
         assert httpx.get(f"{again.url}/v1/groups/0").json()["size"] == 1
     finally:
         assert again.stop(signal.SIGINT) == 0
+
+
+def _zkid(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*zkid_command(), *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def test_walkthrough_register_wait_in_a_group_of_5000(data_dir: Path) -> None:
+    """The README's `zkid register --wait` in a group that already has 5,000 members: one
+    member into a deep tree costs far more gas than a small group's, and must still land."""
+    ledger_port = free_port()
+    up = start_up(data_dir, free_port(), ledger_port, ZKID_CONFIRMATIONS="1")
+    try:
+        crowd = make_commitments(5_000, seed=31_000)
+        for i in range(0, len(crowd), 500):
+            _register(up.url, crowd[i : i + 500])
+        contract = _contract(data_dir, ledger_port)
+        _wait(lambda: contract.size(0) == len(crowd), 300, "5,000 members on chain", up)
+        newcomer = Identity("e2e-newcomer").commitment
+        done = _zkid("register", str(newcomer), "--url", up.url, "--wait", "--timeout", "120", "--json")
+        assert done.returncode == 0, done.stderr
+        assert '"status": "final"' in done.stdout or '"status": "included"' in done.stdout
+        assert contract.has_member(0, newcomer) and contract.size(0) == len(crowd) + 1
+        proof = httpx.get(f"{up.url}/v1/groups/0/proofs/{newcomer}", timeout=30)
+        assert proof.status_code == 200 and proof.json()["merkle_proof"]["leaf"] == str(newcomer)
+        assert httpx.get(f"{up.url}/v1/health").json()["status"] == "ok"
+    finally:
+        assert up.stop(signal.SIGINT) == 0
+
+
+def test_ledger_killed_and_restored_from_an_older_state_loses_no_registration(data_dir: Path) -> None:
+    """kill -9 of the local ledger, which then restarts from its last periodic state dump:
+    the batches mined since are gone from the chain. The registry sees the rollback, sends
+    them again (exactly once) and never reports a transaction that no longer exists."""
+    ledger_port = free_port()
+    up = start_up(data_dir, free_port(), ledger_port)
+    ledger = LocalLedger(data_dir, ledger_port)
+    contract = _contract(data_dir, ledger_port)
+    first = [Identity(f"e2e-restore-a{i}").commitment for i in range(6)]
+    second = [Identity(f"e2e-restore-b{i}").commitment for i in range(6)]
+    try:
+        _register(up.url, first)
+        _wait(lambda: set(_statuses(up.url, first)) == {"final"}, 120, "first batch final", up)
+        assert ledger.down()  # SIGTERM: Anvil dumps its state (what a periodic dump holds)
+        older = data_dir / "older-state.json"
+        older.write_bytes(ledger.state_file.read_bytes())
+        ledger.up()
+        _register(up.url, second)
+        _wait(lambda: set(_statuses(up.url, second)) == {"final"}, 120, "second batch final", up)
+        lost_tx = httpx.get(f"{up.url}/v1/groups/0/members/{second[0]}").json()["tx_hash"]
+        status = ledger.status()
+        assert status.pid is not None
+        os.kill(status.pid, signal.SIGKILL)
+        _wait(lambda: not ledger.status().running, 30, "the ledger to die")
+        ledger.state_file.write_bytes(older.read_bytes())  # its last dump predates the second batch
+        ledger.up()
+        assert contract.size(0) == len(first)  # the second batch is gone from the chain
+
+        def settled() -> bool:
+            statuses = _statuses(up.url, first + second)
+            return set(statuses) == {"final"} and contract.size(0) == len(first) + len(second)
+
+        _wait(settled, 180, "the lost batch anchored again", up)
+        w3 = make_web3(f"http://127.0.0.1:{ledger_port}")
+        for value in first + second:
+            member = httpx.get(f"{up.url}/v1/groups/0/members/{value}").json()
+            assert w3.eth.get_transaction_receipt(member["tx_hash"])["status"] == 1  # a real transaction
+        # (The resent transaction may have the very hash of the lost one: same nonce, fields
+        # and key sign to the same bytes. What matters is that it is on the chain now.)
+        assert lost_tx is not None
+        assert sorted(contract.index_of(0, v) for v in first + second) == list(range(12))
+        _wait(lambda: httpx.get(f"{up.url}/v1/health").json()["outbox_pending"] == 0, 30, "an empty outbox", up)
+        assert httpx.get(f"{up.url}/v1/groups/0").json()["size"] == 12
+    finally:
+        assert up.stop(signal.SIGINT) == 0

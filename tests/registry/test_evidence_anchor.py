@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from eth_utils.crypto import keccak
 
 from registry.evidence_anchor import Anchorer, AnchorRefused
 from registry.ledger.accounts import anvil_dev_account
@@ -20,7 +21,7 @@ from registry.ledger.anchor_contract import AnchorContract
 from registry.ledger.anvil import make_web3
 from registry.ledger.tx import Transactor
 from tests.registry.conftest import FakeClock, wait_until
-from tests.registry.test_evidence_support import Relay, make_records, open_log
+from tests.registry.test_evidence_support import CountingRpcProxy, Relay, make_records, open_log
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDS = make_records(40)
@@ -173,3 +174,30 @@ def test_run_loop_anchors_until_stopped(tmp_path: Path, contract: AnchorContract
         thread.join(30)
     assert not thread.is_alive()
     assert [a.tree_size for a in contract.anchors(origin)] == [9, 4]
+
+
+def test_polls_before_an_anchor_is_due_do_not_read_the_ledger(
+    tmp_path: Path, anvil: Any, contract: AnchorContract
+) -> None:
+    """Deciding "not due" takes no ledger call (issue #9 item 10); counted by a proxy."""
+    origin = _origin(tmp_path)
+    contract.register_log(origin)
+    log = open_log(tmp_path, origin)
+    clock = FakeClock(1_000_000)
+    with CountingRpcProxy(anvil.rpc_url) as proxy:
+        tx = Transactor(make_web3(proxy.url, timeout=10, retry=False), anvil_dev_account(3), poll_interval=0.01)
+        counted = AnchorContract(tx.w3, contract.address, tx)
+        anchorer = Anchorer(log, counted, origin, min_interval=10, min_growth=5, max_delay=100, clock=clock)
+        log.append_many(RECORDS[:3])
+        for _ in range(200):
+            assert anchorer.anchor_once().status == "not_due"
+        assert sum(proxy.calls.values()) == 0
+        log.append_many(RECORDS[3:5])
+        assert anchorer.anchor_once().status == "anchored"
+        for _ in range(200):  # anchored, nothing new: up to date without asking the ledger
+            assert anchorer.anchor_once().status == "up_to_date"
+        log.append_many(RECORDS[5:6])
+        for _ in range(200):  # min_interval, then too little growth: not due, no ledger call
+            assert anchorer.anchor_once().status == "not_due"
+            clock.advance(0.1)
+        assert proxy.count("eth_call", contract.address, "0x" + keccak(b"latestAnchor(bytes32)")[:4].hex()) == 1

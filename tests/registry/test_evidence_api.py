@@ -16,12 +16,13 @@ import pytest
 from fastapi import FastAPI
 
 from registry.evidence_anchor import Anchorer
+from registry.evidence_admission import EvidenceAdmission
 from registry.evidence_api import evidence_router
 from registry.evidence_log import EvidenceLog
 from registry.ledger.anchor_contract import AnchorContract
 from registry.ledger.deploy import save_manifest
 from registry.ledger.tx import Transactor
-from tests.registry.test_evidence_support import CLI_SNIPPET, make_records, open_log, serve
+from tests.registry.test_evidence_support import CHAIN_ID, CLI_SNIPPET, RELAY, make_records, open_log, serve
 from zk.evidence import merkle
 from zk.evidence.bundle import verify_bundle
 from zk.evidence.note import open_checkpoint
@@ -41,7 +42,9 @@ def served(tmp_path: Path) -> Iterator[tuple[EvidenceLog, str]]:
     origin = f"letro-zkid/api{abs(hash(str(tmp_path))) % 10**8}/evidence"
     log = open_log(tmp_path, origin)
     app = FastAPI()
-    app.include_router(evidence_router(log))
+    # The test records' relay is registered; "now" is their era (2023).
+    admission = EvidenceAdmission(CHAIN_ID, [RELAY], log, clock=lambda: 1_700_000_000.0)
+    app.include_router(evidence_router(log, admission=admission))
     with serve(app) as url:
         yield log, url
     log.close()

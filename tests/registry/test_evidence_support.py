@@ -114,6 +114,71 @@ class Relay:
             c.close()
 
 
+class CountingRpcProxy:
+    """A loopback HTTP proxy in front of a JSON-RPC node that counts what passes through:
+    ``calls[(method, to, selector)]`` (``to``/``selector`` only for ``eth_call``)."""
+
+    def __init__(self, target_url: str) -> None:
+        import collections
+        import http.server
+
+        import httpx
+
+        self.target_url = target_url
+        self.calls: collections.Counter[tuple[str, str | None, str | None]] = collections.Counter()
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                proxy._count(body)
+                upstream = httpx.post(proxy.target_url, content=body, headers={"content-type": "application/json"},
+                                      timeout=60)
+                self.send_response(upstream.status_code)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(upstream.content)))
+                self.end_headers()
+                self.wfile.write(upstream.content)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def _count(self, body: bytes) -> None:
+        import json
+
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return
+        with self._lock:
+            for request in data if isinstance(data, list) else [data]:
+                method = request.get("method")
+                to = selector = None
+                if method == "eth_call":
+                    call = request["params"][0]
+                    to = str(call.get("to", "")).lower()
+                    selector = str(call.get("data") or call.get("input") or "")[:10]
+                self.calls[(method, to, selector)] += 1
+
+    def count(self, method: str, to: str | None = None, selector: str | None = None) -> int:
+        with self._lock:
+            return sum(n for (m, t, s), n in self.calls.items()
+                       if m == method and (to is None or t == to.lower()) and (selector is None or s == selector))
+
+    def __enter__(self) -> CountingRpcProxy:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
 class _QuietServer:
     """uvicorn in a thread of the test process, on a free loopback port."""
 

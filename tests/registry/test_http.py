@@ -26,7 +26,15 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from registry.http import BASE_FIELD, COMMITMENT, FIELD, UINT256, create_app
+from registry.http import (
+    BASE_FIELD,
+    COMMITMENT,
+    FIELD,
+    MAX_COMMITMENTS_PER_REQUEST,
+    MEMBERS_MAX_BODY,
+    UINT256,
+    create_app,
+)
 from registry.settings import Settings
 from tests.registry.http_support import OPERATOR_TOKEN, Registry, running_registry, serve_app
 from zk.field import Q, R
@@ -246,10 +254,12 @@ def test_malformed_json(client: httpx.Client) -> None:
 
 def test_body_size_limit(registry: Registry, client: httpx.Client) -> None:
     limit = registry.settings.max_body_bytes
-    big = json.dumps({"commitments": ["1" * 70] * (limit // 70 + 10)}).encode()
-    assert len(big) > limit
+    big = json.dumps({"commitments": ["1" * 70] * (MEMBERS_MAX_BODY // 70 + 10)}).encode()
+    assert len(big) > MEMBERS_MAX_BODY > limit
     _error(client.post("/v1/groups/0/members", content=big, headers={"Content-Type": "application/json"}), 413, "too_large")
-    _error(client.post("/v1/authorize", content=big, headers={"Content-Type": "application/json"}), 413, "too_large")
+    small = json.dumps({"commitments": ["1" * 70] * (limit // 70 + 10)}).encode()
+    assert len(small) > limit
+    _error(client.post("/v1/authorize", content=small, headers={"Content-Type": "application/json"}), 413, "too_large")
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: chunked transfer encoding
         for i in range(0, len(big), 4096):
@@ -261,6 +271,20 @@ def test_body_size_limit(registry: Registry, client: httpx.Client) -> None:
     with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
         sock.sendall(b"POST /v1/groups/0/members HTTP/1.1\r\nHost: x\r\nContent-Length: x\r\n\r\n{}")
         assert sock.recv(4096).split(b"\r\n", 1)[0] == b"HTTP/1.1 400 Bad Request"
+
+
+def test_documented_maximum_registration_fits_its_route_limit(registry: Registry, client: httpx.Client) -> None:
+    """1000 commitments of 77 digits (the documented maximum: ~80 KB, more than the
+    default 64 KiB) reach the service, pretty-printed too; one more is a schema error."""
+    values = [str(R - 1 - i) for i in range(MAX_COMMITMENTS_PER_REQUEST)]
+    for body in (json.dumps({"commitments": values}), json.dumps({"commitments": values}, indent=4)):
+        assert registry.settings.max_body_bytes < len(body) <= MEMBERS_MAX_BODY
+        # An unknown group: the body passed the size limit, the parser and the schema.
+        r = client.post("/v1/groups/987654/members", content=body, headers={"Content-Type": "application/json"})
+        _error(r, 404, "unknown_group")
+    too_many = json.dumps({"commitments": [*values, "1"]})
+    r = client.post("/v1/groups/987654/members", content=too_many, headers={"Content-Type": "application/json"})
+    _error(r, 422, "invalid_commitment")
 
 
 # ---------------------------------------------------------------------------- roots
@@ -378,6 +402,70 @@ def test_authorize_malformed(client: httpx.Client, mutate: Any) -> None:
     assert "authorized" not in body
 
 
+def test_schema_errors_name_the_right_format_and_exact_bounds(client: httpx.Client) -> None:
+    """A bad digest is "not hex", not "not a canonical decimal"; a bound is printed from
+    the exact integer (2^64 - 1), not through a float (18446744073709552000)."""
+    body = {
+        "group_id": 0,
+        "proof": {"merkleTreeDepth": 1, "merkleTreeRoot": "1", "nullifier": "2", "message": "3", "scope": "4", "points": ["1"] * 8},
+        "blob_digest": "zz" * 32,
+    }
+    message = _error(client.post("/v1/authorize", json=body), 422, "malformed")["error"]["message"]
+    assert "blob_digest" in message and "hex" in message and "decimal" not in message
+    message = _error(client.post("/v1/authorize", json={**body, "proof": {**body["proof"], "nullifier": "01"}, "blob_digest": "00" * 32}), 422, "malformed")["error"]["message"]
+    assert "nullifier" in message and "canonical decimal" in message
+    message = _error(client.post("/v1/groups", json={"root_window": 2**64}, headers=AUTH), 422, "malformed")["error"]["message"]
+    assert str(2**64 - 1) in message and "18446744073709552000" not in message
+    window = client.get("/openapi.json").json()["components"]["schemas"]["CreateGroupRequest"]["properties"]["root_window"]
+    assert {"type": "integer", "minimum": 0, "maximum": 2**64 - 1} in window["anyOf"]
+    assert not {"ge", "le"} & {key for branch in window["anyOf"] for key in branch}  # JSON Schema's words only
+
+
+DEEP = 100_000
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [("/v1/groups", AUTH), ("/v1/groups/0/members", {}), ("/v1/authorize", {}), ("/v1/evidence", {}), ("/v1/evidence/batch", {})],
+)
+def test_json_bodies_are_parsed_strictly(client: httpx.Client, path: str, headers: dict[str, str]) -> None:
+    """Every JSON route: a repeated key, nesting deeper than the limit (within the size
+    limit, or a 100k-deep body) and integers CPython will not convert are a 4xx with a code."""
+    evidence = path.startswith("/v1/evidence")
+
+    def post(raw: bytes) -> httpx.Response:
+        return client.post(path, content=raw, headers={**headers, "Content-Type": "application/json"})
+
+    duplicate = _error(post(b'{"commitments": ["1"], "commitments": ["2"]}'), 400, "malformed_record" if evidence else "duplicate_key")
+    assert "duplicate" in duplicate["error"]["message"]
+    for raw in (b"[" * 60_000, b'{"a":' * 12_000, b"[" * 100 + b"]" * 100):
+        too_deep = _error(post(raw), 400, "malformed_record" if evidence else "too_deep")
+        assert "deep" in too_deep["error"]["message"]
+    r = post(b"[" * DEEP)
+    assert r.status_code in (400, 413), r.text
+    for raw in (b'{"root_window": ' + b"9" * 5000 + b"}", b'{"record": ' + b"1" * 4301 + b"}", b'{"a": NaN}'):
+        _error(post(raw), 400 if evidence else 422, "malformed_record" if evidence else "malformed")
+
+
+def test_documented_maximum_evidence_batch_fits_its_route_limit(client: httpx.Client) -> None:
+    """1000 records with 16 links each (~1.8 MB) pass the size limit and the parser: the
+    answer is the admission's (an unregistered relay key), not 413."""
+    from eth_account import Account
+
+    from zk.evidence.record import EventType, EvidenceRecord, sign_record
+
+    account = Account.from_key("0x" + "11" * 32)
+    record = EvidenceRecord(
+        chain_id=31337, event=EventType.SUBMISSION_ACCEPTANCE, event_time=1_700_000_000, issuer=account.address,
+        blob_digest=bytes(32), region="eu", links=tuple(bytes([i]) * 32 for i in range(1, 17)),
+    )
+    signed = sign_record(record, account.key).to_dict()
+    body = json.dumps({"records": [signed] * 1000}).encode()
+    assert len(body) > 1_500_000
+    r = client.post("/v1/evidence/batch", content=body, headers={"Content-Type": "application/json"})
+    _error(r, 403, "unknown_signer")
+
+
 def test_authorize_points_off_the_curve(client: httpx.Client) -> None:
     """Schema-valid, cryptographically malformed: a refusal (403), not a schema error."""
     body = {
@@ -480,4 +568,6 @@ def test_fuzz_openapi(registry: Registry, members: list[Identity], mode: str) ->
             check()
         except Unsatisfiable:  # negative mode: nothing to make invalid
             without_inputs.append(operation.label)
-    assert set(without_inputs) <= {"GET /v1/groups", "GET /v1/health", "GET /metrics", "GET /v1/log/checkpoint"}
+    assert set(without_inputs) <= {
+        "GET /v1/groups", "GET /v1/health", "GET /metrics", "GET /v1/log/checkpoint", "GET /v1/evidence/relays"
+    }

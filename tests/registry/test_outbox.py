@@ -29,7 +29,7 @@ def test_enqueue_returns_pending_rows(outbox: Outbox) -> None:
     assert [r.commitment for r in rows] == values
     assert all(r.state == "pending" and r.group_id == 7 and r.attempts == 0 and r.tx_hash is None for r in rows)
     assert len({r.id for r in rows}) == 3
-    assert outbox.counts() == {"pending": 3, "sent": 0, "included": 0, "failed": 0}
+    assert outbox.counts() == {"pending": 3, "sent": 0, "included": 0, "final": 0, "failed": 0}
     assert outbox.get(7, values[1]) == rows[1]
     assert outbox.get(8, values[1]) is None
 
@@ -116,7 +116,7 @@ def test_reregistration_after_failure_or_inclusion(outbox: Outbox) -> None:
     outbox.mark_sent([again.id], "0x" + "01" * 32)
     outbox.mark_included([again.id], 12)
     got = outbox.get(0, 99)
-    assert got is not None and got.state == "included" and got.block_number == 12
+    assert got is not None and got.state == "final" and got.block_number == 12
 
 
 def test_concurrent_registrations_of_one_commitment(tmp_path: Path) -> None:
@@ -165,10 +165,10 @@ def test_state_transitions_and_queries(tmp_path: Path) -> None:
     assert back is not None and back.state == "pending" and back.tx_hash is None and back.last_error == "dropped"
     box.mark_included([taken[1].id], 77)
     box.mark_failed([first[2].id], "refused")
-    assert box.counts() == {"pending": 3, "sent": 0, "included": 1, "failed": 1}
+    assert box.counts() == {"pending": 3, "sent": 0, "included": 0, "final": 1, "failed": 1}
     # terminal states do not move back
     box.mark_pending([taken[1].id, first[2].id])
-    assert box.counts() == {"pending": 3, "sent": 0, "included": 1, "failed": 1}
+    assert box.counts() == {"pending": 3, "sent": 0, "included": 0, "final": 1, "failed": 1}
     with pytest.raises(ValueError):
         box.rows("unknown")
     box.close()
@@ -201,3 +201,50 @@ def test_acknowledged_registration_survives_a_killed_process(tmp_path: Path) -> 
     box = Outbox(path)
     assert sorted(r.commitment for r in box.rows()) == [111, 222]
     box.close()
+
+
+def test_mined_rows_reopen_when_the_chain_rolls_back(outbox: Outbox) -> None:
+    rows = outbox.enqueue(0, make_commitments(3, seed=900))
+    ids = [r.id for r in rows]
+    outbox.mark_sent(ids, "0x" + "0a" * 32)
+    outbox.mark_included(ids[:1], 10)  # final
+    outbox.mark_included(ids[1:2], 20, final=False)  # mined, not yet confirmed
+    assert outbox.unsettled_count() == 1 and outbox.unconfirmed_count() == 1
+    assert outbox.reopen_from(21) == 0
+    assert outbox.reopen_from(15) == 1  # only the row mined at 20
+    back = outbox.get(0, rows[1].commitment)
+    assert back is not None and back.state == "sent" and back.block_number is None and back.tx_hash == "0x" + "0a" * 32
+    assert outbox.reopen_from(0) == 1  # the final one too: a rollback can go below it
+    assert {r.state for r in outbox.rows()} == {"sent"}
+    assert [r.id for r in outbox.in_flight()] == ids
+
+
+def test_old_outbox_is_migrated_with_confirmed_rows_final(tmp_path: Path) -> None:
+    """An outbox written before ``final`` existed (``included`` was terminal) opens with
+    those rows ``final`` and everything else as it was."""
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        CREATE TABLE registrations (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, group_id INTEGER NOT NULL, commitment TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'included', 'failed')),
+            tx_hash TEXT, attempts INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL,
+            updated_at REAL NOT NULL, block_number INTEGER, last_error TEXT);
+        CREATE UNIQUE INDEX registrations_active ON registrations (group_id, commitment) WHERE state IN ('pending', 'sent');
+        INSERT INTO registrations (group_id, commitment, state, created_at, updated_at, block_number, tx_hash)
+            VALUES (0, '5', 'included', 1, 1, 9, '0xaa'), (0, '6', 'pending', 2, 2, NULL, NULL);
+        """
+    )
+    conn.commit()
+    conn.close()
+    box = Outbox(path)
+    assert box.counts() == {"pending": 1, "sent": 0, "included": 0, "final": 1, "failed": 0}
+    five = box.get(0, 5)
+    assert five is not None and five.block_number == 9 and five.tx_hash == "0xaa"
+    box.close()
+    again = Outbox(path)  # opening twice migrates once
+    assert again.counts()["final"] == 1
+    again.close()

@@ -105,6 +105,11 @@ def test_local_and_registry_paths_agree(registry: Registry, member: tuple[Identi
     foreign_tree = LeanIMT(leaves=[who.commitment, outsider.commitment])
     tampered = valid.to_dict()
     tampered["points"] = list(reversed(tampered["points"]))
+    # JSON numbers as JavaScript writes them may carry ".0": the same integer on both paths.
+    float_depth = _proof(who, merkle, blob, 0, epoch, 5).to_dict()
+    float_depth["merkleTreeDepth"] = float(float_depth["merkleTreeDepth"])
+    wrong_depth = _proof(who, merkle, blob, 0, epoch, 6).to_dict()
+    wrong_depth["merkleTreeDepth"] = 17.0
     cases: list[tuple[str, Any, int, bytes, Reason]] = [
         ("valid", valid, 0, digest, Reason.OK),
         ("replayed", valid, 0, digest, Reason.NULLIFIER_REUSED),
@@ -114,6 +119,13 @@ def test_local_and_registry_paths_agree(registry: Registry, member: tuple[Identi
         ("slot over the limit", _proof(who, merkle, blob, 0, epoch, limit), 0, digest, Reason.SLOT_OUT_OF_RANGE),
         ("old epoch", _proof(who, merkle, blob, 0, epoch - 3, 0), 0, digest, Reason.WRONG_EPOCH),
         ("tampered points", tampered, 0, digest, None),  # malformed or invalid: both paths must say the same
+        ("merkleTreeDepth 1.0", float_depth, 0, digest, Reason.OK),
+        ("merkleTreeDepth 17.0", wrong_depth, 0, digest, Reason.INVALID_PROOF),
+        ("group id 2^53 - 1", valid, 2**53 - 1, digest, Reason.UNKNOWN_GROUP),
+        ("group id 2^53", valid, 2**53, digest, Reason.MALFORMED),
+        ("group id 2^64 - 1", valid, 2**64 - 1, digest, Reason.MALFORMED),
+        ("group id 0.0", valid, 0.0, digest, Reason.NULLIFIER_REUSED),
+        ("group id True", valid, True, digest, Reason.MALFORMED),
     ]
     local = LocalAuthorizer(
         registry.contract,

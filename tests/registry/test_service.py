@@ -40,7 +40,7 @@ def test_register_until_final_then_a_valid_merkle_proof(service: RegistryService
     service.process_once()
     final = service.member_status(0, members[2])
     assert (final.status, final.confirmations) == ("final", 2)
-    assert service.outbox.counts()["included"] == 3
+    assert service.outbox.counts()["final"] == 3
 
     proof = service.merkle_proof(0, members[1])
     assert proof.leaf == members[1] and LeanIMT.verify_proof(proof)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from eth_account import Account
+from eth_utils.crypto import keccak
 
 from registry.ledger.anchor_contract import AnchorContract
 from registry.service import RegistryService
 from registry.settings import Settings
 from tests.registry.conftest import wait_until
+from tests.registry.test_evidence_support import CountingRpcProxy
 from zk.evidence import merkle
 from zk.evidence.record import EventType, EvidenceRecord, SignedRecord, sign_record
 
@@ -52,3 +55,30 @@ def test_started_service_anchors_evidence(registry_settings: Settings, anvil: An
         assert health["evidence"] == {"origin": log.origin, "size": 9, "anchored_size": 9}
     finally:
         service.close()
+
+
+LATEST_ANCHOR = "0x" + keccak(b"latestAnchor(bytes32)")[:4].hex()
+
+
+def test_anchorer_reads_the_ledger_only_when_an_anchor_is_due(registry_settings: Settings, anvil: Any) -> None:
+    """Issue #9 item 10: the anchorer thread used to read ``latestAnchor`` on every poll
+    (20 times a second here) while nothing was due. Counted by a proxy in front of Anvil."""
+    with CountingRpcProxy(anvil.rpc_url) as proxy:
+        settings = registry_settings.model_copy(update={
+            "rpc_url": proxy.url, "poll_interval": 0.05,
+            "anchor_interval": 0.0, "anchor_min_growth": 1000, "anchor_max_delay": 1.5,
+        })
+        service = RegistryService.open(settings)
+        try:
+            log = service.evidence
+            assert log is not None
+            anchor_address = service.manifest.address("EvidenceAnchor")
+            log.append_many([signed(i, service.manifest.chain_id) for i in range(7)])
+            service.start()
+            # Few records: due only after max_delay; then one read of the ledger and one anchor.
+            wait_until(lambda: (a := log.latest_anchor()) is not None and a.tree_size == 7, timeout=60)
+            time.sleep(1.0)  # an observation window (many polls), not a timing assertion
+            assert proxy.count("eth_call", anchor_address, LATEST_ANCHOR) == 1
+            assert proxy.count("eth_sendRawTransaction") >= 1  # the proxy did carry the anchor
+        finally:
+            service.close()

@@ -52,6 +52,7 @@ from eth_account.messages import SignableMessage, encode_typed_data
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
+from zk import strict_json
 from zk.evidence import merkle
 
 RECORD_VERSION = 1
@@ -297,23 +298,12 @@ class EvidenceRecord:
 
 
 def strict_json_loads(text: str | bytes, error: type[ValueError]) -> Any:
-    """``json.loads`` refusing duplicate keys, NaN/Infinity and floats (never needed here)."""
-
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        keys = [k for k, _ in pairs]
-        if len(keys) != len(set(keys)):
-            raise error("duplicate key in JSON")
-        return dict(pairs)
-
-    def refuse(value: str) -> Any:
-        raise error(f"{value} is not allowed in JSON here")
-
-    if not isinstance(text, (str, bytes)):
-        raise error("JSON input must be text")
+    """:func:`zk.strict_json.loads` (duplicate keys, NaN/Infinity, deep nesting and
+    floats refused: none is ever needed here), its refusal raised as ``error``."""
     try:
-        return json.loads(text, object_pairs_hook=no_duplicates, parse_constant=refuse, parse_float=refuse)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise error(f"invalid JSON: {exc}") from None
+        return strict_json.loads(text, floats=False)
+    except strict_json.JsonInputError as exc:
+        raise error(str(exc)) from None
 
 
 # --- Signatures ----------------------------------------------------------------------

@@ -18,9 +18,10 @@ from eth_account import Account
 from fastapi import FastAPI
 
 from registry.client import SendSlots, build_send_authorization
+from registry.evidence_admission import EvidenceAdmission
 from registry.evidence_api import evidence_router
 from registry.evidence_log import EvidenceLog, load_or_create_log_key
-from registry.relay.evidence import KEY_FILE
+from registry.relay.evidence import KEY_FILE, load_relay_key
 from tests.registry.conftest import wait_until
 from tests.registry.http_support import serve_app
 from tests.registry.relay.support import OffsetClock, running_relay
@@ -32,11 +33,13 @@ from zk.tree import LeanIMT
 
 
 @pytest.fixture
-def evidence_log(tmp_path: Path) -> Iterator[tuple[EvidenceLog, str]]:
+def evidence_log(tmp_path: Path, deployed: Any) -> Iterator[tuple[EvidenceLog, str]]:
     origin = "letro-zkid/test/relay-evidence"
     log = EvidenceLog(tmp_path / "log" / "evidence.sqlite", load_or_create_log_key(tmp_path / "log", origin), origin)
+    # The log trusts the relay's key (created here; the relay of tmp_path/relay loads it).
+    relay_key = Account.from_key(load_relay_key(tmp_path / "relay")).address
     app = FastAPI()
-    app.include_router(evidence_router(log))
+    app.include_router(evidence_router(log, admission=EvidenceAdmission(deployed.manifest.chain_id, [relay_key], log)))
     with serve_app(app) as url:
         yield log, url
     log.close()

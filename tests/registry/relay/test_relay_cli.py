@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from registry.ledger.deploy import save_manifest
 
@@ -57,3 +61,95 @@ def test_zkid_relay_serves_and_refuses_bad_options(tmp_path: Path, anvil: Any, d
         proc.terminate()
         proc.wait(timeout=30)
     assert (tmp_path / "relay" / "relay.sqlite").exists()
+
+
+@contextlib.contextmanager
+def _relay_process(data_dir: Path, rpc_url: str, manifest: Any, *extra: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``zkid relay`` as a real process; ready once its port accepts connections (uvicorn
+    listens after the app's startup), without an HTTP request that would count against
+    the rate limit."""
+    save_manifest(data_dir, manifest)
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SNIPPET, "relay", "--data-dir", str(data_dir), "--rpc-url", rpc_url,
+         "--port", str(port), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else "relay exited"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the relay did not start"
+                time.sleep(0.05)
+        yield proc, f"http://127.0.0.1:{port}"
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        proc.wait(timeout=30)
+
+
+DEEP = 100_000
+
+
+def test_hostile_json_bodies_do_not_kill_the_relay(tmp_path: Path, anvil: Any, deployed: Any) -> None:
+    """~200 KB of ``[[[[`` killed the relay (SIGSEGV, exit 139, nothing logged): now every
+    such body is a 4xx and the process keeps serving."""
+    bodies = {
+        b"[" * 2 * DEEP: (400, "too_deep"),
+        b'{"a":' * DEEP: (400, "too_deep"),
+        b"[" * DEEP + b"]" * DEEP: (400, "too_deep"),
+        b'{"mailbox": "' + b"ab" * 32 + b'", "mailbox": "' + b"cd" * 32 + b'"}': (400, "duplicate_key"),
+        b'{"group_id": ' + b"7" * 5000 + b"}": (422, "malformed"),
+        b'{"group_id": NaN}': (422, "malformed"),
+    }
+    with _relay_process(tmp_path / "relay", anvil.rpc_url, deployed.manifest) as (proc, url), httpx.Client(
+        base_url=url, timeout=60
+    ) as http:
+        for raw, (status, code) in bodies.items():
+            r = http.post("/v1/blobs", content=raw, headers={"Content-Type": "application/json"})
+            assert (r.status_code, r.json()["error"]["code"]) == (status, code), r.text
+            assert proc.poll() is None
+        # The other routes take no body: a small limit, before anything reads it.
+        r = http.post(f"/v1/blobs/{'0' * 32}/ack", content=b"[" * DEEP, headers={"X-Pickup-Capability": "ab" * 16})
+        assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
+        assert http.get("/v1/health").status_code == 200
+        assert proc.poll() is None
+
+
+def _connection_ips(data_dir: Path) -> set[str]:
+    with contextlib.closing(sqlite3.connect(data_dir / "access.log.sqlite")) as db:
+        return {str(ip) for (ip,) in db.execute("SELECT ip FROM connections")}
+
+
+@pytest.mark.parametrize("trusted", [False, True], ids=["no-proxy", "trusted-proxy"])
+def test_forwarded_for_counts_only_from_a_trusted_proxy(tmp_path: Path, anvil: Any, deployed: Any, trusted: bool) -> None:
+    """A client on the relay's host (or behind a local reverse proxy or onion service) sets
+    X-Forwarded-For: ignored by default, so the per-IP rate limit and the connection log
+    see the real peer; believed only from a proxy the operator names."""
+    data_dir = tmp_path / "relay"
+    extra = ["--rate-limit", "3", *(["--trusted-proxy", "127.0.0.1"] if trusted else [])]
+    with _relay_process(data_dir, anvil.rpc_url, deployed.manifest, *extra) as (proc, url), httpx.Client(
+        base_url=url, timeout=60
+    ) as http:
+        statuses = [http.get("/v1/health", headers={"X-Forwarded-For": f"203.0.113.{i}"}).status_code for i in range(6)]
+        proc.terminate()  # graceful (uvicorn then re-raises SIGTERM): the connection log is flushed
+        proc.wait(timeout=30)
+    if trusted:
+        assert statuses == [200] * 6
+        assert _connection_ips(data_dir) == {f"203.0.113.{i}" for i in range(6)}
+    else:
+        assert statuses == [200, 200, 200, 429, 429, 429]
+        assert _connection_ips(data_dir) == {"127.0.0.1"}
+
+
+def test_trusted_proxy_must_be_an_address(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", SNIPPET, "relay", "--data-dir", str(tmp_path), "--rpc-url", "http://127.0.0.1:9",
+         "--trusted-proxy", "*"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 2 and "--trusted-proxy" in out.stderr and len(out.stderr.strip().splitlines()) == 1

@@ -1,0 +1,139 @@
+"""A send the relay refuses for its own reasons (mailbox conflict, no disk room, a failed
+write) must not spend the sender's authorization: a real relay over HTTP with real
+Semaphore proofs, authorizing locally against the session Anvil, or through a real
+registry (its own Anvil) in registry mode."""
+
+from __future__ import annotations
+
+import base64
+import errno
+import hashlib
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from registry.client import RegistryClient
+from tests.registry.http_support import Registry, running_registry
+from tests.registry.relay.support import running_relay
+from zk.identity import Identity
+from zk.proof import SemaphoreProof, generate_proof
+from zk.relay_scope import RelayScope, blob_message, epoch_at
+from zk.tree import LeanIMT, MerkleProof
+
+
+def _proof(who: Identity, merkle: Any, blob: bytes, group: int, epoch: int, slot: int) -> SemaphoreProof:
+    return generate_proof(who, merkle, blob_message(hashlib.sha256(blob).digest()), RelayScope(group, epoch, slot).encode())
+
+
+def _body(mailbox: bytes, capability: bytes, blob: bytes, group: int, proof: SemaphoreProof) -> dict[str, Any]:
+    return {
+        "mailbox": mailbox.hex(),
+        "pickup_hash": hashlib.sha256(capability).hexdigest(),
+        "blob": base64.b64encode(blob).decode(),
+        "group_id": group,
+        "proof": proof.to_dict(),
+    }
+
+
+def _code(response: httpx.Response) -> str:
+    return str(response.json()["error"]["code"])
+
+
+def _conflict_then_other_mailbox(http: httpx.Client, proof_of: Any, group: int) -> None:
+    """A mailbox owned by one capability; another capability's send to it is refused with
+    mailbox_conflict, and the very same proof then goes through to another mailbox."""
+    taken, owner = secrets.token_bytes(32), secrets.token_bytes(32)
+    first = b"first blob, owns the mailbox"
+    r = http.post("/v1/blobs", json=_body(taken, owner, first, group, proof_of(first, 0)))
+    assert r.status_code == 201, r.text
+
+    blob = b"second blob, wrong capability"
+    proof = proof_of(blob, 1)
+    r = http.post("/v1/blobs", json=_body(taken, secrets.token_bytes(32), blob, group, proof))
+    assert r.status_code == 409 and _code(r) == "mailbox_conflict", r.text
+    r = http.post("/v1/blobs", json=_body(secrets.token_bytes(32), secrets.token_bytes(32), blob, group, proof))
+    assert r.status_code == 201, r.text  # the slot was not spent by the refusal
+    r = http.post("/v1/blobs", json=_body(secrets.token_bytes(32), secrets.token_bytes(32), blob, group, proof))
+    assert r.status_code == 409 and _code(r) == "nullifier_reused", r.text  # ...and is spent now
+
+
+def test_local_refusals_keep_the_slot(tmp_path: Path, anvil: Any, deployed: Any, chain: Any, monkeypatch: Any) -> None:
+    registry = deployed.registry
+    group = registry.create_group()
+    alice = Identity("refusal-alice")
+    registry.add_members(group, [alice.commitment])
+    tree = LeanIMT(leaves=[alice.commitment])
+    data = tmp_path / "relay"
+
+    with running_relay(data, anvil.rpc_url, deployed.manifest) as (url, relay, _app), httpx.Client(
+        base_url=url, timeout=60
+    ) as http:
+        epoch = epoch_at(relay.clock(), 600)
+        _conflict_then_other_mailbox(http, lambda blob, slot: _proof(alice, tree, blob, group, epoch, slot), group)
+
+        # A write that fails after the claim gives the claim back (the fault is injected:
+        # a full disk cannot be made for real here).
+        blob = b"written on a failing disk"
+        proof = _proof(alice, tree, blob, group, epoch, 2)
+        body = _body(secrets.token_bytes(32), secrets.token_bytes(32), blob, group, proof)
+        with monkeypatch.context() as patch:
+            def full(*_args: Any, **_kwargs: Any) -> None:
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            patch.setattr(relay.store, "_write", full)
+            r = http.post("/v1/blobs", json=body)
+        assert r.status_code == 503 and _code(r) == "store_failed", r.text
+        assert "was not used" in r.json()["error"]["message"]
+        assert not any(p.suffix == ".tmp" for p in (data / "blobs").iterdir())
+        r = http.post("/v1/blobs", json=body)
+        assert r.status_code == 201, r.text
+        count = relay.store.count()
+
+    # Not enough disk room: refused before authorizing (507), the slot stays usable.
+    blob = b"no room for this one"
+    proof = _proof(alice, tree, blob, group, epoch, 3)
+    body = _body(secrets.token_bytes(32), secrets.token_bytes(32), blob, group, proof)
+    with running_relay(data, anvil.rpc_url, deployed.manifest, min_free_bytes=2**62) as (url, relay, _app), httpx.Client(
+        base_url=url, timeout=60
+    ) as http:
+        r = http.post("/v1/blobs", json=body)
+        assert r.status_code == 507 and _code(r) == "insufficient_storage", r.text
+        assert relay.store.count() == count
+    with running_relay(data, anvil.rpc_url, deployed.manifest) as (url, relay, _app), httpx.Client(
+        base_url=url, timeout=60
+    ) as http:
+        r = http.post("/v1/blobs", json=body)
+        assert r.status_code == 201, r.text
+        assert relay.store.count() == count + 1
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    with running_registry(tmp_path_factory.mktemp("relay-refusals")) as reg:
+        yield reg
+
+
+@pytest.fixture(scope="module")
+def member(registry: Registry) -> tuple[Identity, MerkleProof]:
+    who = Identity("refusal-registry-member")
+    with RegistryClient(registry.url) as client:
+        client.register(0, who.commitment)
+        client.wait_until_anchored(0, who.commitment, timeout=60, interval=0.1)
+        registry.wait_root(0, LeanIMT(leaves=[who.commitment]).root)
+        return who, client.merkle_proof(0, who.commitment)
+
+
+def test_registry_mode_conflict_is_refused_before_the_registry_claims(
+    registry: Registry, member: tuple[Identity, MerkleProof], tmp_path: Path
+) -> None:
+    who, merkle = member
+    epoch = epoch_at(registry.clock(), registry.settings.epoch_length)
+    with running_relay(
+        tmp_path / "relay", registry.settings.rpc_url or "", registry.manifest,
+        auth_mode="registry", registry_url=registry.url,
+    ) as (url, _relay, _app), httpx.Client(base_url=url, timeout=60) as http:
+        _conflict_then_other_mailbox(http, lambda blob, slot: _proof(who, merkle, blob, 0, epoch, slot), 0)

@@ -1,0 +1,154 @@
+"""The relay's stores under real conditions, with ``zkid relay`` as a real subprocess
+(local authorization against the session Anvil):
+
+- after a clean stop (SIGINT) its stores are checkpointed: no ``-wal`` is left, and copies
+  of ``nullifiers.sqlite`` and ``relay.sqlite`` alone hold the spent nullifier and the blob;
+- a nullifier store or blob store that is empty, missing or not a database stops the
+  relay with one error line naming the file and the fix, instead of starting empty (and
+  accepting the spent proof again).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import secrets
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from registry.client import SendSlots, build_send_authorization
+from registry.ledger.anvil import free_port
+from registry.ledger.deploy import save_manifest
+from tests.registry.relay.test_relay_cli import SNIPPET
+from zk.identity import Identity
+from zk.tree import LeanIMT
+
+EPOCH = 600  # the relay's default epoch length
+
+
+def _start(data_dir: Path, rpc_url: str, port: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", SNIPPET, "relay", "--data-dir", str(data_dir), "--rpc-url", rpc_url,
+         "--port", str(port), "--evidence-url", "http://127.0.0.1:9/unreachable"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def _serving(proc: subprocess.Popen[str], port: int) -> bool:
+    """Wait until the relay answers (True) or exits (False)."""
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    assert proc.poll() is not None, "the relay neither served nor exited"
+    return False
+
+
+def _stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    code = proc.wait(60)
+    output = proc.stdout.read() if proc.stdout is not None else ""
+    if proc.stdout is not None:
+        proc.stdout.close()
+    return code, output
+
+
+def _count(path: Path, table: str) -> int:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+    finally:
+        db.close()
+
+
+def test_relay_checkpoints_on_stop_and_refuses_a_lost_store(tmp_path: Path, anvil: Any, deployed: Any, chain: Any) -> None:
+    group = deployed.registry.create_group()
+    alice = Identity("relay-stores-alice")
+    deployed.registry.add_members(group, [alice.commitment])
+    tree = LeanIMT(leaves=[alice.commitment])
+    data_dir = tmp_path / "relay"
+    save_manifest(data_dir, deployed.manifest)
+
+    port = free_port()
+    proc = _start(data_dir, anvil.rpc_url, port)
+    try:
+        assert _serving(proc, port), _stop(proc)[1]
+        # The spent proof is replayed after restarts below: prove it early in an epoch.
+        if EPOCH - time.time() % EPOCH < 120:
+            time.sleep(EPOCH - time.time() % EPOCH + 1)
+        blob = b"a blob sent once"
+        slots = SendSlots(tmp_path / "slots.sqlite")
+        proof, digest = build_send_authorization(alice, tree, group, blob, time.time(), slots)
+        slots.close()
+        capability = secrets.token_bytes(32)
+        spent = {
+            "mailbox": secrets.token_bytes(32).hex(),
+            "pickup_hash": hashlib.sha256(capability).hexdigest(),
+            "blob": base64.b64encode(blob).decode(),
+            "group_id": group,
+            "proof": proof.to_dict(),
+        }
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/blobs", json=spent, timeout=60)
+        assert r.status_code == 201, r.text
+        assert r.json()["digest"] == digest.hex()
+    finally:
+        code, output = _stop(proc)
+    assert code == 0, output
+
+    for name in ("relay.sqlite", "nullifiers.sqlite", "evidence_queue.sqlite", "access.log.sqlite"):
+        wal = data_dir / f"{name}-wal"
+        assert not wal.exists() or wal.stat().st_size == 0, f"{name} left its WAL after a clean stop"
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    for name in ("relay.sqlite", "nullifiers.sqlite"):
+        shutil.copyfile(data_dir / name, copies / name)
+    assert _count(copies / "nullifiers.sqlite", "nullifiers") == 1
+    assert _count(copies / "relay.sqlite", "blobs") == 1
+
+    def damaged(name: str, damage: Callable[[Path], object], problem: str) -> None:
+        path = data_dir / name
+        good = path.read_bytes()
+        damage(path)
+        again = _start(data_dir, anvil.rpc_url, port := free_port())
+        try:
+            if _serving(again, port):
+                r = httpx.post(f"http://127.0.0.1:{port}/v1/blobs", json=spent, timeout=60)
+                raise AssertionError(f"the relay started on a damaged {name}; the spent proof got {r.status_code} {r.text}")
+        finally:
+            code, output = _stop(again)
+        assert code != 0 and "Traceback" not in output, output
+        lines = [line for line in output.splitlines() if line.startswith("zkid: error:")]
+        assert len(lines) == 1, output
+        assert f"{path} {problem}" in lines[0] and "restore it from a backup" in lines[0], lines[0]
+        path.write_bytes(good)
+
+    damaged("nullifiers.sqlite", lambda p: p.write_bytes(b""), "is empty (0 bytes)")
+    damaged("nullifiers.sqlite", os.unlink, "is missing")
+    damaged("nullifiers.sqlite", lambda p: p.write_bytes(os.urandom(8192)), "is not an SQLite database")
+    damaged("relay.sqlite", os.unlink, "is missing")
+
+    # Restored: the relay starts and still knows the spent nullifier and the blob.
+    proc = _start(data_dir, anvil.rpc_url, port := free_port())
+    try:
+        assert _serving(proc, port), _stop(proc)[1]
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/blobs", json=spent, timeout=60)
+        assert r.status_code == 409 and r.json()["error"]["code"] == "nullifier_reused", r.text
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=10).json()["blobs"] == 1
+    finally:
+        code, output = _stop(proc)
+    assert code == 0, output
