@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -26,6 +27,8 @@ from registry.ledger.anvil import LocalLedger, free_port, make_web3
 from registry.ledger.deploy import load_manifest
 from registry.ledger.registry_contract import RegistryContract
 from tests.registry.conftest import make_commitments
+from tests.registry.test_evidence_support import RELAY, RELAY_KEY
+from zk.evidence.record import EventType, EvidenceRecord, sign_record
 from tests.registry.http_support import zkid_command
 from zk.identity import Identity
 
@@ -171,9 +174,28 @@ def test_sigkill_mid_batch_then_restart_anchors_everything_once(data_dir: Path) 
     assert LocalLedger(data_dir, ledger_port).status().running
 
 
+def _evidence_record(i: int) -> str:
+    """A relay-signed acceptance record of now (the relay key is registered with the run)."""
+    rec = EvidenceRecord(
+        chain_id=31337,
+        event=EventType.RELAY_ACCEPTANCE,
+        event_time=int(time.time()),
+        issuer=RELAY,
+        blob_digest=hashlib.sha256(b"outage blob %d" % i).digest(),
+        region="local",
+    )
+    return sign_record(rec, RELAY_KEY).to_json()
+
+
 def test_ledger_outage_then_recovery(data_dir: Path) -> None:
+    """The local Anvil really stopped (SIGTERM) and started again: registrations and
+    evidence records are accepted meanwhile, health says why it is degraded, and both
+    are anchored once the ledger is back."""
     ledger_port = free_port()
-    up = start_up(data_dir, free_port(), ledger_port)
+    up = start_up(
+        data_dir, free_port(), ledger_port,
+        ZKID_RELAY_KEYS=RELAY, ZKID_ANCHOR_MIN_GROWTH="1", ZKID_ANCHOR_INTERVAL="0",
+    )
     ledger = LocalLedger(data_dir, ledger_port)
     try:
         first = [Identity(f"e2e-outage-a{i}").commitment for i in range(5)]
@@ -185,7 +207,10 @@ def test_ledger_outage_then_recovery(data_dir: Path) -> None:
             lambda: (h := httpx.get(f"{up.url}/v1/health", timeout=30).json())["status"] == "degraded" and h,
             60, "degraded health", up,
         )
-        assert health["ledger"] == "down"
+        assert health["ledger"] == "down" and "ledger_down" in health["reasons"]
+        for i in range(3):
+            r = httpx.post(f"{up.url}/v1/evidence", content=_evidence_record(i), timeout=30)
+            assert r.status_code == 201, r.text  # durable in the log without the ledger
         second = [Identity(f"e2e-outage-b{i}").commitment for i in range(5)]
         _register(up.url, second)
         assert set(_statuses(up.url, second)) == {"pending"}
@@ -196,6 +221,10 @@ def test_ledger_outage_then_recovery(data_dir: Path) -> None:
         ledger.up()
         _wait(lambda: "pending" not in _statuses(up.url, second), 120, "anchoring after the outage", up)
         _wait(lambda: httpx.get(f"{up.url}/v1/health").json()["status"] == "ok", 60, "healthy again", up)
+        _wait(
+            lambda: (httpx.get(f"{up.url}/v1/health").json()["evidence"] or {}).get("anchored_size") == 3,
+            120, "the evidence anchored after the outage", up,
+        )
         contract = _contract(data_dir, ledger_port)
         assert contract.size(0) == len(first) + len(second)
         assert all(contract.has_member(0, v) for v in first + second)

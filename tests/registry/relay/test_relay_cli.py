@@ -60,7 +60,7 @@ def test_zkid_relay_serves_and_refuses_bad_options(tmp_path: Path, anvil: Any, d
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    assert (tmp_path / "relay" / "relay.sqlite").exists()
+    assert (tmp_path / "relay" / "blobs").is_dir()
 
 
 @contextlib.contextmanager

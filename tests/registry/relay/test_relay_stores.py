@@ -2,7 +2,8 @@
 (local authorization against the session Anvil):
 
 - after a clean stop (SIGINT) its stores are checkpointed: no ``-wal`` is left, and copies
-  of ``nullifiers.sqlite`` and ``relay.sqlite`` alone hold the spent nullifier and the blob;
+  of ``nullifiers.sqlite`` and the ``blobs`` directory alone hold the spent nullifier and
+  the blob;
 - a nullifier store or blob store that is empty, missing or not a database stops the
   relay with one error line naming the file and the fix, instead of starting empty (and
   accepting the spent proof again).
@@ -110,19 +111,20 @@ def test_relay_checkpoints_on_stop_and_refuses_a_lost_store(tmp_path: Path, anvi
         code, output = _stop(proc)
     assert code == 0, output
 
-    for name in ("relay.sqlite", "nullifiers.sqlite", "evidence_queue.sqlite", "access.log.sqlite"):
+    for name in ("nullifiers.sqlite", "evidence_queue.sqlite", "access.log.sqlite"):
         wal = data_dir / f"{name}-wal"
         assert not wal.exists() or wal.stat().st_size == 0, f"{name} left its WAL after a clean stop"
     copies = tmp_path / "copies"
     copies.mkdir()
-    for name in ("relay.sqlite", "nullifiers.sqlite"):
-        shutil.copyfile(data_dir / name, copies / name)
+    shutil.copyfile(data_dir / "nullifiers.sqlite", copies / "nullifiers.sqlite")
     assert _count(copies / "nullifiers.sqlite", "nullifiers") == 1
-    assert _count(copies / "relay.sqlite", "blobs") == 1
+    assert len(list((data_dir / "blobs").glob("*.blob"))) == 1  # one file per blob (registry/relay/store.py)
 
-    def damaged(name: str, damage: Callable[[Path], object], problem: str) -> None:
+    def damaged(
+        name: str, damage: Callable[[Path], object], problem: str, restore: Callable[[Path], object] | None = None
+    ) -> None:
         path = data_dir / name
-        good = path.read_bytes()
+        good = None if restore is not None else path.read_bytes()
         damage(path)
         again = _start(data_dir, anvil.rpc_url, port := free_port())
         try:
@@ -135,12 +137,17 @@ def test_relay_checkpoints_on_stop_and_refuses_a_lost_store(tmp_path: Path, anvi
         lines = [line for line in output.splitlines() if line.startswith("zkid: error:")]
         assert len(lines) == 1, output
         assert f"{path} {problem}" in lines[0] and "restore it from a backup" in lines[0], lines[0]
-        path.write_bytes(good)
+        if restore is not None:
+            restore(path)
+        else:
+            assert good is not None
+            path.write_bytes(good)
 
     damaged("nullifiers.sqlite", lambda p: p.write_bytes(b""), "is empty (0 bytes)")
     damaged("nullifiers.sqlite", os.unlink, "is missing")
     damaged("nullifiers.sqlite", lambda p: p.write_bytes(os.urandom(8192)), "is not an SQLite database")
-    damaged("relay.sqlite", os.unlink, "is missing")
+    moved = data_dir / "blobs.moved"
+    damaged("blobs", lambda p: p.rename(moved), "is missing", restore=lambda p: moved.rename(p))
 
     # Restored: the relay starts and still knows the spent nullifier and the blob.
     proc = _start(data_dir, anvil.rpc_url, port := free_port())
