@@ -7,12 +7,17 @@ The binary comes from ``@foundry-rs/anvil``'s platform package
 - :class:`LocalLedger`: a detached node bound to 127.0.0.1 whose chain lives in a data
   directory (``--state`` file, dumped on SIGTERM and every 30 s, reloaded at start, blocks
   and receipts included), with a pid file and a log. ``up`` is idempotent.
+  Before each start the state is checked and repaired (see :meth:`LocalLedger.up`): Anvil
+  writes its dump in place (a kill -9 mid-write leaves it cut short) and keeps a stale
+  genesis block from every start in it (block 0's hash would change across restarts).
 - :class:`AnvilProcess`: a throw-away child node on a free loopback port (tests, benchmarks).
 """
 
 from __future__ import annotations
 
+import gzip
 import json
+import logging
 import os
 import platform
 import random
@@ -29,6 +34,7 @@ from typing import Any
 
 from web3 import Web3
 from web3.providers.rpc import HTTPProvider
+from web3.types import RPCEndpoint
 
 from registry.ledger.errors import AnvilError
 
@@ -38,9 +44,13 @@ DEFAULT_PORT = 8545
 DATA_DIR_ENV = "ZKID_DATA_DIR"
 ANVIL_BIN_ENV = "ZKID_ANVIL_BIN"
 STATE_FILE = "anvil-state.json"
+SAVED_STATE_FILE = "anvil-state.saved.json"  # ours, written atomically: last start or checkpoint
+BROKEN_STATE_FILE = "anvil-state.broken.json"  # an unreadable dump, kept for inspection
 PID_FILE = "anvil.pid"
 LOG_FILE = "anvil.log"
 STATE_INTERVAL_S = 30
+
+log = logging.getLogger(__name__)
 
 # node platform/arch names used by @foundry-rs/anvil for its optional platform packages.
 _PLATFORMS = {
@@ -184,6 +194,114 @@ def _stop_pid(pid: int, timeout: float) -> None:
         time.sleep(0.05)
 
 
+def _read_state(path: Path) -> dict[str, Any] | None:
+    """The Anvil state dump at ``path``; None if missing or unreadable (e.g. cut short)."""
+    try:
+        state = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) and isinstance(state.get("accounts"), dict) else None
+
+
+def _best_number(state: dict[str, Any]) -> int:
+    best = state.get("best_block_number")
+    if isinstance(best, int):
+        return best
+    try:
+        return int(str(state["block"]["number"]), 16)
+    except (KeyError, TypeError, ValueError):
+        return -1
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` by ``data`` so that a crash leaves the old file or the new one."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    if hasattr(os, "O_DIRECTORY"):
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _rlp(item: bytes | list[bytes]) -> bytes:
+    """Recursive-length prefix encoding (Ethereum Yellow Paper, appendix B) of bytes or a list of bytes."""
+    if isinstance(item, list):
+        payload, base = b"".join(_rlp(x) for x in item), 0xC0
+    else:
+        if len(item) == 1 and item[0] < 0x80:
+            return item
+        payload, base = item, 0x80
+    if len(payload) <= 55:
+        return bytes([base + len(payload)]) + payload
+    size = len(payload).to_bytes((len(payload).bit_length() + 7) // 8, "big")
+    return bytes([base + 55 + len(size)]) + size + payload
+
+
+# Header fields in their RLP order (Yellow Paper, then EIP-1559, -4895, -4844, -4788, -7685);
+# the later ones are optional. The integers are encoded without leading zeros.
+_HEADER_FIELDS = (
+    "parentHash", "sha3Uncles", "miner", "stateRoot", "transactionsRoot", "receiptsRoot", "logsBloom",
+    "difficulty", "number", "gasLimit", "gasUsed", "timestamp", "extraData", "mixHash", "nonce",
+    "baseFeePerGas", "withdrawalsRoot", "blobGasUsed", "excessBlobGas", "parentBeaconBlockRoot", "requestsHash",
+)  # fmt: skip
+_HEADER_INTS = frozenset(
+    {"difficulty", "number", "gasLimit", "gasUsed", "timestamp", "baseFeePerGas", "blobGasUsed", "excessBlobGas"}
+)
+
+
+def _header_hash(header: Any) -> str | None:
+    """Block hash (keccak of the RLP header) of a dumped header; None for a layout we do not know."""
+    if not isinstance(header, dict) or tuple(header) != _HEADER_FIELDS[: len(header)] or len(header) < 15:
+        return None
+    try:
+        items = []
+        for name in _HEADER_FIELDS[: len(header)]:
+            if name in _HEADER_INTS:
+                n = int(str(header[name]), 16)
+                items.append(n.to_bytes((n.bit_length() + 7) // 8, "big"))
+            else:
+                items.append(bytes.fromhex(str(header[name]).removeprefix("0x")))
+    except (ValueError, OverflowError):
+        return None
+    return Web3.keccak(_rlp(items)).to_0x_hex()
+
+
+def _block_number(block: Any) -> int:
+    try:
+        return int(str(block["header"]["number"]), 16)
+    except (KeyError, TypeError, ValueError):
+        return -1
+
+
+def _drop_stale_genesis(state: dict[str, Any]) -> int:
+    """Keep only the chain's own block 0 in a state dump; return how many were dropped.
+
+    Anvil (1.7.1) builds a genesis block stamped with the current time at every start, keeps it
+    beside the loaded blocks and dumps it with them; loading a dump maps number 0 to whichever
+    block 0 comes last in it (the dump's order is a hash map's), so after a few restarts
+    block 0's hash changes. The chain's own genesis is block 1's parent; without block 1 the
+    oldest one is kept (the others were made by later starts).
+    """
+    blocks = state.get("blocks")
+    if not isinstance(blocks, list):
+        return 0
+    genesis = [b for b in blocks if _block_number(b) == 0]
+    if len(genesis) <= 1:
+        return 0
+    parents = {str(b["header"].get("parentHash", "")).lower() for b in blocks if _block_number(b) == 1}
+    own = [b for b in genesis if _header_hash(b["header"]) in parents]
+    if len(own) != 1:
+        own = [min(genesis, key=lambda b: int(str(b["header"].get("timestamp", "0x0")), 16))]
+    state["blocks"] = [b for b in blocks if _block_number(b) != 0 or b is own[0]]
+    return len(genesis) - 1
+
+
 @dataclass(frozen=True)
 class LedgerStatus:
     running: bool
@@ -211,6 +329,10 @@ class LocalLedger:
     @property
     def state_file(self) -> Path:
         return self.data_dir / STATE_FILE
+
+    @property
+    def saved_state_file(self) -> Path:
+        return self.data_dir / SAVED_STATE_FILE
 
     @property
     def pid_file(self) -> Path:
@@ -262,8 +384,67 @@ class LocalLedger:
             block_number=block,
         )
 
+    def _prepare_state(self) -> bool:
+        """Choose, repair and save the state Anvil is to load; False if there is none (a new chain).
+
+        The candidates are Anvil's last dump and our saved copy (the state of the last start
+        or of a :meth:`checkpoint`); the one with more blocks wins (a tie: Anvil's, the newer).
+        A dump that cannot be read was cut short by a kill -9 mid-write (Anvil truncates the
+        file, then writes it): it is moved aside and the saved copy is used. The choice,
+        without stale genesis blocks, is written atomically to both files.
+        """
+        dumped = _read_state(self.state_file)
+        saved = _read_state(self.saved_state_file)
+        if dumped is None and self.state_file.exists():
+            if saved is None:
+                raise AnvilError(
+                    f"{self.state_file} cannot be read (a state dump cut short?) and there is no saved copy; "
+                    "move it away to start a new chain"
+                )
+            os.replace(self.state_file, self.data_dir / BROKEN_STATE_FILE)
+            log.warning(
+                "anvil state file unreadable (kept as %s); restarting from the saved copy at block %d",
+                BROKEN_STATE_FILE,
+                _best_number(saved),
+            )
+        candidates = [state for state in (dumped, saved) if state is not None]
+        if not candidates:
+            return False
+        state = max(candidates, key=_best_number)  # max keeps the first of equals: the dump
+        _drop_stale_genesis(state)
+        data = json.dumps(state).encode()
+        _write_atomic(self.saved_state_file, data)
+        _write_atomic(self.state_file, data)
+        return True
+
+    def checkpoint(self, timeout: float = 120.0) -> None:
+        """Save the running node's chain now, atomically, as the saved copy the next start considers.
+
+        Anvil itself dumps only every 30 s and at exit: call this when a kill -9 must not lose
+        what was just done (a new chain's genesis, a deployment).
+        """
+        info = self._running_info()
+        if info is None:
+            raise AnvilError("the local ledger is not running")
+        rpc_url = f"http://{info.get('host', HOST)}:{info['port']}"
+        try:
+            reply = make_web3(rpc_url, timeout=timeout, retry=False).provider.make_request(
+                RPCEndpoint("anvil_dumpState"), []
+            )
+            state = json.loads(gzip.decompress(bytes.fromhex(str(reply["result"]).removeprefix("0x"))))
+        except Exception as exc:
+            raise AnvilError(f"cannot save the local ledger's state ({type(exc).__name__})") from exc
+        if not isinstance(state, dict):
+            raise AnvilError("cannot save the local ledger's state (unexpected anvil_dumpState reply)")
+        _drop_stale_genesis(state)
+        _write_atomic(self.saved_state_file, json.dumps(state).encode())
+
     def up(self, timeout: float = 30.0) -> tuple[LedgerStatus, bool]:
-        """Start the node unless it already runs; return (status, started_now)."""
+        """Start the node unless it already runs; return (status, started_now).
+
+        The chain is the data directory's (see :meth:`_prepare_state`); a new chain is saved
+        at once (:meth:`checkpoint`) so that its genesis survives a kill -9 before the first dump.
+        """
         current = self.status()
         if current.running:
             return current, False
@@ -272,6 +453,7 @@ class LocalLedger:
         if port_in_use(self.port, self.host):
             raise AnvilError(f"port {self.port} on {self.host} is already in use (choose another with --port)")
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        existing = self._prepare_state()
         args = [
             str(binary),
             "--host",
@@ -296,7 +478,11 @@ class LocalLedger:
         self.pid_file.write_text(json.dumps({"pid": proc.pid, "port": self.port, "host": self.host}) + "\n")
         try:
             _wait_ready(rpc_url, proc, timeout, self.log_file)
+            if not existing:
+                self.checkpoint()
         except AnvilError:
+            if proc.poll() is None:
+                _stop_pid(proc.pid, timeout)
             self.pid_file.unlink(missing_ok=True)
             raise
         return self.status(), True

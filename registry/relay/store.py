@@ -320,10 +320,13 @@ class BlobStore:
             entry = self._blobs.get(blob_id)
             if entry is None:
                 return
-            flags = (_HANDED_OVER if entry.handed_over else 0) | _HAS_ACCEPTANCE
-            self._set_header(blob_id, _ACCEPTANCE_AT, record_hash)
-            self._set_header(blob_id, _FLAGS_AT, bytes([flags]))
             entry.acceptance = record_hash
+            flags = (_HANDED_OVER if entry.handed_over else 0) | _HAS_ACCEPTANCE
+            try:
+                self._set_header(blob_id, _ACCEPTANCE_AT, record_hash)
+                self._set_header(blob_id, _FLAGS_AT, bytes([flags]))
+            except OSError as exc:  # the blob is stored; only the link to its record is at stake
+                log.warning("blob store: acceptance link not written: %s", type(exc).__name__)
 
     # -------------------------------------------------------------- pickup and delete
 
