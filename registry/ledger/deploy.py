@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,11 +220,14 @@ def ensure_deployment(
     region: str = "local",
     root_window: int = DEFAULT_ROOT_WINDOW,
     force: bool = False,
+    persist: Callable[[], object] | None = None,
 ) -> Deployment:
     """Reuse the deployment recorded in ``data_dir`` if it checks out; deploy if there is none.
 
     A manifest whose contracts are gone or changed is an error (no silent redeploy) unless
-    ``force``.
+    ``force``. ``persist`` is called after a new deployment and before its manifest is written
+    (the local ledger's :meth:`~registry.ledger.anvil.LocalLedger.checkpoint`): a node that can
+    lose recent blocks, as Anvil does on a kill -9, must not lose the contracts a manifest names.
     """
     existing = load_manifest(data_dir)
     if existing is not None and not force:
@@ -236,6 +240,8 @@ def ensure_deployment(
             )
         return open_deployment(tx.w3, existing, tx)
     manifest = deploy_contracts(tx, region=region, root_window=root_window)
+    if persist is not None:
+        persist()
     save_manifest(data_dir, manifest)
     deployment = open_deployment(tx.w3, manifest, tx)
     return Deployment(deployment.manifest, deployment.registry, deployment.anchor, created=True)
