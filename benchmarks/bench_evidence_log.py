@@ -122,15 +122,15 @@ def run(records: int, batch: int, concurrency: int, single: int, anchors: int) -
 
         tx = Transactor(anvil.w3, anvil_dev_account(0), poll_interval=0.01)
         deployment = open_deployment(anvil.w3, deploy_contracts(tx, region="bench"), tx)
-        deployment.anchor.register_log(origin)
-        anchorer = Anchorer(log, deployment.anchor, origin, min_interval=0, min_growth=1)
+        lid = deployment.anchor.register_log(origin, log.verifier.public_key)
+        anchorer = Anchorer(log, deployment.anchor, min_interval=0, min_growth=1)
         gas: list[int] = []
         # Anchor the log as if it had been anchored while growing: one per ``step`` records
         # (the same transaction the Anchorer sends; it then finds the ledger up to date).
         step = max(1, log.size // anchors)
         for k in range(1, anchors + 1):
             size = log.size if k == anchors else k * step
-            receipt = deployment.anchor.anchor(origin, size, log.root(size))
+            receipt = deployment.anchor.anchor(lid, size, log.root(size))
             gas.append(int(receipt["gasUsed"]))  # type: ignore[call-overload]
         assert anchorer.anchor_once(force=True).status == "up_to_date"
         later = gas[1:] or gas

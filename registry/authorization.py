@@ -21,7 +21,7 @@ from registry.outbox import MAX_GROUP_ID as MAX_GROUP_ID  # re-exported: the bou
 from registry.sqlite import ConnectionPerThread
 from zk import strict_json
 from zk.proof import ProofError, SemaphoreProof, verify_proof
-from zk.relay_scope import ScopeError, acceptable_epochs, blob_message, decode_scope
+from zk.relay_scope import ScopeError, acceptable_epochs, blob_message, check_epoch_parameters, decode_scope
 
 
 class Reason(str, Enum):
@@ -32,11 +32,14 @@ class Reason(str, Enum):
     BAD_SCOPE = "bad_scope"
     WRONG_GROUP = "wrong_group"
     UNKNOWN_GROUP = "unknown_group"
+    GROUP_NOT_SERVED = "group_not_served"
     WRONG_EPOCH = "wrong_epoch"
     SLOT_OUT_OF_RANGE = "slot_out_of_range"
     MESSAGE_MISMATCH = "message_mismatch"
     UNKNOWN_ROOT = "unknown_root"
     EXPIRED_ROOT = "expired_root"
+    #: the registry's index lags the chain too far to judge a root (fail closed, HTTP 503)
+    INDEX_STALE = "index_stale"
     INVALID_PROOF = "invalid_proof"
     NULLIFIER_REUSED = "nullifier_reused"
 
@@ -45,6 +48,8 @@ class RootStatus(str, Enum):
     VALID = "valid"
     EXPIRED = "expired"
     UNKNOWN = "unknown"
+    #: the oracle's view of the chain is too old to answer (registry/service.py)
+    STALE = "stale"
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,12 @@ class GroupPolicy:
     epoch_length: int = 600
     message_limit: int = 100
     clock_skew: int = 30
+    #: a send group of this operator (issue #10 §1b): listed by the operator and
+    #: administered by its account; a group anyone else created on the contract is not
+    served: bool = True
+
+    def __post_init__(self) -> None:
+        check_epoch_parameters(self.epoch_length, self.clock_skew)  # skew < epoch_length / 2
 
 
 @dataclass(frozen=True)
@@ -239,6 +250,8 @@ class Authorizer:
         policy = self._policy(group_id)
         if policy is None:
             return Decision(False, Reason.UNKNOWN_GROUP)
+        if not policy.served:
+            return Decision(False, Reason.GROUP_NOT_SERVED)
         try:
             scope = decode_scope(proof.scope)
         except ScopeError:
@@ -257,6 +270,8 @@ class Authorizer:
             return Decision(False, Reason.UNKNOWN_ROOT, epoch=scope.epoch)
         if status is RootStatus.EXPIRED:
             return Decision(False, Reason.EXPIRED_ROOT, epoch=scope.epoch)
+        if status is not RootStatus.VALID:  # STALE, or anything new: fail closed
+            return Decision(False, Reason.INDEX_STALE, epoch=scope.epoch)
         if not self._verify(proof):
             return Decision(False, Reason.INVALID_PROOF, epoch=scope.epoch)
         if not self._nullifiers.claim(group_id, proof.nullifier, scope.epoch):

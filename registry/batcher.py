@@ -77,10 +77,14 @@ MAX_GAS_BOOST = 4.0
 RETRY_BASE = 1.0
 RETRY_MAX = 300.0
 _HAS_MEMBER_BATCH = 500
+#: Seconds between two looks at the fee or the budget while paused.
+PAUSE_RECHECK = 1.0
 
 #: Kinds of failure counted in :attr:`BatcherStats.failures` and shown by health.
 FAILURE_KINDS = (
     "ledger_unavailable",  # the node cannot be reached
+    "fee_above_ceiling",  # paused: the fee per gas is above max_fee_per_gas
+    "budget_exhausted",  # paused: the hourly spending budget is used up
     "insufficient_funds",  # the operator account cannot pay for gas
     "out_of_gas",  # a batch reverted out of gas (resent with more gas, or split)
     "reverted",  # a batch reverted for another reason (resent after a delay)
@@ -137,6 +141,8 @@ class BatcherStats:
     #: the kind of the latest failure, cleared by a step that goes through
     problem: str | None = None
     problem_since: float | None = None
+    #: why sending is paused now (``fee_above_ceiling``, ``budget_exhausted``), else None
+    paused: str | None = None
 
 
 class Batcher:
@@ -156,6 +162,8 @@ class Batcher:
         max_backoff: float = 30.0,
         idle_wait: float = 0.1,
         inflight_wait: float = 30.0,
+        max_fee_per_gas: int | None = None,
+        spend_per_hour: int | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -173,6 +181,10 @@ class Batcher:
         self.idle_wait = idle_wait
         self.inflight_wait = inflight_wait
         self.stats = BatcherStats()
+        #: never pay more per unit of gas (wei); None = no ceiling
+        self.max_fee_per_gas = max_fee_per_gas
+        #: never commit more wei per sliding hour; None = no budget
+        self.spend_per_hour = spend_per_hour
         self.needs_reconcile = True
         self.gas_boost = 1.0
         self._gas_limit: int | None = None
@@ -203,10 +215,16 @@ class Batcher:
             self._gas_limit = int(node_call(lambda: w3.eth.get_block("latest"))["gasLimit"])
         return self._gas_limit
 
+    def _gas_target(self) -> int:
+        """Most gas one batch may use: the block's EIP-1559 target (half its limit). A
+        block filled above the target raises the next base fee by up to 12.5%: batches
+        that fill block after block drive the fee up until the operator cannot pay."""
+        return self._block_gas_limit() // 2
+
     def _capacity(self, group_id: int | None = None) -> int:
-        """Most members per transaction: ``batch_size``, what fits in 90% of a block at
+        """Most members per transaction: ``batch_size``, what fits in the gas target at
         :data:`GAS_PER_MEMBER`, and the group's own limit after a split."""
-        fits = (self._block_gas_limit() * 9 // 10 - GAS_BASE) // GAS_PER_MEMBER
+        fits = (self._gas_target() - GAS_BASE) // GAS_PER_MEMBER
         capacity = max(1, min(self.batch_size, fits))
         if group_id is not None:
             capacity = min(capacity, self._group_capacity.get(group_id, capacity))
@@ -431,6 +449,9 @@ class Batcher:
                 self.outbox.mark_pending(ids, "transaction dropped from the chain")
                 self.stats.requeued += len(ids)
                 return len(ids)
+        price = receipt.get("effectiveGasPrice")
+        if price is not None:
+            self.outbox.record_spend(tx_hash, int(receipt["gasUsed"]) * int(price))
         if receipt["status"] == 1:
             block = int(receipt["blockNumber"])
             final = self._final(block, max(head, block))  # mined since the head was read
@@ -467,6 +488,36 @@ class Batcher:
         self._defer(group_id)
         return len(ids)
 
+    # ------------------------------------------------------------------ the operator's money
+
+    _last_fee_cap = 0
+    _pause_checked = 0.0
+    _was_paused: str | None = None
+
+    def _pause_reason(self, gas: int) -> str | None:
+        """Why a batch of ``gas`` must not be sent now, or None: the fee per gas above the
+        ceiling, or its worst-case cost over the hourly budget."""
+        reg = self.registry
+        assert reg.tx is not None
+        fee, cap = reg.tx.fee_quote()
+        if self.max_fee_per_gas is not None:
+            if fee > self.max_fee_per_gas:
+                return "fee_above_ceiling"
+            cap = min(cap, self.max_fee_per_gas)
+        self._last_fee_cap = cap
+        if self.spend_per_hour is not None:
+            now = self.clock()
+            self.outbox.purge_spend(now - 7200)
+            if self.outbox.spent_since(now - 3600) + gas * cap > self.spend_per_hour:
+                return "budget_exhausted"
+        return None
+
+    def _pause(self, reason: str) -> None:
+        if self.stats.paused != reason and self._was_paused != reason:
+            self.stats.failures[reason] += 1
+            log.warning("batcher paused: %s (registrations are still accepted)", reason)
+        self.stats.paused = reason
+
     # ------------------------------------------------------------------ sending
 
     def send_due(self, force: bool = False) -> int:
@@ -474,6 +525,16 @@ class Batcher:
         with self.lock:
             now = self.clock()
             total = 0
+            was_paused = self._was_paused = self.stats.paused
+            if was_paused is not None and time.monotonic() < self._pause_checked + PAUSE_RECHECK:
+                return 0
+            self._pause_checked = time.monotonic()
+            self.stats.paused = None  # set again by the first batch that must wait
+            if self.max_fee_per_gas is not None and self.outbox.pending_groups():
+                assert self.registry.tx is not None
+                if self.registry.tx.fee_quote()[0] > self.max_fee_per_gas:
+                    self._pause("fee_above_ceiling")
+                    return 0
             for group_id, count, oldest in self.outbox.pending_groups():
                 if not force and count < self.batch_size and now - oldest < self.batch_interval:
                     continue
@@ -489,8 +550,12 @@ class Batcher:
                         break
                     sent = self._send_batch(group_id, rows)
                     if sent < 0:
-                        break  # this group waits (deferred); the others go on
+                        break  # this group waits (deferred or paused); the others go on
                     total += sent
+                if self.stats.paused is not None:
+                    break  # a pause holds for every group
+            if was_paused is not None and self.stats.paused is None:
+                log.info("batcher resumed after %s", was_paused)
             return total
 
     def _split(self, group_id: int, size: int) -> bool:
@@ -536,18 +601,24 @@ class Batcher:
             raise
         block_limit = self._block_gas_limit()
         gas = min(int(estimate * self.gas_boost), block_limit)
-        if estimate > block_limit * 9 // 10 and self._split(group_id, len(rows)):
+        if estimate > self._gas_target() and self._split(group_id, len(rows)):
             return 0
+        pause = self._pause_reason(gas)
+        if pause is not None:
+            self._pause(pause)
+            return -1
         ids = [r.id for r in rows]
         self.outbox.mark_attempt(ids)
         try:
-            sent_hash = reg.tx.send(fn, gas=gas)
+            sent_hash = reg.tx.send(fn, gas=gas, max_fee=self.max_fee_per_gas)
         except LedgerError:
             # Maybe broadcast, maybe not: the rows stay pending with attempts > 0 and the
             # reconciliation checks them against the chain before anything is resent.
             self.needs_reconcile = True
             raise
-        self.outbox.mark_sent(ids, HexBytes(sent_hash).to_0x_hex())
+        shown = HexBytes(sent_hash).to_0x_hex()
+        self.outbox.record_spend(shown, gas * self._last_fee_cap)  # the most it can cost
+        self.outbox.mark_sent(ids, shown)
         self.stats.batches_sent += 1
         self.stats.members_sent += len(ids)
         log.info("sent a batch of %d registration(s) for group %d", len(ids), group_id)

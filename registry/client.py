@@ -1,7 +1,9 @@
 """Client SDK of a ZK-ID registry and of send authorizations.
 
 - :class:`RegistryClient`: the registry's HTTP API (``registry/http.py``): register a
-  commitment, follow it until it is anchored, fetch its Merkle proof.
+  commitment (with an invite code, or anonymously admitted with an admission proof:
+  :func:`build_admission_proof`, docs/admission.md), follow it until it is anchored,
+  fetch its Merkle proof.
 - :func:`group_from_ledger`: the trustless path: rebuild a group's LeanIMT from the
   ``ZkIdRegistry`` contract's membership events alone, checking every event's ``newRoot``
   against the rebuilt tree (``contracts/ZkIdRegistry.sol``: an add event's first index is
@@ -25,6 +27,7 @@ import httpx
 from registry.ledger.registry_contract import MEMBERSHIP_EVENTS, RegistryContract
 from registry.sqlite import connect
 from zk import eddsa_poseidon
+from zk.admission_scope import AdmissionScope
 from zk.evidence.ack import (
     EddsaAcknowledgement,
     SemaphoreAcknowledgement,
@@ -103,11 +106,48 @@ class RegistryClient:
         """``GET /v1/groups/{id}``: root, size, depth, epoch_length, message_limit, clock_skew..."""
         return dict(self._request("GET", f"/v1/groups/{int(group_id)}"))
 
-    def register(self, group_id: int, commitment: int) -> dict[str, Any]:
-        """``POST /v1/groups/{id}/members``: queue one commitment; returns its status JSON."""
+    def register(
+        self,
+        group_id: int,
+        commitment: int,
+        *,
+        invite: str | None = None,
+        admission_proof: SemaphoreProof | None = None,
+    ) -> dict[str, Any]:
+        """``POST /v1/groups/{id}/members``: queue one commitment; returns its status JSON.
+
+        The group's admission policy (``group(id)["admission"]``) says what to send: an
+        ``invite`` code, an ``admission_proof`` (:meth:`register_admitted` makes one), or
+        nothing (``open``)."""
         value = _check_commitment(commitment)
-        data = self._request("POST", f"/v1/groups/{int(group_id)}/members", json={"commitments": [str(value)]})
+        body: dict[str, Any] = {"commitments": [str(value)]}
+        if invite is not None:
+            body["invite"] = invite
+        if admission_proof is not None:
+            body["admission_proof"] = admission_proof.to_dict()
+        data = self._request("POST", f"/v1/groups/{int(group_id)}/members", json=body)
         return dict(data["members"][0])
+
+    def register_admitted(
+        self, group_id: int, commitment: int, admission_identity: Identity, admission_group: int | None = None
+    ) -> dict[str, Any]:
+        """Register ``commitment`` in a ``zk`` group, anonymously admitted: prove that
+        ``admission_identity`` is a member of the group's admission group (its Merkle proof
+        comes from this registry; the proof reveals neither which member nor links the
+        two identities), for the group's current round.
+
+        ``admission_group``, if given, must be the group's (a client that was told which
+        admission group it belongs to checks that the registry agrees)."""
+        info = self.group(group_id)
+        admission = info.get("admission")
+        if not isinstance(admission, dict) or admission.get("policy") != "zk":
+            raise RegistryClientError(0, "not_zk", f"group {group_id} does not admit with admission proofs")
+        group_a = int(admission["admission_group"])
+        if admission_group is not None and admission_group != group_a:
+            raise RegistryClientError(0, "wrong_admission_group", f"group {group_id}'s admission group is {group_a}")
+        merkle = self.merkle_proof(group_a, admission_identity.commitment)
+        proof = build_admission_proof(admission_identity, merkle, group_id, int(admission["round"]), commitment)
+        return self.register(group_id, commitment, admission_proof=proof)
 
     def status(self, group_id: int, commitment: int) -> dict[str, Any]:
         """``GET /v1/groups/{id}/members/{c}``: ``{"status": pending|included|final, "index", ...}``."""
@@ -272,6 +312,21 @@ def build_send_authorization(
     scope = RelayScope(group_id, epoch, slot).encode()
     proof = generate_proof(identity, merkle_proof_or_group, blob_message(digest), scope)
     return proof, digest
+
+
+def build_admission_proof(
+    admission_identity: Identity,
+    merkle_proof_or_group: MerkleProof | LeanIMT,
+    group_id: int,
+    round_: int,
+    commitment: int,
+) -> SemaphoreProof:
+    """An admission proof (docs/admission.md): membership in the admission group, over
+    ``message = commitment`` and the admission scope (``zk/admission_scope.py``) of
+    ``group_id`` and ``round_``."""
+    value = _check_commitment(commitment)
+    scope = AdmissionScope(group_id, round_).encode()
+    return generate_proof(admission_identity, merkle_proof_or_group, value, scope)
 
 
 def acknowledge(record_hash: bytes, identity: Identity) -> EddsaAcknowledgement:

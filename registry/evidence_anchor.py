@@ -13,6 +13,13 @@ one, checked with :func:`zk.evidence.merkle.check_consistency`); otherwise nothi
 sent and :class:`AnchorRefused` is raised. A rewritten log therefore never gets anchored.
 Ledger errors are retried with exponential backoff; the resulting tx, block and block
 time are stored in the log's ``anchors`` table.
+
+The log's on-chain id is bound to its key (:func:`registry.ledger.anchor_contract.log_id`
+of its origin and Ed25519 public key). A log id that is not registered, or whose current
+operators exclude this account (someone else controls it: "squatted"), is a standing
+problem, not a transient error: it is found with view calls before anything is sent, kept
+in :attr:`Anchorer.problem` (a health reason) and re-checked every
+``PROBLEM_RECHECK`` seconds instead of being retried at the poll rate.
 """
 
 from __future__ import annotations
@@ -27,8 +34,8 @@ from typing import Any, TypeVar
 from hexbytes import HexBytes
 
 from registry.evidence_log import EvidenceLog, StoredAnchor
-from registry.ledger.anchor_contract import AnchorContract
-from registry.ledger.errors import LedgerError, LedgerUnavailable, TransactionFailed
+from registry.ledger.anchor_contract import AnchorContract, log_id
+from registry.ledger.errors import CallerIsNotOperator, LedgerError, LedgerUnavailable, LogNotRegistered, TransactionFailed
 from zk.evidence import merkle
 from zk.evidence.note import Checkpoint, open_checkpoint
 
@@ -37,10 +44,29 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+#: Seconds between re-checks of a standing problem (unregistered or squatted log id).
+PROBLEM_RECHECK = 300.0
+
+
 class AnchorRefused(ValueError):
     """The log's checkpoint does not extend the ledger's newest anchor; nothing was sent."""
 
-    code = "inconsistent_log"
+    code = "evidence_log_inconsistent"
+
+
+class LogUnregistered(AnchorRefused):
+    """The log's key-bound id is not registered on the contract (only its registrar can)."""
+
+    code = "evidence_log_unregistered"
+
+
+class LogSquatted(AnchorRefused):
+    """The log's key-bound id is registered, but this account is not one of its operators."""
+
+    code = "evidence_log_squatted"
+
+
+_STANDING = (LogUnregistered.code, LogSquatted.code)
 
 
 @dataclass(frozen=True)
@@ -53,13 +79,12 @@ class AnchorOutcome:
 
 
 class Anchorer:
-    """See the module docstring. ``log_id`` is the log's origin (its on-chain name)."""
+    """See the module docstring. The on-chain id is derived from the log's origin and key."""
 
     def __init__(
         self,
         log: EvidenceLog,
         anchor_contract: AnchorContract,
-        log_id: str,
         min_interval: float = 60.0,
         min_growth: int = 1000,
         *,
@@ -73,7 +98,9 @@ class Anchorer:
             raise ValueError("min_interval, retries and backoff must be >= 0, min_growth >= 1")
         self.log = log
         self.contract = anchor_contract
-        self.log_id = log_id
+        self.log_id = log_id(log.origin, log.verifier.public_key)
+        #: The standing problem found by the last attempt (a health reason code), or None.
+        self.problem: str | None = None
         self.min_interval = min_interval
         self.min_growth = min_growth
         self.max_delay = 10 * min_interval if max_delay is None else max_delay
@@ -108,10 +135,16 @@ class Anchorer:
         Ledger unavailability ends in ``AnchorOutcome("unavailable")`` after the retries;
         an inconsistent log raises :class:`AnchorRefused` without sending anything."""
         try:
-            return self._anchor_once(force)
+            outcome = self._anchor_once(force)
+        except AnchorRefused as exc:
+            self.problem = exc.code
+            raise
         except (LedgerUnavailable, TransactionFailed) as exc:
             log.warning("anchoring postponed: %s", exc)
             return AnchorOutcome("unavailable", detail=str(exc))
+        if outcome.status == "anchored" or outcome.detail == "ledger":
+            self.problem = None  # the ledger was consulted and all is well
+        return outcome
 
     def _anchor_once(self, force: bool) -> AnchorOutcome:
         size = self.log.size
@@ -131,6 +164,7 @@ class Anchorer:
                 return AnchorOutcome("not_due", detail="min_interval")
             if size - known < self.min_growth and now - self._pending_since < self.max_delay:
                 return AnchorOutcome("not_due", detail=f"growth {size - known} < {self.min_growth}")
+        self._check_registration()
         prev = self._with_retries("reading the latest anchor", lambda: self.contract.latest_anchor(self.log_id))
         prev_size = prev.tree_size if prev is not None else 0
         prev_root = prev.root_hash if prev is not None else None
@@ -139,7 +173,7 @@ class Anchorer:
                 raise AnchorRefused(f"the ledger anchors size {prev_size} with a root this log does not have")
             self._remember(prev_size, prev_root, None)
             self._pending_since = None
-            return AnchorOutcome("up_to_date", self.log.latest_anchor())
+            return AnchorOutcome("up_to_date", self.log.latest_anchor(), detail="ledger")
         if self._pending_since is None:
             self._pending_since = now
         growth = size - prev_size
@@ -155,8 +189,38 @@ class Anchorer:
         self._last_tx = now
         stored = self._remember(checkpoint.size, checkpoint.root_hash, receipt)
         self._pending_since = None
-        log.info("anchored %s size %d in block %d", self.log_id, stored.tree_size, stored.block_number)
+        log.info("anchored %s size %d in block %d", self.log.origin, stored.tree_size, stored.block_number)
         return AnchorOutcome("anchored", stored)
+
+    def check_registration(self) -> None:
+        """Raise :class:`LogUnregistered` / :class:`LogSquatted` and keep it in
+        :attr:`problem`; clear such a problem when the registration is fine again."""
+        try:
+            self._check_registration()
+        except AnchorRefused as exc:
+            self.problem = exc.code
+            raise
+        if self.problem in _STANDING:
+            self.problem = None
+
+    def _check_registration(self) -> None:
+        """Raise :class:`LogUnregistered` / :class:`LogSquatted` (view calls only)."""
+        if self.contract.tx is None:
+            return  # a read-only contract: the send itself will say
+        me = self.contract.tx.address
+        if self._with_retries("reading the operators", lambda: self.contract.is_operator(self.log_id, me)):
+            return
+        try:
+            self._with_retries("reading the log", lambda: self.contract.log_info(self.log_id))
+        except LogNotRegistered:
+            raise LogUnregistered(
+                f"log id 0x{self.log_id.hex()} ({self.log.origin} with this log key) is not registered on "
+                f"{self.contract.address}; its registrar must register it"
+            ) from None
+        raise LogSquatted(
+            f"log id 0x{self.log_id.hex()} ({self.log.origin} with this log key) is registered, but {me} is "
+            "not one of its operators; its owner must add this account"
+        )
 
     def _check_extends(self, prev_size: int, prev_root: bytes | None, checkpoint: Checkpoint) -> None:
         if prev_root is None:
@@ -165,7 +229,7 @@ class Anchorer:
             proof = self.log.consistency(prev_size, checkpoint.size)
             merkle.check_consistency(prev_size, checkpoint.size, prev_root, checkpoint.root_hash, proof)
         except merkle.ProofError as exc:
-            log.error("refusing to anchor %s size %d: %s", self.log_id, checkpoint.size, exc)
+            log.error("refusing to anchor %s size %d: %s", self.log.origin, checkpoint.size, exc)
             raise AnchorRefused(
                 f"checkpoint {checkpoint.size} is not consistent with the anchored size {prev_size}: {exc}"
             ) from None
@@ -175,7 +239,11 @@ class Anchorer:
         current = self.contract.get_anchor(self.log_id, size)
         if current is not None and current.root_hash == root:
             return None
-        return self.contract.anchor(self.log_id, size, root)
+        try:
+            return self.contract.anchor(self.log_id, size, root)
+        except CallerIsNotOperator:  # removed as operator since the check: nothing was sent
+            raise LogSquatted(f"{self.contract.tx.address if self.contract.tx else '?'} is no longer an operator "
+                              f"of log id 0x{self.log_id.hex()}") from None
 
     def _remember(self, size: int, root: bytes, receipt: Any) -> StoredAnchor:
         onchain = self._with_retries("reading the anchor", lambda: self.contract.get_anchor(self.log_id, size))
@@ -213,14 +281,23 @@ class Anchorer:
         if not self._custom_sleep:
             self._sleep = stop_event.wait  # a backoff wait ends as soon as we are stopped
         idle = poll
+        registration_checked = False
         while not stop_event.is_set():
             try:
+                # Checked at start (a problem shows in health before any anchor is due) and
+                # on every re-check while it stands, so a fix on chain is noticed.
+                if not registration_checked or self.problem in _STANDING:
+                    self.check_registration()
+                    registration_checked = True
                 outcome = self.anchor_once()
                 # an unreachable ledger: wait longer each time (the retries already waited)
                 idle = min(max(idle * 2, poll), 60.0) if outcome.status == "unavailable" else poll
+            except (LogUnregistered, LogSquatted) as exc:
+                log.error("evidence log NOT anchored (%s): %s; re-checking in %.0f s", exc.code, exc, PROBLEM_RECHECK)
+                idle = PROBLEM_RECHECK  # standing until someone acts on chain: no tight retries
             except AnchorRefused as exc:
                 log.error("evidence log NOT anchored: %s", exc)
-                idle = min(max(idle * 2, poll), 300.0)  # a refusal repeats until an operator acts
+                idle = min(max(idle * 2, poll), PROBLEM_RECHECK)  # a refusal repeats until an operator acts
             except Exception as exc:  # keep the loop alive; the next tick retries
                 log.error("anchoring failed: %s", type(exc).__name__)
                 idle = min(max(idle * 2, poll), 60.0)

@@ -103,12 +103,14 @@ DRAIN_LIMIT = 1 << 20
 REFUSAL_STATUS: dict[Reason, int] = {
     Reason.UNKNOWN_GROUP: 404,
     Reason.NULLIFIER_REUSED: 409,
+    Reason.INDEX_STALE: 503,  # not a verdict on the proof: try again once the index caught up
 }
 REFUSAL_MESSAGE: dict[Reason, str] = {
     Reason.MALFORMED: "the proof is not a well-formed Semaphore proof (points must be on their curves)",
     Reason.BAD_SCOPE: "the scope is not a relay-epoch scope",
     Reason.WRONG_GROUP: "the scope names another group",
     Reason.UNKNOWN_GROUP: "no such group",
+    Reason.GROUP_NOT_SERVED: "this group is not a send group of this registry's operator",
     Reason.WRONG_EPOCH: "the scope's epoch is not the current one",
     Reason.SLOT_OUT_OF_RANGE: "the scope's slot is not below the group's message limit",
     Reason.MESSAGE_MISMATCH: "the proof's message is not the blob digest",
@@ -116,6 +118,7 @@ REFUSAL_MESSAGE: dict[Reason, str] = {
     Reason.EXPIRED_ROOT: "the Merkle root was superseded longer ago than the group's root window",
     Reason.INVALID_PROOF: "the proof does not verify",
     Reason.NULLIFIER_REUSED: "this nullifier was already used (slot taken in this epoch)",
+    Reason.INDEX_STALE: "the registry's chain index lags the ledger too far to judge the root; try again later",
 }
 
 
@@ -166,10 +169,61 @@ class ErrorResponse(_Strict):
     error: ErrorDetail
 
 
+Uint64 = Annotated[
+    int,
+    BeforeValidator(_json_integer),
+    Field(ge=0, le=UINT64_MAX),
+    WithJsonSchema({"type": "integer", "minimum": 0, "maximum": UINT64_MAX}),
+]
+OptionalGroupId = Annotated[
+    int,
+    BeforeValidator(_json_integer),
+    Field(ge=0, le=MAX_GROUP_ID),
+    WithJsonSchema({"type": "integer", "minimum": 0, "maximum": MAX_GROUP_ID}),
+]
+
+
+class AdmissionModel(_Strict):
+    """A group's admission policy (docs/admission.md)."""
+
+    policy: Literal["zk", "invite", "open", "closed"] = Field(
+        "zk", description="`zk` (anonymous admission proof), `invite`, `open` (anyone) or `closed` (operator only)."
+    )
+    admission_group: OptionalGroupId | None = Field(None, description="Policy `zk`: the group of checked persons.")
+    round: Uint64 = Field(0, description="Policy `zk`: the admission round (one registration per credential per round).")
+    send: StrictBool | None = Field(None, description="A send group (sends authorized); default: true, false for `closed`.")
+
+
 class CreateGroupRequest(_Strict):
     root_window: RootWindow | None = Field(
         None, description="Seconds a superseded root stays valid (default: the deployment's)."
     )
+    admission: AdmissionModel | None = Field(
+        None,
+        description="Admission policy (default: `zk` with the registry's configured admission group; none configured: the group is not served until one is set).",
+    )
+
+
+class InvitesRequest(_Strict):
+    count: JsonInt = Field(ge=1, le=1000, description="Number of single-use invite codes.")
+    expires_at: JsonInt = Field(ge=1, le=UINT64_MAX, description="Unix time (seconds) after which they are refused.")
+
+
+class InvitesResponse(BaseModel):
+    group_id: int
+    invites: list[str]
+    expires_at: int
+
+
+class SemaphoreProofModel(_Strict):
+    """The JS SDK's ``SemaphoreProof`` JSON (``@semaphore-protocol/proof`` v4)."""
+
+    merkleTreeDepth: JsonInt = Field(ge=1, le=32)
+    merkleTreeRoot: FieldElement
+    nullifier: FieldElement
+    message: Uint256
+    scope: Uint256
+    points: list[Coordinate] = Field(min_length=8, max_length=8, description="Packed Groth16 proof (8 coordinates).")
 
 
 class RegisterRequest(_Strict):
@@ -177,6 +231,12 @@ class RegisterRequest(_Strict):
         min_length=1,
         max_length=MAX_COMMITMENTS_PER_REQUEST,
         description="Identity commitments: distinct field elements 0 < c < r.",
+    )
+    admission_proof: SemaphoreProofModel | None = Field(
+        None, description="Policy `zk`: a proof of membership in the admission group (docs/admission.md)."
+    )
+    invite: Annotated[StrictStr, Field(min_length=1, max_length=128)] | None = Field(
+        None, description="Policy `invite`: a single-use invite code."
     )
 
 
@@ -207,6 +267,7 @@ class GroupModel(BaseModel):
     epoch_length: int
     message_limit: int
     clock_skew: int
+    admission: AdmissionModel | None = Field(None, description="The group's admission policy; null: not served.")
 
 
 class GroupsResponse(BaseModel):
@@ -231,17 +292,6 @@ class RootInfoModel(BaseModel):
     group_id: int
     valid: bool
     current: bool
-
-
-class SemaphoreProofModel(_Strict):
-    """The JS SDK's ``SemaphoreProof`` JSON (``@semaphore-protocol/proof`` v4)."""
-
-    merkleTreeDepth: JsonInt = Field(ge=1, le=32)
-    merkleTreeRoot: FieldElement
-    nullifier: FieldElement
-    message: Uint256
-    scope: Uint256
-    points: list[Coordinate] = Field(min_length=8, max_length=8, description="Packed Groth16 proof (8 coordinates).")
 
 
 class AuthorizeRequest(_Strict):
@@ -273,9 +323,9 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     descriptions = {
         400: "Malformed request (`malformed`).",
         401: "Missing operator token (`unauthorized`).",
-        403: "Wrong operator token (`forbidden`), operator endpoints disabled (`operator_disabled`), or a group this registry does not administer (`forbidden`).",
+        403: "Wrong operator token (`forbidden`), operator endpoints disabled (`operator_disabled`), a group this registry does not administer (`forbidden`) or does not serve (`group_not_served`), or an admission refusal (`admission_*`, `invite_invalid`, `invite_expired`; docs/admission.md).",
         404: "Unknown group, member or root (`unknown_group`, `not_member`, `unknown_root`).",
-        409: "Conflict (`duplicate`; `pending`: registered, not yet on chain).",
+        409: "Conflict (`duplicate`; `pending`: registered, not yet on chain; `admission_used`, `invite_used`: the credential was used).",
         413: "Request body larger than the limit (`too_large`).",
         422: "Invalid input: `malformed`, `invalid_commitment`.",
         502: "The ledger refused or failed the operation (`ledger_error`).",
@@ -722,7 +772,9 @@ def create_app(service: RegistryService, settings: Settings) -> FastAPI:
     @app.exception_handler(RegistryError)
     async def _registry_error(request: Request, exc: Any) -> JSONResponse:
         status = int(getattr(exc, "status", 400))
-        return error_response(status, str(exc.code), str(getattr(exc, "message", None) or exc))
+        # A full backlog clears as batches land: tell clients when to come back.
+        headers = {"Retry-After": str(max(1, int(settings.batch_interval * 5)))} if exc.code == "backlog_full" else None
+        return error_response(status, str(exc.code), str(getattr(exc, "message", None) or exc), headers)
 
     @app.exception_handler(LedgerError)
     async def _ledger_error(request: Request, exc: LedgerError) -> JSONResponse:
@@ -754,6 +806,13 @@ def create_app(service: RegistryService, settings: Settings) -> FastAPI:
         if not hmac.compare_digest(credentials.credentials.encode(), token.encode()):
             raise ApiError(403, "forbidden", "wrong operator token")
 
+    def maybe_operator(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> bool:  # noqa: B008
+        """True with a valid operator token, False without one; a wrong one is refused."""
+        if credentials is None:
+            return False
+        operator(credentials)
+        return True
+
     @app.post(
         "/v1/groups",
         status_code=201,
@@ -764,8 +823,36 @@ def create_app(service: RegistryService, settings: Settings) -> FastAPI:
         dependencies=[Depends(operator)],
     )
     def create_group(body: CreateGroupRequest | None = None) -> JSONResponse:
-        group_id = service.create_group(body.root_window if body is not None else None)
+        admission = None if body is None or body.admission is None else body.admission.model_dump()
+        group_id = service.create_group(body.root_window if body is not None else None, admission)
         return JSONResponse(_group_json(service.group_info(group_id)), status_code=201)
+
+    @app.put(
+        "/v1/groups/{group_id}/admission",
+        response_model=GroupModel,
+        responses=_errors(401, 403, 404, 413, 422),
+        tags=["operator"],
+        summary="Set a group's admission policy and whether it is a send group (operator)",
+        dependencies=[Depends(operator)],
+    )
+    def set_admission(group_id: GroupId, body: AdmissionModel) -> JSONResponse:
+        from registry.admission import admission_from_json
+
+        service.set_admission(admission_from_json(group_id, body.model_dump()))
+        return JSONResponse(_group_json(service.group_info(group_id)))
+
+    @app.post(
+        "/v1/groups/{group_id}/invites",
+        status_code=201,
+        response_model=InvitesResponse,
+        responses=_errors(401, 403, 404, 413, 422),
+        tags=["operator"],
+        summary="Mint single-use invite codes of an `invite` group (operator; only their hashes are kept)",
+        dependencies=[Depends(operator)],
+    )
+    def create_invites(group_id: GroupId, body: InvitesRequest) -> JSONResponse:
+        codes = service.create_invites(group_id, body.count, float(body.expires_at))
+        return JSONResponse({"group_id": group_id, "invites": codes, "expires_at": body.expires_at}, status_code=201)
 
     @app.get("/v1/groups", response_model=GroupsResponse, tags=["groups"], summary="List groups")
     def list_groups() -> JSONResponse:
@@ -785,13 +872,17 @@ def create_app(service: RegistryService, settings: Settings) -> FastAPI:
         "/v1/groups/{group_id}/members",
         status_code=202,
         response_model=RegisterResponse,
-        responses=_errors(403, 404, 409, 413, 422),
+        responses=_errors(401, 403, 404, 409, 413, 422),
         tags=["members"],
-        summary="Register commitments (durably queued, then anchored in batches)",
+        summary="Register commitments under the group's admission policy (durably queued, then anchored in batches)",
     )
-    def register(group_id: GroupId, body: RegisterRequest) -> JSONResponse:
+    def register(group_id: GroupId, body: RegisterRequest, as_operator: bool = Depends(maybe_operator)) -> JSONResponse:  # noqa: B008
         values = [_commitment(c, f"commitments[{i}]") for i, c in enumerate(body.commitments)]
-        statuses = service.register(group_id, values)
+        if as_operator:  # the operator (an account service writing an admission group) bypasses the policy
+            statuses = service.register(group_id, values)
+        else:
+            proof = None if body.admission_proof is None else body.admission_proof.model_dump()
+            statuses = service.admit(group_id, values, admission_proof=proof, invite=body.invite)
         return JSONResponse({"members": [s.to_json() for s in statuses]}, status_code=202)
 
     @app.get(
@@ -849,6 +940,7 @@ def create_app(service: RegistryService, settings: Settings) -> FastAPI:
             404: {"model": RefusalModel, "description": "Refused: `unknown_group`."},
             409: {"model": RefusalModel, "description": "Refused: `nullifier_reused`."},
             422: {"model": ErrorResponse, "description": "Malformed request or proof (`malformed`)."},
+            503: {"model": RefusalModel, "description": "Refused for now: `index_stale` (the index lags the chain)."},
         },
         tags=["authorization"],
         summary="Check a send authorization (docs/authorization.md); 200 only when authorized",

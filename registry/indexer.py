@@ -104,6 +104,9 @@ class IndexerStats:
     restarts: int = 0
     head: int | None = None
     last_sync_at: float | None = None
+    #: ``time.monotonic()`` when the last complete sync began (read the head): the index
+    #: reflects the chain at least as of then (registry/service.py, index freshness)
+    synced_as_of: float | None = None
     last_error: str | None = None
     ledger_up: bool = False
     log_ranges: list[tuple[int, int]] = field(default_factory=list)
@@ -150,6 +153,7 @@ class Indexer:
         """Index everything up to the current head; return the number of events applied."""
         with self.lock:
             for _ in range(5):
+                began = time.monotonic()
                 try:
                     applied = self._sync(stop)
                 except _ChainMoved:
@@ -162,6 +166,8 @@ class Indexer:
                 self.stats.syncs += 1
                 self.stats.ledger_up = True
                 self.stats.last_sync_at = time.time()
+                if stop is None or not stop.is_set():  # a stopped sync may not have reached the head
+                    self.stats.synced_as_of = began
                 self.stats.last_error = None
                 return applied
             raise LedgerError("the chain kept changing while it was being indexed")

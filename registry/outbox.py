@@ -64,6 +64,7 @@ STATUS_BY_CODE = {
     "duplicate": 409,
     "pending": 409,
     "too_many": 413,
+    "backlog_full": 503,
     "ledger_unavailable": 503,
     "not_deployed": 503,
     "not_configured": 503,
@@ -155,9 +156,12 @@ class Outbox:
         path: Path | str,
         is_member: Callable[[int, int], bool] | None = None,
         clock: Callable[[], float] = time.time,
+        max_backlog: int | None = None,
     ) -> None:
         self.path = Path(path)
         self.is_member = is_member
+        #: most registrations of one group not yet on chain; beyond: ``backlog_full`` (503)
+        self.max_backlog = max_backlog
         self._clock = clock
         # An acknowledged registration must survive a power cut: fsync on every commit.
         self._connections = ConnectionPerThread(self.path, durable=True)
@@ -220,6 +224,10 @@ class Outbox:
             "CREATE INDEX IF NOT EXISTS registrations_state ON registrations (state, group_id, id)",
             "CREATE INDEX IF NOT EXISTS registrations_tx ON registrations (tx_hash)",
             "CREATE INDEX IF NOT EXISTS registrations_block ON registrations (block_number)",
+            # What the batcher's transactions cost (wei), for the hourly budget: the most
+            # a transaction may cost when it is sent, its real fee once mined.
+            "CREATE TABLE IF NOT EXISTS spend (tx_hash TEXT PRIMARY KEY, at REAL NOT NULL, wei INTEGER NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS spend_at ON spend (at)",
         ):
             conn.execute(statement)
 
@@ -264,6 +272,16 @@ class Outbox:
         with self._write_lock:
             conn.execute("BEGIN IMMEDIATE")
             try:
+                if self.max_backlog is not None:
+                    (waiting,) = conn.execute(
+                        "SELECT count(*) FROM registrations WHERE state IN ('pending', 'sent') AND group_id = ?",
+                        (group,),
+                    ).fetchone()
+                    if int(waiting) + len(values) > self.max_backlog:
+                        raise RegistryError(
+                            "backlog_full",
+                            f"group {group} has {int(waiting)} registrations waiting for the ledger; try again later",
+                        )
                 ids = []
                 for i, c in enumerate(values):
                     try:
@@ -438,3 +456,25 @@ class Outbox:
                 f"SELECT {_COLUMNS} FROM registrations WHERE state IN ('sent', 'included') ORDER BY id"
             )
         ]
+
+    # ------------------------------------------------------------------ spending
+
+    def record_spend(self, tx_hash: str, wei: int) -> None:
+        """What a transaction of the batcher costs (its cap when sent, its fee once mined;
+        the latest call wins, the time of the first stays)."""
+        conn = self._conn()
+        with self._write_lock:
+            conn.execute(
+                "INSERT INTO spend (tx_hash, at, wei) VALUES (?, ?, ?)"
+                " ON CONFLICT(tx_hash) DO UPDATE SET wei = excluded.wei",
+                (tx_hash, self._clock(), int(wei)),
+            )
+
+    def spent_since(self, since: float) -> int:
+        """Wei spent (or committed by transactions in flight) since ``since``."""
+        return sum(int(w) for (w,) in self._conn().execute("SELECT wei FROM spend WHERE at >= ?", (since,)))
+
+    def purge_spend(self, before: float) -> None:
+        conn = self._conn()
+        with self._write_lock:
+            conn.execute("DELETE FROM spend WHERE at < ?", (before,))

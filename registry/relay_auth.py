@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,7 @@ class LedgerRoots:
         self._current: dict[int, int] = {}
         self._windows: dict[int, int] = {}
         self._superseded: dict[tuple[int, int], int] = {}
+        self._admins: dict[int, str] = {}
         self._group_count: int | None = None
 
     def _refresh(self) -> None:
@@ -68,6 +69,7 @@ class LedgerRoots:
             self._current.clear()
             self._windows.clear()
             self._superseded.clear()
+            self._admins.clear()
             self._group_count = None
 
     def group_exists(self, group_id: int) -> bool:
@@ -76,6 +78,14 @@ class LedgerRoots:
             if self._group_count is None:
                 self._group_count = self._registry.group_count()
             return 0 <= group_id < self._group_count
+
+    def group_admin(self, group_id: int) -> str:
+        """The group's admin account on the contract (checksummed address)."""
+        with self._lock:
+            self._refresh()
+            if group_id not in self._admins:
+                self._admins[group_id] = self._registry.group(group_id).admin
+            return self._admins[group_id]
 
     def root_status(self, group_id: int, root: int, now: float) -> RootStatus:
         with self._lock:
@@ -97,17 +107,32 @@ class LedgerRoots:
 
 
 def ledger_policies(
-    roots: LedgerRoots, epoch_length: int = 600, message_limit: int = 100, clock_skew: int = 30
+    roots: LedgerRoots,
+    epoch_length: int = 600,
+    message_limit: int = 100,
+    clock_skew: int = 30,
+    *,
+    operator: str | None = None,
+    send_groups: Collection[int] | None = None,
 ) -> Callable[[int], GroupPolicy | None]:
     """Group policies for every group that exists on the ledger (same parameters for all,
-    as a registry serves them)."""
+    as a registry serves them).
+
+    Only the operator's send groups are served (issue #10 §1b, docs/admission.md): a
+    group must be in ``send_groups`` (None: any) and administered on the contract by
+    ``operator`` (None: any; a relay passes the deployment's operator). Any other group
+    that exists is refused with ``group_not_served``: anyone can create a group on the
+    contract and fill it without the operator's admission."""
+    listed = None if send_groups is None else frozenset(send_groups)
+    admin = None if operator is None else operator.lower()
 
     def policy(group_id: int) -> GroupPolicy | None:
         if isinstance(group_id, bool) or not isinstance(group_id, int) or not 0 <= group_id < 2**64:
             return None
         if not roots.group_exists(group_id):
             return None
-        return GroupPolicy(group_id, epoch_length, message_limit, clock_skew)
+        served = (listed is None or group_id in listed) and (admin is None or roots.group_admin(group_id).lower() == admin)
+        return GroupPolicy(group_id, epoch_length, message_limit, clock_skew, served=served)
 
     return policy
 
@@ -122,14 +147,24 @@ def LocalAuthorizer(  # noqa: N802 - a factory that reads as the class it builds
     clock_skew: int = 30,
     cache_blocks: int = 1,
     clock: Callable[[], float] = time.time,
+    operator: str | None = None,
+    send_groups: Collection[int] | None = None,
 ) -> Authorizer:
     """``Authorizer(policies, LedgerRoots(registry), SqliteNullifierStore(nullifiers_path))``.
 
-    Without ``policies``, every group existing on the ledger gets the given parameters.
-    ``nullifiers_path`` may be an open store (the caller then closes it).
+    Without ``policies``, every group existing on the ledger gets the given parameters,
+    and is served when it is one of ``send_groups`` administered by ``operator``
+    (:func:`ledger_policies`). ``nullifiers_path`` may be an open store (the caller then
+    closes it).
     """
     roots = LedgerRoots(registry, cache_blocks)
-    table = policies if policies is not None else ledger_policies(roots, epoch_length, message_limit, clock_skew)
+    table = (
+        policies
+        if policies is not None
+        else ledger_policies(
+            roots, epoch_length, message_limit, clock_skew, operator=operator, send_groups=send_groups
+        )
+    )
     store = nullifiers_path if isinstance(nullifiers_path, SqliteNullifierStore) else SqliteNullifierStore(nullifiers_path)
     return Authorizer(table, roots, store, clock=clock)
 

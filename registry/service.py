@@ -55,7 +55,10 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.providers.rpc import HTTPProvider
 
-from registry.authorization import Authorizer, Decision, GroupPolicy, SqliteNullifierStore
+from registry.admission import FILE_NAME as ADMISSION_FILE
+from registry.admission import TABLES as ADMISSION_TABLES
+from registry.admission import AdmissionStore, GroupAdmission, ZkAdmission, refusal
+from registry.authorization import Authorizer, Decision, GroupPolicy, RootStatus, SqliteNullifierStore
 from registry.batcher import Batcher
 from registry.index import FILE_NAME as INDEX_FILE
 from registry.index import ChainIndex, delete_index_files
@@ -66,7 +69,7 @@ from registry.ledger.deploy import Manifest, verify_deployment
 from registry.ledger.errors import DeploymentError, LedgerError, LedgerUnavailable, LogNotRegistered
 from registry.evidence_anchor import Anchorer
 from registry.evidence_log import EvidenceLog, default_origin, load_or_create_log_key
-from registry.ledger.anchor_contract import AnchorContract
+from registry.ledger.anchor_contract import AnchorContract, log_id
 from registry.ledger.registry_contract import RegistryContract
 from registry.ledger.tx import Transactor
 from registry.access_log import FILE_NAME as ACCESS_LOG_FILE
@@ -95,6 +98,10 @@ DURABLE_STORES: dict[str, tuple[str, ...]] = {
     NULLIFIERS_FILE: ("nullifiers",),
     EVIDENCE_FILE: ("meta", "entries", "nodes", "checkpoints"),
 }
+#: Admission policies, credentials and invite hashes (registry/admission.py): durable too,
+#: but added later than the others, so it is checked on its own (a data directory from
+#: before it has the other stores and no admission.sqlite yet).
+ADMISSION_STORES: dict[str, tuple[str, ...]] = {ADMISSION_FILE: ADMISSION_TABLES}
 #: The chain index's tables: it is rebuildable, so the fix for a damaged one is a reindex.
 INDEX_TABLES = ("meta", "cursor", "blocks", "events", "groups", "members", "roots")
 REINDEX_FIX = "run `zkid reindex` to rebuild it from the ledger"
@@ -165,6 +172,37 @@ def load_manifest_file(path: Path) -> Manifest:
         raise RegistryError("not_deployed", f"unusable deployment manifest {path}: {exc}") from None
 
 
+class FreshIndexRoots:
+    """The index as the :class:`registry.authorization.RootOracle` of the registry path,
+    answering :attr:`RootStatus.STALE` (refusal ``index_stale``) while the index may lag the
+    chain: its last complete sync began more than ``max_age`` seconds ago (monotonic
+    time), or it is more than ``max_lag`` blocks behind the head the indexer last saw.
+
+    A stalled index would keep a removed member's root "current" forever; this bounds the
+    extra time a superseded root can be accepted to ``max_age`` (docs/authorization.md),
+    where the relay's ledger path (:class:`registry.relay_auth.LedgerRoots`) reads the
+    chain itself and fails when it cannot.
+    """
+
+    def __init__(self, index: ChainIndex, indexer: Indexer, max_age: float, max_lag: int) -> None:
+        self._index = index
+        self._indexer = indexer
+        self.max_age = max_age
+        self.max_lag = max_lag
+
+    def stale(self) -> bool:
+        stats = self._indexer.stats
+        synced, head, cursor = stats.synced_as_of, stats.head, self._index.cursor
+        if synced is None or head is None or cursor is None:
+            return True  # never completely synced since this process started
+        return time.monotonic() - synced > self.max_age or head - cursor > self.max_lag
+
+    def root_status(self, group_id: int, root: int, now: float) -> RootStatus:
+        if self.stale():
+            return RootStatus.STALE
+        return self._index.root_status(group_id, root, now)
+
+
 class RegistryService:
     """Use :meth:`open`; then either :meth:`start` the background threads or drive the work
     with :meth:`sync` / :meth:`process_once` (tests, CLI one-shots). ``close`` when done."""
@@ -182,8 +220,10 @@ class RegistryService:
         account: LocalAccount | None,
         clock: Callable[[], float],
         evidence: EvidenceLog | None = None,
+        admission: AdmissionStore | None = None,
     ) -> None:
         self.settings = settings
+        self.admission = admission if admission is not None else AdmissionStore(settings.data_dir / ADMISSION_FILE, clock)
         self.evidence = evidence
         self._anchorer: Anchorer | None = None
         self.w3 = w3
@@ -213,8 +253,14 @@ class RegistryService:
             confirmations=settings.confirmations,
             index=index,
             idle_wait=min(0.1, settings.batch_interval / 4),
+            clock=clock,
+            max_fee_per_gas=settings.max_fee_per_gas,
+            spend_per_hour=settings.spend_per_hour,
         )
-        self.authorizer = Authorizer(self._policy, index, nullifiers, clock=clock)
+        # Roots from the index, only while it is fresh (fail closed: index_stale).
+        self.index_roots = FreshIndexRoots(index, self.indexer, settings.index_max_age, settings.index_max_lag)
+        self.authorizer = Authorizer(self._policy, self.index_roots, nullifiers, clock=clock)
+        self.zk_admission = ZkAdmission(self.admission, index, clock=clock)
         self._last_purge = 0.0
         self._purge_lock = threading.Lock()
         self._stop = threading.Event()
@@ -243,6 +289,7 @@ class RegistryService:
         # one (StoreError, one line naming the file and the fix).
         stores = StoreManifest(data_dir)
         stores.check(DURABLE_STORES, together=True)
+        stores.check(ADMISSION_STORES)
         index_path = data_dir / INDEX_FILE
         if index_path.exists() and index_path.stat().st_size > 0:  # missing or empty: rebuilt from the chain
             check_store(index_path, INDEX_TABLES, REINDEX_FIX)
@@ -272,11 +319,12 @@ class RegistryService:
         if problems:
             raise RegistryError("deployment_mismatch", f"{settings.manifest_path}: {problems[0]}")
         index = ChainIndex(data_dir / INDEX_FILE)
-        outbox = Outbox(data_dir / OUTBOX_FILE, is_member=index.has_member)
+        outbox = Outbox(data_dir / OUTBOX_FILE, is_member=index.has_member, clock=clock, max_backlog=settings.max_backlog)
         nullifiers = SqliteNullifierStore(data_dir / NULLIFIERS_FILE)
         origin = default_origin(settings.region)
         evidence = EvidenceLog(data_dir / EVIDENCE_FILE, load_or_create_log_key(data_dir, origin), origin)
-        stores.record(DURABLE_STORES)
+        admission = AdmissionStore(data_dir / ADMISSION_FILE, clock)
+        stores.record([*DURABLE_STORES, *ADMISSION_STORES])
         return cls(
             settings,
             w3=w3,
@@ -288,6 +336,7 @@ class RegistryService:
             account=account,
             clock=clock,
             evidence=evidence,
+            admission=admission,
         )
 
     def operator(self) -> RegistryContract:
@@ -307,8 +356,10 @@ class RegistryService:
             return self._operator
 
     def anchorer(self) -> Anchorer:
-        """The evidence log's anchorer, registering the log on the EvidenceAnchor contract
-        first if needed (so it needs the ledger; callers retry while it is down)."""
+        """The evidence log's anchorer, registering the log's key-bound id on the
+        EvidenceAnchor contract first if needed and this account is its registrar (so it
+        needs the ledger; callers retry while it is down). If the id is not registered and
+        cannot be, or is someone else's, the anchorer reports it (health) and sends nothing."""
         if self.evidence is None:
             raise RegistryError("not_configured", "this registry keeps no evidence log")
         with self._operator_lock:
@@ -317,15 +368,15 @@ class RegistryService:
             return anchorer
         tx = self.operator().tx
         contract = AnchorContract(self.w3, self._manifest.address("EvidenceAnchor"), tx)
-        origin = self.evidence.origin
+        origin, key = self.evidence.origin, self.evidence.verifier.public_key
         try:
-            contract.log_info(origin)
+            contract.log_info(log_id(origin, key))
         except LogNotRegistered:
-            contract.register_log(origin)
+            if tx is not None and contract.registrar().lower() == tx.address.lower():
+                contract.register_log(origin, key)
         anchorer = Anchorer(
             self.evidence,
             contract,
-            origin,
             min_interval=self.settings.anchor_interval,
             min_growth=self.settings.anchor_min_growth,
             max_delay=self.settings.anchor_max_delay,
@@ -396,6 +447,7 @@ class RegistryService:
         self.index.close()
         self.outbox.close()
         self.nullifiers.close()
+        self.admission.close()
         if self.evidence is not None:
             self.evidence.close()
 
@@ -443,17 +495,91 @@ class RegistryService:
 
     # ------------------------------------------------------------------ members
 
-    def register(self, group_id: int, commitments: list[int]) -> list[MemberStatus]:
-        """Accept registrations; durable in the outbox before this returns (all or none)."""
+    def _administered(self, group_id: object) -> int:
         group = check_group_id(group_id)
-        values = check_commitments(commitments)
         record = self.index.group(group)
         if record is None:
             raise RegistryError("unknown_group", f"group {group} does not exist")
         if record.admin.lower() != self.operator_address.lower():
             raise RegistryError("forbidden", f"this registry does not administer group {group}")
+        return group
+
+    def register(self, group_id: int, commitments: list[int]) -> list[MemberStatus]:
+        """Accept registrations as the operator (no admission policy: the operator token's
+        path, and the library's); durable in the outbox before this returns (all or none)."""
+        group = self._administered(group_id)
+        values = check_commitments(commitments)
         rows = self.outbox.enqueue(group, values)
         return [MemberStatus(group, r.commitment, "pending", None, None, None, 0) for r in rows]
+
+    def admit(
+        self,
+        group_id: int,
+        commitments: list[int],
+        *,
+        admission_proof: Mapping[str, Any] | str | None = None,
+        invite: str | None = None,
+    ) -> list[MemberStatus]:
+        """Accept registrations under the group's admission policy (docs/admission.md).
+
+        ``zk`` and ``invite`` take exactly one commitment with its credential; the
+        credential is claimed, then the commitment enqueued, and the claim released if the
+        outbox refuses it (a duplicate, a full backlog): nothing is queued on a refusal and
+        no credential is burnt by one."""
+        group = self._administered(group_id)
+        values = check_commitments(commitments)
+        record = self.admission.get(group)
+        if record is None:
+            raise refusal("group_not_served")
+        if record.policy == "open":
+            return self.register(group, values)
+        if record.policy == "closed":
+            raise refusal("admission_required", "only the operator registers in this group")
+        if len(values) != 1:
+            raise RegistryError("malformed", f"a {record.policy} registration carries exactly one commitment")
+        if record.policy == "invite":
+            if invite is None or admission_proof is not None:
+                raise refusal("admission_required", "this group admits with an invite code")
+            claimed = self.admission.claim_invite(group, invite)
+            try:
+                return self.register(group, values)
+            except BaseException:
+                self.admission.release_invite(claimed)
+                raise
+        if admission_proof is None or invite is not None:
+            raise refusal("admission_required", f"this group admits with a proof of membership in group {record.admission_group}")
+        nullifier = self.zk_admission.claim(record, values[0], admission_proof)
+        try:
+            return self.register(group, values)
+        except BaseException:
+            self.admission.release_nullifier(group, record.round, nullifier)
+            raise
+
+    def open_default_group(self) -> GroupAdmission:
+        """`zkid up`'s local default: the deployment's group 0 is ``open`` unless the operator
+        set another policy (docs/admission.md). Returns the group's record."""
+        return self.admission.put_if_absent(GroupAdmission(self._manifest.default_group_id, "open"))
+
+    def admission_info(self, group_id: int) -> GroupAdmission | None:
+        return self.admission.get(check_group_id(group_id))
+
+    def set_admission(self, record: GroupAdmission) -> GroupAdmission:
+        """Operator action: set a group's admission policy (and whether it is a send group).
+        The group must be administered by this registry; a ``zk`` group's admission group
+        must exist and be administered by it too."""
+        self._administered(record.group_id)
+        if record.admission_group is not None:
+            self._administered(record.admission_group)
+        self.admission.put(record)
+        return record
+
+    def create_invites(self, group_id: int, count: int, expires_at: float) -> list[str]:
+        """Operator action: mint single-use invite codes of an ``invite`` group."""
+        group = self._administered(group_id)
+        record = self.admission.get(group)
+        if record is None or record.policy != "invite":
+            raise RegistryError("malformed", f"group {group}'s admission policy is not invite")
+        return self.admission.create_invites(group, count, expires_at)
 
     def member_status(self, group_id: int, commitment: int) -> MemberStatus:
         group = check_group_id(group_id)
@@ -504,6 +630,7 @@ class RegistryService:
         record = self.index.group(group)
         if record is None:
             raise RegistryError("unknown_group", f"group {group} does not exist")
+        admission = self.admission.get(group)
         with self.index.lock:
             tree = self.index.tree(group)
             root, size, depth = tree.root, tree.size, tree.depth
@@ -518,6 +645,7 @@ class RegistryService:
             "message_limit": self.settings.message_limit,
             "clock_skew": self.settings.clock_skew,
             "admin": record.admin,
+            "admission": None if admission is None else admission.to_json(),
         }
 
     def group_info(self, group_id: int) -> dict[str, Any]:
@@ -534,9 +662,23 @@ class RegistryService:
             raise RegistryError("unknown_root", "this root was never a root of a group")
         return info
 
-    def create_group(self, root_window: int | None = None) -> int:
-        """Operator action: create a group administered by this registry; returns its id
-        once the index knows it."""
+    def create_group(self, root_window: int | None = None, admission: Mapping[str, Any] | None = None) -> int:
+        """Operator action: create a group administered by this registry, with its
+        admission policy (``registry.admission.admission_from_json``; default ``zk``, which
+        needs ``admission_group``); returns its id once the index knows it.
+
+        Without ``admission``: ``zk`` with the registry's ``admission_group`` setting when
+        one is configured; else the group gets no policy and is not served (registration
+        only through the operator token, no send authorization) until
+        :meth:`set_admission` gives it one."""
+        from registry.admission import admission_from_json
+
+        if admission is None and self.settings.admission_group is not None:
+            admission = {"policy": "zk", "admission_group": self.settings.admission_group}
+        if admission is not None:
+            admission_from_json(-1, admission)  # refuse bad input before paying for a group
+            if admission.get("admission_group") is not None:
+                self._administered(admission["admission_group"])
         window = self._manifest.root_window if root_window is None else root_window
         if isinstance(window, bool) or not isinstance(window, int) or not 0 <= window <= _MAX_ROOT_WINDOW:
             raise RegistryError("malformed", "root_window must be an integer number of seconds in [0, 2^64)")
@@ -546,6 +688,8 @@ class RegistryService:
             raise RegistryError("ledger_unavailable", str(exc)) from None
         except LedgerError as exc:
             raise RegistryError("ledger_error", f"the ledger refused the new group: {exc}", 502) from None
+        if admission is not None:
+            self.admission.put(admission_from_json(group, admission))
         deadline = time.monotonic() + 60
         while self.index.group(group) is None:
             if time.monotonic() > deadline:
@@ -560,10 +704,15 @@ class RegistryService:
     def _policy(self, group_id: int) -> GroupPolicy | None:
         if isinstance(group_id, bool) or not isinstance(group_id, int) or not 0 <= group_id <= MAX_GROUP_ID:
             return None
-        if self.index.group(group_id) is None:
+        group = self.index.group(group_id)
+        if group is None:
             return None
         s = self.settings
-        return GroupPolicy(group_id, s.epoch_length, s.message_limit, s.clock_skew)
+        # Send groups only (issue #10 §1b): listed by the operator and administered by its
+        # account; a group anyone else created on the contract gets group_not_served.
+        admission = self.admission.get(group_id)
+        served = admission is not None and admission.send and group.admin.lower() == self.operator_address.lower()
+        return GroupPolicy(group_id, s.epoch_length, s.message_limit, s.clock_skew, served=served)
 
     def authorize(self, proof: Mapping[str, Any] | str, group_id: int, blob_digest: bytes) -> Decision:
         """The checks of docs/authorization.md (roots from the index, nullifiers claimed in
@@ -601,9 +750,16 @@ class RegistryService:
             reasons.append("index_lagging")
         if self.indexer.stats.last_error is not None and head is not None:
             reasons.append("indexer_failing")
+        if self.index_roots.stale():
+            reasons.append("index_stale")  # authorizations are refused until the index catches up
+        if (anchoring := self._anchorer) is not None and anchoring.problem is not None:
+            reasons.append(anchoring.problem)  # evidence_log_squatted / _unregistered / _inconsistent
         problem = self.batcher.stats.problem
         if problem is not None and problem != "ledger_unavailable":
             reasons.append(f"batcher_{problem}")
+        paused = self.batcher.stats.paused
+        if paused is not None:
+            reasons.append(f"batcher_{paused}")
         pending: int | None
         unconfirmed: int | None
         try:
@@ -641,10 +797,13 @@ class RegistryService:
         if self.evidence is None:
             return None
         anchor = self.evidence.latest_anchor()
+        anchorer = self._anchorer
         return {
             "origin": self.evidence.origin,
+            "log_id": "0x" + log_id(self.evidence.origin, self.evidence.verifier.public_key).hex(),
             "size": self.evidence.size,
             "anchored_size": None if anchor is None else anchor.tree_size,
+            "problem": None if anchorer is None else anchorer.problem,
         }
 
     def reindex(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 
@@ -32,7 +32,28 @@ class Settings(BaseSettings):
     batch_interval: float = Field(2.0, gt=0, le=3600, description="Oldest pending registration waits at most this long.")
     epoch_length: int = Field(600, ge=1, description="Relay epoch length in seconds (docs/authorization.md).")
     message_limit: int = Field(100, ge=1, le=2**32 - 1, description="Send slots per identity per epoch.")
-    clock_skew: int = Field(30, ge=0, description="Seconds of clock skew tolerated at an epoch boundary.")
+    clock_skew: int = Field(
+        30, ge=0, description="Seconds of clock skew tolerated at an epoch boundary (less than epoch_length / 2)."
+    )
+    index_max_age: float = Field(
+        30.0, gt=0, le=3600,
+        description="Authorization refuses (index_stale) once the last complete index sync began longer ago than this (s).",
+    )
+    index_max_lag: int = Field(
+        10, ge=0, le=100_000, description="...or while the index is more blocks than this behind the head the indexer saw."
+    )
+    max_fee_per_gas: int | None = Field(
+        200 * 10**9, ge=1, description="Most the batcher pays per unit of gas (wei; maxFeePerGas); above it, it pauses."
+    )
+    spend_per_hour: int | None = Field(
+        10**18, ge=1, description="Most wei the batcher commits in any sliding hour; beyond it, it pauses."
+    )
+    max_backlog: int = Field(
+        200_000, ge=1, description="Registrations of one group waiting for the ledger; beyond it, 503 backlog_full."
+    )
+    admission_group: int | None = Field(
+        None, ge=0, le=2**53 - 1, description="Admission group of new groups created without a policy (policy zk; docs/admission.md)."
+    )
     anchor_interval: float = Field(60.0, ge=0, description="At most one evidence anchor transaction per this many seconds.")
     anchor_min_growth: int = Field(1000, ge=1, description="Anchor once this many evidence records are unanchored...")
     anchor_max_delay: float = Field(300.0, ge=0, description="...or once the oldest unanchored record waited this long.")
@@ -85,6 +106,15 @@ class Settings(BaseSettings):
         from registry.evidence_admission import relay_address
 
         return sorted({relay_address(v) for v in value})
+
+    @model_validator(mode="after")
+    def _check_limits(self) -> Settings:
+        from zk.relay_scope import check_epoch_parameters
+
+        check_epoch_parameters(self.epoch_length, self.clock_skew)
+        if self.index_max_age <= 2 * self.poll_interval:
+            raise ValueError("index_max_age must be more than twice poll_interval (the index is synced every poll)")
+        return self
 
     @property
     def manifest_path(self) -> Path:

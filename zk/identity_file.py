@@ -12,6 +12,9 @@ Key: scrypt (RFC 7914) of the NFC-normalised passphrase, 32 bytes. Cipher: AES-2
 (NIST SP 800-38D) over the private key bytes; the associated data is the canonical JSON
 of every field but ``ciphertext``, so the parameters and the public commitment cannot be
 changed without detection. After decryption the commitment is recomputed and compared.
+A reader refuses scrypt parameters outside the bounds of :func:`scrypt_parameters_accepted`
+(at most 256 MiB and 4 passes) before deriving anything: the parameters are read before the
+tag can be checked, so they must not be able to exhaust memory.
 """
 
 from __future__ import annotations
@@ -34,10 +37,14 @@ from zk.identity import Identity
 __all__ = [
     "FORMAT",
     "VERSION",
+    "MAX_SCRYPT_MEMORY",
+    "MAX_SCRYPT_P",
+    "MIN_SCRYPT_N",
     "IdentityFileError",
     "WrongPassphraseError",
     "decrypt_identity",
     "encrypt_identity",
+    "scrypt_parameters_accepted",
 ]
 
 FORMAT = "letro-zkid-identity"
@@ -46,10 +53,14 @@ VERSION = 1
 DEFAULT_SCRYPT_N = 1 << 15
 _SCRYPT_R = 8
 _SCRYPT_P = 1
-# Bounds accepted when reading: weak enough files are refused, and a hostile file
-# cannot make us allocate gigabytes.
-_MIN_N, _MAX_N = 1 << 14, 1 << 20
-_MAX_R, _MAX_P = 32, 16
+#: Bounds on the scrypt parameters of a file (docs/cli.md, "Identity files"), checked
+#: before any key derivation: n a power of two, at least 2^14 (weaker files are refused);
+#: scrypt's memory 128 * n * r at most 256 MiB (the cost of an Ethereum keystore,
+#: n = 2^18, r = 8); p at most 4 (p passes over that memory). So a crafted file costs at
+#: most 256 MiB and 4 passes before its authentication tag is checked.
+MIN_SCRYPT_N = 1 << 14
+MAX_SCRYPT_MEMORY = 256 * 1024 * 1024
+MAX_SCRYPT_P = 4
 _SALT_BYTES = 16
 _NONCE_BYTES = 12
 _MAX_BLOB = 1 << 20
@@ -72,6 +83,16 @@ def _passphrase_bytes(passphrase: str) -> bytes:
         raise ValueError("passphrase is not valid Unicode") from exc
 
 
+def scrypt_parameters_accepted(n: int, r: int, p: int) -> bool:
+    """Whether scrypt (RFC 7914) with these parameters stays within the bounds above; a
+    reader checks this before deriving anything, so a file cannot make it allocate more."""
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in (n, r, p)):
+        return False
+    if n < MIN_SCRYPT_N or n & (n - 1) or r < 1 or not 1 <= p <= MAX_SCRYPT_P:
+        return False
+    return 128 * n * r <= MAX_SCRYPT_MEMORY
+
+
 def _derive_key(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:
     return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(_passphrase_bytes(passphrase))
 
@@ -90,8 +111,8 @@ def encrypt_identity(identity: Identity, passphrase: str, *, scrypt_n: int = DEF
         raise ValueError("identity must be an Identity")
     if not isinstance(passphrase, str) or not passphrase:
         raise ValueError("passphrase must be a non-empty string")
-    if scrypt_n < _MIN_N or scrypt_n > _MAX_N or scrypt_n & (scrypt_n - 1):
-        raise ValueError(f"scrypt_n must be a power of two in [{_MIN_N}, {_MAX_N}]")
+    if not scrypt_parameters_accepted(scrypt_n, _SCRYPT_R, _SCRYPT_P):
+        raise ValueError(f"scrypt_n must be a power of two in [{MIN_SCRYPT_N}, {MAX_SCRYPT_MEMORY // (128 * _SCRYPT_R)}]")
     salt = os.urandom(_SALT_BYTES)
     nonce = os.urandom(_NONCE_BYTES)
     header: dict[str, Any] = {
@@ -149,8 +170,11 @@ def decrypt_identity(blob: bytes, passphrase: str) -> Identity:
     if kdf.get("name") != "scrypt" or cipher.get("name") != "aes-256-gcm":
         raise IdentityFileError("identity file: unsupported kdf or cipher")
     n, r, p = _field(kdf, "n", int), _field(kdf, "r", int), _field(kdf, "p", int)
-    if not (_MIN_N <= n <= _MAX_N and n & (n - 1) == 0 and 1 <= r <= _MAX_R and 1 <= p <= _MAX_P):
-        raise IdentityFileError("identity file: scrypt parameters out of the accepted range")
+    if not scrypt_parameters_accepted(n, r, p):
+        raise IdentityFileError(
+            "identity file: scrypt parameters out of the accepted range"
+            f" (n a power of two >= 2^14, 128*n*r <= 256 MiB, p <= {MAX_SCRYPT_P})"
+        )
     salt = _unb64(_field(kdf, "salt", str), "salt", _SALT_BYTES)
     nonce = _unb64(_field(cipher, "nonce", str), "nonce", _NONCE_BYTES)
     commitment_text = _field(document, "commitment", str)

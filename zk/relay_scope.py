@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from fractions import Fraction
+from math import ceil
 
 MAGIC = b"LZE1"
 _U64 = 1 << 64
@@ -82,9 +84,45 @@ def epoch_at(unix_time: float, epoch_length: int) -> int:
     return int(unix_time // epoch_length)
 
 
+def check_epoch_parameters(epoch_length: int, skew: int) -> None:
+    """Raise ``ValueError`` unless ``0 <= skew < epoch_length / 2``.
+
+    With ``2 * skew >= epoch_length`` some instant would accept three epochs (the
+    previous, the current and the next: three times the limit at once); below it at most
+    two are accepted at any instant. Verifiers check this when they start."""
+    for name, value in (("epoch_length", epoch_length), ("clock_skew", skew)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name} must be an integer number of seconds")
+    if epoch_length <= 0 or skew < 0:
+        raise ValueError("epoch_length must be positive and clock_skew not negative")
+    if 2 * skew >= epoch_length:
+        raise ValueError(
+            f"clock_skew ({skew} s) must be less than epoch_length / 2 ({epoch_length} / 2 s):"
+            " a larger skew accepts three epochs at once"
+        )
+
+
+def worst_case_sends(window: float, epoch_length: int, skew: int, limit: int) -> int:
+    """The most sends one identity can have accepted at instants within any closed time
+    window ``[a, a + window]`` by one nullifier store (docs/authorization.md).
+
+    Epoch ``e`` is accepted exactly for ``t`` in ``[e*E - skew, (e+1)*E + skew)`` (see
+    :func:`acceptable_epochs`), an interval of length ``E + 2*skew``, and each epoch has
+    ``limit`` slots. A window meets ``k`` such intervals iff it is longer than
+    ``(k - 2)*E - 2*skew``, so the bound is ``limit * (1 + ceil((window + 2*skew) / E))``.
+    """
+    check_epoch_parameters(epoch_length, skew)
+    if window < 0 or limit < 0:
+        raise ValueError("window and limit must not be negative")
+    # ceil((window + 2 skew) / E) on exact rationals (no float rounding at the boundary)
+    return limit * (1 + ceil((Fraction(window) + 2 * skew) / epoch_length))
+
+
 def acceptable_epochs(unix_time: float, epoch_length: int, skew: int) -> set[int]:
     """Epochs a verifier accepts at ``unix_time``: the current one, plus a neighbour when
-    ``unix_time`` lies within ``skew`` seconds of the boundary (client clocks drift)."""
+    ``unix_time`` lies within ``skew`` seconds of the boundary (client clocks drift).
+    Raises ``ValueError`` for parameters :func:`check_epoch_parameters` refuses."""
+    check_epoch_parameters(epoch_length, skew)
     current = epoch_at(unix_time, epoch_length)
     accepted = {current}
     if unix_time - current * epoch_length < skew and current > 0:

@@ -637,7 +637,7 @@ class _Scenario:
     def _bundle(self, http: Any, relays: list[_Relay], sent: list[_Sent], identities: list[Any]) -> dict[str, Any]:
         from zk.evidence.bundle import EvidenceBundle, verify_bundle
 
-        from registry.cli.evidence_commands import _ledger_lookup
+        from registry.cli.evidence_commands import Trust, ledger_checks
         from registry.client import acknowledge
 
         with self.phase("bundle"):
@@ -661,8 +661,16 @@ class _Scenario:
             assert self.service.evidence is not None
             trusted = self.service.evidence.verifier  # the log key of the registry we run
             # The anchor is read from the EvidenceAnchor contract, as `zkid evidence verify --rpc-url`.
-            lookup = _ledger_lookup(self.rpc_url, bundle, self.root / "registry" / "deployment.json")
-            verdict = verify_bundle(bundle, trusted, lookup, trusted_issuers=issuers)
+            # As `zkid evidence verify` with the deployment's manifest: the anchor is read from
+            # the trusted EvidenceAnchor, the acknowledgement's signer from group 0's members.
+            trust = Trust(log_key=trusted, chain_id=self.manifest.chain_id,
+                          anchor_contract=self.manifest.address("EvidenceAnchor"),
+                          registry_contract=self.manifest.address("ZkIdRegistry"),
+                          genesis_hash=self.manifest.genesis_hash.lower(), groups=[0])
+            ledger = ledger_checks(self.rpc_url, trust)
+            verdict = verify_bundle(bundle, trusted, ledger.anchor_lookup, trusted_issuers=issuers,
+                                    group_root_check=ledger.group_root_check, member_check=ledger.member_check,
+                                    trusted_anchor=trust.trusted_anchor())
         self.check("bundle_valid", verdict.valid and verdict.complete)
         self.say("verifier", f"bundle of blob {chosen.blob_id[:8]}… ({chosen.relay.region}): {'VALID' if verdict.valid else 'INVALID: ' + str(verdict.first_failure)}", "green" if verdict.valid else "bold red")
         for c in verdict.checks:

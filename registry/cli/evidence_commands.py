@@ -1,19 +1,28 @@
 """``zkid evidence bundle|verify``: fetch and check delivery-evidence bundles.
 
-``verify`` runs :func:`zk.evidence.bundle.verify_bundle`. The trusted log key is
-``--log-key`` (a signed-note verifier key); without it the bundle's own ``logKey`` is
-used and the verdict says so (trust on first use). With ``--rpc-url`` the
-``anchor_on_ledger`` check reads the EvidenceAnchor contract: its address from
-``--manifest`` (a deployment.json), else the bundle's anchor reference; the node's
-chain id must equal the anchor's.
+``verify`` runs :func:`zk.evidence.bundle.verify_bundle` against the verifier's own
+trusted values, never the bundle's (issue #17, docs/evidence.md "Trust model"):
 
-Exit codes: 0 valid, 1 invalid (the first failed check is named), 2 unreadable input
-or unusable options.
+- the log key: ``--log-key`` (or ``logKey`` of a ``--trust`` file);
+- the chain and the EvidenceAnchor contract: ``--manifest`` (a deployment.json) or a
+  ``--trust`` file; the bundle's claim is compared with them (``anchor_contract``);
+- ledger access: ``--rpc-url``; the node must be on the trusted chain, and the anchor is
+  read from the trusted contract;
+- the relay keys: ``--trusted-relay ADDRESS`` (repeatable) or ``relayKeys``;
+- the trusted groups, for an acknowledgement: ``--trusted-group ID`` (repeatable) or
+  ``groups``; their roots and members are read from the trusted ZkIdRegistry.
+
+A missing trust input is a usage error (exit 2) unless ``--no-trust-anchors`` is given;
+then the checks run with what was given, the output names what was not anchored in trust,
+and exit 0 means only that no check failed. Exit codes: 0 valid, 1 invalid (the first
+failed check is named), 2 unreadable input, unusable options or missing trust inputs.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,8 +30,19 @@ import httpx
 import typer
 
 from registry.cli._common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, fail, print_json
-from zk.evidence.bundle import AnchorLookup, BundleError, EvidenceBundle, Verdict, verify_bundle
+from zk.evidence.bundle import (
+    AnchorLookup,
+    BundleError,
+    EvidenceBundle,
+    GroupRootCheck,
+    MemberCheck,
+    TrustedAnchor,
+    Verdict,
+    verify_bundle,
+)
 from zk.evidence.note import NoteError, NoteVerifier
+from zk.strict_json import JsonInputError
+from zk.strict_json import loads as loads_strict
 
 evidence_app = typer.Typer(name="evidence", help="Delivery-evidence bundles: fetch and verify.", no_args_is_help=True)
 
@@ -58,52 +78,249 @@ def bundle_command(
     typer.echo(f"wrote {out}")
 
 
-def _ledger_lookup(rpc_url: str, bundle: EvidenceBundle, manifest: Path | None) -> AnchorLookup:
-    from registry.ledger.anchor_contract import AnchorContract
-    from registry.ledger.anvil import make_web3
+@dataclass
+class Trust:
+    """The verifier's trusted values and where each came from (never from the bundle)."""
+
+    log_key: NoteVerifier | None = None
+    log_key_source: str = ""
+    chain_id: int | None = None
+    anchor_contract: str | None = None
+    registry_contract: str | None = None
+    genesis_hash: str | None = None
+    anchor_source: str = ""
+    relay_keys: list[str] = field(default_factory=list)
+    relay_sources: list[str] = field(default_factory=list)
+    groups: list[int] = field(default_factory=list)
+    group_sources: list[str] = field(default_factory=list)
+
+    def trusted_anchor(self) -> TrustedAnchor | None:
+        if self.chain_id is None or self.anchor_contract is None:
+            return None
+        return TrustedAnchor(self.chain_id, self.anchor_contract)
+
+
+@dataclass(frozen=True)
+class LedgerChecks:
+    """Reads of the verifier's own contracts: the anchor lookup and the group checks."""
+
+    anchor_lookup: AnchorLookup | None
+    group_root_check: GroupRootCheck | None
+    member_check: MemberCheck | None
+
+
+def _address(value: object, what: str) -> str:
+    from eth_utils.address import is_address, to_checksum_address
+
+    if not isinstance(value, str) or not is_address(value):
+        fail(f"{what}: {value!r} is not an Ethereum address")
+    return str(to_checksum_address(value))
+
+
+def _set_once(trust: Trust, attr: str, value: object, source: str, what: str) -> None:
+    current = getattr(trust, attr)
+    if current is not None and current != value:
+        fail(f"{what} differs between the trust inputs ({source} and an earlier one)")
+    setattr(trust, attr, value)
+
+
+_TRUST_KEYS = {"logKey", "chainId", "anchorContract", "registryContract", "genesisHash", "relayKeys", "groups"}
+
+
+def _read_trust_file(path: Path, trust: Trust) -> None:
+    """A trust list (docs/evidence.md): JSON with any of :data:`_TRUST_KEYS`."""
+    try:
+        data = loads_strict(path.read_bytes())
+    except (OSError, JsonInputError) as exc:
+        fail(f"cannot read the trust file {path}: {exc}")
+    if not isinstance(data, dict) or not set(data) <= _TRUST_KEYS:
+        fail(f"the trust file {path} is a JSON object with keys among {', '.join(sorted(_TRUST_KEYS))}")
+    source = f"trust file {path}"
+    if "logKey" in data:
+        try:
+            trust.log_key = NoteVerifier.from_vkey(data["logKey"])
+        except (NoteError, TypeError, AttributeError) as exc:
+            fail(f"{source}: bad logKey: {exc}")
+        trust.log_key_source = source
+    if "chainId" in data or "anchorContract" in data:
+        chain = data.get("chainId")
+        if isinstance(chain, bool) or not isinstance(chain, int) or chain < 1 or "anchorContract" not in data:
+            fail(f"{source}: chainId (a positive integer) and anchorContract go together")
+        trust.chain_id, trust.anchor_contract = chain, _address(data["anchorContract"], f"{source}: anchorContract")
+        trust.anchor_source = source
+    if "registryContract" in data:
+        trust.registry_contract = _address(data["registryContract"], f"{source}: registryContract")
+    if "genesisHash" in data:
+        trust.genesis_hash = str(data["genesisHash"]).lower()
+    keys = data.get("relayKeys", [])
+    groups = data.get("groups", [])
+    if not isinstance(keys, list) or not isinstance(groups, list):
+        fail(f"{source}: relayKeys and groups are lists")
+    trust.relay_keys += [_address(k, f"{source}: relayKeys") for k in keys]
+    if keys:
+        trust.relay_sources.append(source)
+    if any(isinstance(g, bool) or not isinstance(g, int) or g < 0 for g in groups):
+        fail(f"{source}: groups are non-negative integers (group ids)")
+    trust.groups += groups
+    if groups:
+        trust.group_sources.append(source)
+
+
+def _read_manifest(path: Path, trust: Trust) -> None:
     from registry.ledger.deploy import Manifest
     from registry.ledger.errors import DeploymentError
 
-    if manifest is not None:
-        try:
-            address = Manifest.from_json(json.loads(manifest.read_text())).address("EvidenceAnchor")
-        except (OSError, ValueError, DeploymentError) as exc:
-            fail(f"cannot read the manifest {manifest}: {exc}")
-    else:
-        address = bundle.anchor.contract
+    try:
+        manifest = Manifest.from_json(json.loads(path.read_text()))
+        anchor, registry = manifest.address("EvidenceAnchor"), manifest.address("ZkIdRegistry")
+    except (OSError, ValueError, DeploymentError) as exc:
+        fail(f"cannot read the manifest {path}: {exc}")
+    source = f"manifest {path}"
+    _set_once(trust, "chain_id", manifest.chain_id, source, "the chain id")
+    _set_once(trust, "anchor_contract", _address(anchor, source), source, "the anchor contract")
+    _set_once(trust, "registry_contract", _address(registry, source), source, "the registry contract")
+    trust.genesis_hash = manifest.genesis_hash.lower()
+    trust.anchor_source = source if not trust.anchor_source else f"{trust.anchor_source} and {source}"
+
+
+def ledger_checks(rpc_url: str, trust: Trust) -> LedgerChecks:
+    """Lookups on the trusted contracts through ``rpc_url``; each first checks that the
+    node is on the trusted chain (chain id, and genesis hash when the manifest gives it)."""
+    from hexbytes import HexBytes
+
+    from registry.ledger.anchor_contract import AnchorContract, log_id
+    from registry.ledger.anvil import make_web3
+    from registry.ledger.registry_contract import RegistryContract
+
     w3 = make_web3(rpc_url, timeout=30.0, retry=False)
-    contract = AnchorContract(w3, address)
+    checked: list[bool] = []
 
-    def lookup(origin: str, tree_size: int) -> tuple[bytes, int] | None:
+    def on_trusted_chain() -> None:
+        if checked:
+            return
         chain = int(w3.eth.chain_id)
-        if chain != bundle.anchor.chain_id:
-            raise ValueError(f"the node is on chain {chain}, the anchor on chain {bundle.anchor.chain_id}")
-        found = contract.get_anchor(origin, tree_size)
-        return None if found is None else (found.root_hash, found.timestamp)
+        if chain != trust.chain_id:
+            raise ValueError(f"the node is on chain {chain}, the trusted chain is {trust.chain_id}")
+        if trust.genesis_hash is not None:
+            genesis = HexBytes(w3.eth.get_block(0)["hash"]).to_0x_hex().lower()
+            if genesis != trust.genesis_hash:
+                raise ValueError("the node's genesis block is not the trusted chain's")
+        checked.append(True)
 
-    return lookup
+    lookup: AnchorLookup | None = None
+    if trust.anchor_contract is not None and trust.chain_id is not None and trust.log_key is not None:
+        anchor = AnchorContract(w3, trust.anchor_contract)
+        public_key = trust.log_key.public_key
+
+        def lookup(origin: str, tree_size: int) -> tuple[bytes, int] | None:
+            # The log id binds the origin to the trusted log key (EvidenceAnchor.logIdOf).
+            on_trusted_chain()
+            found = anchor.get_anchor(log_id(origin, public_key), tree_size)
+            return None if found is None else (found.root_hash, found.timestamp)
+
+    if trust.registry_contract is None or not trust.groups or trust.chain_id is None:
+        return LedgerChecks(lookup, None, None)
+    registry = RegistryContract(w3, trust.registry_contract)
+    groups = sorted(set(trust.groups))
+
+    def root_check(root: int) -> bool:
+        # A current or a superseded root of a trusted group: an acknowledgement may be
+        # checked long after the group changed, so the root window does not apply.
+        on_trusted_chain()
+        return any(registry.root(g) == root or registry.root_superseded_at(g, root) != 0 for g in groups)
+
+    def member_check(commitment: int) -> bool:
+        on_trusted_chain()
+        return any(registry.has_member(g, commitment) for g in groups)
+
+    return LedgerChecks(lookup, root_check, member_check)
+
+
+def _missing_trust(trust: Trust, bundle: EvidenceBundle, rpc_url: str | None) -> list[str]:
+    missing = []
+    if trust.log_key is None:
+        missing.append("log key (--log-key)")
+    if trust.trusted_anchor() is None:
+        missing.append("anchor contract and chain (--manifest or --trust)")
+    if rpc_url is None:
+        missing.append("ledger access (--rpc-url)")
+    if not trust.relay_keys:
+        missing.append("relay keys (--trusted-relay)")
+    if bundle.acknowledgement is not None:
+        if not trust.groups:
+            missing.append("groups for the acknowledgement (--trusted-group)")
+        elif trust.registry_contract is None:
+            missing.append("registry contract of the trusted groups (--manifest, or registryContract in --trust)")
+    return missing
+
+
+def _trust_json(trust: Trust, rpc_url: str | None) -> dict[str, Any]:
+    via = f"; read via {rpc_url}" if rpc_url is not None else "; not read (no --rpc-url)"
+    return {
+        "logKey": None if trust.log_key is None else {
+            "value": f"{trust.log_key.name}+{trust.log_key.key_id:08x}", "source": trust.log_key_source},
+        "anchorContract": None if trust.trusted_anchor() is None else {
+            "value": trust.anchor_contract, "chainId": trust.chain_id, "source": trust.anchor_source + via},
+        "relayKeys": None if not trust.relay_keys else {
+            "value": sorted(set(trust.relay_keys)), "source": ", ".join(trust.relay_sources)},
+        "groupRoots": None if not trust.groups else {
+            "value": sorted(set(trust.groups)), "registryContract": trust.registry_contract,
+            "source": ", ".join(trust.group_sources) + via},
+    }
+
+
+def _records_json(bundle: EvidenceBundle, trust: Trust) -> list[dict[str, Any]]:
+    trusted = {k.lower() for k in trust.relay_keys}
+    return [
+        {
+            "index": e.proof.index,
+            "evidenceId": e.signed.record.evidence_id(),
+            "event": e.signed.record.event.value,
+            "eventTime": e.signed.record.event_time,
+            "issuer": e.signed.record.issuer,
+            "issuerTrusted": (e.signed.record.issuer.lower() in trusted) if trust.relay_keys else None,
+        }
+        for e in bundle.entries
+    ]
 
 
 def _verdict_json(verdict: Verdict, key_source: str) -> dict[str, Any]:
     return {
         "valid": verdict.valid,
         "complete": verdict.complete,
+        "passed": verdict.passed,
         "firstFailure": verdict.first_failure,
+        "missingTrust": list(verdict.missing_trust),
         "logKeySource": key_source,
-        "checks": [{"name": c.name, "status": c.status, "detail": c.detail} for c in verdict.checks],
+        "checks": [{"name": c.name, "status": c.status, "detail": c.detail, "missingTrust": c.missing_trust}
+                   for c in verdict.checks],
         "timeline": [{"time": e.time, "label": e.label, "reference": e.reference} for e in verdict.timeline],
     }
+
+
+def _headline(verdict: Verdict, nothing_trusted: bool) -> str:
+    if verdict.first_failure is not None:
+        return f"INVALID: {verdict.first_failure}"
+    if verdict.missing_trust:
+        what = "nothing was anchored in trust" if nothing_trusted else (
+            "not anchored in trust: " + ", ".join(verdict.missing_trust))
+        return f"NOT VERIFIED: no check failed, but {what} (--no-trust-anchors)"
+    return "VALID" + ("" if verdict.complete else " (some checks not run)")
 
 
 @evidence_app.command("verify")
 def verify_command(
     file: Annotated[Path, typer.Argument(help="The bundle JSON file.")],
-    rpc_url: Annotated[str | None, typer.Option("--rpc-url", help="Ledger RPC for the anchor_on_ledger check.")] = None,
-    manifest: Annotated[Path | None, typer.Option("--manifest", help="deployment.json naming the anchor contract.")] = None,
+    rpc_url: Annotated[str | None, typer.Option("--rpc-url", help="Ledger RPC for the anchor and group checks.")] = None,
+    manifest: Annotated[Path | None, typer.Option("--manifest", help="Your deployment.json: the trusted chain, anchor and registry contracts.")] = None,
     log_key: Annotated[str | None, typer.Option("--log-key", help="Trusted log verifier key (vkey).")] = None,
+    trusted_relay: Annotated[list[str] | None, typer.Option("--trusted-relay", help="A trusted relay key (address); repeatable.")] = None,
+    trusted_group: Annotated[list[int] | None, typer.Option("--trusted-group", help="A trusted group id (for acknowledgements); repeatable.")] = None,
+    trust_file: Annotated[Path | None, typer.Option("--trust", help="A trust list (JSON, docs/evidence.md).")] = None,
+    no_trust_anchors: Annotated[bool, typer.Option("--no-trust-anchors", help="Run the checks without (some) trust inputs; nothing missing is trusted.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable verdict.")] = False,
 ) -> None:
-    """Verify an evidence bundle; exit 0 valid, 1 invalid, 2 unreadable."""
+    """Verify an evidence bundle against your own trust inputs; exit 0 valid, 1 invalid, 2 unusable."""
     try:
         text = file.read_bytes()
     except OSError as exc:
@@ -112,27 +329,71 @@ def verify_command(
         bundle = EvidenceBundle.from_json(text)
     except (BundleError, ValueError) as exc:
         fail(f"{file} is not a readable evidence bundle: {exc}")
-    key_source = "option"
-    try:
-        trusted = NoteVerifier.from_vkey(log_key) if log_key is not None else NoteVerifier.from_vkey(bundle.log_key)
-    except NoteError as exc:
-        fail(f"bad --log-key: {exc}")
-    if log_key is None:
-        key_source = "bundle (not independently trusted)"
-    lookup = _ledger_lookup(rpc_url, bundle, manifest) if rpc_url is not None else None
-    verdict = verify_bundle(bundle, trusted, lookup)
+    trust = Trust()
+    if trust_file is not None:
+        _read_trust_file(trust_file, trust)
+    if manifest is not None:
+        _read_manifest(manifest, trust)
+    if log_key is not None:
+        try:
+            verifier = NoteVerifier.from_vkey(log_key)
+        except NoteError as exc:
+            fail(f"bad --log-key: {exc}")
+        if trust.log_key is not None and trust.log_key != verifier:
+            fail("--log-key differs from the trust file's logKey")
+        trust.log_key, trust.log_key_source = verifier, "--log-key"
+    if trusted_relay:
+        trust.relay_keys += [_address(a, "--trusted-relay") for a in trusted_relay]
+        trust.relay_sources.append("--trusted-relay")
+    if trusted_group:
+        if any(g < 0 for g in trusted_group):
+            fail("--trusted-group takes a group id (a non-negative integer)")
+        trust.groups += trusted_group
+        trust.group_sources.append("--trusted-group")
+    missing = _missing_trust(trust, bundle, rpc_url)
+    if missing and not no_trust_anchors:
+        fail("no trusted " + "; ".join(missing) + ": a bundle proves nothing to a third party without them "
+             "(docs/evidence.md, Trust model); give them, or --no-trust-anchors to run the checks anyway")
+    nothing_trusted = trust.log_key is None and trust.trusted_anchor() is None and not trust.relay_keys and not trust.groups
+    if trust.log_key is None:  # only with --no-trust-anchors: checks run, nothing is trusted
+        trust.log_key, trust.log_key_source = NoteVerifier.from_vkey(bundle.log_key), "bundle (not trusted)"
+    checks = ledger_checks(rpc_url, trust) if rpc_url is not None else LedgerChecks(None, None, None)
+    verdict = verify_bundle(
+        bundle, trust.log_key, checks.anchor_lookup,
+        trusted_issuers=trust.relay_keys if trust.relay_keys else None,
+        group_root_check=checks.group_root_check, member_check=checks.member_check,
+        trusted_anchor=trust.trusted_anchor(),
+    )
+    records = _records_json(bundle, trust)
     if as_json:
-        print_json(_verdict_json(verdict, key_source))
+        out = _verdict_json(verdict, trust.log_key_source)
+        out["trust"] = _trust_json(trust, rpc_url)
+        out["anchoredInTrust"] = not verdict.missing_trust and trust.log_key_source != "bundle (not trusted)"
+        out["records"] = records
+        print_json(out)
     else:
-        typer.echo(("VALID" if verdict.valid else f"INVALID: {verdict.first_failure}")
-                   + ("" if verdict.complete or not verdict.valid else " (some checks not run)"))
-        typer.echo(f"log key: {trusted.name}+{trusted.key_id:08x} (from {key_source})")
+        typer.echo(_headline(verdict, nothing_trusted))
+        typer.echo("trusted values:")
+        for name, entry in _trust_json(trust, rpc_url).items():
+            if entry is None:
+                typer.echo(f"  {name}: none (not anchored in trust)")
+            else:
+                value = entry["value"] if isinstance(entry["value"], str) else ", ".join(map(str, entry["value"]))
+                typer.echo(f"  {name}: {value} (from {entry['source']})")
+        typer.echo("records:")
+        for r in records:
+            who = {True: "trusted relay key", False: "NOT a trusted relay key", None: "not checked"}[r["issuerTrusted"]]
+            typer.echo(f"  #{r['index']:<6} {r['event']:<26} issuer {r['issuer']} ({who})")
+        typer.echo("checks:")
         for c in verdict.checks:
             typer.echo(f"  [{c.status:>11}] {c.name}: {c.detail}")
         typer.echo("timeline:")
         for e in verdict.timeline:
             typer.echo(f"  {e.time}  {e.label:<26} {e.reference}")
-    raise typer.Exit(EXIT_OK if verdict.valid else EXIT_INVALID)
+    if verdict.first_failure is not None:
+        raise typer.Exit(EXIT_INVALID)
+    # A check without its trusted value passes only when the user asked for that explicitly.
+    raise typer.Exit(EXIT_OK if verdict.valid or no_trust_anchors else EXIT_INVALID)
 
 
 __all__ = ["register", "evidence_app", "EXIT_USAGE"]

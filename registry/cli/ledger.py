@@ -128,15 +128,22 @@ def deploy(
     directory = data_dir or default_data_dir()
     try:
         check_region(region)
+        local: LocalLedger | None = None
         if rpc_url is None:
-            status, _ = LocalLedger(directory, port).up()
+            local = LocalLedger(directory, port)
+            status, _ = local.up()
             assert status.rpc_url is not None
             rpc_url = status.rpc_url
         w3 = make_web3(rpc_url, timeout=120.0)
         password = _password() if keystore is not None else None
         account = choose_signer(w3, keystore, password)
         deployment: Deployment = ensure_deployment(
-            Transactor(w3, account), directory, region=region, root_window=root_window, force=force
+            Transactor(w3, account),
+            directory,
+            region=region,
+            root_window=root_window,
+            force=force,
+            persist=None if local is None else local.checkpoint,
         )
     except (LedgerError, ValueError, OSError) as exc:
         _fail(str(exc))

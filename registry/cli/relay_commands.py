@@ -27,6 +27,19 @@ def relay(
     retention_hours: Annotated[int, typer.Option("--retention-hours", min=1, help="Undelivered blobs are deleted after this.")] = 168,
     max_body_bytes: Annotated[int, typer.Option("--max-body-bytes", min=1024, help="Largest accepted request.")] = 1024 * 1024,
     rate_limit: Annotated[int, typer.Option("--rate-limit", min=1, help="Requests per IP per minute.")] = 120,
+    send_group: Annotated[
+        Optional[list[int]],
+        typer.Option(
+            "--send-group",
+            min=0,
+            help="A send group of the operator (local authorization; repeatable; default: every group the operator administers).",
+            show_default=False,
+        ),
+    ] = None,
+    operator: Annotated[
+        Optional[str],
+        typer.Option("--operator", help="The operator's account, admin of the send groups (default: the manifest's deployer).", show_default=False),
+    ] = None,
     trusted_proxy: Annotated[
         Optional[list[str]],
         typer.Option(
@@ -64,6 +77,8 @@ def relay(
             retention_seconds=retention_hours * 3600,
             rate_limit=rate_limit,
             rate_window=60.0,
+            send_groups=None if not send_group else tuple(send_group),
+            operator=operator,
         )
         app = create_relay_app(settings)
     except (ValueError, OSError) as exc:

@@ -284,7 +284,10 @@ def up(
                 assert status.rpc_url is not None
                 w3 = make_web3(status.rpc_url, timeout=120.0)
                 deployment = ensure_deployment(
-                    Transactor(w3, choose_signer(w3, None, None)), settings.data_dir, region=settings.region
+                    Transactor(w3, choose_signer(w3, None, None)),
+                    settings.data_dir,
+                    region=settings.region,
+                    persist=ledger.checkpoint,  # the chain holds the contracts before the manifest says so
                 )
             except (LedgerError, ValueError, OSError) as exc:
                 fail(str(exc))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -49,6 +50,31 @@ def load_identity_file(path: Path) -> Identity:
         fail(f"{path}: {exc}")
 
 
+def write_new_private_file(path: Path, data: bytes) -> None:
+    """Create ``path`` with ``data``, readable by its owner only, or fail with one line.
+
+    ``O_CREAT | O_EXCL`` with mode 0600 creates the file and sets its mode in one step (no
+    moment where another user could open it; the umask can only narrow it), never
+    overwrites, and refuses a symlink at ``path`` even a dangling one (O_EXCL does not
+    follow it; O_NOFOLLOW says so twice). A failed write removes the partial file.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    except FileExistsError:
+        fail(f"{path} exists; refusing to overwrite an identity file")
+    except OSError as exc:
+        fail(f"cannot create {path}: {exc.strerror or exc}")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        fail(f"cannot write {path}: {exc.strerror or exc}")
+
+
 def load_group_file(path: Path) -> LeanIMT:
     """A group file: one decimal commitment per line, or a JS ``Group.export()`` JSON."""
     from zk.field import FieldError, parse_decimal
@@ -85,12 +111,10 @@ def identity_create(
 
     identity = Identity(private_key)
     if out is not None:
-        if out.exists():
+        if out.is_symlink() or out.exists():  # early, before the passphrase prompt
             fail(f"{out} exists; refusing to overwrite an identity file")
         blob = encrypt_identity(identity, passphrase(confirm=sys.stdin.isatty()))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(blob)
-        out.chmod(0o600)
+        write_new_private_file(out, blob)
     info: dict[str, object] = {
         "commitment": str(identity.commitment),
         "public_key": [str(identity.public_key[0]), str(identity.public_key[1])],

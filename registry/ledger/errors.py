@@ -203,6 +203,18 @@ class OwnerIsZeroAddress(InvalidArgument):
     pass
 
 
+class LogKeyIsZero(InvalidArgument):
+    pass
+
+
+class CallerIsNotRegistrar(AccessDenied):
+    pass
+
+
+class CallerIsNotPendingLogOwner(AccessDenied):
+    pass
+
+
 class LogAlreadyRegistered(InvalidArgument):
     pass
 
@@ -253,6 +265,9 @@ CONTRACT_ERRORS: dict[str, type[ContractRevert]] = {
         WrongSiblingNodes,
         EmptyOrigin,
         OwnerIsZeroAddress,
+        LogKeyIsZero,
+        CallerIsNotRegistrar,
+        CallerIsNotPendingLogOwner,
         LogAlreadyRegistered,
         LogNotRegistered,
         CallerIsNotLogOwner,

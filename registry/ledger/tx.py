@@ -159,17 +159,42 @@ class Transactor:
         the estimate raises its typed error (like :meth:`call`)."""
         return int(self._build(target, value, None)["gas"])
 
-    def _fees(self, latest: Mapping[str, Any]) -> dict[str, int]:
+    def _tip(self) -> int:
+        try:
+            return int(self.w3.eth.max_priority_fee)
+        except Exception:
+            return 10**9
+
+    def fee_quote(self) -> tuple[int, int]:
+        """(fee per gas the next transaction would pay now: base fee + tip, or the gas
+        price on a chain without EIP-1559; that fee's cap as :meth:`send` sets it)."""
+        latest = self._rpc(lambda: self.w3.eth.get_block("latest"))
+        fees = self._fees(latest)
+        if "gasPrice" in fees:
+            return fees["gasPrice"], fees["gasPrice"]
+        return int(latest["baseFeePerGas"]) + fees["maxPriorityFeePerGas"], fees["maxFeePerGas"]
+
+    def _fees(self, latest: Mapping[str, Any], max_fee: int | None = None) -> dict[str, int]:
+        """EIP-1559 fields (room for the base fee to double), or a legacy gas price;
+        ``max_fee`` caps what one unit of gas may cost (the tip is lowered to fit)."""
         base = latest.get("baseFeePerGas")
         if base is None:
-            return {"gasPrice": int(self._rpc(lambda: self.w3.eth.gas_price))}
-        try:
-            tip = int(self.w3.eth.max_priority_fee)
-        except Exception:
-            tip = 10**9
-        return {"maxPriorityFeePerGas": tip, "maxFeePerGas": 2 * int(base) + tip}
+            price = int(self._rpc(lambda: self.w3.eth.gas_price))
+            return {"gasPrice": price if max_fee is None else min(price, max_fee)}
+        tip = self._tip()
+        cap = 2 * int(base) + tip
+        if max_fee is not None:
+            cap = min(cap, max_fee)
+            tip = min(tip, cap)
+        return {"maxPriorityFeePerGas": tip, "maxFeePerGas": cap}
 
-    def _build(self, target: ContractFunction | ContractConstructor | TxParams, value: int, gas: int | None) -> TxParams:
+    def _build(
+        self,
+        target: ContractFunction | ContractConstructor | TxParams,
+        value: int,
+        gas: int | None,
+        max_fee: int | None = None,
+    ) -> TxParams:
         tx: TxParams = {"from": self.address, "value": Wei(value), "chainId": self.chain_id}
         if isinstance(target, (ContractFunction, ContractConstructor)):
             # Placeholders keep web3 from querying the node; only `to` and `data` are kept.
@@ -185,7 +210,7 @@ class Transactor:
             estimate = int(self._rpc(lambda: self.w3.eth.estimate_gas(tx)))
             gas = min(int(estimate * self.gas_margin) + 10_000, int(latest["gasLimit"]))
         tx["gas"] = gas
-        tx.update(self._fees(latest))  # type: ignore[typeddict-item]
+        tx.update(self._fees(latest, max_fee))  # type: ignore[typeddict-item]
         return tx
 
     def send(
@@ -194,12 +219,14 @@ class Transactor:
         *,
         value: int = 0,
         gas: int | None = None,
+        max_fee: int | None = None,
     ) -> HexBytes:
         """Estimate, sign and broadcast; return the transaction hash without waiting.
 
+        ``max_fee``: the most one unit of gas may cost (``maxFeePerGas``, or the gas price).
         A revert found by the gas estimate raises its typed error and uses no nonce.
         """
-        tx = self._build(target, value, gas)
+        tx = self._build(target, value, gas, max_fee)
         tx["nonce"] = Nonce(self.nonces.next())
         signed = self.account.sign_transaction(tx)  # type: ignore[arg-type]
         try:

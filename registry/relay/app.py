@@ -51,7 +51,7 @@ from registry.sqlite import RESTORE_FIX, StoreError, StoreManifest
 from registry.relay_auth import LocalAuthorizer, RegistryAuthClient, RemoteAuthorizationError
 from zk import strict_json
 from zk.evidence.record import EventType, ReasonCode
-from zk.relay_scope import acceptable_epochs, digest_blob
+from zk.relay_scope import acceptable_epochs, check_epoch_parameters, digest_blob
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,7 @@ _EVIDENCE_REASON = {
     Reason.BAD_SCOPE: ReasonCode.SCOPE_MISMATCH,
     Reason.WRONG_GROUP: ReasonCode.SCOPE_MISMATCH,
     Reason.UNKNOWN_GROUP: ReasonCode.SCOPE_MISMATCH,
+    Reason.GROUP_NOT_SERVED: ReasonCode.SCOPE_MISMATCH,
     Reason.WRONG_EPOCH: ReasonCode.SCOPE_MISMATCH,
     Reason.SLOT_OUT_OF_RANGE: ReasonCode.RATE_LIMITED,
     Reason.MESSAGE_MISMATCH: ReasonCode.MESSAGE_MISMATCH,
@@ -111,6 +112,10 @@ class RelaySettings:
     epoch_length: int = 600
     message_limit: int = 100
     clock_skew: int = 30
+    # Local mode: the operator's send groups (docs/admission.md). None: every group the
+    # operator administers; operator None: the manifest's deployer.
+    send_groups: tuple[int, ...] | None = None
+    operator: str | None = None
     max_body_bytes: int = 1024 * 1024
     retention_seconds: int = 7 * 24 * 3600
     rate_limit: int = 120  # requests per IP per rate_window
@@ -132,6 +137,7 @@ class RelaySettings:
             raise ValueError("auth_mode 'local' needs rpc_url")
         if self.retention_seconds < 1 or self.rate_limit < 1 or self.rate_window <= 0:
             raise ValueError("retention_seconds, rate_limit and rate_window must be positive")
+        check_epoch_parameters(self.epoch_length, self.clock_skew)  # skew < epoch_length / 2
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,31}", self.region):
             raise ValueError("region must match [a-z0-9][a-z0-9-]{0,31}")
 
@@ -255,6 +261,10 @@ class Relay:
                     message_limit=settings.message_limit,
                     clock_skew=settings.clock_skew,
                     clock=clock,
+                    # Only the operator's send groups (issue #10 §1b): a group someone
+                    # else created on the contract is refused with group_not_served.
+                    operator=settings.operator or manifest.deployer,
+                    send_groups=settings.send_groups,
                 )
                 authorizer = local
         self.authorizer = authorizer

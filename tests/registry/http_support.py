@@ -154,6 +154,7 @@ def running_registry(data_dir: Path, **overrides: Any) -> Iterator[Registry]:
         clock = Clock()
         service = RegistryService.open(settings, clock=clock)
         try:
+            service.open_default_group()  # as `zkid up` does: group 0 is open (docs/admission.md)
             service.start()
             app = create_app(service, settings)
             with serve_app(app) as url:

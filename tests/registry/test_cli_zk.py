@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import resource
+import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -115,3 +118,87 @@ def test_hostile_json_files_are_one_error_line(tmp_path: Path, command: list[str
     assert out.returncode == 2, (out.returncode, out.stderr[-500:])
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("zkid: error:"), out.stderr[-500:]
+
+
+def _one_error_line(out: subprocess.CompletedProcess[str]) -> str:
+    assert out.returncode == 2, (out.returncode, out.stderr[-500:])
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("zkid: error:"), out.stderr[-500:]
+    return lines[0]
+
+
+def _limited(memory: int | None = None, file_size: int | None = None, umask: int | None = None) -> Any:
+    """A ``preexec_fn`` setting real resource limits (and the umask) in the child."""
+
+    def apply() -> None:
+        if memory is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        if file_size is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
+        if umask is not None:
+            os.umask(umask)
+
+    return apply
+
+
+def test_identity_file_with_costly_scrypt_parameters_is_refused_before_any_work(tmp_path: Path) -> None:
+    """scrypt n = 2^20, r = 32, p = 16 needs 4 GiB and 16 passes: refused from the header,
+    with one line. The child may use at most 1 GiB, so a reader that ran the KDF would die
+    with MemoryError (a traceback) instead of exhausting the machine."""
+    from zk.identity_file import encrypt_identity
+
+    document = json.loads(encrypt_identity(Identity("costly"), ENV["ZKID_PASSPHRASE"], scrypt_n=1 << 14))
+    document["kdf"].update(n=1 << 20, r=32, p=16)
+    path = tmp_path / "costly.json"
+    path.write_text(json.dumps(document))
+    group = tmp_path / "group.txt"
+    group.write_text(f"{document['commitment']}\n")
+    generate = ["proof", "generate", "--identity", str(path), "--group", str(group), "--message", "1", "--scope", "2"]
+    for command in (["identity", "show", str(path)], generate):
+        out = subprocess.run(
+            [sys.executable, "-m", "registry.cli", *command], capture_output=True, text=True, env=ENV,
+            timeout=300, check=False, preexec_fn=_limited(memory=1 << 30),
+        )
+        assert "scrypt parameters out of the accepted range" in _one_error_line(out)
+
+
+def test_identity_create_never_follows_a_symlink(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere" / "stolen.json"
+    target.parent.mkdir()
+    link = tmp_path / "id.json"
+    link.symlink_to(target)  # dangling: the target does not exist yet
+    out = zkid("identity", "create", "--out", str(link))
+    assert "refusing to overwrite" in _one_error_line(out)
+    assert not target.exists() and link.is_symlink()  # nothing written through the link
+
+    target.write_text("precious\n")  # a link to an existing file: untouched as well
+    assert "refusing to overwrite" in _one_error_line(zkid("identity", "create", "--out", str(link)))
+    assert target.read_text() == "precious\n"
+
+    existing = tmp_path / "existing.json"  # O_EXCL: an existing file is never overwritten
+    existing.write_text("keep me\n")
+    assert "refusing to overwrite" in _one_error_line(zkid("identity", "create", "--out", str(existing)))
+    assert existing.read_text() == "keep me\n"
+
+
+def test_identity_file_is_private_from_its_creation(tmp_path: Path) -> None:
+    """Mode 0600 at creation, whatever the umask. With umask 0 and a file-size limit
+    smaller than the file, a writer that creates the file open and narrows it afterwards
+    would leave a world-readable partial file behind; the creation with O_CREAT|O_EXCL and
+    mode 0600 leaves nothing (the partial file is removed) and says why in one line."""
+    path = tmp_path / "sub" / "id.json"
+    out = subprocess.run(
+        [sys.executable, "-m", "registry.cli", "identity", "create", "--out", str(path), "--json"],
+        capture_output=True, text=True, env=ENV, timeout=300, check=False, preexec_fn=_limited(umask=0),
+    )
+    assert out.returncode == 0, out.stderr
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+    cut = tmp_path / "cut.json"
+    out = subprocess.run(
+        [sys.executable, "-m", "registry.cli", "identity", "create", "--out", str(cut)],
+        capture_output=True, text=True, env=ENV, timeout=300, check=False,
+        preexec_fn=_limited(file_size=64, umask=0),
+    )
+    assert "cannot write" in _one_error_line(out)
+    assert not cut.exists()

@@ -8,7 +8,7 @@ from typing import Any
 from eth_account import Account
 from eth_utils.crypto import keccak
 
-from registry.ledger.anchor_contract import AnchorContract
+from registry.ledger.anchor_contract import AnchorContract, log_id
 from registry.service import RegistryService
 from registry.settings import Settings
 from tests.registry.conftest import wait_until
@@ -45,14 +45,17 @@ def test_started_service_anchors_evidence(registry_settings: Settings, anvil: An
         wait_until(lambda: (a := log.latest_anchor()) is not None and a.tree_size == 7, timeout=60)
 
         contract = AnchorContract(service.w3, service.manifest.address("EvidenceAnchor"))
-        on_chain = contract.latest_anchor(log.origin)
+        lid = log_id(log.origin, log.verifier.public_key)  # the id is bound to the log's key
+        on_chain = contract.latest_anchor(lid)
         assert on_chain is not None and on_chain.tree_size == 7
         assert on_chain.root_hash == merkle.root_hash(log, 7)
 
         log.append_many([signed(i, chain_id) for i in range(7, 9)])  # fewer than min_growth: waits max_delay
-        wait_until(lambda: (a := contract.latest_anchor(log.origin)) is not None and a.tree_size == 9, timeout=60)
+        wait_until(lambda: (a := contract.latest_anchor(lid)) is not None and a.tree_size == 9, timeout=60)
         health = service.health()
-        assert health["evidence"] == {"origin": log.origin, "size": 9, "anchored_size": 9}
+        assert health["evidence"] == {
+            "origin": log.origin, "log_id": "0x" + lid.hex(), "size": 9, "anchored_size": 9, "problem": None,
+        }
     finally:
         service.close()
 

@@ -9,12 +9,14 @@ from typing import Any
 import pytest
 
 from zk.identity import Identity
+import zk.identity_file
 from zk.identity_file import (
     FORMAT,
     IdentityFileError,
     WrongPassphraseError,
     decrypt_identity,
     encrypt_identity,
+    scrypt_parameters_accepted,
 )
 
 FAST_N = 1 << 14  # the minimum accepted cost, to keep the tests quick
@@ -128,6 +130,44 @@ def test_encrypt_rejects_bad_arguments(identity: Identity) -> None:
         encrypt_identity("not an identity", "pw")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         encrypt_identity(identity, "pw", scrypt_n=1000)
+
+
+@pytest.mark.parametrize(
+    "n, r, p",
+    [
+        (1 << 20, 32, 16),  # 4 GiB and 16 lanes: what the reader used to accept
+        (1 << 20, 8, 1),  # 1 GiB
+        (1 << 19, 8, 1),  # 512 MiB: just over the memory bound
+        (1 << 18, 8, 5),  # within the memory bound, too many passes
+        (1 << 14, 1 << 20, 1),  # r carries the memory
+    ],
+)
+def test_costly_scrypt_parameters_are_refused_before_any_work(
+    blob: bytes, n: int, r: int, p: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_kdf(*_args: Any) -> bytes:
+        raise AssertionError("the KDF ran on parameters that should have been refused")
+
+    monkeypatch.setattr(zk.identity_file, "_derive_key", no_kdf)  # a regression must not allocate gigabytes
+    crafted = _edit(blob, lambda d: d["kdf"].update(n=n, r=r, p=p))
+    with pytest.raises(IdentityFileError, match="scrypt parameters out of the accepted range"):
+        decrypt_identity(crafted, "correct horse")
+
+
+def test_scrypt_bounds() -> None:
+    assert scrypt_parameters_accepted(1 << 14, 8, 1)  # the weakest accepted
+    assert scrypt_parameters_accepted(1 << 18, 8, 4)  # an Ethereum keystore's cost, 4 passes: the most
+    assert scrypt_parameters_accepted(1 << 21, 1, 1)  # 256 MiB with r = 1
+    assert not scrypt_parameters_accepted(1 << 13, 8, 1)  # too weak
+    assert not scrypt_parameters_accepted(1 << 18, 9, 1)  # 288 MiB
+    assert not scrypt_parameters_accepted(1 << 18, 8, 5)
+    assert not scrypt_parameters_accepted((1 << 15) + 1, 8, 1)
+    assert not scrypt_parameters_accepted(1 << 15, 0, 1)
+    assert not scrypt_parameters_accepted(1 << 15, 8, 0)
+    assert not scrypt_parameters_accepted(True, 8, 1)  # type: ignore[arg-type]
+    encrypt_identity(Identity(b"\x01" * 32), "pw", scrypt_n=1 << 14)
+    with pytest.raises(ValueError):
+        encrypt_identity(Identity(b"\x01" * 32), "pw", scrypt_n=1 << 19)  # would write an unreadable file
 
 
 def test_errors_are_value_errors() -> None:

@@ -17,18 +17,30 @@ A bundle (JSON, ``version`` 1) holds:
 :func:`verify_bundle` runs these checks, always all of them and always in this order,
 and names the first failure:
 
-1. ``record_signature``: every record's EIP-712 signature recovers to its issuer (and
-   the issuer is trusted, if a set is given); all records concern one blob and chain.
-2. ``acknowledgement``: if present, it refers to a record of the bundle and verifies.
-3. ``inclusion_proof``: each record's leaf is at its index under the checkpoint root.
-4. ``checkpoint_signature``: the checkpoint is signed by the trusted log key and its
+1. ``record_signature``: every record's EIP-712 signature recovers to its issuer; all
+   records concern one blob and chain.
+2. ``record_issuer``: every issuer is one of the verifier's trusted relay keys.
+3. ``acknowledgement``: if present, it refers to a record of the bundle, verifies, and
+   comes from a trusted group: a Semaphore proof's root is a root of a trusted group, an
+   EdDSA signer's commitment is a member of one.
+4. ``inclusion_proof``: each record's leaf is at its index under the checkpoint root.
+5. ``checkpoint_signature``: the checkpoint is signed by the trusted log key and its
    origin is that key's name.
-5. ``consistency_with_anchor``: the anchored tree covers every record (size > index)
+6. ``consistency_with_anchor``: the anchored tree covers every record (size > index)
    and is consistent with the checkpoint.
-6. ``anchor_on_ledger``: ``anchor_lookup(origin, tree_size)`` returns the anchored
-   root and the block time; without a lookup the check is ``not_checked``.
+7. ``anchor_contract``: the bundle's anchor names the verifier's trusted chain and
+   anchor contract (the bundle's claim is never used to find the contract).
+8. ``anchor_on_ledger``: ``anchor_lookup(origin, tree_size)``, which reads the trusted
+   contract, returns the anchored root and the block time.
 
-Everything here is offline and pure: ledger access is the injected ``anchor_lookup``.
+Trust model (docs/evidence.md, "Trust model"): every trusted value (log key, relay keys,
+group roots, anchor contract and chain, ledger) is the verifier's own input, never read
+from the bundle. A check whose trusted value was not given is ``not_checked`` and marked
+``missing_trust``; the verdict is then neither ``valid`` nor ``complete``, with the
+reason in the check's detail. ``valid`` thus means: no check failed and every check that
+applies ran against a trusted value (only an absent acknowledgement may be skipped).
+
+Everything here is offline and pure: ledger access is the injected callables.
 """
 
 from __future__ import annotations
@@ -72,16 +84,22 @@ BUNDLE_VERSION = 1
 MAX_ENTRIES = 16
 CHECK_NAMES = (
     "record_signature",
+    "record_issuer",
     "acknowledgement",
     "inclusion_proof",
     "checkpoint_signature",
     "consistency_with_anchor",
+    "anchor_contract",
     "anchor_on_ledger",
 )
 
 #: ``anchor_lookup(log_id, tree_size) -> (root_hash, block_time) | None``; ``log_id`` is
-#: the checkpoint origin.
+#: the checkpoint origin. It must read the verifier's trusted anchor contract.
 AnchorLookup = Callable[[str, int], tuple[bytes, int] | None]
+#: ``group_root_check(root) -> bool``: whether ``root`` is (or was) a root of a trusted group.
+GroupRootCheck = Callable[[int], bool]
+#: ``member_check(commitment) -> bool``: whether ``commitment`` is a member of a trusted group.
+MemberCheck = Callable[[int], bool]
 
 _HEX32 = re.compile(r"0x[0-9a-f]{64}")
 
@@ -166,6 +184,22 @@ class Anchor:
             tree_size=_json_int(d, "treeSize", 1),
             root_hash=_parse_hex32(d["rootHash"], "rootHash"),
         )
+
+
+@dataclass(frozen=True)
+class TrustedAnchor:
+    """The verifier's own anchor configuration: the chain and EvidenceAnchor contract it
+    trusts (from its deployment manifest), compared with the bundle's claim."""
+
+    chain_id: int
+    contract: str
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.chain_id) or self.chain_id < 1:
+            raise ValueError("trusted chain id must be a positive integer")
+        if not isinstance(self.contract, str) or not re.fullmatch(r"0x[0-9a-fA-F]{40}", self.contract):
+            raise ValueError("trusted anchor contract must be an address")
+        object.__setattr__(self, "contract", to_checksum_address(self.contract))
 
 
 @dataclass(frozen=True)
@@ -333,11 +367,13 @@ def build_bundle(
 
 @dataclass(frozen=True)
 class Check:
-    """One verification step: ``ok`` is True, False, or None when not checked."""
+    """One verification step: ``ok`` is True, False, or None when not checked;
+    ``missing_trust`` marks a check that could not run for lack of a trusted value."""
 
     name: str
     ok: bool | None
     detail: str = ""
+    missing_trust: bool = False
 
     @property
     def status(self) -> str:
@@ -353,7 +389,8 @@ class TimelineEvent:
 
 @dataclass(frozen=True)
 class Verdict:
-    """``valid`` means no check failed; ``complete`` means every check also ran."""
+    """``valid``: no check failed and none lacked its trusted value; ``complete``: every
+    check also ran and passed (an absent acknowledgement leaves it False)."""
 
     valid: bool
     checks: tuple[Check, ...]
@@ -363,6 +400,16 @@ class Verdict:
     @property
     def complete(self) -> bool:
         return all(c.ok is True for c in self.checks)
+
+    @property
+    def passed(self) -> bool:
+        """No check failed (whether or not every check had its trusted value)."""
+        return self.first_failure is None
+
+    @property
+    def missing_trust(self) -> tuple[str, ...]:
+        """The checks that could not run for lack of a trusted value."""
+        return tuple(c.name for c in self.checks if c.missing_trust)
 
     def check(self, name: str) -> Check:
         for c in self.checks:
@@ -375,13 +422,15 @@ class _Failed(Exception):
     """Internal: a check failed, with a detail message."""
 
 
-def _check_records(bundle: EvidenceBundle, trusted_issuers: Collection[str] | None) -> str:
+class _Untrusted(Exception):
+    """Internal: a check could not run because a trusted value is missing."""
+
+
+def _check_records(bundle: EvidenceBundle) -> str:
     records = [e.signed.record for e in bundle.entries]
     for i, entry in enumerate(bundle.entries):
         if not verify_record_signature(entry.signed):
             raise _Failed(f"entry {i}: signature does not recover to the issuer")
-        if trusted_issuers is not None and entry.signed.record.issuer not in trusted_issuers:
-            raise _Failed(f"entry {i}: issuer {entry.signed.record.issuer} is not trusted")
     if len({r.blob_digest for r in records}) != 1:
         raise _Failed("records concern different blobs")
     if len({r.chain_id for r in records}) != 1:
@@ -391,10 +440,30 @@ def _check_records(bundle: EvidenceBundle, trusted_issuers: Collection[str] | No
     return f"{len(records)} record(s) signed by their issuers"
 
 
+def _check_issuers(bundle: EvidenceBundle, trusted_issuers: Collection[str] | None) -> str:
+    issuers = sorted({e.signed.record.issuer for e in bundle.entries})
+    if trusted_issuers is None:
+        raise _Untrusted(f"issuer(s) {', '.join(issuers)} not checked: no trusted relay keys given")
+    # Addresses compare by value: a trust list may be written in any letter case.
+    trusted = {a.lower() for a in trusted_issuers}
+    for i, entry in enumerate(bundle.entries):
+        if entry.signed.record.issuer.lower() not in trusted:
+            raise _Failed(f"entry {i}: issuer {entry.signed.record.issuer} is not a trusted relay key")
+    return f"issuer(s) {', '.join(issuers)} are trusted relay keys"
+
+
+def _ask(check: Callable[[int], bool], value: int, what: str) -> bool:
+    try:
+        return check(value) is True
+    except Exception as exc:  # fail closed: a lookup that cannot answer proves nothing
+        raise _Failed(f"{what} lookup error: {type(exc).__name__}") from None
+
+
 def _check_ack(
     bundle: EvidenceBundle,
     semaphore_verifier: Callable[[SemaphoreProof], bool],
-    group_root_check: Callable[[int], bool] | None,
+    group_root_check: GroupRootCheck | None,
+    member_check: MemberCheck | None,
 ) -> str:
     ack = bundle.acknowledgement
     assert ack is not None
@@ -404,17 +473,22 @@ def _check_ack(
     if isinstance(ack, EddsaAcknowledgement):
         if not ack.verify():
             raise _Failed("EdDSA-Poseidon signature does not verify")
-        return f"signed by the identity with commitment {ack.commitment()}"
+        commitment = ack.commitment()
+        if member_check is None:
+            raise _Untrusted(f"signed by commitment {commitment}, not checked: no trusted groups given")
+        if not _ask(member_check, commitment, "group member"):
+            raise _Failed(f"signer commitment {commitment} is not a member of a trusted group")
+        return f"signed by commitment {commitment}, a member of a trusted group"
     try:
         ack.check(bundle.entries[0].signed.record.blob_digest, semaphore_verifier)
     except AckError as exc:
         raise _Failed(str(exc)) from None
     root = ack.proof.merkle_tree_root
     if group_root_check is None:
-        return f"anonymous proof verifies (group root {root} not checked)"
-    if not group_root_check(root):
-        raise _Failed(f"group root {root} is not a root of the recipient group")
-    return "anonymous proof by a member of the recipient group"
+        raise _Untrusted(f"anonymous proof verifies; group root {root} not checked: no trusted groups given")
+    if not _ask(group_root_check, root, "group root"):
+        raise _Failed(f"group root {root} is not a root of a trusted group")
+    return f"anonymous proof by a member of a trusted group (root {root})"
 
 
 def _check_inclusion(bundle: EvidenceBundle, checkpoint: Checkpoint) -> str:
@@ -462,7 +536,20 @@ def _check_anchor_consistency(bundle: EvidenceBundle, checkpoint: Checkpoint) ->
     return f"checkpoint size {checkpoint.size} consistent with anchored size {anchor.tree_size}"
 
 
-def _check_ledger(bundle: EvidenceBundle, checkpoint: Checkpoint, lookup: AnchorLookup) -> str:
+def _check_anchor_contract(bundle: EvidenceBundle, trusted: TrustedAnchor | None) -> str:
+    anchor = bundle.anchor
+    if trusted is None:
+        raise _Untrusted(f"the bundle names contract {anchor.contract} on chain {anchor.chain_id}; "
+                         "no trusted anchor contract given")
+    if (anchor.chain_id, anchor.contract.lower()) != (trusted.chain_id, trusted.contract.lower()):
+        raise _Failed(f"the bundle names contract {anchor.contract} on chain {anchor.chain_id}, the "
+                      f"trusted anchor is {trusted.contract} on chain {trusted.chain_id}")
+    return f"the trusted contract {trusted.contract} on chain {trusted.chain_id}"
+
+
+def _check_ledger(bundle: EvidenceBundle, checkpoint: Checkpoint, lookup: AnchorLookup | None) -> str:
+    if lookup is None:
+        raise _Untrusted("no ledger lookup given")
     anchor = bundle.anchor
     try:
         found = lookup(checkpoint.origin, anchor.tree_size)
@@ -495,10 +582,18 @@ def verify_bundle(
     anchor_lookup: AnchorLookup | None = None,
     *,
     trusted_issuers: Collection[str] | None = None,
-    group_root_check: Callable[[int], bool] | None = None,
+    group_root_check: GroupRootCheck | None = None,
+    member_check: MemberCheck | None = None,
+    trusted_anchor: TrustedAnchor | None = None,
     semaphore_verifier: Callable[[SemaphoreProof], bool] = verify_proof,
 ) -> Verdict:
     """Verify a bundle offline (module docstring); never raises on bad bundle input.
+
+    Trusted values, all the caller's own: ``trusted_log_key``, ``trusted_issuers`` (relay
+    addresses), ``group_root_check`` and ``member_check`` (trusted groups, for Semaphore and
+    EdDSA acknowledgements), ``trusted_anchor`` (chain and contract) and ``anchor_lookup``
+    (reading that contract). A missing one leaves its check ``not_checked`` with
+    ``missing_trust``, and the verdict not ``valid``.
 
     A bundle given as JSON text that does not parse yields a single failed ``format``
     check. ``trusted_log_key`` must be a valid verifier key (it is the caller's
@@ -512,10 +607,11 @@ def verify_bundle(
             return Verdict(False, (Check("format", False, str(exc)),), "format")
     checkpoint = bundle.entries[0].proof.checkpoint_body()
     steps: list[tuple[str, Callable[[], str] | None, str]] = [
-        ("record_signature", lambda: _check_records(bundle, trusted_issuers), ""),
+        ("record_signature", lambda: _check_records(bundle), ""),
+        ("record_issuer", lambda: _check_issuers(bundle, trusted_issuers), ""),
         (
             "acknowledgement",
-            (lambda: _check_ack(bundle, semaphore_verifier, group_root_check))
+            (lambda: _check_ack(bundle, semaphore_verifier, group_root_check, member_check))
             if bundle.acknowledgement is not None
             else None,
             "no acknowledgement in the bundle",
@@ -523,11 +619,8 @@ def verify_bundle(
         ("inclusion_proof", lambda: _check_inclusion(bundle, checkpoint), ""),
         ("checkpoint_signature", lambda: _check_checkpoint(bundle, trusted), ""),
         ("consistency_with_anchor", lambda: _check_anchor_consistency(bundle, checkpoint), ""),
-        (
-            "anchor_on_ledger",
-            (lambda: _check_ledger(bundle, checkpoint, anchor_lookup)) if anchor_lookup is not None else None,
-            "no ledger lookup given",
-        ),
+        ("anchor_contract", lambda: _check_anchor_contract(bundle, trusted_anchor), ""),
+        ("anchor_on_ledger", lambda: _check_ledger(bundle, checkpoint, anchor_lookup), ""),
     ]
     checks: list[Check] = []
     for name, run, skipped in steps:
@@ -538,5 +631,8 @@ def verify_bundle(
             checks.append(Check(name, True, run()))
         except _Failed as exc:
             checks.append(Check(name, False, str(exc)))
+        except _Untrusted as exc:
+            checks.append(Check(name, None, str(exc), missing_trust=True))
     first = next((c.name for c in checks if c.ok is False), None)
-    return Verdict(first is None, tuple(checks), first, _timeline(bundle))
+    valid = first is None and not any(c.missing_trust for c in checks)
+    return Verdict(valid, tuple(checks), first, _timeline(bundle))

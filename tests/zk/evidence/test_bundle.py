@@ -23,6 +23,8 @@ from zk.evidence.bundle import (
     BundleError,
     ConsistencyLink,
     EvidenceBundle,
+    TrustedAnchor,
+    Verdict,
     build_bundle,
     verify_bundle,
 )
@@ -41,6 +43,7 @@ CHAIN = 31337
 CONTRACT = Account.from_key(b"\x09" * 32).address
 BLOB = hashlib.sha256(b"ciphertext").digest()
 T0 = 1_700_000_000
+RECIPIENT_COMMITMENT = sign_acknowledgement(bytes(32), "recipient").commitment()
 
 
 @dataclass
@@ -97,16 +100,30 @@ def failure(verdict: Any) -> str | None:
     return verdict.first_failure  # type: ignore[no-any-return]
 
 
+def trusted_verify(world: World, bundle: EvidenceBundle | str, **override: Any) -> Verdict:
+    """verify_bundle with every trusted value of the verifier (``override`` replaces some)."""
+    trust: dict[str, Any] = {
+        "anchor_lookup": world.lookup,
+        "trusted_issuers": {RELAY},
+        "member_check": lambda c: c == RECIPIENT_COMMITMENT,
+        "group_root_check": lambda r: False,
+        "trusted_anchor": TrustedAnchor(CHAIN, CONTRACT),
+    }
+    trust.update(override)
+    return verify_bundle(bundle, LOG_VKEY, **trust)
+
+
 # --- Happy paths ---------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("checkpoint_size", "anchor_size"), [(40, 50), (50, 40), (45, 45), (32, 60), (60, 32)])
 def test_valid_bundle(world: World, checkpoint_size: int, anchor_size: int) -> None:
     bundle = world.bundle(checkpoint_size, anchor_size)
-    verdict = verify_bundle(bundle, LOG_VKEY, world.lookup)
+    verdict = trusted_verify(world, bundle)
     assert verdict.valid and verdict.complete is False  # no acknowledgement
     assert [c.name for c in verdict.checks] == list(CHECK_NAMES)
-    assert [c.status for c in verdict.checks] == ["ok", "not_checked", "ok", "ok", "ok", "ok"]
+    assert [c.status for c in verdict.checks] == ["ok", "ok", "not_checked", "ok", "ok", "ok", "ok", "ok"]
+    assert verdict.missing_trust == ()
     assert verdict.first_failure is None
     assert [e.label for e in verdict.timeline] == [
         "SubmissionAcceptance", "RelayAcceptance", "ContentConsignment", "Anchored"]
@@ -118,15 +135,77 @@ def test_json_round_trip_and_text_input(world: World) -> None:
     bundle = world.bundle(ack=sign_acknowledgement(world.signed[2].record.record_hash(), "recipient"))
     text = bundle.to_json()
     assert EvidenceBundle.from_json(text) == bundle
-    verdict = verify_bundle(text, LOG_VKEY, world.lookup)
+    verdict = trusted_verify(world, text)
     assert verdict.valid and verdict.complete
     assert "commitment" in verdict.check("acknowledgement").detail
 
 
 def test_without_ledger_lookup(world: World) -> None:
-    verdict = verify_bundle(world.bundle(), LOG.verifier())
-    assert verdict.valid and not verdict.complete
+    verdict = trusted_verify(world, world.bundle(), anchor_lookup=None)
+    assert verdict.passed and not verdict.valid and not verdict.complete
     assert verdict.check("anchor_on_ledger").status == "not_checked"
+    assert verdict.missing_trust == ("anchor_on_ledger",)
+
+
+# --- Trust: every check runs against the verifier's own values (issue #17) ----------
+
+
+def test_without_any_trust_nothing_is_valid(world: World) -> None:
+    # The offline checks pass, but no check that needs a trusted value counts as run.
+    ack = sign_acknowledgement(world.signed[2].record.record_hash(), "recipient")
+    verdict = verify_bundle(world.bundle(ack=ack), LOG_VKEY)
+    assert verdict.passed and not verdict.valid and not verdict.complete
+    assert verdict.missing_trust == ("record_issuer", "acknowledgement", "anchor_contract", "anchor_on_ledger")
+    assert "no trusted relay keys" in verdict.check("record_issuer").detail
+    assert "no trusted groups" in verdict.check("acknowledgement").detail
+
+
+def test_self_signed_issuer_is_not_valid(world: World) -> None:
+    # A record signed by a key of its own making: its signature verifies, its issuer is
+    # not one of the verifier's relay keys.
+    forger = b"\x42" * 32
+    rec = dataclasses.replace(world.signed[0].record, issuer=Account.from_key(forger).address)
+    signed = sign_record(rec, forger)
+    tree = merkle.MemoryTree([signed.record.leaf_hash()])
+    cp = sign_checkpoint(Checkpoint(ORIGIN, 1, merkle.root_hash(tree)), [LOG])
+    anchor = Anchor(CHAIN, CONTRACT, bytes(32), 1, T0, 1, merkle.root_hash(tree))
+    bundle = build_bundle([(signed, 0)], tree, cp, anchor, LOG_VKEY)
+    verdict = trusted_verify(world, bundle, anchor_lookup=lambda log_id, size: (merkle.root_hash(tree), T0))
+    assert not verdict.valid and verdict.first_failure == "record_issuer"
+    assert verdict.check("record_signature").status == "ok"
+    assert "not a trusted relay key" in verdict.check("record_issuer").detail
+
+
+def test_trusted_issuers_compare_addresses_by_value(world: World) -> None:
+    assert trusted_verify(world, world.bundle(), trusted_issuers={RELAY.lower()}).valid
+
+
+def test_eddsa_acknowledgement_from_outside_the_trusted_groups(world: World) -> None:
+    ack = sign_acknowledgement(world.signed[2].record.record_hash(), "someone else")
+    verdict = trusted_verify(world, world.bundle(ack=ack))
+    assert not verdict.valid and verdict.first_failure == "acknowledgement"
+    assert "not a member of a trusted group" in verdict.check("acknowledgement").detail
+
+
+def test_group_lookup_error_fails_closed(world: World) -> None:
+    ack = sign_acknowledgement(world.signed[2].record.record_hash(), "recipient")
+    verdict = trusted_verify(world, world.bundle(ack=ack), member_check=lambda c: 1 / 0)
+    assert verdict.first_failure == "acknowledgement" and "lookup error" in verdict.check("acknowledgement").detail
+
+
+def test_anchor_contract_comes_from_the_verifier(world: World) -> None:
+    bundle = world.bundle()
+    private_copy = Account.from_key(b"\x0a" * 32).address
+    # The bundle names another contract (e.g. a private EvidenceAnchor copy): named failure.
+    verdict = trusted_verify(world, bundle, trusted_anchor=TrustedAnchor(CHAIN, private_copy))
+    assert not verdict.valid and verdict.first_failure == "anchor_contract"
+    assert private_copy in verdict.check("anchor_contract").detail
+    verdict = trusted_verify(world, bundle, trusted_anchor=TrustedAnchor(1, CONTRACT))
+    assert verdict.first_failure == "anchor_contract"
+    # Letter case of the configured address does not matter.
+    assert trusted_verify(world, bundle, trusted_anchor=TrustedAnchor(CHAIN, CONTRACT.lower())).valid
+    with pytest.raises(ValueError):
+        TrustedAnchor(0, CONTRACT)
 
 
 def test_semaphore_acknowledgement(world: World) -> None:
@@ -135,11 +214,13 @@ def test_semaphore_acknowledgement(world: World) -> None:
     target = world.signed[2].record.record_hash()
     ack = prove_acknowledgement(members[0], group, target, BLOB)
     bundle = world.bundle(ack=ack)
-    verdict = verify_bundle(bundle, LOG_VKEY, world.lookup)
-    assert verdict.valid and "not checked" in verdict.check("acknowledgement").detail
-    assert verify_bundle(bundle, LOG_VKEY, world.lookup, group_root_check=lambda r: r == group.root).complete
-    bad_root = verify_bundle(bundle, LOG_VKEY, world.lookup, group_root_check=lambda r: False)
-    assert failure(bad_root) == "acknowledgement"
+    verdict = trusted_verify(world, bundle, group_root_check=None)
+    assert verdict.passed and not verdict.valid and "not checked" in verdict.check("acknowledgement").detail
+    assert verdict.missing_trust == ("acknowledgement",)
+    assert trusted_verify(world, bundle, group_root_check=lambda r: r == group.root).complete
+    # A one-member group of someone else's making: its root is not a trusted group's.
+    bad_root = trusted_verify(world, bundle)
+    assert failure(bad_root) == "acknowledgement" and "not a root of a trusted group" in bad_root.checks[2].detail
     # The same proof presented for another record of the bundle: message mismatch.
     moved = dataclasses.replace(ack, record_hash=world.signed[1].record.record_hash())
     assert failure(verify_bundle(dataclasses.replace(bundle, acknowledgement=moved), LOG_VKEY)) == "acknowledgement"
@@ -293,19 +374,20 @@ TAMPERS: list[tuple[Tamper, str]] = [
 @pytest.mark.parametrize(("tamper", "expected"), TAMPERS, ids=[t.__name__ for t, _ in TAMPERS])
 def test_tamper_is_caught(world: World, tamper: Tamper, expected: str) -> None:
     good = world.bundle(ack=sign_acknowledgement(world.signed[2].record.record_hash(), "recipient"))
-    assert verify_bundle(good, LOG_VKEY, world.lookup).complete
+    assert trusted_verify(world, good).complete
     bad = tamper(world, good)
-    verdict = verify_bundle(bad, LOG_VKEY, world.lookup)
+    verdict = trusted_verify(world, bad)
     assert not verdict.valid
     assert verdict.first_failure == expected, verdict.checks
     # Through JSON too (unless the tamper cannot even be serialised faithfully).
-    assert failure(verify_bundle(bad.to_json(), LOG_VKEY, world.lookup)) == expected
+    assert failure(trusted_verify(world, bad.to_json())) == expected
 
 
 def test_untrusted_issuer(world: World) -> None:
     bundle = world.bundle()
-    assert verify_bundle(bundle, LOG_VKEY, trusted_issuers={RELAY}).valid
-    assert failure(verify_bundle(bundle, LOG_VKEY, trusted_issuers={CONTRACT})) == "record_signature"
+    assert trusted_verify(world, bundle).valid
+    assert failure(trusted_verify(world, bundle, trusted_issuers={CONTRACT})) == "record_issuer"
+    assert failure(trusted_verify(world, bundle, trusted_issuers=set())) == "record_issuer"
 
 
 def test_records_from_different_chains(world: World) -> None:
@@ -322,7 +404,7 @@ def test_failure_records_verify(world: World) -> None:
     anchor = Anchor(CHAIN, CONTRACT, bytes(32), 1, T0, 1, merkle.root_hash(tree))
     bundle = build_bundle([(rejected, 0)], tree, cp, anchor, LOG_VKEY)
     assert bundle.consistency.hashes == ()
-    verdict = verify_bundle(bundle, LOG_VKEY, lambda log_id, size: (merkle.root_hash(tree), T0))
+    verdict = trusted_verify(world, bundle, anchor_lookup=lambda log_id, size: (merkle.root_hash(tree), T0))
     assert verdict.valid
 
 
@@ -348,7 +430,7 @@ def test_ledger_lookup_receives_origin_and_size(world: World) -> None:
         seen.append((log_id, size))
         return world.lookup(log_id, size)
 
-    assert verify_bundle(world.bundle(40, 50), LOG_VKEY, lookup).valid
+    assert trusted_verify(world, world.bundle(40, 50), anchor_lookup=lookup).valid
     assert seen == [(ORIGIN, 50)]
 
 
@@ -431,12 +513,13 @@ def test_random_edits_never_crash_or_change_meaning(world: World, position: int,
     text = original.to_json()
     i = position % len(text)
     edited = text[:i] + replacement + text[i + 1 :]
-    verdict = verify_bundle(edited, LOG_VKEY, world.lookup)
+    verdict = trusted_verify(world, edited)
     if verdict.valid:
         got = EvidenceBundle.from_json(edited)
-        # Only pointers the verifier does not rely on may differ (tx hash, block number,
-        # contract address: the ledger check is by origin and size).
+        # Only pointers the verifier does not rely on may differ (tx hash, block number:
+        # the ledger check is by origin and size on the trusted contract).
         assert [e.signed for e in got.entries] == [e.signed for e in original.entries]
         assert got.checkpoint_note == original.checkpoint_note
+        assert (got.anchor.chain_id, got.anchor.contract) == (original.anchor.chain_id, original.anchor.contract)
         assert (got.anchor.tree_size, got.anchor.root_hash, got.anchor.block_time) == (
             original.anchor.tree_size, original.anchor.root_hash, original.anchor.block_time)

@@ -1,0 +1,314 @@
+"""Admission policies (registry/admission.py, docs/admission.md) and send groups (issue #10
+§1, §1b) on a real registry: real Anvil, real service and HTTP server, real proofs (Python
+and the JS SDK), a real local-mode relay."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from registry.client import RegistryClient, RegistryClientError, build_admission_proof
+from registry.ledger.accounts import anvil_dev_account
+from registry.ledger.registry_contract import RegistryContract
+from registry.ledger.tx import Transactor
+from registry.relay_auth import LocalAuthorizer
+from tests.jsbridge import node_available, run_js
+from tests.registry.http_support import OPERATOR_TOKEN, Registry, running_registry
+from tests.registry.relay.support import running_relay
+from zk.admission_scope import AdmissionScope
+from zk.identity import Identity
+from zk.proof import generate_proof
+from zk.relay_scope import RelayScope, blob_message, epoch_at
+from zk.tree import LeanIMT, MerkleProof
+
+AUTH = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    with running_registry(tmp_path_factory.mktemp("admission")) as reg:
+        yield reg
+
+
+@pytest.fixture(scope="module")
+def http(registry: Registry) -> Iterator[httpx.Client]:
+    with registry.client() as client:
+        yield client
+
+
+def _create(http: httpx.Client, **admission: Any) -> int:
+    body = {"admission": admission} if admission else {}
+    r = http.post("/v1/groups", json=body, headers=AUTH)
+    assert r.status_code == 201, r.text
+    return int(r.json()["group_id"])
+
+
+def _error(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code, response.text
+
+
+def _register(http: httpx.Client, group: int, commitment: int, **extra: Any) -> httpx.Response:
+    return http.post(f"/v1/groups/{group}/members", json={"commitments": [str(commitment)], **extra})
+
+
+def _merkle(http: httpx.Client, group: int, commitment: int) -> MerkleProof:
+    r = http.get(f"/v1/groups/{group}/proofs/{commitment}")
+    assert r.status_code == 200, r.text
+    return MerkleProof.from_json(r.json()["merkle_proof"])
+
+
+@pytest.fixture(scope="module")
+def zk_groups(registry: Registry, http: httpx.Client) -> tuple[int, int, list[Identity]]:
+    """An admission group A (closed: only the operator writes it, e.g. an account service
+    after checking a person), a zk group G admitting from A, and three checked persons."""
+    group_a = _create(http, policy="closed")
+    group_g = _create(http, policy="zk", admission_group=group_a)
+    persons = [Identity(f"admission-person-{i}") for i in range(3)]
+    # Nobody but the operator writes the admission group.
+    _error(_register(http, group_a, persons[0].commitment), 403, "admission_required")
+    r = http.post(
+        f"/v1/groups/{group_a}/members", json={"commitments": [str(p.commitment) for p in persons]}, headers=AUTH
+    )
+    assert r.status_code == 202, r.text
+    registry.wait_included(group_a, [p.commitment for p in persons])
+    registry.wait_root(group_a, LeanIMT(leaves=[p.commitment for p in persons]).root)
+    return group_a, group_g, persons
+
+
+def test_zk_admission(registry: Registry, http: httpx.Client, zk_groups: tuple[int, int, list[Identity]]) -> None:
+    group_a, group_g, persons = zk_groups
+    info = http.get(f"/v1/groups/{group_g}").json()
+    assert info["admission"] == {"policy": "zk", "admission_group": group_a, "round": 0, "send": True}
+    assert http.get(f"/v1/groups/{group_a}").json()["admission"]["send"] is False
+    outbox = registry.service.outbox
+    new = [Identity(f"admission-new-{i}").commitment for i in range(8)]
+    path = [_merkle(http, group_a, p.commitment) for p in persons]
+
+    def proof(who: int, message: int, group: int = group_g, round_: int = 0) -> dict[str, Any]:
+        return build_admission_proof(persons[who], path[who], group, round_, message).to_dict()
+
+    # A valid admission proof registers C.
+    first = proof(0, new[0])
+    r = _register(http, group_g, new[0], admission_proof=first)
+    assert r.status_code == 202 and r.json()["members"][0]["status"] == "pending", r.text
+
+    refusals: list[tuple[str, int, dict[str, Any], int, str]] = [
+        # The same admission credential again in the same round, for another C.
+        ("same credential, same round", new[1], proof(0, new[1]), 409, "admission_used"),
+        ("scope of another group", new[2], proof(1, new[2], group=group_g + 1000), 403, "admission_wrong_group"),
+        ("scope of another round", new[2], proof(1, new[2], round_=1), 403, "admission_wrong_round"),
+        ("a proof for another C", new[3], proof(1, new[2]), 403, "admission_message_mismatch"),
+    ]
+    outsider = Identity("admission-outsider")
+    foreign_tree = LeanIMT(leaves=[*(p.commitment for p in persons), outsider.commitment])
+    non_member = build_admission_proof(outsider, foreign_tree.generate_proof(3), group_g, 0, new[2]).to_dict()
+    refusals.append(("non-member", new[2], non_member, 403, "admission_unknown_root"))
+    forged = {**proof(1, new[2]), "points": proof(2, new[2])["points"]}  # valid points of another proof
+    refusals.append(("forged points", new[2], forged, 403, "admission_invalid_proof"))
+    for name, commitment, body, status, code in refusals:
+        r = _register(http, group_g, commitment, admission_proof=body)
+        assert r.status_code == status and r.json()["error"]["code"] == code, (name, r.text)
+        assert outbox.get(group_g, commitment) is None, name  # nothing queued
+    _error(_register(http, group_g, new[2]), 403, "admission_required")
+    _error(_register(http, group_g, new[2], invite="zki_" + "0" * 32), 403, "admission_required")
+    two = {"commitments": [str(new[2]), str(new[3])], "admission_proof": proof(1, new[2])}
+    _error(http.post(f"/v1/groups/{group_g}/members", json=two), 400, "malformed")
+    assert outbox.get(group_g, new[2]) is None and outbox.get(group_g, new[3]) is None
+
+    # A refused enqueue (C already pending) does not burn the credential.
+    _error(_register(http, group_g, new[0], admission_proof=proof(1, new[0])), 409, "duplicate")
+    assert _register(http, group_g, new[4], admission_proof=proof(1, new[4])).status_code == 202
+    assert registry.service.admission.nullifier_count() == 2
+
+    # Key rotation: a new round (set by the operator) admits each person once more.
+    r = http.put(f"/v1/groups/{group_g}/admission", json={"policy": "zk", "admission_group": group_a, "round": 1}, headers=AUTH)
+    assert r.status_code == 200 and r.json()["admission"]["round"] == 1, r.text
+    _error(_register(http, group_g, new[5], admission_proof=proof(0, new[5])), 403, "admission_wrong_round")
+    assert _register(http, group_g, new[5], admission_proof=proof(0, new[5], round_=1)).status_code == 202
+    _error(_register(http, group_g, new[6], admission_proof=proof(0, new[6], round_=1)), 409, "admission_used")
+
+    # The client SDK: the admission identity and its Merkle proof in, one registration out.
+    with RegistryClient(registry.url) as client:
+        assert client.register_admitted(group_g, new[7], persons[2], admission_group=group_a)["status"] == "pending"
+        with pytest.raises(RegistryClientError) as refused:
+            client.register_admitted(group_g, new[6], persons[2])
+        assert refused.value.code == "admission_used"
+        with pytest.raises(RegistryClientError):
+            client.register_admitted(group_g, new[6], persons[1], admission_group=group_a + 1)
+
+    # Unlinkable: the admission store holds nullifiers, never an admission commitment.
+    registry.service.admission.close()  # checkpoint, so the main file holds everything
+    raw = b"".join(p.read_bytes() for p in registry.settings.data_dir.glob("admission.sqlite*"))
+    for p in persons:
+        assert str(p.commitment).encode() not in raw
+    for c in new:
+        assert str(c).encode() not in raw
+
+
+@pytest.mark.skipif(not node_available(), reason="node and node_modules are needed for the JS SDK")
+def test_js_sdk_admission_proof_is_accepted(
+    registry: Registry, http: httpx.Client, zk_groups: tuple[int, int, list[Identity]]
+) -> None:
+    group_a, _group_g, persons = zk_groups
+    group = _create(http, policy="zk", admission_group=group_a)
+    commitment = Identity("admission-js-new").commitment
+    scope = AdmissionScope(group, 0).encode()
+    made = run_js(
+        "proof_generate.mjs",
+        {
+            "privateKey": "admission-person-1",
+            "members": [str(p.commitment) for p in persons],  # the admission group's leaves, in order
+            "message": {"bigint": str(commitment)},
+            "scope": {"bigint": str(scope)},
+        },
+    )
+    r = _register(http, group, commitment, admission_proof=made["proof"])
+    assert r.status_code == 202, r.text
+    _error(_register(http, group, Identity("admission-js-other").commitment, admission_proof=made["proof"]), 403, "admission_message_mismatch")
+
+
+def test_invite(registry: Registry, http: httpx.Client, tmp_path: Path) -> None:
+    group = _create(http, policy="invite")
+    other = _create(http, policy="invite")
+    expires = int(registry.clock()) + 3600
+    r = http.post(f"/v1/groups/{group}/invites", json={"count": 3, "expires_at": expires}, headers=AUTH)
+    assert r.status_code == 201, r.text
+    codes = r.json()["invites"]
+    assert len(set(codes)) == 3
+    foreign = http.post(f"/v1/groups/{other}/invites", json={"count": 1, "expires_at": expires}, headers=AUTH).json()["invites"][0]
+    _error(http.post(f"/v1/groups/{group}/invites", json={"count": 1, "expires_at": expires}), 401, "unauthorized")
+    outbox = registry.service.outbox
+    new = [Identity(f"invite-new-{i}").commitment for i in range(6)]
+
+    assert _register(http, group, new[0], invite=codes[0]).status_code == 202
+    _error(_register(http, group, new[1], invite=codes[0]), 409, "invite_used")  # reuse
+    _error(_register(http, group, new[1], invite=foreign), 403, "invite_invalid")  # another group's
+    _error(_register(http, group, new[1], invite="zki_not-a-code"), 403, "invite_invalid")
+    _error(_register(http, group, new[1]), 403, "admission_required")
+    assert outbox.get(group, new[1]) is None
+    # A refused enqueue (already pending) leaves the code usable.
+    _error(_register(http, group, new[0], invite=codes[1]), 409, "duplicate")
+    assert _register(http, group, new[2], invite=codes[1]).status_code == 202
+
+    # Expiry: a code minted to expire in 60 s is refused once the registry's clock passed it.
+    short = http.post(
+        f"/v1/groups/{group}/invites", json={"count": 1, "expires_at": int(registry.clock()) + 60}, headers=AUTH
+    ).json()["invites"][0]
+    registry.clock.offset += 120
+    try:
+        _error(_register(http, group, new[3], invite=short), 403, "invite_expired")
+        assert outbox.get(group, new[3]) is None
+        _error(
+            http.post(f"/v1/groups/{group}/invites", json={"count": 1, "expires_at": int(time.time()) + 60}, headers=AUTH),
+            400,
+            "malformed",
+        )  # already expired by the registry's clock
+    finally:
+        registry.clock.offset -= 120
+    # Invites only for invite groups; the client SDK sends the code.
+    _error(http.post("/v1/groups/0/invites", json={"count": 1, "expires_at": expires}, headers=AUTH), 400, "malformed")
+    with RegistryClient(registry.url) as client:
+        assert client.register(group, new[4], invite=codes[2])["status"] == "pending"
+
+    # Only hashes are stored.
+    registry.service.admission.close()
+    raw = b"".join(p.read_bytes() for p in registry.settings.data_dir.glob("admission.sqlite*"))
+    for code in [*codes, foreign, short]:
+        assert code.encode() not in raw and code[4:].encode() not in raw
+        assert hashlib.sha256(code.encode()).hexdigest().encode() in raw
+
+
+def test_policy_changes_and_refusals(registry: Registry, http: httpx.Client) -> None:
+    group = _create(http)  # no admission group configured: created without a policy
+    assert http.get(f"/v1/groups/{group}").json()["admission"] is None
+    c = Identity("policy-change").commitment
+    _error(_register(http, group, c), 403, "group_not_served")
+    r = http.put(f"/v1/groups/{group}/admission", json={"policy": "open"}, headers=AUTH)
+    assert r.status_code == 200 and r.json()["admission"] == {"policy": "open", "admission_group": None, "round": 0, "send": True}
+    assert _register(http, group, c).status_code == 202
+    _error(http.put(f"/v1/groups/{group}/admission", json={"policy": "zk"}, headers=AUTH), 400, "malformed")
+    _error(http.put(f"/v1/groups/{group}/admission", json={"policy": "zk", "admission_group": group}, headers=AUTH), 400, "malformed")
+    _error(http.put(f"/v1/groups/{group}/admission", json={"policy": "zk", "admission_group": 999}, headers=AUTH), 404, "unknown_group")
+    _error(http.put(f"/v1/groups/{group}/admission", json={"policy": "nobody"}, headers=AUTH), 422, "malformed")
+    _error(http.put(f"/v1/groups/{group}/admission", json={"policy": "open"}), 401, "unauthorized")
+    _error(http.post("/v1/groups", json={"admission": {"policy": "zk", "admission_group": 999}}, headers=AUTH), 404, "unknown_group")
+    assert http.get(f"/v1/groups/{group}").json()["admission"]["policy"] == "open"
+
+
+def test_only_the_operators_groups_authorize_sends(
+    registry: Registry, http: httpx.Client, zk_groups: tuple[int, int, list[Identity]], tmp_path: Path
+) -> None:
+    """A group created on the contract by another account and filled without any admission:
+    every send is refused on both authorization paths (issue #10 §1b)."""
+    group_a, _group_g, persons = zk_groups
+    stranger = Transactor(registry.anvil.w3, anvil_dev_account(5), poll_interval=0.01)
+    contract = RegistryContract(registry.anvil.w3, registry.manifest.address("ZkIdRegistry"), stranger)
+    foreign = contract.create_group(root_window=3600)
+    sybils = [Identity(f"sybil-{i}") for i in range(3)]
+    contract.add_members(foreign, [s.commitment for s in sybils])
+    tree = LeanIMT(leaves=[s.commitment for s in sybils])
+    registry.wait_until(lambda: registry.service.index.group(foreign) is not None, what="the foreign group indexed")
+    registry.wait_root(foreign, tree.root)
+
+    # The operator's own groups: one without a policy (not listed), the admission group
+    # (listed, not a send group); a member of each.
+    unlisted = _create(http)
+    insider = Identity("send-groups-insider")
+    assert http.post(f"/v1/groups/{unlisted}/members", json={"commitments": [str(insider.commitment)]}, headers=AUTH).status_code == 202
+    registry.wait_included(unlisted, [insider.commitment])
+
+    epoch = epoch_at(registry.clock(), registry.settings.epoch_length)
+    blob = b"a send the operator never admitted"
+    digest = hashlib.sha256(blob).digest()
+
+    def send_proof(who: Identity, merkle: Any, group: int, slot: int) -> dict[str, Any]:
+        return generate_proof(who, merkle, blob_message(digest), RelayScope(group, epoch, slot).encode()).to_dict()
+
+    foreign_proofs = [send_proof(s, tree.generate_proof(i), foreign, i) for i, s in enumerate(sybils)]
+    unlisted_proof = send_proof(insider, _merkle(http, unlisted, insider.commitment), unlisted, 0)
+    admission_proof = send_proof(persons[0], _merkle(http, group_a, persons[0].commitment), group_a, 0)
+
+    # Registry path.
+    for proof in foreign_proofs:
+        body = {"group_id": foreign, "proof": proof, "blob_digest": digest.hex()}
+        _error(http.post("/v1/authorize", json=body), 403, "group_not_served")
+    for group, proof in ((unlisted, unlisted_proof), (group_a, admission_proof)):
+        _error(http.post("/v1/authorize", json={"group_id": group, "proof": proof, "blob_digest": digest.hex()}), 403, "group_not_served")
+    # Nor can the stranger's group be registered into or listed by this registry.
+    _error(_register(http, foreign, Identity("sybil-new").commitment), 403, "forbidden")
+    _error(http.put(f"/v1/groups/{foreign}/admission", json={"policy": "open"}, headers=AUTH), 403, "forbidden")
+
+    # Local path (a relay checking against the ledger): the operator is the deployer.
+    local = LocalAuthorizer(
+        registry.contract, tmp_path / "nullifiers.sqlite", clock=registry.clock, operator=registry.manifest.deployer
+    )
+    for proof in foreign_proofs:
+        assert local.authorize(proof, foreign, digest).reason.value == "group_not_served"
+    listed = LocalAuthorizer(
+        registry.contract, tmp_path / "listed.sqlite", clock=registry.clock,
+        operator=registry.manifest.deployer, send_groups=[0],
+    )
+    assert listed.authorize(unlisted_proof, unlisted, digest).reason.value == "group_not_served"
+
+    # A real local-mode relay, as `zkid relay` runs it.
+    with running_relay(
+        tmp_path / "relay", registry.settings.rpc_url or "", registry.manifest, send_groups=(0,)
+    ) as (url, relay, _app), httpx.Client(base_url=url, timeout=60) as client:
+        for i, (group, proof) in enumerate([*((foreign, p) for p in foreign_proofs), (unlisted, unlisted_proof)]):
+            body = {
+                "mailbox": f"{i:02x}" * 32,
+                "pickup_hash": hashlib.sha256(b"capability").hexdigest(),
+                "blob": base64.b64encode(blob).decode(),
+                "group_id": group,
+                "proof": proof,
+            }
+            _error(client.post("/v1/blobs", json=body), 403, "group_not_served")
+        assert relay.store.count() == 0
