@@ -127,3 +127,93 @@ def test_sqlite_nullifier_claim_is_atomic(tmp_path: Path) -> None:
     assert not SqliteNullifierStore(tmp_path / "n.sqlite").claim(1, 777, 10)
     assert store.claim(2, 777, 10)  # other group, other namespace
     assert store.purge(1, 11) == 1 and store.claim(1, 777, 12)
+
+
+# ---------------------------------------------------------------- limits at the boundaries
+
+
+class FakeClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_skew_of_half_an_epoch_is_refused_by_the_policy() -> None:
+    with pytest.raises(ValueError, match="less than epoch_length / 2"):
+        GroupPolicy(3, epoch_length=600, clock_skew=300)
+    GroupPolicy(3, epoch_length=600, clock_skew=299)
+
+
+def test_the_worst_case_schedule_of_one_identity(tmp_path: Path) -> None:
+    """The adversary's best schedule (docs/authorization.md, "Worst-case send rate") against
+    the real Authorizer, real proofs and a durable nullifier store: one member has
+    ``3 x limit`` sends accepted within ``epoch_length - 2 x skew + 1`` seconds, as
+    ``worst_case_sends`` says, and the same schedule squeezed into ``epoch_length - 2 x skew``
+    seconds gets only ``2 x limit``."""
+    from zk.relay_scope import worst_case_sends
+
+    skew, limit = 30, 2
+    member = Identity("greedy-member")
+    tree = LeanIMT(leaves=[member.commitment, Identity("bystander").commitment])
+    e = int(NOW // EPOCH)
+    proofs = {
+        (epoch, slot): generate_proof(member, tree, blob_message(BLOB), RelayScope(3, epoch, slot).encode())
+        for epoch in (e - 1, e, e + 1)
+        for slot in range(limit)
+    }
+    roots = StaticRoots(window=3600)
+    roots.set_current(3, tree.root, NOW - 10_000)
+    clock = FakeClock(e * EPOCH + skew - 1)  # epoch e began 29 s ago: e - 1 is still accepted
+    store = SqliteNullifierStore(tmp_path / "nullifiers.sqlite")
+    auth = Authorizer({3: GroupPolicy(3, EPOCH, limit, skew)}, roots, store, clock=clock)
+    accepted: list[float] = []
+
+    def send(epoch: int, slot: int) -> Reason:
+        decision = auth.authorize(proofs[(epoch, slot)], 3, BLOB)
+        if decision.authorized:
+            accepted.append(clock.now)
+        return decision.reason
+
+    start = clock.now
+    assert [send(e - 1, s) for s in range(limit)] == [Reason.OK] * limit
+    assert [send(e, s) for s in range(limit)] == [Reason.OK] * limit
+    assert send(e + 1, 0) is Reason.WRONG_EPOCH  # too early for the next one (and no slot burnt)
+    clock.now = (e + 1) * EPOCH - skew  # the next epoch is accepted skew seconds early
+    assert send(e + 1, 0) is Reason.OK and send(e + 1, 1) is Reason.OK
+    assert send(e, 0) is Reason.NULLIFIER_REUSED and send(e - 1, 1) is Reason.WRONG_EPOCH
+    window = clock.now - start
+    assert window == EPOCH - 2 * skew + 1
+    assert len(accepted) == 3 * limit == worst_case_sends(window, EPOCH, skew, limit)
+    assert worst_case_sends(EPOCH - 2 * skew, EPOCH, skew, limit) == 2 * limit
+    store.close()
+
+    # One second later the previous epoch is no longer accepted: the same sends within
+    # exactly epoch_length - 2 x skew seconds reach only 2 x limit.
+    clock.now = e * EPOCH + skew
+    fresh = Authorizer({3: GroupPolicy(3, EPOCH, limit, skew)}, roots, MemoryNullifierStore(), clock=clock)
+    assert fresh.authorize(proofs[(e - 1, 0)], 3, BLOB).reason is Reason.WRONG_EPOCH
+
+
+def test_two_limits_across_a_key_rotation_while_the_old_root_is_in_its_window() -> None:
+    """A member who replaces its commitment (updateMember) holds two identities: the old one
+    proves against the old root while that root is in its window (docs/authorization.md,
+    "Key rotation"), so it can use 2 x limit in that epoch; never after the window."""
+    old, new, other = Identity("rotating-old"), Identity("rotating-new"), Identity("rotation-bystander")
+    before = LeanIMT(leaves=[old.commitment, other.commitment])
+    after = LeanIMT(leaves=[new.commitment, other.commitment])
+    e = int(NOW // EPOCH)
+    scope = RelayScope(3, e, 0).encode()
+    with_old = generate_proof(old, before, blob_message(BLOB), scope)
+    with_new = generate_proof(new, after, blob_message(BLOB), scope)
+    roots = StaticRoots(window=100)
+    roots.set_current(3, before.root, NOW - 1000)
+    roots.set_current(3, after.root, NOW - 50)  # the rotation, 50 s ago: the old root is in its window
+    clock = FakeClock(NOW)
+    auth = Authorizer({3: GroupPolicy(3, EPOCH, 1, 30)}, roots, MemoryNullifierStore(), clock=clock)
+    assert auth.authorize(with_old, 3, BLOB).reason is Reason.OK
+    assert auth.authorize(with_new, 3, BLOB).reason is Reason.OK  # limit 1, two sends in one epoch
+    later = Authorizer({3: GroupPolicy(3, EPOCH, 1, 30)}, roots, MemoryNullifierStore(), clock=lambda: NOW + 51)
+    assert later.authorize(with_old, 3, BLOB).reason is Reason.EXPIRED_ROOT
+    assert later.authorize(with_new, 3, BLOB).reason is Reason.OK

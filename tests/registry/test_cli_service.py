@@ -131,3 +131,19 @@ def test_relay_keys_must_be_addresses(tmp_path: Path) -> None:
     assert flag.returncode == 2 and "--relay-key" in _one_error_line(flag)
     env = zkid("up", "--data-dir", str(tmp_path), env={**ENV, "ZKID_RELAY_KEYS": "0x" + "Ab" * 20})
     assert env.returncode == 2 and "relay_keys" in _one_error_line(env)
+
+
+def test_clock_skew_of_half_an_epoch_is_refused_at_start(tmp_path: Path) -> None:
+    """skew >= epoch_length / 2 would accept three epochs at once (docs/authorization.md):
+    the registry does not start, and says so in one line, from the environment or a file."""
+    manifest = tmp_path / "deployment.json"
+    manifest.write_text("{}")
+    serve = ["serve", "--rpc-url", "http://127.0.0.1:9", "--manifest", str(manifest), "--data-dir", str(tmp_path / "d")]
+    out = zkid(*serve, env={**ENV, "ZKID_EPOCH_LENGTH": "600", "ZKID_CLOCK_SKEW": "300"})
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "clock_skew (300 s) must be less than epoch_length / 2" in _one_error_line(out)
+    config = tmp_path / "zkid.toml"
+    config.write_text("epoch_length = 60\nclock_skew = 45\n")
+    out = zkid(*serve, "--config", str(config))
+    assert out.returncode == 2 and "clock_skew (45 s)" in _one_error_line(out)
+    assert not (tmp_path / "d").exists()  # refused before anything was created
