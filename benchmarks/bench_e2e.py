@@ -128,6 +128,8 @@ def run(blobs: int, identities: int, auth: str, workers: int) -> dict[str, Any]:
             data_dir=reg_dir, rpc_url=anvil.rpc_url, region="bench", confirmations=1, poll_interval=0.1,
             batch_interval=0.3, epoch_length=EPOCH_LENGTH, message_limit=max(slots, 1),
             anchor_interval=0.0, anchor_min_growth=100_000, anchor_max_delay=0.5,
+            # The load generator and the relays (registry mode) all talk from loopback.
+            ip_limit_exempt=["127.0.0.0/8"],
         )
         service = stack.enter_context(_registry_service(settings))
         registry_url = stack.enter_context(_serve(create_app(service, settings)))

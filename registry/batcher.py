@@ -571,25 +571,24 @@ class Batcher:
         """Send one batch; returns the members sent, or -1 if the group must wait."""
         reg = self.registry
         assert reg.tx is not None
-        present = self._present(group_id, [r.commitment for r in rows])
-        if present:
-            for row in rows:
-                if row.commitment in present:
-                    tx_hash, _ = self._index_tx(group_id, row.commitment)
-                    self.outbox.mark_sent([row.id], tx_hash)
-                    self.stats.skipped_on_chain += 1
-            rows = [r for r in rows if r.commitment not in present]
-            if not rows:
-                return 0
         commitments = [r.commitment for r in rows]
         fn = reg.contract.functions.addMembers(group_id, commitments)
         try:
+            # The estimate executes the batch: it also finds members already on chain
+            # (LeafAlreadyExists), which are then looked up one by one and taken out.
             estimate = reg.tx.estimate(fn)
         except ContractRevert as exc:
             if refusal_code(exc) is not None:
                 self._failed_batch(rows, exc)
                 return 0
-            # e.g. a member added by someone else since the check: retry after a delay.
+            present = self.on_chain(group_id, commitments) if isinstance(exc, InvalidLeaf) else set()
+            if present:
+                for row in rows:
+                    if row.commitment in present:
+                        tx_hash, _ = self._index_tx(group_id, row.commitment)
+                        self.outbox.mark_sent([row.id], tx_hash)
+                        self.stats.skipped_on_chain += 1
+                return 0  # the rest goes in the next batch
             self._note_failure(exc, "estimating a batch")
             self._defer(group_id)
             return -1
@@ -601,7 +600,8 @@ class Batcher:
             raise
         block_limit = self._block_gas_limit()
         gas = min(int(estimate * self.gas_boost), block_limit)
-        if estimate > self._gas_target() and self._split(group_id, len(rows)):
+        # Sized for the gas target by capacity(); split only what would not fit a block.
+        if estimate > block_limit * 9 // 10 and self._split(group_id, len(rows)):
             return 0
         pause = self._pause_reason(gas)
         if pause is not None:

@@ -37,11 +37,13 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, 
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from registry.access_log import FILE_NAME as ACCESS_LOG_FILE
-from registry.access_log import AccessLog, AccessLogMiddleware, ASGIApp, Message, Receive, Scope, Send
+from registry.access_log import AccessLog, AccessLogMiddleware, ASGIApp, Message, Receive, Scope, Send, client_ip
 from registry.authorization import MAX_GROUP_ID, Decision, Reason, json_integer
 from registry.batcher import FAILURE_KINDS
 from registry.ledger.errors import LedgerError
+from registry.rate_limit import RateLimitMiddleware, bearer_exempt, registry_limiter, registry_route_class, retry_after
 from registry.settings import Settings
+from registry.traffic_metrics import RefusalMetricsMiddleware, TrafficMetrics
 from zk import strict_json
 from zk.field import Q, R, FieldError, parse_decimal
 
@@ -327,6 +329,7 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         404: "Unknown group, member or root (`unknown_group`, `not_member`, `unknown_root`).",
         409: "Conflict (`duplicate`; `pending`: registered, not yet on chain; `admission_used`, `invite_used`: the credential was used).",
         413: "Request body larger than the limit (`too_large`).",
+        429: "Too many requests from this client address (`rate_limited`); `Retry-After` says when to come back.",
         422: "Invalid input: `malformed`, `invalid_commitment`.",
         502: "The ledger refused or failed the operation (`ledger_error`).",
         503: "The ledger cannot be reached (`ledger_unavailable`).",
@@ -704,6 +707,8 @@ def create_app(service: RegistryService, settings: Settings) -> FastAPI:
 
     access_log = AccessLog(settings.data_dir / ACCESS_LOG_FILE, settings.access_log_hours)
     metrics = Metrics(service)
+    limiter = registry_limiter(settings)  # per-IP limits (registry/rate_limit.py, docs/api.md)
+    traffic = TrafficMetrics(metrics.registry, service, limiter, settings.spend_per_hour)
     token = settings.operator_token.get_secret_value() if settings.operator_token is not None else None
     bearer = HTTPBearer(auto_error=False, description="Operator token (`ZKID_OPERATOR_TOKEN` of the registry).")
 
@@ -727,6 +732,8 @@ def create_app(service: RegistryService, settings: Settings) -> FastAPI:
             "The registry logs connection time and client IP only (see docs/api.md)."
         ),
         lifespan=lifespan,
+        # Every route is under the per-IP limits (docs/api.md "Limits per client IP").
+        responses=_errors(429),
     )
     app.router.route_class = StrictJsonRoute  # every route below parses its body strictly
     fastapi_openapi = app.openapi
@@ -738,6 +745,7 @@ def create_app(service: RegistryService, settings: Settings) -> FastAPI:
     app.openapi = openapi  # type: ignore[method-assign]
     app.state.access_log = access_log
     app.state.metrics = metrics
+    app.state.rate_limiter = limiter
     app.state.service = service
 
     # A body limit per route, each sized to the route's documented maximum; the rest
@@ -759,9 +767,12 @@ def create_app(service: RegistryService, settings: Settings) -> FastAPI:
                 return members_limit
         return settings.max_body_bytes
 
-    # Outermost first at run time: connection log, metrics, error guard, body limit.
+    # Outermost first at run time: connection log, metrics, refusal counts, per-IP limit
+    # (before any body is read), error guard, body limit.
     app.add_middleware(BodyLimitMiddleware, limit=body_limit)
     app.add_middleware(ErrorGuardMiddleware)
+    app.add_middleware(RateLimitMiddleware, limiter=limiter, classify=registry_route_class, exempt=bearer_exempt(token))
+    app.add_middleware(RefusalMetricsMiddleware, metrics=traffic)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(AccessLogMiddleware, log=access_log)
 
@@ -876,13 +887,24 @@ def create_app(service: RegistryService, settings: Settings) -> FastAPI:
         tags=["members"],
         summary="Register commitments under the group's admission policy (durably queued, then anchored in batches)",
     )
-    def register(group_id: GroupId, body: RegisterRequest, as_operator: bool = Depends(maybe_operator)) -> JSONResponse:  # noqa: B008
+    def register(
+        group_id: GroupId, body: RegisterRequest, request: Request, as_operator: bool = Depends(maybe_operator)  # noqa: B008
+    ) -> JSONResponse:
         values = [_commitment(c, f"commitments[{i}]") for i, c in enumerate(body.commitments)]
+        if not as_operator:
+            # Counted per commitment: the request paid one token in RateLimitMiddleware.
+            wait = limiter.take("registration", client_ip(request.scope), len(values), paid=1)
+            if wait == float("inf"):
+                burst = limiter.burst("registration")
+                raise ApiError(413, "too_large", f"more than {burst} commitments from one client at once")
+            if wait > 0:
+                raise ApiError(429, "rate_limited", "too many registrations from this address", {"Retry-After": retry_after(wait)})
         if as_operator:  # the operator (an account service writing an admission group) bypasses the policy
             statuses = service.register(group_id, values)
         else:
             proof = None if body.admission_proof is None else body.admission_proof.model_dump()
             statuses = service.admit(group_id, values, admission_proof=proof, invite=body.invite)
+        traffic.registrations.inc(len(statuses))
         return JSONResponse({"members": [s.to_json() for s in statuses]}, status_code=202)
 
     @app.get(

@@ -73,6 +73,19 @@ class Settings(BaseSettings):
         description="Reverse proxies (IP or CIDR) whose X-Forwarded-For is believed (env: comma-separated); empty = none.",
     )
     access_log_hours: int = Field(72, ge=1, le=72, description="Connection log retention (hours, at most 72).")
+    # Per-client-IP token buckets (registry/rate_limit.py, docs/api.md "Limits per client IP").
+    ip_rate_registration: float = Field(1.0, gt=0, le=1e9, description="Commitments per minute one client IP may register (sustained).")
+    ip_burst_registration: int = Field(1000, ge=1, description="Commitments one client IP may register at once (bucket size).")
+    ip_rate_authorization: float = Field(120.0, gt=0, le=1e9, description="POST /v1/authorize per minute per client IP.")
+    ip_burst_authorization: int = Field(300, ge=1, description="POST /v1/authorize at once per client IP.")
+    ip_rate_reads: float = Field(600.0, gt=0, le=1e9, description="Other requests (reads, health, metrics) per minute per client IP.")
+    ip_burst_reads: int = Field(600, ge=1, description="Other requests at once per client IP.")
+    ip_rate_evidence: float = Field(600.0, gt=0, le=1e9, description="Evidence-log requests per minute per client IP.")
+    ip_burst_evidence: int = Field(600, ge=1, description="Evidence-log requests at once per client IP.")
+    ip_limit_exempt: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Client networks (IP or CIDR) without per-IP limits, e.g. relays authorizing here (env: comma-separated).",
+    )
 
     @field_validator("data_dir", mode="after")
     @classmethod
@@ -86,7 +99,7 @@ class Settings(BaseSettings):
             return [part for part in value.replace(",", " ").split() if part]
         return value
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("trusted_proxies", "ip_limit_exempt", mode="before")
     @classmethod
     def _split_proxies(cls, value: Any) -> Any:
         if isinstance(value, str):  # ZKID_TRUSTED_PROXIES="10.0.0.1,10.1.0.0/16"
@@ -99,6 +112,16 @@ class Settings(BaseSettings):
         from registry.access_log import trusted_proxy
 
         return sorted({trusted_proxy(v) for v in value})
+
+    @field_validator("ip_limit_exempt", mode="after")
+    @classmethod
+    def _check_exempt(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        try:
+            return sorted({str(ipaddress.ip_network(v.strip(), strict=False)) for v in value})
+        except ValueError:
+            raise ValueError("ip_limit_exempt takes IP addresses or networks (CIDR)") from None
 
     @field_validator("relay_keys", mode="after")
     @classmethod

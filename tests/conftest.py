@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# Every test client (and every relay authorizing through a test registry) talks from
+# loopback: one address for thousands of requests. The per-IP limits (registry/rate_limit.py)
+# are exempted for it here, in-process and in the `zkid up` subprocesses (they inherit the
+# environment); the tests of the limits turn this off (ip_limit_exempt=[] /
+# ZKID_IP_LIMIT_EXEMPT="").
+os.environ.setdefault("ZKID_IP_LIMIT_EXEMPT", "127.0.0.0/8,::1")
 
 # The real-Anvil fixtures (one node per xdist worker), shared by ledger and registry tests.
 pytest_plugins = ["tests.fixtures.anvil"]

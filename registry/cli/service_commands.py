@@ -71,8 +71,10 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 def register(app: typer.Typer) -> None:
     """Attach the service and client commands to ``zkid`` (and ``create`` to ``zkid group``)."""
+    from registry.cli import admission_commands
     from registry.cli.zk_commands import group_app
 
+    admission_commands.register(app)
     app.command("up")(up)
     app.command("serve")(serve)
     app.command("reindex")(reindex)
@@ -170,8 +172,11 @@ class _StopSignals:
                 signal.signal(s, handler)
 
 
-def _run(settings: Settings, ledger_info: str, signals: _StopSignals) -> None:
-    """Open the service, start its threads, serve HTTP until a stop signal, stop in order."""
+def _run(settings: Settings, ledger_info: str, signals: _StopSignals, *, local: bool = False) -> None:
+    """Open the service, start its threads, serve HTTP until a stop signal, stop in order.
+
+    ``local`` (`zkid up`): the deployment's group 0 is ``open`` unless the operator set a
+    policy (docs/admission.md), and the start-up lines say so."""
     import uvicorn
 
     from registry.access_log import proxy_options
@@ -218,6 +223,17 @@ def _run(settings: Settings, ledger_info: str, signals: _StopSignals) -> None:
         typer.echo(f"registry: http://{shown}:{port}  (API /v1, OpenAPI /docs, metrics /metrics)")
         typer.echo(f"ledger:   {ledger_info}")
         typer.echo(f"data:     {settings.data_dir}  region: {settings.region}")
+        if local:
+            record = service.open_default_group()
+            if record.policy == "open":
+                typer.echo(
+                    f"admission: group {record.group_id} is open (the local default: anyone may register, "
+                    "bounded by the per-IP limits); set a policy with `zkid admission set`"
+                )
+            else:
+                from registry.cli.admission_commands import describe
+
+                typer.echo(f"admission: group {record.group_id}: {describe(record.to_json())}")
         admission = getattr(app.state, "evidence_admission", None)
         if admission is not None:
             trusted = admission.trusted()
@@ -295,7 +311,7 @@ def up(
                 verb = "deployed" if deployment.created else "using deployment"
                 typer.echo(f"{verb}: chain {deployment.manifest.chain_id}, registry {deployment.manifest.address('ZkIdRegistry')}")
                 info = f"{status.rpc_url} ({'started' if started else 'already running'}, pid {status.pid})"
-                _run(settings.model_copy(update={"rpc_url": status.rpc_url}), info, signals)
+                _run(settings.model_copy(update={"rpc_url": status.rpc_url}), info, signals, local=True)
         finally:
             if started:
                 ledger.down()
@@ -448,13 +464,23 @@ def _show_member(data: dict[str, Any]) -> str:
 def group_create(
     url: Url = None,
     root_window: Annotated[Optional[int], typer.Option("--root-window", help="Seconds a superseded root stays valid (default: the deployment's).", min=0, show_default=False)] = None,
+    policy: Annotated[Optional[str], typer.Option("--policy", help="Admission policy: zk, invite, open or closed (default: zk with the registry's admission group, if configured).", show_default=False)] = None,
+    admission_group: Annotated[Optional[int], typer.Option("--admission-group", help="Policy zk: the admission group (checked persons).", min=0, show_default=False)] = None,
+    round_: Annotated[Optional[int], typer.Option("--round", help="Policy zk: the admission round.", min=0, show_default=False)] = None,
+    send: Annotated[Optional[bool], typer.Option("--send/--no-send", help="A send group (default: yes, no for closed).", show_default=False)] = None,
     as_json: AsJson = False,
 ) -> None:
     """Create a group on a running registry (operator; token from $ZKID_OPERATOR_TOKEN)."""
+    from registry.cli.admission_commands import policy_body
+
     token = os.environ.get(TOKEN_ENV)
     if not token:
         fail(f"set ${TOKEN_ENV} to the registry's operator token")
-    body = {} if root_window is None else {"root_window": root_window}
+    body: dict[str, Any] = {} if root_window is None else {"root_window": root_window}
+    admission = policy_body(policy, admission_group, round_, send)
+    if admission:
+        admission.setdefault("policy", "zk")
+        body["admission"] = admission
     response = _request(
         "POST", f"{_url(url)}/v1/groups", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=180.0
     )
@@ -464,7 +490,9 @@ def group_create(
     if as_json:
         print_json(data)
     else:
-        typer.echo(f"group {data['group_id']} created (root window {data.get('root_window')} s)")
+        from registry.cli.admission_commands import describe
+
+        typer.echo(f"group {data['group_id']} created (root window {data.get('root_window')} s; {describe(data.get('admission'))})")
 
 
 def register_member(
@@ -474,22 +502,51 @@ def register_member(
     identity: Annotated[Optional[Path], typer.Option("--identity", help="Register this identity file's commitment.", show_default=False)] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait until the commitment is on chain.")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds --wait waits at most.", min=0)] = 300.0,
+    invite: Annotated[Optional[str], typer.Option("--invite", help="Invite code (groups with policy invite).", show_default=False)] = None,
+    admission_identity: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--admission-identity",
+            help="Admission identity file (policy zk): prove membership in the admission group, anonymously "
+            "(passphrase: $ZKID_ADMISSION_PASSPHRASE, else $ZKID_PASSPHRASE).",
+            show_default=False,
+        ),
+    ] = None,
+    admission_group: Annotated[
+        Optional[int], typer.Option("--admission-group", help="With --admission-identity: the admission group it belongs to.", min=0, show_default=False)
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
-    """Register a commitment in a group (accepted at once, anchored on chain in a batch)."""
+    """Register a commitment in a group (accepted at once, anchored on chain in a batch).
+
+    The group's admission policy decides what is needed: nothing (open), --invite CODE
+    (invite), or --admission-identity FILE --admission-group A (zk: an anonymous proof
+    that the holder was checked, one registration per round; docs/admission.md)."""
     value = _commitment_arg(commitment, identity)
     base = _url(url)
-    response = _request("POST", f"{base}/v1/groups/{group}/members", json={"commitments": [value]})
+    body: dict[str, Any] = {"commitments": [value]}
+    if invite is not None and admission_identity is not None:
+        fail("give --invite or --admission-identity, not both")
+    if admission_group is not None and admission_identity is None:
+        fail("--admission-group goes with --admission-identity")
+    if invite is not None:
+        body["invite"] = invite
+    if admission_identity is not None:
+        if admission_group is None:
+            fail("--admission-identity needs --admission-group (the admission group it belongs to)")
+        body["admission_proof"] = _admission_proof(base, group, int(value), admission_identity, admission_group)
+    response = _request("POST", f"{base}/v1/groups/{group}/members", json=body)
     if response.status_code != 202:
         _api_fail(response)
     data = _body(response)["members"][0]
     if wait:
         deadline = time.monotonic() + timeout
-        while data.get("status") == "pending":
+        # On chain and indexed (the index gives the leaf index a Merkle proof needs).
+        while data.get("status") == "pending" or (data.get("status") != "refused" and data.get("index") is None):
             if time.monotonic() > deadline:
                 if as_json:
                     print_json(data)
-                fail(f"still pending after {timeout:.0f} s", EXIT_INVALID)
+                fail(f"still {data.get('status')} (not indexed) after {timeout:.0f} s", EXIT_INVALID)
             time.sleep(0.5)
             polled = _request("GET", f"{base}/v1/groups/{group}/members/{value}")
             if polled.status_code != 200:
@@ -501,6 +558,46 @@ def register_member(
         fail(f"the ledger refused the registration for good: {data.get('reason', 'refused')}", EXIT_INVALID)
     if not as_json:
         typer.echo(f"accepted: {_show_member(data)}")
+
+
+def _admission_proof(base: str, group: int, commitment: int, path: Path, admission_group: int) -> dict[str, Any]:
+    """Prove, for ``zkid register --admission-identity``, membership in the admission group
+    over ``message = commitment`` and the group's current admission round."""
+    from zk.identity_file import decrypt_identity
+    from zk.tree import MerkleProof
+
+    from registry.cli._common import passphrase
+    from registry.client import build_admission_proof
+
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror or exc}")
+    env = "ZKID_ADMISSION_PASSPHRASE" if "ZKID_ADMISSION_PASSPHRASE" in os.environ else "ZKID_PASSPHRASE"
+    try:
+        who = decrypt_identity(blob, passphrase(confirm=False, env=env))
+    except ValueError as exc:
+        fail(f"{path}: {exc}")
+    response = _request("GET", f"{base}/v1/groups/{group}")
+    if response.status_code != 200:
+        _api_fail(response, EXIT_USAGE)
+    admission = _body(response).get("admission")
+    if not isinstance(admission, dict) or admission.get("policy") != "zk":
+        fail(f"group {group} does not admit with admission proofs (its policy: {(admission or {}).get('policy', 'none')})")
+    if admission.get("admission_group") != admission_group:
+        fail(f"group {group}'s admission group is {admission.get('admission_group')}, not {admission_group}")
+    response = _request("GET", f"{base}/v1/groups/{admission_group}/proofs/{who.commitment}")
+    if response.status_code != 200:
+        _api_fail(response)
+    try:
+        merkle = MerkleProof.from_json(_body(response)["merkle_proof"])
+    except (KeyError, TypeError, ValueError) as exc:
+        fail(f"the registry sent an unusable Merkle proof: {exc}")
+    try:
+        proof = build_admission_proof(who, merkle, group, int(admission["round"]), commitment)
+    except ValueError as exc:
+        fail(f"cannot prove admission: {exc}")
+    return proof.to_dict()
 
 
 def member_status(

@@ -451,7 +451,10 @@ class LocalLedger:
         self.pid_file.unlink(missing_ok=True)
         binary = anvil_binary()
         if port_in_use(self.port, self.host):
-            raise AnvilError(f"port {self.port} on {self.host} is already in use (choose another with --port)")
+            raise AnvilError(
+                f"ledger port {self.port} on {self.host} is already in use (choose another:"
+                " --ledger-port or ZKID_LEDGER_PORT for `zkid up`, --port for `zkid ledger up`)"
+            )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         existing = self._prepare_state()
         args = [

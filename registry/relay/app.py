@@ -23,7 +23,6 @@ import json
 import logging
 import re
 import sqlite3
-import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -39,12 +38,13 @@ import requests
 from web3 import Web3
 from web3.exceptions import Web3Exception
 
-from registry.access_log import AccessLog, AccessLogMiddleware, client_ip
+from registry.access_log import AccessLog, AccessLogMiddleware
 from registry.authorization import MAX_GROUP_ID, Decision, Reason, SqliteNullifierStore, parse_group_id
 from registry.http import BodyLimitMiddleware
 from registry.ledger.deploy import Manifest
 from registry.ledger.errors import LedgerError
 from registry.ledger.registry_contract import RegistryContract
+from registry.rate_limit import IpRateLimiter, RateLimitMiddleware, RouteLimit
 from registry.relay.evidence import EvidenceEmitter, load_relay_key
 from registry.relay.store import DIR_NAME, FILE_NAME, BlobStore, MailboxConflict, WrongCapability
 from registry.sqlite import RESTORE_FIX, StoreError, StoreManifest
@@ -142,43 +142,17 @@ class RelaySettings:
             raise ValueError("region must match [a-z0-9][a-z0-9-]{0,31}")
 
 
-class RateLimiter:
-    """At most ``limit`` requests per client IP per fixed ``window`` (in memory)."""
-
-    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit = limit
-        self.window = window
-        self._clock = clock
-        self._counts: dict[str, tuple[float, int]] = {}
-        self._lock = threading.Lock()
-
-    def allow(self, ip: str) -> tuple[bool, float]:
-        now = self._clock()
-        with self._lock:
-            if len(self._counts) > 100_000:  # bounded memory: forget windows that ended
-                self._counts = {k: v for k, v in self._counts.items() if now - v[0] < self.window}
-            start, count = self._counts.get(ip, (now, 0))
-            if now - start >= self.window:
-                start, count = now, 0
-            if count >= self.limit:
-                return False, self.window - (now - start)
-            self._counts[ip] = (start, count + 1)
-            return True, 0.0
+def relay_route_class(scope: Any) -> str:
+    """The relay's route classes: ``send`` (POST /v1/blobs: an authorization each) and
+    ``reads`` (pickups, acks, health), each with its own bucket (docs/relay.md)."""
+    return "send" if scope.get("method") == "POST" and scope.get("path") == "/v1/blobs" else "reads"
 
 
-class RateLimitMiddleware:
-    def __init__(self, app: Any, limiter: RateLimiter) -> None:
-        self.app = app
-        self.limiter = limiter
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope.get("type") == "http":
-            allowed, retry = self.limiter.allow(client_ip(scope) or "?")
-            if not allowed:
-                response = _error(429, "rate_limited", "too many requests", {"Retry-After": str(max(1, int(retry + 0.999)))})
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+def relay_limiter(settings: RelaySettings) -> IpRateLimiter:
+    """``rate_limit`` requests per ``rate_window`` seconds per client IP and class, at most
+    ``rate_limit`` at once; entries live at most as long as the connection log's rows."""
+    limit = RouteLimit(settings.rate_limit * 60.0 / settings.rate_window, settings.rate_limit)
+    return IpRateLimiter({"send": limit, "reads": limit}, max_idle=settings.access_log_hours * 3600)
 
 
 class ApiError(Exception):
@@ -514,6 +488,8 @@ def create_relay_app(
         return min(settings.max_body_bytes, SMALL_BODY)
 
     app.add_middleware(BodyLimitMiddleware, limit=body_limit)
-    app.add_middleware(RateLimitMiddleware, limiter=RateLimiter(settings.rate_limit, settings.rate_window))
+    limiter = relay_limiter(settings)  # registry/rate_limit.py, as the registry's
+    app.state.rate_limiter = limiter
+    app.add_middleware(RateLimitMiddleware, limiter=limiter, classify=relay_route_class)
     app.add_middleware(AccessLogMiddleware, log=relay.access_log)
     return app

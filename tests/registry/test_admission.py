@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,10 +23,11 @@ from registry.ledger.registry_contract import RegistryContract
 from registry.ledger.tx import Transactor
 from registry.relay_auth import LocalAuthorizer
 from tests.jsbridge import node_available, run_js
-from tests.registry.http_support import OPERATOR_TOKEN, Registry, running_registry
+from tests.registry.http_support import OPERATOR_TOKEN, Registry, running_registry, zkid_command
 from tests.registry.relay.support import running_relay
 from zk.admission_scope import AdmissionScope
 from zk.identity import Identity
+from zk.identity_file import encrypt_identity
 from zk.proof import generate_proof
 from zk.relay_scope import RelayScope, blob_message, epoch_at
 from zk.tree import LeanIMT, MerkleProof
@@ -312,3 +316,86 @@ def test_only_the_operators_groups_authorize_sends(
             }
             _error(client.post("/v1/blobs", json=body), 403, "group_not_served")
         assert relay.store.count() == 0
+
+
+# ------------------------------------------------------------------ the command line
+
+PASSPHRASE = "admission cli passphrase"
+
+
+def _zkid(*args: str, token: bool = False) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ZKID_PASSPHRASE": PASSPHRASE}
+    env.pop("ZKID_ADMISSION_PASSPHRASE", None)
+    env.pop("ZKID_URL", None)
+    env.pop("ZKID_OPERATOR_TOKEN", None)
+    if token:
+        env["ZKID_OPERATOR_TOKEN"] = OPERATOR_TOKEN
+    return subprocess.run([*zkid_command(), *args], capture_output=True, text=True, env=env, timeout=300, check=False)
+
+
+def _identity_file(tmp_path: Path, name: str) -> tuple[Identity, Path]:
+    who = Identity(name)
+    path = tmp_path / f"{name}.id"
+    path.write_bytes(encrypt_identity(who, PASSPHRASE, scrypt_n=2**14))
+    return who, path
+
+
+def test_cli_admission_flow(registry: Registry, http: httpx.Client, tmp_path: Path) -> None:
+    url = registry.url
+    out = _zkid("group", "create", "--url", url, "--policy", "closed", "--json", token=True)
+    assert out.returncode == 0, out.stderr
+    group_a = json.loads(out.stdout)["group_id"]
+    out = _zkid("group", "create", "--url", url, "--policy", "zk", "--admission-group", str(group_a), token=True)
+    assert out.returncode == 0 and "policy zk (admission group" in out.stdout, out.stderr
+    group_g = int(out.stdout.split()[1])
+
+    # The account service (operator token) adds the checked person's admission commitment.
+    checked, admission_file = _identity_file(tmp_path, "cli-checked-person")
+    out = _zkid("register", "--url", url, "--group", str(group_a), str(checked.commitment), "--wait", "--timeout", "60")
+    assert out.returncode == 1 and "admission_required" in out.stderr  # not without the token
+    r = http.post(f"/v1/groups/{group_a}/members", json={"commitments": [str(checked.commitment)]}, headers=AUTH)
+    assert r.status_code == 202
+    registry.wait_included(group_a, [checked.commitment])
+
+    # The person registers a fresh ZK-ID, proving only "I was checked".
+    fresh, fresh_file = _identity_file(tmp_path, "cli-fresh-zkid")
+    args = ["register", "--url", url, "--group", str(group_g), "--identity", str(fresh_file)]
+    out = _zkid(*args, "--admission-identity", str(admission_file), "--admission-group", str(group_a), "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["status"] == "pending"
+    again, again_file = _identity_file(tmp_path, "cli-second-zkid")
+    out = _zkid("register", "--url", url, "--group", str(group_g), "--identity", str(again_file),
+                "--admission-identity", str(admission_file), "--admission-group", str(group_a))
+    assert out.returncode == 1 and "admission_used" in out.stderr, out.stderr
+    out = _zkid("register", "--url", url, "--group", str(group_g), "--identity", str(again_file),
+                "--admission-identity", str(admission_file), "--admission-group", str(group_g))
+    assert out.returncode == 2 and "admission group is" in out.stderr
+    out = _zkid("register", "--url", url, "--group", str(group_g), str(again.commitment), "--admission-group", "1")
+    assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].startswith("zkid: error:")
+
+    # A new round (operator) re-admits the person once.
+    out = _zkid("admission", "set", "--url", url, "--group", str(group_g), "--policy", "zk",
+                "--admission-group", str(group_a), "--round", "1", token=True)
+    assert out.returncode == 0 and "round 1" in out.stdout, out.stderr
+    out = _zkid("register", "--url", url, "--group", str(group_g), "--identity", str(again_file),
+                "--admission-identity", str(admission_file), "--admission-group", str(group_a))
+    assert out.returncode == 0, out.stderr
+
+    # Invites.
+    out = _zkid("group", "create", "--url", url, "--policy", "invite", "--json", token=True)
+    group_i = json.loads(out.stdout)["group_id"]
+    out = _zkid("admission", "invite", "create", "--url", url, "--group", str(group_i), "--count", "2", "--expires", "1h", token=True)
+    assert out.returncode == 0, out.stderr
+    codes = out.stdout.split()
+    assert len(codes) == 2
+    member = Identity("cli-invited").commitment
+    assert _zkid("register", "--url", url, "--group", str(group_i), str(member), "--invite", codes[0]).returncode == 0
+    out = _zkid("register", "--url", url, "--group", str(group_i), str(member + 1), "--invite", codes[0])
+    assert out.returncode == 1 and "invite_used" in out.stderr
+    for bad in ("yesterday", "0s"):
+        out = _zkid("admission", "invite", "create", "--url", url, "--group", str(group_i), "--expires", bad, token=True)
+        assert out.returncode == 2 and out.stderr.strip().startswith("zkid: error:"), out.stderr
+    out = _zkid("admission", "invite", "create", "--url", url, "--group", str(group_i), "--expires", "2000-01-01T00:00:00Z", token=True)
+    assert out.returncode == 2 and "past" in out.stderr
+    out = _zkid("admission", "invite", "create", "--url", url, "--group", str(group_i))
+    assert out.returncode == 2 and "ZKID_OPERATOR_TOKEN" in out.stderr

@@ -71,24 +71,31 @@ def test_evidence_is_anchored_and_the_bundle_verifies(summary: dict[str, Any]) -
 
 
 def test_the_saved_bundle_verifies_with_the_cli_offline(ledger_run: tuple[subprocess.CompletedProcess[str], Path], summary: dict[str, Any]) -> None:
-    # The ledger is gone after the run: the offline checks of `zkid evidence verify` still pass.
+    # The ledger is gone after the run: without trust inputs `zkid evidence verify` refuses to
+    # call anything valid; with --no-trust-anchors the offline checks still pass, and the
+    # output says nothing was anchored in trust.
     _, data = ledger_run
     bundle = data / "bundle.json"
     assert Path(summary["bundle_file"]) == bundle and bundle.is_file()
-    out = subprocess.run(
+    refused = subprocess.run(
         [sys.executable, "-m", "registry.cli", "evidence", "verify", str(bundle), "--json"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert refused.returncode == 2 and "--no-trust-anchors" in refused.stderr
+    out = subprocess.run(
+        [sys.executable, "-m", "registry.cli", "evidence", "verify", str(bundle), "--no-trust-anchors", "--json"],
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert out.returncode == 0, out.stdout + out.stderr
     verdict = json.loads(out.stdout)
-    assert verdict["valid"] is True
+    assert verdict["passed"] is True and verdict["valid"] is False and verdict["anchoredInTrust"] is False
     # A tampered bundle is refused by the same command.
     doc = json.loads(bundle.read_text())
     doc["entries"][0]["record"]["region"] = "elsewhere"
     tampered = data / "tampered.json"
     tampered.write_text(json.dumps(doc))
     bad = subprocess.run(
-        [sys.executable, "-m", "registry.cli", "evidence", "verify", str(tampered), "--json"],
+        [sys.executable, "-m", "registry.cli", "evidence", "verify", str(tampered), "--no-trust-anchors", "--json"],
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert bad.returncode == 1, bad.stdout + bad.stderr

@@ -108,19 +108,20 @@ def test_bundle_over_http_verifies_with_cli_against_anvil(
 
     manifest = save_manifest(tmp_path / "deploy", deployed.manifest)
     vkey = log.verifier.vkey()
+    # The verifier's own trust inputs (docs/evidence.md, "Trust model").
+    trust = ["--rpc-url", anvil.rpc_url, "--manifest", str(manifest), "--log-key", vkey, "--trusted-relay", RELAY]
     for mode in ("anchored", "latest"):
         out = tmp_path / f"bundle-{mode}.json"
         r = zkid("evidence", "bundle", eid, "--url", url, "--out", str(out), "--checkpoint", mode)
         assert r.returncode == 0, r.stderr
-        assert verify_bundle(out.read_text(), vkey).valid
-        r = zkid("evidence", "verify", str(out), "--rpc-url", anvil.rpc_url, "--manifest", str(manifest),
-                 "--log-key", vkey, "--json")
+        assert verify_bundle(out.read_text(), vkey).passed
+        r = zkid("evidence", "verify", str(out), *trust, "--json")
         assert r.returncode == 0, r.stdout + r.stderr
         verdict = json.loads(r.stdout)
         statuses = {c["name"]: c["status"] for c in verdict["checks"]}
         assert verdict["valid"] and statuses.pop("acknowledgement") == "not_checked"
         assert set(statuses.values()) == {"ok"} and "anchor_on_ledger" in statuses
-    r = zkid("evidence", "verify", str(out), "--rpc-url", anvil.rpc_url, "--log-key", vkey)
+    r = zkid("evidence", "verify", str(out), *trust)
     assert r.returncode == 0 and r.stdout.startswith("VALID") and "timeline:" in r.stdout
 
     bundle = json.loads(out.read_text())
@@ -130,17 +131,17 @@ def test_bundle_over_http_verifies_with_cli_against_anvil(
     tampered = dict(bundle, entries=[dict(bundle["entries"][0], tlogProof="\n".join(lines))])
     bad = tmp_path / "tampered.json"
     bad.write_text(json.dumps(tampered))
-    r = zkid("evidence", "verify", str(bad), "--rpc-url", anvil.rpc_url, "--log-key", vkey, "--json")
+    r = zkid("evidence", "verify", str(bad), *trust, "--json")
     assert r.returncode == 1 and json.loads(r.stdout)["firstFailure"] == "inclusion_proof"
     # A forged anchor time passes every offline check; only the ledger catches it.
     forged = dict(bundle, anchor=dict(bundle["anchor"], blockTime=bundle["anchor"]["blockTime"] - 60))
     bad.write_text(json.dumps(forged))
-    assert zkid("evidence", "verify", str(bad), "--log-key", vkey).returncode == 0
-    r = zkid("evidence", "verify", str(bad), "--rpc-url", anvil.rpc_url, "--log-key", vkey)
+    assert zkid("evidence", "verify", str(bad), "--log-key", vkey, "--no-trust-anchors").returncode == 0
+    r = zkid("evidence", "verify", str(bad), *trust)
     assert r.returncode == 1 and r.stdout.startswith("INVALID: anchor_on_ledger")
     # Another log's key: the checkpoint signature fails.
     other = open_log(tmp_path / "other", log.origin).verifier.vkey()
-    r = zkid("evidence", "verify", str(out), "--log-key", other, "--json")
+    r = zkid("evidence", "verify", str(out), "--log-key", other, "--no-trust-anchors", "--json")
     assert r.returncode == 1 and json.loads(r.stdout)["firstFailure"] == "checkpoint_signature"
     # Unreadable input: exit 2.
     bad.write_text("{")

@@ -317,7 +317,7 @@ def test_authorize_and_replay(registry: Registry, client: httpx.Client, members:
     other = {**body, "blob_digest": _digest(b"another blob").hex()}
     assert _error(client.post("/v1/authorize", json=other), 403, "message_mismatch")["reason"] == "message_mismatch"
     _error(client.post("/v1/authorize", json={**body, "group_id": 987654}), 404, "unknown_group")
-    created = client.post("/v1/groups", json={}, headers=AUTH).json()["group_id"]
+    created = client.post("/v1/groups", json={"admission": {"policy": "open"}}, headers=AUTH).json()["group_id"]
     _error(client.post("/v1/authorize", json={**body, "group_id": created}), 403, "wrong_group")
 
 
@@ -346,7 +346,9 @@ def test_authorize_refusals(registry: Registry, client: httpx.Client, members: l
 def test_authorize_expired_root(registry: Registry, client: httpx.Client) -> None:
     """A superseded root is accepted within the group's window, refused after it."""
     window = 3600
-    group = client.post("/v1/groups", json={"root_window": window}, headers=AUTH).json()["group_id"]
+    group = client.post(
+        "/v1/groups", json={"root_window": window, "admission": {"policy": "open"}}, headers=AUTH
+    ).json()["group_id"]
     first, second = Identity("http-test-expiry-1"), Identity("http-test-expiry-2")
     assert client.post(f"/v1/groups/{group}/members", json={"commitments": [str(first.commitment)]}).status_code == 202
     registry.wait_included(group, [first.commitment])

@@ -101,7 +101,8 @@ def test_authorize_with_real_proofs(registry_settings: Settings, anvil: Any, cha
     service = RegistryService.open(settings, clock=clock)
     try:
         service.sync()
-        group = service.create_group(root_window=60)
+        service.open_default_group()  # group 0 a send group too, as `zkid up` makes it
+        group = service.create_group(root_window=60, admission={"policy": "open"})
         alice, bob, carol = identities(3, 40)
         service.register(group, [alice.commitment, bob.commitment])
         service.process_once(force=True)
