@@ -310,6 +310,7 @@ class _Scenario:
                 relays = [self._start_relay(stack, region, auth, anvil.rpc_url, registry_url, manifest) for region, auth in RELAYS]
             self.manifest = manifest
             self.service = service
+            self.registry_url = registry_url
             self.rpc_url = anvil.rpc_url
             self.w3 = anvil.w3
             return self._play(http, registry_url, relays)
@@ -351,15 +352,31 @@ class _Scenario:
         from registry.ledger.registry_contract import RegistryContract
 
         group_id = 0
+        with self.phase("admission"):
+            admission = self._admission(group_id)
         with self.phase("register"):
             identities = [Identity() for _ in range(self.n_clients)]
-            commitments = [str(i.commitment) for i in identities]
-            r = http.post(f"/v1/groups/{group_id}/members", json={"commitments": commitments})
-            if r.status_code != 202:
-                raise _DemoError(f"registration refused: HTTP {r.status_code} {r.text[:200]}")
-            self.say("clients", f"{self.n_clients} identities created; registered in one request (202, durable outbox)")
             api = RegistryClient(registry_url)
             try:
+                # Each client registers a fresh ZK-ID with an anonymous admission proof: "I
+                # am one of the checked persons" (docs/admission.md), nothing more.
+                for person, who in zip(admission["persons"], identities):
+                    started = time.perf_counter()
+                    api.register_admitted(group_id, who.commitment, person, admission_group=admission["group"])
+                    self.proofs += 1
+                    self.proof_seconds += time.perf_counter() - started
+                self.say("clients", f"{self.n_clients} fresh identities registered, each admitted by an anonymous proof (202, durable outbox)")
+                from registry.client import RegistryClientError
+
+                try:
+                    api.register_admitted(group_id, Identity().commitment, admission["persons"][0])
+                    reused = "accepted"
+                except RegistryClientError as exc:
+                    reused = exc.code
+                self.say("clients", f"the same person again, for a second ZK-ID in this round: refused ({reused})", "red")
+                self.check("admission_credential_used_once", reused == "admission_used")
+                admission_nullifiers = self.service.admission.nullifier_count()
+                self.check("one_admission_nullifier_per_registration", admission_nullifiers == self.n_clients)
                 first = api.wait_until_anchored(group_id, identities[0].commitment, timeout=120, interval=0.2)
                 statuses = [api.wait_until_anchored(group_id, i.commitment, timeout=60, interval=0.2) for i in identities]
             finally:
@@ -421,6 +438,13 @@ class _Scenario:
             "mode": "local-ledger",
             "clients": self.n_clients,
             "group_id": group_id,
+            "admission": {
+                "policy": "zk",
+                "admission_group": admission["group"],
+                "checked_persons": len(admission["persons"]),
+                "admitted": admission_nullifiers,
+                "second_registration": reused,
+            },
             "message_limit": limit,
             "relays": [{"region": r.region, "auth": r.auth} for r in relays],
             "sent": o.sent,
@@ -440,6 +464,27 @@ class _Scenario:
         }
         summary["ok"] = all(self.expect.values())
         return summary
+
+    def _admission(self, group_id: int) -> dict[str, Any]:
+        """The operator makes an admission group and gives ``group_id`` the ``zk`` policy;
+        an account service (here: the demo) checks one person per client and adds one
+        admission commitment each, through the operator's path."""
+        from zk.identity import Identity
+
+        from registry.admission import GroupAdmission
+        from registry.client import RegistryClient
+
+        service = self.service
+        group_a = service.create_group(admission={"policy": "closed"})
+        service.set_admission(GroupAdmission(group_id, "zk", admission_group=group_a))
+        self.say("operator", f"admission group {group_a} (closed: written by the account service only); group {group_id}: policy zk")
+        persons = [Identity() for _ in range(self.n_clients)]
+        service.register(group_a, [p.commitment for p in persons])
+        with RegistryClient(self.registry_url) as api:
+            for p in persons:
+                api.wait_until_anchored(group_a, p.commitment, timeout=120, interval=0.2)
+        self.say("accounts", f"{len(persons)} persons checked; one admission commitment each anchored in group {group_a}")
+        return {"group": group_a, "persons": persons}
 
     def _post(self, relay: _Relay, mailbox: _Mailbox, blob: bytes, group_id: int, proof: Any) -> Any:
         body = {

@@ -21,7 +21,6 @@ failed check is named), 2 unreadable input, unusable options or missing trust in
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any

@@ -26,7 +26,7 @@ def relay(
     keystore_password_env: Annotated[str, typer.Option("--keystore-password-env", help="Environment variable holding the keystore password.")] = "ZKID_RELAY_PASSWORD",
     retention_hours: Annotated[int, typer.Option("--retention-hours", min=1, help="Undelivered blobs are deleted after this.")] = 168,
     max_body_bytes: Annotated[int, typer.Option("--max-body-bytes", min=1024, help="Largest accepted request.")] = 1024 * 1024,
-    rate_limit: Annotated[int, typer.Option("--rate-limit", min=1, help="Requests per IP per minute.")] = 120,
+    rate_limit: Annotated[int, typer.Option("--rate-limit", min=1, help="Requests per client IP per minute, for sends and for reads each (token buckets holding this many).")] = 120,
     send_group: Annotated[
         Optional[list[int]],
         typer.Option(

@@ -515,6 +515,9 @@ def register_member(
     admission_group: Annotated[
         Optional[int], typer.Option("--admission-group", help="With --admission-identity: the admission group it belongs to.", min=0, show_default=False)
     ] = None,
+    as_operator: Annotated[
+        bool, typer.Option("--as-operator", help="Register as the operator (token from $ZKID_OPERATOR_TOKEN): bypasses the admission policy, e.g. to write an admission group.")
+    ] = False,
     as_json: AsJson = False,
 ) -> None:
     """Register a commitment in a group (accepted at once, anchored on chain in a batch).
@@ -535,7 +538,13 @@ def register_member(
         if admission_group is None:
             fail("--admission-identity needs --admission-group (the admission group it belongs to)")
         body["admission_proof"] = _admission_proof(base, group, int(value), admission_identity, admission_group)
-    response = _request("POST", f"{base}/v1/groups/{group}/members", json=body)
+    headers: dict[str, str] = {}
+    if as_operator:
+        token = os.environ.get(TOKEN_ENV)
+        if not token:
+            fail(f"--as-operator: set ${TOKEN_ENV} to the registry's operator token")
+        headers["Authorization"] = f"Bearer {token}"
+    response = _request("POST", f"{base}/v1/groups/{group}/members", json=body, headers=headers)
     if response.status_code != 202:
         _api_fail(response)
     data = _body(response)["members"][0]

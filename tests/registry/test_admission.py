@@ -353,8 +353,8 @@ def test_cli_admission_flow(registry: Registry, http: httpx.Client, tmp_path: Pa
     checked, admission_file = _identity_file(tmp_path, "cli-checked-person")
     out = _zkid("register", "--url", url, "--group", str(group_a), str(checked.commitment), "--wait", "--timeout", "60")
     assert out.returncode == 1 and "admission_required" in out.stderr  # not without the token
-    r = http.post(f"/v1/groups/{group_a}/members", json={"commitments": [str(checked.commitment)]}, headers=AUTH)
-    assert r.status_code == 202
+    out = _zkid("register", "--url", url, "--group", str(group_a), "--identity", str(admission_file), "--as-operator", "--wait", "--timeout", "60", token=True)
+    assert out.returncode == 0, out.stderr
     registry.wait_included(group_a, [checked.commitment])
 
     # The person registers a fresh ZK-ID, proving only "I was checked".
@@ -399,3 +399,63 @@ def test_cli_admission_flow(registry: Registry, http: httpx.Client, tmp_path: Pa
     assert out.returncode == 2 and "past" in out.stderr
     out = _zkid("admission", "invite", "create", "--url", url, "--group", str(group_i))
     assert out.returncode == 2 and "ZKID_OPERATOR_TOKEN" in out.stderr
+
+
+def test_admission_store_is_checked_at_start(registry_settings: Any) -> None:
+    """admission.sqlite is a durable store: once created, a lost or emptied one stops the
+    registry from starting (spent admission credentials would register again)."""
+    from registry.service import RegistryService
+    from registry.sqlite import StoreError
+
+    service = RegistryService.open(registry_settings)
+    service.sync()
+    assert service.open_default_group().policy == "open"
+    service.close()
+    store = registry_settings.data_dir / "admission.sqlite"
+    assert "admission.sqlite" in json.loads((registry_settings.data_dir / "stores.json").read_text())["stores"]
+    good = store.read_bytes()
+    for damage in (store.unlink, lambda: store.write_bytes(b"")):
+        damage()
+        with pytest.raises(StoreError) as refused:
+            RegistryService.open(registry_settings)
+        assert "admission.sqlite" in str(refused.value) and "restore it from a backup" in str(refused.value)
+        store.write_bytes(good)
+    reopened = RegistryService.open(registry_settings)
+    try:
+        assert reopened.admission_info(0) is not None and reopened.admission_info(0).policy == "open"  # type: ignore[union-attr]
+    finally:
+        reopened.close()
+
+
+def test_zkid_up_opens_group_0_and_says_so(tmp_path: Path) -> None:
+    """`open` is the default only for `zkid up`'s local group 0, printed on start; a
+    policy the operator set instead survives a restart."""
+    import signal
+
+    from registry.ledger.anvil import LocalLedger, free_port
+    from tests.registry.test_e2e_faults import TOKEN, start_up
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    ledger_port = free_port()
+    try:
+        up = start_up(data_dir, free_port(), ledger_port)
+        try:
+            assert "admission: group 0 is open" in up.log.read_text()
+            with httpx.Client(base_url=up.url, timeout=60) as client:
+                assert client.get("/v1/groups/0").json()["admission"]["policy"] == "open"
+                assert _register(client, 0, Identity("up-open").commitment).status_code == 202
+                r = client.put("/v1/groups/0/admission", json={"policy": "invite"}, headers={"Authorization": f"Bearer {TOKEN}"})
+                assert r.status_code == 200, r.text
+        finally:
+            assert up.stop(signal.SIGINT) == 0
+        up = start_up(data_dir, free_port(), ledger_port)
+        try:
+            text = up.log.read_text()
+            assert "admission: group 0: policy invite" in text and "is open" not in text
+            with httpx.Client(base_url=up.url, timeout=60) as client:
+                _error(_register(client, 0, Identity("up-closed").commitment), 403, "admission_required")
+        finally:
+            assert up.stop(signal.SIGINT) == 0
+    finally:
+        LocalLedger(data_dir).down()

@@ -43,6 +43,15 @@ def test_every_expectation_holds(summary: dict[str, Any]) -> None:
     assert [r["region"] for r in summary["relays"]] == ["us-east", "eu-west", "ap-southeast"]
 
 
+def test_clients_are_admitted_anonymously(summary: dict[str, Any]) -> None:
+    """Every client's ZK-ID went through the zk admission policy (docs/admission.md): one
+    admission credential per checked person, a second registration refused."""
+    admission = summary["admission"]
+    assert admission["policy"] == "zk" and admission["admission_group"] != summary["group_id"]
+    assert admission["checked_persons"] == admission["admitted"] == summary["clients"]
+    assert admission["second_registration"] == "admission_used"
+
+
 def test_every_refusal_is_for_the_right_reason(summary: dict[str, Any]) -> None:
     assert set(summary["refused"]) == set(REASONS)
     assert all(summary["refused"][r] >= 1 for r in REASONS)

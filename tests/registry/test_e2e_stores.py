@@ -35,7 +35,7 @@ from zk.tree import MerkleProof
 # Epochs far longer than the test: the spent proof stays in an acceptable epoch, so a
 # second acceptance could only come from a forgotten nullifier.
 ENV = {"ZKID_EPOCH_LENGTH": str(10**8)}
-DURABLE = ("outbox.sqlite", "nullifiers.sqlite", "evidence.sqlite")
+DURABLE = ("outbox.sqlite", "nullifiers.sqlite", "evidence.sqlite", "admission.sqlite")
 
 
 def _authorization(url: str, who: Identity) -> dict[str, Any]:

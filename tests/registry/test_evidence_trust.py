@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 from eth_account import Account
+from typer.testing import CliRunner
 
+from registry.cli.evidence_commands import register
 from registry.evidence_log import EvidenceLog
 from registry.ledger.anchor_contract import AnchorContract, log_id
 from registry.ledger.artifacts import load_artifact
@@ -40,6 +43,15 @@ RECORDS = make_records(6)
 def zkid(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", CLI_SNIPPET, "evidence", "verify", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
+
+
+def zkid_inproc(*args: str) -> subprocess.CompletedProcess[str]:
+    """The same command through Typer's runner (for option errors: no process start-up)."""
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    register(app)
+    result = CliRunner().invoke(app, ["evidence", "verify", *args])
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
 
 
 def anchor_on(contract: AnchorContract, log: EvidenceLog, size: int, root: bytes) -> Anchor:
@@ -219,7 +231,7 @@ def test_an_acknowledgement_from_an_unknown_group_is_not_valid(
              *s.trust("--trusted-group", str(trusted)))
     assert r.returncode == 0, r.stdout + r.stderr
     # An acknowledgement without trusted groups: a missing trust input.
-    r = zkid(path, *s.trust())
+    r = zkid_inproc(path, *s.trust())
     assert r.returncode == 2 and "groups for the acknowledgement (--trusted-group)" in r.stderr
 
 
@@ -235,7 +247,7 @@ def test_missing_trust_inputs_fail_unless_explicitly_waived(setup: Setup) -> Non
         assert need in line
     # One input missing is enough to refuse.
     everything_but_relays = ["--manifest", str(s.manifest), "--rpc-url", s.rpc_url, "--log-key", s.vkey]
-    r = zkid(path, *everything_but_relays)
+    r = zkid_inproc(path, *everything_but_relays)
     assert r.returncode == 2 and "relay keys (--trusted-relay)" in r.stderr and "log key" not in r.stderr
     # Waived explicitly: the checks run, and the output says nothing was anchored in trust.
     r = zkid(path, "--no-trust-anchors")
@@ -270,13 +282,13 @@ def test_trust_file_and_bad_trust_inputs(setup: Setup, deployed: Any) -> None:
     assert verdict["valid"] and verdict["trust"]["anchorContract"]["source"].startswith(f"trust file {trust}")
     # A trust file naming another contract than the manifest: refused before any check.
     trust.write_text(json.dumps({"chainId": CHAIN_ID, "anchorContract": deployed.registry.address}))
-    r = zkid(path, "--trust", str(trust), *s.trust())
+    r = zkid_inproc(path, "--trust", str(trust), *s.trust())
     assert r.returncode == 2 and "the anchor contract differs" in r.stderr
     for bad in ({"relayKeys": ["0x1234"]}, {"chainId": CHAIN_ID}, {"unknown": 1}, {"groups": [-1]}, []):
         trust.write_text(json.dumps(bad))
-        r = zkid(path, "--trust", str(trust), "--no-trust-anchors")
+        r = zkid_inproc(path, "--trust", str(trust), "--no-trust-anchors")
         assert r.returncode == 2 and r.stdout == "" and len(r.stderr.strip().splitlines()) == 1, (bad, r.stderr)
-    r = zkid(path, *s.trust("--trusted-relay", "not-an-address"))
+    r = zkid_inproc(path, *s.trust("--trusted-relay", "not-an-address"))
     assert r.returncode == 2 and "--trusted-relay" in r.stderr
     # The node must be on the trusted chain: a manifest for another chain fails the ledger checks.
     other_chain = json.loads(s.manifest.read_text())
