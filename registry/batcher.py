@@ -492,7 +492,7 @@ class Batcher:
 
     _last_fee_cap = 0
     _pause_checked = 0.0
-    _was_paused: str | None = None
+    _new_pause: str | None = None
 
     def _pause_reason(self, gas: int) -> str | None:
         """Why a batch of ``gas`` must not be sent now, or None: the fee per gas above the
@@ -513,50 +513,57 @@ class Batcher:
         return None
 
     def _pause(self, reason: str) -> None:
-        if self.stats.paused != reason and self._was_paused != reason:
-            self.stats.failures[reason] += 1
-            log.warning("batcher paused: %s (registrations are still accepted)", reason)
-        self.stats.paused = reason
-
-    # ------------------------------------------------------------------ sending
+        """Hold every send this pass (decided in :meth:`send_due`, published at its end)."""
+        if self._new_pause is None:
+            self._new_pause = reason
 
     def send_due(self, force: bool = False) -> int:
         """Send every due batch (all pending rows if ``force``); returns members sent."""
         with self.lock:
-            now = self.clock()
-            total = 0
-            was_paused = self._was_paused = self.stats.paused
+            was_paused = self.stats.paused
             if was_paused is not None and time.monotonic() < self._pause_checked + PAUSE_RECHECK:
                 return 0
             self._pause_checked = time.monotonic()
-            self.stats.paused = None  # set again by the first batch that must wait
-            if self.max_fee_per_gas is not None and self.outbox.pending_groups():
-                assert self.registry.tx is not None
-                if self.registry.tx.fee_quote()[0] > self.max_fee_per_gas:
-                    self._pause("fee_above_ceiling")
-                    return 0
-            for group_id, count, oldest in self.outbox.pending_groups():
-                if not force and count < self.batch_size and now - oldest < self.batch_interval:
-                    continue
-                if not force and self._deferred(group_id):
-                    continue
-                while True:
-                    capacity = self._capacity(group_id)
-                    rows = self.outbox.take_pending(group_id, capacity)
-                    if not rows:
-                        break
-                    full = len(rows) >= min(self.batch_size, capacity)
-                    if not (force or full or now - rows[0].created_at >= self.batch_interval):
-                        break
-                    sent = self._send_batch(group_id, rows)
-                    if sent < 0:
-                        break  # this group waits (deferred or paused); the others go on
-                    total += sent
-                if self.stats.paused is not None:
-                    break  # a pause holds for every group
-            if was_paused is not None and self.stats.paused is None:
-                log.info("batcher resumed after %s", was_paused)
-            return total
+            self._new_pause = None
+            try:
+                return self._send_due(force)
+            finally:
+                # Published once decided: health never sees a pause flicker off mid-pass.
+                paused = self.stats.paused = self._new_pause
+                if paused is not None and paused != was_paused:
+                    self.stats.failures[paused] += 1
+                    log.warning("batcher paused: %s (registrations are still accepted)", paused)
+                elif was_paused is not None and paused is None:
+                    log.info("batcher resumed after %s", was_paused)
+
+    def _send_due(self, force: bool) -> int:
+        now = self.clock()
+        total = 0
+        if self.max_fee_per_gas is not None and self.outbox.pending_groups():
+            assert self.registry.tx is not None
+            if self.registry.tx.fee_quote()[0] > self.max_fee_per_gas:
+                self._pause("fee_above_ceiling")
+                return 0
+        for group_id, count, oldest in self.outbox.pending_groups():
+            if not force and count < self.batch_size and now - oldest < self.batch_interval:
+                continue
+            if not force and self._deferred(group_id):
+                continue
+            while True:
+                capacity = self._capacity(group_id)
+                rows = self.outbox.take_pending(group_id, capacity)
+                if not rows:
+                    break
+                full = len(rows) >= min(self.batch_size, capacity)
+                if not (force or full or now - rows[0].created_at >= self.batch_interval):
+                    break
+                sent = self._send_batch(group_id, rows)
+                if sent < 0:
+                    break  # this group waits (deferred or paused); the others go on
+                total += sent
+            if self._new_pause is not None:
+                break  # a pause holds for every group
+        return total
 
     def _split(self, group_id: int, size: int) -> bool:
         """Halve the group's batch size after a batch that does not fit; False at 1."""
@@ -573,6 +580,12 @@ class Batcher:
         assert reg.tx is not None
         commitments = [r.commitment for r in rows]
         fn = reg.contract.functions.addMembers(group_id, commitments)
+        # While paused, a rough lower bound of the cost is enough to keep waiting: no
+        # estimate (an execution of the whole batch) every second.
+        pause = self._pause_reason(GAS_BASE + 50_000 * len(rows))
+        if pause is not None:
+            self._pause(pause)
+            return -1
         try:
             # The estimate executes the batch: it also finds members already on chain
             # (LeafAlreadyExists), which are then looked up one by one and taken out.

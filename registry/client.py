@@ -11,6 +11,8 @@
 - :class:`SendSlots` and :func:`build_send_authorization`: the sender side of
   ``docs/authorization.md``: a proof over ``message = SHA-256(blob)`` and the relay-epoch
   scope of ``zk/relay_scope.py``, with a slot never used twice by this client.
+- :func:`send_blob`: posts it to a relay; :class:`RelaySendError` says whether the slot
+  is spent (``authorization_unknown``: the registry may have claimed it).
 - acknowledgement helpers over :mod:`zk.evidence.ack`.
 """
 
@@ -26,7 +28,7 @@ import httpx
 
 from registry.ledger.registry_contract import MEMBERSHIP_EVENTS, RegistryContract
 from registry.sqlite import connect
-from zk import eddsa_poseidon
+from zk import eddsa_poseidon, strict_json
 from zk.admission_scope import AdmissionScope
 from zk.evidence.ack import (
     EddsaAcknowledgement,
@@ -90,7 +92,7 @@ class RegistryClient:
         except httpx.HTTPError as exc:
             raise RegistryClientError(0, "unreachable", str(exc)) from None
         try:
-            data = response.json()
+            data = strict_json.loads(response.content)  # duplicate keys, deep nesting refused
         except ValueError:
             data = None
         if response.status_code >= 400:
@@ -312,6 +314,67 @@ def build_send_authorization(
     scope = RelayScope(group_id, epoch, slot).encode()
     proof = generate_proof(identity, merkle_proof_or_group, blob_message(digest), scope)
     return proof, digest
+
+
+#: Relay refusals after which the send authorization's slot counts as used: the
+#: nullifier is (or may be) claimed, so the same proof must not be sent again; a new send
+#: takes a new slot (:class:`SendSlots` never gives one out twice anyway).
+SLOT_SPENT_CODES = frozenset({"authorization_unknown", "nullifier_reused"})
+
+
+class RelaySendError(Exception):
+    """A relay refused a send (``status`` and ``code`` from its error JSON), or could not be
+    reached (``code`` ``unreachable``: nothing sent, or ``no_answer``; ``status == 0``). ``slot_spent``: the proof must
+    not be retried; build a new one (docs/relay.md "Retrying a send")."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        # no_answer: the request went out; it may have been authorized before the reply was lost.
+        self.slot_spent = code in SLOT_SPENT_CODES or code == "no_answer"
+
+
+def send_blob(
+    relay: httpx.Client | str,
+    mailbox: bytes,
+    pickup_hash: bytes,
+    blob: bytes,
+    group_id: int,
+    proof: SemaphoreProof,
+    *,
+    timeout: float = 60.0,
+) -> dict[str, Any]:
+    """``POST /v1/blobs`` to a relay (docs/relay.md); returns its 201 answer (``id``,
+    ``digest``, ``evidence_id``), else raises :class:`RelaySendError`."""
+    import base64
+
+    body = {
+        "mailbox": mailbox.hex(),
+        "pickup_hash": pickup_hash.hex(),
+        "blob": base64.b64encode(blob).decode(),
+        "group_id": group_id,
+        "proof": proof.to_dict(),
+    }
+    try:
+        if isinstance(relay, str):
+            response = httpx.post(relay.rstrip("/") + "/v1/blobs", json=body, timeout=timeout)
+        else:
+            response = relay.post("/v1/blobs", json=body)
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing was sent
+        raise RelaySendError(0, "unreachable", f"cannot connect to the relay: {type(exc).__name__}") from None
+    except httpx.HTTPError as exc:
+        raise RelaySendError(0, "no_answer", f"the relay did not answer: {type(exc).__name__}") from None
+    if response.status_code == 201:
+        answer: dict[str, Any] = response.json()
+        return answer
+    try:
+        error = response.json()["error"]
+        code, message = str(error["code"]), str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        code, message = "unexpected", f"HTTP {response.status_code}"
+    raise RelaySendError(response.status_code, code, message)
 
 
 def build_admission_proof(

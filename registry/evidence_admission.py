@@ -13,8 +13,11 @@ an unknown key costs no signature recovery):
    before the rate limit is charged, so nobody can spend a trusted relay's budget with
    forged records.
 5. the issuer's token bucket (``rate`` records per second, ``burst`` at most) holds a
-   token per record: else 429 ``rate_limited`` with ``Retry-After``. A batch is charged
-   all or nothing; one larger than the burst can never pass (413 ``too_large``).
+   token per *new* record: else 429 ``rate_limited`` with ``Retry-After``. Records
+   already in the log and repeats within the batch cost nothing (anyone can read a
+   relay's records and post them again: that must not spend the relay's budget). A batch
+   is charged all or nothing; one with more new records than the burst can never pass
+   (413 ``too_large``).
 
 Buckets exist only for trusted keys, so their number is bounded by the operator's list.
 """
@@ -26,7 +29,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Protocol
 
 from eth_utils.address import to_checksum_address
@@ -180,8 +183,12 @@ class EvidenceAdmission:
 
     # --- admission ---------------------------------------------------------------------
 
-    def admit(self, records: Sequence[SignedRecord]) -> None:
-        """Raise :class:`AdmissionRefused` unless every record passes (module docstring)."""
+    def admit(
+        self, records: Sequence[SignedRecord], known: Callable[[Collection[bytes]], set[bytes]] | None = None
+    ) -> None:
+        """Raise :class:`AdmissionRefused` unless every record passes (module docstring).
+
+        ``known`` tells which record hashes the log holds already (not charged)."""
         trusted = self.trusted()
         now = self._clock()
         many = len(records) > 1
@@ -203,15 +210,20 @@ class EvidenceAdmission:
                 )
             if record.event_time < now - self.max_age:
                 raise AdmissionRefused(422, "event_time_too_old", f"{where(i)}eventTime is older than {self.max_age} s")
+        # Record hash -> issuer, each record once (a repeat hits verified_hash's cache).
+        fresh: dict[bytes, str] = {}
         for i, signed in enumerate(records):
             try:
-                verified_hash(signed)
+                fresh[verified_hash(signed)] = signed.record.issuer
             except EvidenceLogError as exc:
                 raise AdmissionRefused(422, exc.code, f"{where(i)}{exc.detail}") from None
-        needs = dict(Counter(s.record.issuer for s in records))
-        if max(needs.values(), default=0) > self.buckets.burst:
+        already = known(set(fresh)) if known is not None and fresh else set()
+        needs = dict(Counter(issuer for h, issuer in fresh.items() if h not in already))
+        if not needs:
+            return
+        if max(needs.values()) > self.buckets.burst:
             raise AdmissionRefused(
-                413, "too_large", f"more records from one relay than its burst ({self.buckets.burst})"
+                413, "too_large", f"more new records from one relay than its burst ({self.buckets.burst})"
             )
         wait = self.buckets.take(needs)
         if wait > 0:

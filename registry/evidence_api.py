@@ -183,7 +183,7 @@ def evidence_router(
         except RecordError as exc:
             return _error(400, "malformed_record", str(exc))
         try:
-            await run_in_threadpool(admission.admit, [signed])
+            await run_in_threadpool(admission.admit, [signed], log.known_hashes)
         except AdmissionRefused as exc:
             return _refused(exc)
         try:
@@ -216,7 +216,7 @@ def evidence_router(
         except RecordError as exc:
             return _error(400, "malformed_record", str(exc))
         try:
-            await run_in_threadpool(admission.admit, records)
+            await run_in_threadpool(admission.admit, records, log.known_hashes)
         except AdmissionRefused as exc:
             return _refused(exc)
         try:

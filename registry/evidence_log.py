@@ -21,7 +21,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -348,6 +348,15 @@ class EvidenceLog:
         return bytes(row[0])
 
     # --- Reads -----------------------------------------------------------------------
+
+    def known_hashes(self, hashes: Collection[bytes]) -> set[bytes]:
+        """Which of ``hashes`` (record hashes) are in the log already."""
+        found: set[bytes] = set()
+        with self._lock:
+            for h in hashes:
+                if self._db.execute("SELECT 1 FROM entries WHERE record_hash=?", (h,)).fetchone() is not None:
+                    found.add(h)
+        return found
 
     def get(self, evidence_id: str) -> StoredEntry:
         """The entry of ``evidence_id`` (64 hex digits, optional 0x); raises EntryNotFound."""

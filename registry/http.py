@@ -16,6 +16,7 @@ are labelled by route *template*, method, status and refusal reason, never by va
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import logging
@@ -98,6 +99,8 @@ MEMBERS_MAX_BODY = 128 * 1024
 _MEMBERS_PATH = re.compile(r"/v1/groups/[^/]+/members")
 #: A refused body is read and dropped up to this size (beyond it the connection is cut).
 DRAIN_LIMIT = 1 << 20
+#: Seconds a request body may take to arrive (408 ``request_timeout`` after them).
+BODY_TIMEOUT = 30.0
 
 # HTTP status of each refusal reason of POST /v1/authorize (docs/api.md). A request that
 # passes the schema and still holds a malformed proof (points off their curves) is a
@@ -393,7 +396,9 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
         if err.get("type") == "json_invalid":
             parts.append("the body is not valid JSON")
             continue
-        if loc and loc[0] in ("commitments", "commitment"):
+        # A bad commitment *value*; a missing field, or one the route does not take (e.g.
+        # "commitments" posted to /v1/authorize), is malformed (docs/api.md).
+        if loc and loc[0] in ("commitments", "commitment") and err.get("type") not in ("extra_forbidden", "missing"):
             code = "invalid_commitment"
         parts.append(f"{'.'.join(loc) or 'request'}: {_error_text(err)}")
     return code, "; ".join(parts) or "invalid request"
@@ -499,11 +504,17 @@ _BOUND_KEYS = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMax
 class BodyLimitMiddleware:
     """413 ``too_large`` for bodies over ``limit`` bytes, decided before anything parses them:
     on the declared ``Content-Length`` at once, and while streaming for chunked bodies.
-    ``limit`` may be a function of the request's scope (a limit per route)."""
+    ``limit`` may be a function of the request's scope (a limit per route).
 
-    def __init__(self, app: ASGIApp, limit: int | Callable[[Scope], int]) -> None:
+    A body must also arrive within ``timeout`` seconds of the request's start, else 408
+    ``request_timeout`` (a client trickling a body would hold a connection and a worker
+    forever). A client that disconnects mid-body ends its request quietly: the app's
+    ``ClientDisconnect`` is not an error of ours and is not logged."""
+
+    def __init__(self, app: ASGIApp, limit: int | Callable[[Scope], int], timeout: float = BODY_TIMEOUT) -> None:
         self.app = app
         self.limit = limit
+        self.timeout = timeout
 
     async def _refuse(self, send: Send, status: int, code: str, message: str) -> None:
         body = ErrorResponse(error=ErrorDetail(code=code, message=message)).model_dump_json().encode()
@@ -517,21 +528,29 @@ class BodyLimitMiddleware:
         await send({"type": "http.response.body", "body": body})
 
     @staticmethod
-    async def _drain(receive: Receive, message: Message) -> None:
-        """Read (and drop) the rest of a refused body, up to ``DRAIN_LIMIT`` bytes, so that a
-        client still sending it reads our 413 instead of a connection reset."""
-        drained = 0
-        while message.get("more_body", False) and drained <= DRAIN_LIMIT:
-            message = await receive()
-            if message.get("type") != "http.request":
-                return
-            drained += len(message.get("body", b""))
+    async def _drain(receive: Receive, message: Message, timeout: float) -> None:
+        """Read (and drop) the rest of a refused body, up to ``DRAIN_LIMIT`` bytes and
+        ``timeout`` seconds, so that a client still sending it reads our answer instead of
+        a connection reset."""
+
+        async def drain() -> None:
+            drained = 0
+            current = message
+            while current.get("more_body", False) and drained <= DRAIN_LIMIT:
+                current = await receive()
+                if current.get("type") != "http.request":
+                    return
+                drained += len(current.get("body", b""))
+
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(drain(), max(0.0, timeout))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") != "http":
             await self.app(scope, receive, send)
             return
         limit = self.limit(scope) if callable(self.limit) else self.limit
+        loop = asyncio.get_running_loop()
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 if not value.isdigit() or len(value) > 18:
@@ -540,26 +559,43 @@ class BodyLimitMiddleware:
                 if int(value) > limit:
                     await self._refuse(send, 413, "too_large", f"request body larger than {limit} bytes")
                     if int(value) <= DRAIN_LIMIT:
-                        await self._drain(receive, {"more_body": True})
+                        await self._drain(receive, {"more_body": True}, self.timeout)
                     return
         seen = 0
         started = False
         refused = False
+        disconnected = False
+        body_done = False
+        deadline: float | None = None  # from the app's first read: its own work does not count
 
         async def limited_receive() -> Message:
-            nonlocal seen, refused
+            nonlocal seen, refused, disconnected, body_done, deadline
+            if deadline is None:
+                deadline = loop.time() + self.timeout
             if refused:
                 return {"type": "http.disconnect"}
-            message = await receive()
-            if message.get("type") == "http.request":
+            if body_done:
+                message = await receive()  # waiting for a disconnect: no deadline
+            else:
+                try:
+                    message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+                except TimeoutError:
+                    refused = True
+                    if not started:
+                        await self._refuse(send, 408, "request_timeout", f"the request body did not arrive within {self.timeout:g} s")
+                    return {"type": "http.disconnect"}
+            if message.get("type") == "http.disconnect":
+                disconnected = True
+            elif message.get("type") == "http.request":
                 seen += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
                 if seen > limit:
                     # Answer now and tell the app the client is gone: whatever it does
                     # next (FastAPI turns the disconnect into an error) is not sent.
                     refused = True
                     if not started:
                         await self._refuse(send, 413, "too_large", f"request body larger than {limit} bytes")
-                    await self._drain(receive, message)
+                    await self._drain(receive, message, deadline - loop.time())
                     return {"type": "http.disconnect"}
             return message
 
@@ -574,7 +610,9 @@ class BodyLimitMiddleware:
         try:
             await self.app(scope, limited_receive, tracking_send)
         except Exception:
-            if not refused:
+            # After a refusal or the client's own disconnect, whatever the app raised
+            # (starlette's ClientDisconnect) concerns nobody: no answer can reach the client.
+            if not (refused or disconnected):
                 raise
 
 
@@ -769,7 +807,7 @@ def create_app(service: RegistryService, settings: Settings) -> FastAPI:
 
     # Outermost first at run time: connection log, metrics, refusal counts, per-IP limit
     # (before any body is read), error guard, body limit.
-    app.add_middleware(BodyLimitMiddleware, limit=body_limit)
+    app.add_middleware(BodyLimitMiddleware, limit=body_limit, timeout=settings.body_timeout)
     app.add_middleware(ErrorGuardMiddleware)
     app.add_middleware(RateLimitMiddleware, limiter=limiter, classify=registry_route_class, exempt=bearer_exempt(token))
     app.add_middleware(RefusalMetricsMiddleware, metrics=traffic)

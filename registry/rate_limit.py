@@ -24,6 +24,7 @@ limits and their defaults are in docs/api.md ("Limits per client IP") and docs/r
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import math
 import threading
@@ -44,6 +45,8 @@ CODE = "rate_limited"
 #: A refused request's body is read and dropped up to this size before the answer, so that
 #: the client reads the 429 instead of a reset; beyond it the connection is closed.
 DRAIN_LIMIT = 1 << 20
+#: ...and for at most this many seconds.
+DRAIN_TIMEOUT = 30.0
 #: Seconds between sweeps of forgotten entries (done by the requests themselves).
 SWEEP_INTERVAL = 60.0
 
@@ -200,12 +203,20 @@ async def refuse(send: Send, receive: Receive, wait: float, *, more_body: bool =
     dropped first (up to :data:`DRAIN_LIMIT`, else the connection is closed)."""
     drained = 0
     complete = not more_body
-    while not complete and drained <= DRAIN_LIMIT:
-        message = await receive()
-        if message.get("type") != "http.request":
-            break
-        drained += len(message.get("body", b""))
-        complete = not message.get("more_body", False)
+
+    async def drain() -> None:
+        nonlocal drained, complete
+        while not complete and drained <= DRAIN_LIMIT:
+            message = await receive()
+            if message.get("type") != "http.request":
+                break
+            drained += len(message.get("body", b""))
+            complete = not message.get("more_body", False)
+
+    try:  # a client trickling its body does not hold the refusal (and the connection) open
+        await asyncio.wait_for(drain(), DRAIN_TIMEOUT)
+    except TimeoutError:
+        pass
     seconds = retry_after(wait)
     body = _body(f"too many requests from this address; retry after {seconds} s")
     headers = [

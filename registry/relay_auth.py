@@ -38,7 +38,21 @@ from zk.proof import SemaphoreProof
 
 
 class RemoteAuthorizationError(RuntimeError):
-    """The registry could not be asked (network error, 5xx, or an answer that is not a decision)."""
+    """The registry could not be asked (network error, 5xx, or an answer that is not a decision).
+
+    ``may_be_spent``: the request may have reached the registry, which then may have
+    claimed the proof's nullifier (a timeout after sending, a 5xx other than
+    ``index_stale``, a garbled answer): the send authorization must be taken as used up.
+    False only when the registry surely did not claim it (no connection, 429, index_stale).
+    """
+
+    def __init__(self, message: str, *, may_be_spent: bool = False) -> None:
+        super().__init__(message)
+        self.may_be_spent = may_be_spent
+
+
+#: httpx errors raised before any byte of the request left: the registry saw nothing.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
 
 class LedgerRoots:
@@ -206,15 +220,38 @@ class RegistryAuthClient:
         body = {"group_id": group_id, "proof": body_proof, "blob_digest": bytes(blob_digest).hex()}
         try:
             response = self._client.post("/v1/authorize", json=body)
+        except _NOT_SENT as exc:
+            raise RemoteAuthorizationError(f"registry unreachable: {type(exc).__name__}") from None
         except httpx.HTTPError as exc:
-            raise RemoteAuthorizationError(f"registry unreachable: {exc}") from None
+            # Sent, but no answer came back: the registry may have claimed the nullifier.
+            raise RemoteAuthorizationError(f"no answer from the registry: {type(exc).__name__}", may_be_spent=True) from None
+        if response.status_code == 429:  # the registry's per-IP limit, before anything is claimed
+            raise RemoteAuthorizationError("the registry rate-limits this relay")
         if response.status_code >= 500:
-            raise RemoteAuthorizationError(f"registry error {response.status_code}")
+            raise RemoteAuthorizationError(
+                f"registry error {response.status_code}", may_be_spent=not _index_stale(response)
+            )
         try:
-            data = response.json()
-        except ValueError:
-            raise RemoteAuthorizationError("registry answered with non-JSON") from None
-        return _decision_from_json(data, response.status_code)
+            data = strict_json.loads(response.content)
+        except ValueError:  # strict_json.JsonInputError: also duplicate keys, deep nesting
+            raise RemoteAuthorizationError("registry answered with non-JSON", may_be_spent=response.status_code < 400) from None
+        try:
+            return _decision_from_json(data, response.status_code)
+        except RemoteAuthorizationError as exc:
+            # An answer we cannot read as a decision: a 2xx may have been an authorization.
+            exc.may_be_spent = response.status_code < 400
+            raise
+
+
+def _index_stale(response: httpx.Response) -> bool:
+    """A 503 refusal ``index_stale``: the registry refuses before it claims anything."""
+    if response.status_code != 503:
+        return False
+    try:
+        data = strict_json.loads(response.content)
+    except strict_json.JsonInputError:
+        return False
+    return isinstance(data, dict) and data.get("reason") == Reason.INDEX_STALE.value
 
 
 def _decision_from_json(data: Any, status: int) -> Decision:

@@ -41,7 +41,6 @@ Nothing here logs commitments, proofs, nullifiers or messages.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -65,7 +64,7 @@ from registry.index import ChainIndex, delete_index_files
 from registry.indexer import Indexer, item_state, node_call
 from registry.ledger.accounts import PASSWORD_ENV, anvil_dev_account, choose_signer, load_keystore
 from registry.ledger.anvil import HOST, LocalLedger
-from registry.ledger.deploy import Manifest, verify_deployment
+from registry.ledger.deploy import Manifest, read_manifest, verify_deployment
 from registry.ledger.errors import DeploymentError, LedgerError, LedgerUnavailable, LogNotRegistered
 from registry.evidence_anchor import Anchorer
 from registry.evidence_log import EvidenceLog, default_origin, load_or_create_log_key
@@ -160,16 +159,12 @@ def ledger_rpc_url(settings: Settings) -> str:
 
 
 def load_manifest_file(path: Path) -> Manifest:
+    if not path.exists():
+        raise RegistryError("not_deployed", f"no deployment manifest at {path} (run `zkid deploy`)")
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise RegistryError("not_deployed", f"no deployment manifest at {path} (run `zkid deploy`)") from None
-    except OSError as exc:
-        raise RegistryError("not_deployed", f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        return Manifest.from_json(json.loads(text))
-    except (ValueError, DeploymentError) as exc:
-        raise RegistryError("not_deployed", f"unusable deployment manifest {path}: {exc}") from None
+        return read_manifest(path)  # strictly (zk/strict_json.py)
+    except DeploymentError as exc:
+        raise RegistryError("not_deployed", f"unusable deployment manifest: {exc}") from None
 
 
 class FreshIndexRoots:

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         64 * 1024, ge=1024, description="Largest accepted request body, for routes without a larger documented maximum."
     )
+    body_timeout: float = Field(
+        30.0, gt=0, le=3600, description="Seconds a request body may take to arrive (then 408 request_timeout)."
+    )
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Reverse proxies (IP or CIDR) whose X-Forwarded-For is believed (env: comma-separated); empty = none.",

@@ -10,7 +10,13 @@ Also how they close and how a service checks them at start (docs/operations.md):
   data directory; :meth:`StoreManifest.check` refuses one that should exist but is missing,
   empty, not SQLite, fails ``PRAGMA quick_check`` or lacks its tables (:class:`StoreError`)
   instead of letting SQLite create an empty one: an empty nullifier store would authorize
-  spent proofs again.
+  spent proofs again;
+- every durable store carries its data directory's random id (table ``store_identity``,
+  written by :meth:`StoreManifest.record`, also kept in ``stores.json``):
+  :meth:`StoreManifest.check` refuses a store listed in the manifest that lacks the id or
+  has another one, i.e. a fresh file with the right schema (or another directory's store)
+  put in place of the lost one, which would pass every other check and forget every
+  claimed nullifier.
 """
 
 from __future__ import annotations
@@ -18,10 +24,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import secrets
 import sqlite3
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+
+from zk import strict_json
 
 log = logging.getLogger("registry.sqlite")
 
@@ -30,6 +40,9 @@ MANIFEST_FILE = "stores.json"
 #: The fix for a lost or damaged durable store.
 RESTORE_FIX = "restore it from a backup (docs/operations.md) before starting"
 _MAGIC = b"SQLite format 3\x00"
+#: The table holding a store's data directory id (one row).
+ID_TABLE = "store_identity"
+_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def connect(path: Path | str, *, durable: bool, timeout: float = 30.0) -> sqlite3.Connection:
@@ -165,17 +178,31 @@ class StoreManifest:
         self.data_dir = Path(data_dir)
         self.path = self.data_dir / MANIFEST_FILE
         self.names: set[str] = set()
+        #: The data directory's id (``None`` until known: a new directory, or one from
+        #: before ids, or whose manifest was lost and whose stores carry none).
+        self.id: str | None = None
+        #: The stores known to carry :attr:`id` (they must still carry it).
+        self.stamped: set[str] = set()
         self.exists = self.path.exists()
         if self.exists:
             fix = f"restore it from a backup, or write it listing the stores of {self.data_dir} (docs/operations.md)"
             try:
-                data = json.loads(self.path.read_text())
-            except (OSError, ValueError, UnicodeDecodeError):
+                data = strict_json.loads(self.path.read_bytes())
+            except (OSError, ValueError):  # JsonInputError is a ValueError
                 raise StoreError(self.path, "is unreadable", fix) from None
             stores = data.get("stores") if isinstance(data, dict) else None
             if not isinstance(stores, list) or not all(isinstance(n, str) for n in stores):
                 raise StoreError(self.path, 'is not {"stores": [file names]}', fix)
+            ident = data.get("id")
+            if ident is not None and not (isinstance(ident, str) and _ID.fullmatch(ident)):
+                raise StoreError(self.path, "has an id that is not 32 lowercase hex digits", fix)
+            stamped = data.get("stamped", [])
+            if not isinstance(stamped, list) or not all(isinstance(n, str) for n in stamped) or (stamped and ident is None):
+                raise StoreError(self.path, 'has a "stamped" entry that is not a list of file names with an id', fix)
             self.names = set(stores)
+            self.id = ident
+            self.stamped = set(stamped)
+        self._recorded_id = self.id
 
     def check(self, stores: Mapping[str, Iterable[str]], *, together: bool = False, fix: str = RESTORE_FIX) -> None:
         """Check each store (file name -> its tables) that should exist or does exist."""
@@ -186,14 +213,55 @@ class StoreManifest:
         for name in sorted(stores):
             if name in expected:
                 check_store(self.data_dir / name, stores[name], fix)
+        # Identity: a store that passed the checks above may still be a fresh file with the
+        # right schema (or another directory's store) put in place of the lost one.
+        found = {name: store_id(self.data_dir / name) for name in sorted(expected)}
+        if self.id is None:  # no id recorded: the stores' own id, if they agree on one
+            ids = sorted({i for i in found.values() if i is not None})
+            if len(ids) > 1:
+                odd = next(n for n, i in found.items() if i == ids[1])
+                raise StoreError(self.data_dir / odd, "belongs to another data directory (its store id differs from its neighbours')", fix)
+            self.id = ids[0] if ids else None
+        if self.id is None:
+            return
+        for name, ident in found.items():
+            # Stamped stores must carry the id; without a manifest (lost: record() writes it
+            # before any stamp) every store must carry the id its neighbours carry.
+            required = name in self.stamped or not self.exists
+            if ident is None and required:
+                raise StoreError(
+                    self.data_dir / name,
+                    "is not the store this data directory had (it lacks the directory's store id: a new file in place of a lost one?)",
+                    fix,
+                )
+            if ident is not None and ident != self.id:
+                raise StoreError(self.data_dir / name, "belongs to another data directory (its store id differs from stores.json)", fix)
 
     def record(self, names: Iterable[str]) -> None:
-        """Add ``names`` (stores just opened, so their files and schemas exist), durably."""
-        new = self.names | set(names)
-        if new == self.names and self.exists:
-            return
+        """Add ``names`` (stores just opened, so their files and schemas exist), durably,
+        and stamp each SQLite store among them with the data directory's id.
+
+        Order: the manifest with the id first, then the stamps, then the manifest listing
+        the stamped stores; a crash anywhere in between never leaves a store that must
+        carry the id without it."""
+        names = set(names)
+        new = self.names | names
+        if self.id is None:
+            self.id = secrets.token_hex(16)
+        if self._recorded_id != self.id or not self.exists:
+            self._write(self.names, self.stamped)
+        stamped = set(self.stamped)
+        for name in sorted(names):
+            path = self.data_dir / name
+            if path.is_file():
+                stamp_store(path, self.id)
+                stamped.add(name)
+        if new != self.names or stamped != self.stamped:
+            self._write(new, stamped)
+
+    def _write(self, names: set[str], stamped: set[str]) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")
-        body = json.dumps({"version": 1, "stores": sorted(new)}, indent=2) + "\n"
+        body = json.dumps({"version": 2, "stores": sorted(names), "id": self.id, "stamped": sorted(stamped)}, indent=2) + "\n"
         with tmp.open("w") as handle:
             handle.write(body)
             handle.flush()
@@ -204,5 +272,34 @@ class StoreManifest:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-        self.names = new
+        self.names = set(names)
+        self.stamped = set(stamped)
         self.exists = True
+        self._recorded_id = self.id
+
+
+def store_id(path: Path | str) -> str | None:
+    """The data directory id ``path`` carries, or ``None`` (no id table, or no row)."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    conn = sqlite3.connect(str(p), timeout=30.0, isolation_level=None)
+    try:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (ID_TABLE,)).fetchone() is None:
+            return None
+        row = conn.execute(f"SELECT id FROM {ID_TABLE} LIMIT 1").fetchone()
+    except sqlite3.DatabaseError:
+        return None
+    finally:
+        conn.close()
+    return None if row is None else str(row[0])
+
+
+def stamp_store(path: Path | str, ident: str) -> None:
+    """Write ``ident`` into the store at ``path`` unless it already carries an id (durably)."""
+    conn = connect(path, durable=True)
+    try:
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {ID_TABLE} (id TEXT NOT NULL)")
+        conn.execute(f"INSERT INTO {ID_TABLE} (id) SELECT ? WHERE NOT EXISTS (SELECT 1 FROM {ID_TABLE})", (ident,))
+    finally:
+        conn.close()

@@ -20,7 +20,6 @@ failed check is named), 2 unreadable input, unusable options or missing trust in
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -65,8 +64,9 @@ def bundle_command(
         fail(f"cannot reach {url}: {exc}")
     if resp.status_code != 200:
         try:
-            code = resp.json().get("error", {}).get("code", "")
-        except ValueError:
+            error = loads_strict(resp.content).get("error", {})
+            code = str(error.get("code", "")) if isinstance(error, dict) else ""
+        except (ValueError, AttributeError):  # not JSON, or not an object
             code = ""
         fail(f"the registry answered {resp.status_code} {code}".strip())
     try:
@@ -166,14 +166,14 @@ def _read_trust_file(path: Path, trust: Trust) -> None:
 
 
 def _read_manifest(path: Path, trust: Trust) -> None:
-    from registry.ledger.deploy import Manifest
+    from registry.ledger.deploy import read_manifest
     from registry.ledger.errors import DeploymentError
 
     try:
-        manifest = Manifest.from_json(json.loads(path.read_text()))
+        manifest = read_manifest(path)  # strictly (zk/strict_json.py)
         anchor, registry = manifest.address("EvidenceAnchor"), manifest.address("ZkIdRegistry")
-    except (OSError, ValueError, DeploymentError) as exc:
-        fail(f"cannot read the manifest {path}: {exc}")
+    except DeploymentError as exc:
+        fail(f"cannot read the manifest: {exc}")
     source = f"manifest {path}"
     _set_once(trust, "chain_id", manifest.chain_id, source, "the chain id")
     _set_once(trust, "anchor_contract", _address(anchor, source), source, "the anchor contract")

@@ -26,6 +26,7 @@ def relay(
     keystore_password_env: Annotated[str, typer.Option("--keystore-password-env", help="Environment variable holding the keystore password.")] = "ZKID_RELAY_PASSWORD",
     retention_hours: Annotated[int, typer.Option("--retention-hours", min=1, help="Undelivered blobs are deleted after this.")] = 168,
     max_body_bytes: Annotated[int, typer.Option("--max-body-bytes", min=1024, help="Largest accepted request.")] = 1024 * 1024,
+    body_timeout: Annotated[float, typer.Option("--body-timeout", min=0.1, max=3600, help="Seconds a request body may take to arrive (then 408 request_timeout).")] = 30.0,
     rate_limit: Annotated[int, typer.Option("--rate-limit", min=1, help="Requests per client IP per minute, for sends and for reads each (token buckets holding this many).")] = 120,
     send_group: Annotated[
         Optional[list[int]],
@@ -74,6 +75,7 @@ def relay(
             keystore=keystore,
             keystore_password=os.environ.get(keystore_password_env) if keystore is not None else None,
             max_body_bytes=max_body_bytes,
+            body_timeout=body_timeout,
             retention_seconds=retention_hours * 3600,
             rate_limit=rate_limit,
             rate_window=60.0,
@@ -88,8 +90,11 @@ def relay(
         # The registry's operator must register this address (docs/evidence.md).
         typer.echo(f"relay evidence key: {relay_state.evidence.address} (register it with the registry's --relay-key)")
     # Privacy: no access log; the relay's connection log (time, IP) is the only request record.
+    # A bounded graceful shutdown: open connections (a client holding a half-sent body)
+    # get 5 s, then the stores are closed and checkpointed anyway.
     uvicorn.run(
-        app, host=host, port=port, log_config=None, access_log=False, server_header=False, lifespan="on", **proxies
+        app, host=host, port=port, log_config=None, access_log=False, server_header=False, lifespan="on",
+        timeout_graceful_shutdown=5, **proxies,
     )
 
 

@@ -69,6 +69,10 @@ Group = Annotated[int, typer.Option("--group", help="Group id.", min=0)]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
+
+#: ``zkid up``'s hourly budget on its local ledger (wei): 100 test ether.
+LOCAL_SPEND_PER_HOUR = 100 * 10**18
+
 def register(app: typer.Typer) -> None:
     """Attach the service and client commands to ``zkid`` (and ``create`` to ``zkid group``)."""
     from registry.cli import admission_commands
@@ -311,7 +315,12 @@ def up(
                 verb = "deployed" if deployment.created else "using deployment"
                 typer.echo(f"{verb}: chain {deployment.manifest.chain_id}, registry {deployment.manifest.address('ZkIdRegistry')}")
                 info = f"{status.rpc_url} ({'started' if started else 'already running'}, pid {status.pid})"
-                _run(settings.model_copy(update={"rpc_url": status.rpc_url}), info, signals, local=True)
+                update: dict[str, Any] = {"rpc_url": status.rpc_url}
+                if "spend_per_hour" not in settings.model_fields_set:
+                    # The local ledger pays in test ether (10,000 per dev account): a budget
+                    # that lets a 100,000-registration load through (docs/operations.md).
+                    update["spend_per_hour"] = LOCAL_SPEND_PER_HOUR
+                _run(settings.model_copy(update=update), info, signals, local=True)
         finally:
             if started:
                 ledger.down()
@@ -417,9 +426,11 @@ def _request(method: str, url: str, **kwargs: Any) -> httpx.Response:
 
 
 def _body(response: httpx.Response) -> Any:
+    from zk import strict_json
+
     try:
-        return response.json()
-    except ValueError:
+        return strict_json.loads(response.content)
+    except ValueError:  # strict_json.JsonInputError
         fail(f"the registry answered HTTP {response.status_code} with a non-JSON body")
 
 

@@ -16,6 +16,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from registry.ledger.errors import DeploymentError, unreachable
+from zk import strict_json
 
 PASSWORD_ENV = "ZKID_KEYSTORE_PASSWORD"
 
@@ -41,17 +42,20 @@ def load_keystore(path: Path | str, password: str) -> LocalAccount:
     """Decrypt an eth-account keyfile; clear ``DeploymentError`` on any failure."""
     path = Path(path)
     try:
-        keyfile = json.loads(path.read_text())
+        # Strictly (zk/strict_json.py): duplicate keys, deep nesting and NaN are refused.
+        keyfile = strict_json.loads(path.read_bytes())
     except OSError as exc:
-        raise DeploymentError(f"cannot read keystore {path}: {exc.strerror or exc}") from exc
-    except ValueError as exc:
-        raise DeploymentError(f"keystore {path} is not JSON") from exc
+        raise DeploymentError(f"cannot read keystore {path}: {exc.strerror or type(exc).__name__}") from None
+    except strict_json.JsonInputError as exc:
+        raise DeploymentError(f"keystore {path} is not acceptable JSON ({exc.code})") from None
+    if not isinstance(keyfile, dict):
+        raise DeploymentError(f"keystore {path} is not in the Web3 Secret Storage format")
     try:
         key = Account.decrypt(keyfile, password)
-    except ValueError as exc:
-        raise DeploymentError(f"cannot decrypt keystore {path}: wrong passphrase or corrupt file") from exc
-    except (KeyError, TypeError) as exc:
-        raise DeploymentError(f"keystore {path} is not in the Web3 Secret Storage format") from exc
+    except (KeyError, TypeError, AttributeError, NotImplementedError):
+        raise DeploymentError(f"keystore {path} is not in the Web3 Secret Storage format") from None
+    except ValueError:
+        raise DeploymentError(f"cannot decrypt keystore {path}: wrong passphrase or corrupt file") from None
     account: LocalAccount = Account.from_key(key)
     return account
 

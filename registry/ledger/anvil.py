@@ -37,6 +37,7 @@ from web3.providers.rpc import HTTPProvider
 from web3.types import RPCEndpoint
 
 from registry.ledger.errors import AnvilError
+from zk import strict_json
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -195,10 +196,13 @@ def _stop_pid(pid: int, timeout: float) -> None:
 
 
 def _read_state(path: Path) -> dict[str, Any] | None:
-    """The Anvil state dump at ``path``; None if missing or unreadable (e.g. cut short)."""
+    """The Anvil state dump at ``path``; None if missing or unreadable (e.g. cut short).
+
+    Parsed strictly (zk/strict_json.py): Anvil's dumps nest about 10 levels deep, far
+    below the limit, and a file nested deeper would crash ``json.loads`` on the C stack."""
     try:
-        state = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+        state = strict_json.loads(path.read_bytes())
+    except (OSError, ValueError):  # strict_json.JsonInputError is a ValueError
         return None
     return state if isinstance(state, dict) and isinstance(state.get("accounts"), dict) else None
 
@@ -344,7 +348,7 @@ class LocalLedger:
 
     def _read_pid_file(self) -> dict[str, Any] | None:
         try:
-            info = json.loads(self.pid_file.read_text())
+            info = strict_json.loads(self.pid_file.read_bytes())
             return info if isinstance(info, dict) and isinstance(info.get("pid"), int) else None
         except (OSError, ValueError):
             return None
@@ -431,7 +435,7 @@ class LocalLedger:
             reply = make_web3(rpc_url, timeout=timeout, retry=False).provider.make_request(
                 RPCEndpoint("anvil_dumpState"), []
             )
-            state = json.loads(gzip.decompress(bytes.fromhex(str(reply["result"]).removeprefix("0x"))))
+            state = strict_json.loads(gzip.decompress(bytes.fromhex(str(reply["result"]).removeprefix("0x"))))
         except Exception as exc:
             raise AnvilError(f"cannot save the local ledger's state ({type(exc).__name__})") from exc
         if not isinstance(state, dict):

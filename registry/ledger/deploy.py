@@ -29,6 +29,7 @@ from registry.ledger.artifacts import DEPLOYED_CONTRACTS, load_artifact
 from registry.ledger.errors import DeploymentError, unreachable
 from registry.ledger.registry_contract import DEFAULT_ROOT_WINDOW, RegistryContract
 from registry.ledger.tx import Transactor
+from zk import strict_json
 
 MANIFEST_FILE = "deployment.json"
 MANIFEST_VERSION = 1
@@ -75,6 +76,8 @@ class Manifest:
 
     @classmethod
     def from_json(cls, data: Any) -> Manifest:
+        if not isinstance(data, dict):
+            raise DeploymentError("malformed deployment manifest: not a JSON object")
         try:
             if data["version"] != MANIFEST_VERSION:
                 raise DeploymentError(f"unsupported manifest version {data['version']!r}")
@@ -89,16 +92,30 @@ def manifest_path(data_dir: Path | str) -> Path:
     return Path(data_dir) / MANIFEST_FILE
 
 
+def read_manifest(path: Path | str) -> Manifest:
+    """The manifest file at ``path``, parsed strictly (zk/strict_json.py: duplicate keys,
+    deep nesting, NaN refused); :class:`DeploymentError` with a one-line message otherwise."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DeploymentError(f"cannot read deployment manifest {path}: {exc.strerror or type(exc).__name__}") from None
+    try:
+        data = strict_json.loads(raw)
+    except strict_json.JsonInputError as exc:
+        raise DeploymentError(f"deployment manifest {path} is not acceptable JSON ({exc.code}): {exc}") from None
+    try:
+        return Manifest.from_json(data)
+    except DeploymentError as exc:
+        raise DeploymentError(f"{path}: {exc}") from None
+
+
 def load_manifest(data_dir: Path | str) -> Manifest | None:
     """The manifest in ``data_dir`` (None if there is none)."""
     path = manifest_path(data_dir)
     if not path.exists():
         return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise DeploymentError(f"cannot read deployment manifest {path}: {exc}") from exc
-    return Manifest.from_json(data)
+    return read_manifest(path)
 
 
 def save_manifest(data_dir: Path | str, manifest: Manifest) -> Path:

@@ -19,21 +19,26 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import json
 import logging
 import re
 import sqlite3
+import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+import httpx
 import requests
 from web3 import Web3
 from web3.exceptions import Web3Exception
@@ -41,13 +46,13 @@ from web3.exceptions import Web3Exception
 from registry.access_log import AccessLog, AccessLogMiddleware
 from registry.authorization import MAX_GROUP_ID, Decision, Reason, SqliteNullifierStore, parse_group_id
 from registry.http import BodyLimitMiddleware
-from registry.ledger.deploy import Manifest
-from registry.ledger.errors import LedgerError
+from registry.ledger.deploy import Manifest, read_manifest
+from registry.ledger.errors import DeploymentError, LedgerError
 from registry.ledger.registry_contract import RegistryContract
 from registry.rate_limit import IpRateLimiter, RateLimitMiddleware, RouteLimit
 from registry.relay.evidence import EvidenceEmitter, load_relay_key
-from registry.relay.store import DIR_NAME, FILE_NAME, BlobStore, MailboxConflict, WrongCapability
-from registry.sqlite import RESTORE_FIX, StoreError, StoreManifest
+from registry.relay.store import DIR_NAME, FILE_NAME, BlobStore, MailboxConflict, StoredBlob, WrongCapability
+from registry.sqlite import MANIFEST_FILE, RESTORE_FIX, StoreError, StoreManifest
 from registry.relay_auth import LocalAuthorizer, RegistryAuthClient, RemoteAuthorizationError
 from zk import strict_json
 from zk.evidence.record import EventType, ReasonCode
@@ -126,6 +131,9 @@ class RelaySettings:
     evidence_rejection_burst: int = 20  # rejection records signed at once (registry/relay/evidence.py)
     evidence_rejection_per_minute: float = 10.0  # ...and afterwards; the rest are only counted
     min_free_bytes: int = 64 * 1024 * 1024  # disk space a send must leave free (else 507, checked before authorizing)
+    body_timeout: float = 30.0  # seconds a request body may take to arrive (else 408 request_timeout)
+    probe_interval: float = 5.0  # seconds between checks of the ledger / registry (health)
+    evidence_backlog: int = 1000  # queued evidence records above which health says evidence_backlog
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser().resolve()
@@ -183,7 +191,10 @@ def _capability(request: Request) -> bytes:
 def _manifest(path: Path) -> Manifest | None:
     if not path.exists():
         return None
-    return Manifest.from_json(json.loads(path.read_text()))
+    try:
+        return read_manifest(path)  # strictly (zk/strict_json.py)
+    except DeploymentError as exc:
+        raise ValueError(str(exc)) from None
 
 
 class Relay:
@@ -205,6 +216,18 @@ class Relay:
             opened.append(EVIDENCE_QUEUE_FILE)
         stores = StoreManifest(data)
         stores.check({name: STORE_TABLES[name] for name in opened})
+        if NULLIFIERS_FILE in opened and not stores.exists and not (data / NULLIFIERS_FILE).exists():
+            # No manifest to say whether a nullifier store existed: a relay that has run
+            # before (blobs, evidence queue) may have lost both; an empty store would
+            # accept its spent proofs again.
+            traces = [n for n in (DIR_NAME, FILE_NAME, EVIDENCE_QUEUE_FILE) if (data / n).exists()]
+            if traces:
+                raise StoreError(
+                    data / NULLIFIERS_FILE,
+                    f"is missing, and so is {MANIFEST_FILE}, though this relay has run before ({', '.join(traces)} exist)",
+                    f"restore it from a backup, with {MANIFEST_FILE}; if this relay never authorized locally, "
+                    f"write {MANIFEST_FILE} listing the stores it has (docs/operations.md)",
+                )
         # The blob store is a directory of files (registry/relay/store.py: deleted blobs
         # must leave no bytes behind); relay.sqlite of earlier versions is moved into it.
         if DIR_NAME in stores.names and not (data / DIR_NAME).is_dir():
@@ -213,6 +236,14 @@ class Relay:
         self.access_log = AccessLog(data / "access.log.sqlite", settings.access_log_hours)
         self._groups_seen: set[int] = set()
         self._nullifiers: SqliteNullifierStore | None = None
+        # Health and metrics (counts only, no per-user label): sends by outcome code,
+        # pickups, acks; whether the ledger (local) / registry (registry mode) answered last.
+        self._counts_lock = threading.Lock()
+        self.sends: Counter[str] = Counter()
+        self.pickups = 0
+        self.acks = 0
+        self.upstream_ok: bool | None = None
+        self._probe: Callable[[], None] | None = None
         chain_id = settings.chain_id
         manifest = None
         if settings.auth_mode == "local" or chain_id is None:
@@ -221,6 +252,7 @@ class Relay:
             if settings.auth_mode == "registry":
                 assert settings.registry_url is not None
                 authorizer = RegistryAuthClient(settings.registry_url)
+                self._probe = _registry_probe(settings.registry_url)
             else:
                 if manifest is None:
                     raise ValueError(f"local authorization needs a deployment manifest in {data}")
@@ -241,6 +273,7 @@ class Relay:
                     send_groups=settings.send_groups,
                 )
                 authorizer = local
+                self._probe = _ledger_probe(settings.rpc_url)
         self.authorizer = authorizer
         if chain_id is None and manifest is not None:
             chain_id = manifest.chain_id
@@ -302,11 +335,22 @@ class Relay:
         try:
             decision = self.authorizer.authorize(proof, group_id, digest)
         except RemoteAuthorizationError as exc:
-            raise ApiError(503, "authorization_unavailable", str(exc)) from None
+            self.upstream_ok = False
+            if exc.may_be_spent:
+                # The registry may have claimed the nullifier (e.g. it answered after our
+                # timeout): a retry of this proof could be nullifier_reused. An idempotent
+                # re-authorization was rejected: one slot could then reach many mailboxes.
+                raise ApiError(
+                    503, "authorization_unknown",
+                    f"{exc}; the send authorization may be used up: send again with a new slot",
+                ) from None
+            raise ApiError(503, "authorization_unavailable", f"{exc}; the send authorization was not used") from None
         except (LedgerError, Web3Exception, requests.RequestException, OSError) as exc:
             # The local path could not read the ledger: unavailable, not a verdict on the proof.
+            self.upstream_ok = False
             log.warning("ledger unavailable for authorization: %s", type(exc).__name__)
             raise ApiError(503, "authorization_unavailable", "the ledger cannot be reached") from None
+        self.upstream_ok = True
         if not decision.authorized:
             self.emit(EventType.SUBMISSION_REJECTION, digest, _EVIDENCE_REASON.get(decision.reason, ReasonCode.INVALID_PROOF))
             raise ApiError(_REFUSAL_STATUS.get(decision.reason, 403), decision.reason.value, "send authorization refused")
@@ -352,13 +396,18 @@ class Relay:
             out.append(
                 {"id": b.id, "blob": base64.b64encode(b.blob).decode(), "digest": b.digest.hex(), "received_at": int(b.received_at)}
             )
+        with self._counts_lock:
+            self.pickups += 1
         return {"blobs": out}
 
     def ack(self, blob_id: str, secret: bytes) -> dict[str, Any]:
         if not _BLOB_ID.fullmatch(blob_id):
             raise ApiError(404, "not_found", "no such blob")
         try:
-            removed = self.store.delete(blob_id, secret)
+            # The access record is queued (durably) before the blob is erased: an ack cut
+            # off after the erase still leaves its evidence (at worst a repeated ack after
+            # a failed erase queues a second one).
+            removed = self.store.delete(blob_id, secret, before_erase=self._record_access)
         except WrongCapability:
             raise ApiError(403, "forbidden", "wrong pickup capability") from None
         except OSError as exc:  # not erased: the blob stays listed, the ack can be repeated
@@ -366,9 +415,13 @@ class Relay:
             raise ApiError(503, "store_failed", "the blob could not be deleted now") from None
         if removed is None:
             raise ApiError(404, "not_found", "no such blob")
-        links = () if removed.acceptance is None else (removed.acceptance,)
-        self.emit(EventType.CONTENT_ACCESS_TRACKING, removed.digest, links=links)
+        with self._counts_lock:
+            self.acks += 1
         return {"id": blob_id, "deleted": True}
+
+    def _record_access(self, blob: StoredBlob) -> None:
+        links = () if blob.acceptance is None else (blob.acceptance,)
+        self.emit(EventType.CONTENT_ACCESS_TRACKING, blob.digest, links=links)
 
     # -------------------------------------------------------------- housekeeping
 
@@ -382,6 +435,35 @@ class Relay:
             for group in list(self._groups_seen):
                 self._nullifiers.purge(group, oldest)
         return removed
+
+    def probe(self) -> None:
+        """Ask the ledger (local mode) or the registry (registry mode) whether it answers."""
+        if self._probe is None:
+            return
+        try:
+            self._probe()
+        except Exception as exc:  # noqa: BLE001 - any failure means "down"
+            if self.upstream_ok is not False:
+                log.warning("%s does not answer: %s", _UPSTREAM[self.settings.auth_mode], type(exc).__name__)
+            self.upstream_ok = False
+        else:
+            self.upstream_ok = True
+
+    def count_send(self, outcome: str) -> None:
+        with self._counts_lock:
+            self.sends[outcome] += 1
+
+    def health_reasons(self) -> list[str]:
+        """Why the relay is degraded (docs/relay.md "Health"); empty: ok."""
+        reasons = []
+        if self.upstream_ok is False:
+            reasons.append("ledger_down" if self.settings.auth_mode == "local" else "registry_unreachable")
+        if self.evidence is not None:
+            if self.evidence.unknown_signer:
+                reasons.append("evidence_unregistered_key")
+            if self.evidence.pending() > self.settings.evidence_backlog:
+                reasons.append("evidence_backlog")
+        return reasons
 
     def start(self) -> None:
         self.access_log.start()
@@ -398,6 +480,70 @@ class Relay:
         self.store.close()
         if self._nullifiers is not None:
             self._nullifiers.close()
+
+
+_UPSTREAM = {"local": "the ledger", "registry": "the registry"}
+#: Every reason /v1/health may give (docs/relay.md "Health"); also the labels of
+#: ``zkid_relay_degraded``.
+HEALTH_REASONS = ("ledger_down", "registry_unreachable", "evidence_unregistered_key", "evidence_backlog")
+#: Seconds a health probe may take.
+PROBE_TIMEOUT = 3.0
+
+
+def _ledger_probe(rpc_url: str | None) -> Callable[[], None]:
+    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": PROBE_TIMEOUT}))
+
+    def probe() -> None:
+        w3.eth.block_number
+
+    return probe
+
+
+def _registry_probe(url: str) -> Callable[[], None]:
+    health = url.rstrip("/") + "/v1/health"
+
+    def probe() -> None:
+        # Any HTTP answer means the registry is there; only silence counts as unreachable.
+        httpx.get(health, timeout=PROBE_TIMEOUT)
+
+    return probe
+
+
+class _RelayCollector(Collector):
+    """The relay's ``/metrics`` (docs/relay.md "Metrics"): counts and sizes only."""
+
+    def __init__(self, relay: Relay, limiter: IpRateLimiter) -> None:
+        self.relay = relay
+        self.limiter = limiter
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        relay = self.relay
+        with relay._counts_lock:
+            sends = dict(relay.sends)
+            pickups, acks = relay.pickups, relay.acks
+        family = CounterMetricFamily("zkid_relay_sends", "POST /v1/blobs answers by outcome (accepted or the error code).", labels=["outcome"])
+        for outcome, count in sorted(sends.items()):
+            family.add_metric([outcome], float(count))
+        yield family
+        yield CounterMetricFamily("zkid_relay_pickups", "Mailbox pickups answered.", value=float(pickups))
+        yield CounterMetricFamily("zkid_relay_acks", "Blobs acknowledged (deleted).", value=float(acks))
+        limited = CounterMetricFamily("zkid_rate_limited", "Requests refused by the per-IP limits (429), by route class.", labels=["class"])
+        for route_class, count in sorted(self.limiter.refused.items()):
+            limited.add_metric([route_class], float(count))
+        yield limited
+        yield GaugeMetricFamily("zkid_relay_blobs", "Blobs held.", value=float(relay.store.count()))
+        reasons = set(relay.health_reasons())
+        degraded = GaugeMetricFamily("zkid_relay_degraded", "1 while /v1/health gives this reason.", labels=["reason"])
+        for reason in HEALTH_REASONS:
+            degraded.add_metric([reason], 1.0 if reason in reasons else 0.0)
+        yield degraded
+        if relay.evidence is not None:
+            yield GaugeMetricFamily("zkid_relay_evidence_pending", "Evidence records queued.", value=float(relay.evidence.pending()))
+            yield CounterMetricFamily("zkid_relay_evidence_sent", "Evidence records the log took.", value=float(relay.evidence.sent))
+            yield CounterMetricFamily("zkid_relay_evidence_dropped", "Evidence records the log refused.", value=float(relay.evidence.dropped))
+            yield CounterMetricFamily(
+                "zkid_relay_evidence_suppressed", "Rejection records not signed (rate limit).", value=float(relay.evidence.suppressed_total())
+            )
 
 
 def create_relay_app(
@@ -419,11 +565,17 @@ def create_relay_app(
                     log.exception("relay purge failed")
                 await asyncio.sleep(settings.purge_interval)
 
-        task = asyncio.create_task(purge_loop())
+        async def probe_loop() -> None:
+            while True:
+                await run_in_threadpool(relay.probe)
+                await asyncio.sleep(settings.probe_interval)
+
+        tasks = [asyncio.create_task(purge_loop()), asyncio.create_task(probe_loop())]
         try:
             yield
         finally:
-            task.cancel()
+            for task in tasks:
+                task.cancel()
             relay.close()
 
     app = FastAPI(title="letro-zkid relay", version="1", lifespan=lifespan)
@@ -452,8 +604,14 @@ def create_relay_app(
 
     @app.post("/v1/blobs", status_code=201)
     async def post_blob(request: Request) -> JSONResponse:
-        body = await json_body(request)
-        return JSONResponse(await run_in_threadpool(relay.submit, body), status_code=201)
+        try:
+            body = await json_body(request)
+            result = await run_in_threadpool(relay.submit, body)
+        except ApiError as exc:
+            relay.count_send(exc.code)  # our own vocabulary: a bounded label set
+            raise
+        relay.count_send("accepted")
+        return JSONResponse(result, status_code=201)
 
     @app.get("/v1/mailboxes/{tag}")
     async def get_mailbox(tag: str, request: Request) -> JSONResponse:
@@ -467,9 +625,11 @@ def create_relay_app(
 
     @app.get("/v1/health")
     def health() -> JSONResponse:
+        reasons = relay.health_reasons()
         return JSONResponse(
             {
-                "status": "ok",
+                "status": "degraded" if reasons else "ok",
+                "reasons": reasons,
                 "region": settings.region,
                 "auth_mode": settings.auth_mode,
                 "blobs": relay.store.count(),
@@ -487,9 +647,15 @@ def create_relay_app(
             return settings.max_body_bytes
         return min(settings.max_body_bytes, SMALL_BODY)
 
-    app.add_middleware(BodyLimitMiddleware, limit=body_limit)
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(metrics_registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(BodyLimitMiddleware, limit=body_limit, timeout=settings.body_timeout)
     limiter = relay_limiter(settings)  # registry/rate_limit.py, as the registry's
     app.state.rate_limiter = limiter
+    metrics_registry = CollectorRegistry(auto_describe=True)
+    metrics_registry.register(_RelayCollector(relay, limiter))
     app.add_middleware(RateLimitMiddleware, limiter=limiter, classify=relay_route_class)
     app.add_middleware(AccessLogMiddleware, log=relay.access_log)
     return app

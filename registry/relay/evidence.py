@@ -17,7 +17,6 @@ cannot fill the queue or the log.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -29,7 +28,10 @@ from pathlib import Path
 import httpx
 from eth_account import Account
 
+from registry.ledger.accounts import load_keystore
+from registry.ledger.errors import DeploymentError
 from registry.sqlite import close_connection, connect
+from zk import strict_json
 from zk.evidence.record import EventType, EvidenceRecord, ReasonCode, sign_record
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,10 @@ def load_relay_key(data_dir: Path, keystore: Path | None = None, password: str |
     if keystore is not None:
         if password is None:
             raise ValueError("a keystore needs its password")
-        return bytes(Account.decrypt(json.loads(Path(keystore).read_text()), password))
+        try:
+            return bytes(load_keystore(keystore, password).key)  # strict JSON, one-line errors
+        except DeploymentError as exc:
+            raise ValueError(str(exc)) from None
     path = Path(data_dir) / KEY_FILE
     if path.exists():
         text = path.read_text().strip()
@@ -102,6 +107,8 @@ class EvidenceEmitter:
         self._suppressed_logged = 0
         self._unknown_warned = False
         self._hold_until = 0.0
+        #: The log's last word on this relay's key was ``unknown_signer`` (health: degraded).
+        self.unknown_signer = False
 
     def emit(
         self, event: EventType, blob_digest: bytes, reason: ReasonCode | None = None, links: tuple[bytes, ...] = ()
@@ -179,6 +186,7 @@ class EvidenceEmitter:
                     status = 503
                     hold = True
                     retry_after = _retry_after(response)
+                    self.unknown_signer = _error_code(response) == "unknown_signer"
                     if _error_code(response) == "unknown_signer" and not self._unknown_warned:
                         self._unknown_warned = True
                         log.warning("the evidence log does not know this relay's key %s (yet): records wait",
@@ -192,6 +200,7 @@ class EvidenceEmitter:
                         log.warning("the evidence log refused a record (HTTP %d)", status)
                     else:
                         self.sent += 1
+                        self.unknown_signer = False
                     self._db.execute("DELETE FROM evidence_queue WHERE id = ?", (row_id,))
                     done += 1
                 else:
@@ -248,7 +257,7 @@ class EvidenceEmitter:
 
 def _error_code(response: httpx.Response) -> str | None:
     try:
-        data = response.json()
+        data = strict_json.loads(response.content)
         code = data["error"]["code"]
     except (ValueError, KeyError, TypeError):
         return None

@@ -43,7 +43,7 @@ import shutil
 import sqlite3
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -375,17 +375,24 @@ class BlobStore:
         if failed is not None:
             raise failed
 
-    def delete(self, blob_id: str, secret: bytes) -> StoredBlob | None:
+    def delete(
+        self, blob_id: str, secret: bytes, before_erase: Callable[[StoredBlob], object] | None = None
+    ) -> StoredBlob | None:
         """Delete a blob whose mailbox opens with ``secret``; None if there is no such blob.
-        When it returns, the blob's file is overwritten and gone."""
+        When it returns, the blob's file is overwritten and gone. ``before_erase`` runs
+        once the capability is checked and before any byte is erased (the relay queues its
+        access evidence there: a crash after the erase must not lose the record)."""
         with self._lock:
             entry = self._blobs.get(blob_id)
             if entry is None:
                 return None
             self._check(self._mailboxes[entry.mailbox].pickup_hash, secret)
             self._unindex(blob_id)
+        removed = StoredBlob(blob_id, entry.mailbox, b"", entry.digest, entry.received_at, entry.handed_over, entry.acceptance)
+        if before_erase is not None:
+            before_erase(removed)
         self._erase([blob_id], [entry])
-        return StoredBlob(blob_id, entry.mailbox, b"", entry.digest, entry.received_at, entry.handed_over, entry.acceptance)
+        return removed
 
     def purge(self, before: float) -> int:
         """Delete blobs received before ``before`` (retention); erased when it returns."""

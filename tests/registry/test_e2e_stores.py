@@ -3,7 +3,8 @@
 - after a clean stop (SIGINT) every store is checkpointed: no ``-wal`` is left and a copy
   of ``nullifiers.sqlite`` alone holds the spent nullifier; an online backup
   (``Connection.backup``, docs/operations.md) taken while it runs holds it too;
-- a nullifier store that is empty, missing or not a database stops the service with one
+- a nullifier store that is empty, missing or not a database, or a fresh file with its
+  schema in its place (with or without ``stores.json``), stops the service with one
   error line naming the file and the fix, instead of starting empty and authorizing the
   spent proof again;
 - a corrupt chain index stops it with a line that says to run ``zkid reindex``, and after
@@ -90,6 +91,20 @@ def _refused_start(data_dir: Path, ledger_port: int, spent: dict[str, Any]) -> t
             proc.stdout.close()
 
 
+def _fresh_nullifier_store(path: Path) -> None:
+    """Replace ``path`` by a new file holding the nullifier store's schema and nothing else."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE nullifiers (group_id INTEGER NOT NULL, nullifier TEXT NOT NULL, epoch INTEGER NOT NULL,"
+        " PRIMARY KEY (group_id, nullifier)) WITHOUT ROWID"
+    )
+    db.execute("CREATE INDEX nullifiers_epoch ON nullifiers (group_id, epoch)")
+    db.commit()
+    db.close()
+
+
 def _error_line(code: int, output: str) -> str:
     assert code != 0, output
     assert "Traceback" not in output, output
@@ -156,6 +171,18 @@ def _check_stores(tmp_path: Path, data_dir: Path, ledger_port: int) -> None:
         line = _error_line(*_refused_start(data_dir, ledger_port, spent))
         assert f"{store} {problem}" in line and "restore it from a backup" in line, line
         store.write_bytes(good)
+    # A fresh file with the nullifier store's schema in its place passes every check above
+    # (attack review 1a): the store id it lacks gives it away, with or without stores.json.
+    manifest = data_dir / "stores.json"
+    kept = manifest.read_bytes()
+    for lose_manifest in (False, True):
+        _fresh_nullifier_store(store)
+        if lose_manifest:
+            manifest.unlink()
+        line = _error_line(*_refused_start(data_dir, ledger_port, spent))
+        assert f"{store} is not the store this data directory had" in line and "restore it from a backup" in line, line
+        store.write_bytes(good)
+        manifest.write_bytes(kept)
 
     index = data_dir / "index.sqlite"
     broken = bytearray(index.read_bytes())

@@ -136,3 +136,33 @@ def test_a_flood_from_one_relay_is_rate_limited_per_relay(registry: Registry) ->
         fits = [record(calm, registry=registry).to_dict() for _ in range(BURST - 1)]
         assert http.post("/v1/evidence/batch", json={"records": fits}).status_code == 201
         assert code(post(http, record(calm, registry=registry))) == (429, "rate_limited")
+
+
+def test_records_already_in_the_log_and_repeats_cost_the_relay_nothing(registry: Registry) -> None:
+    """Anyone can read a relay's records (GET /v1/evidence/{id}) and post them again: that
+    must not spend the relay's budget (attack review finding 5)."""
+    log = registry.service.evidence
+    assert log is not None
+    victim = Account.from_key(hashlib.sha256(b"admission relay whose records are replayed").digest())
+    with registry.client() as http:
+        assert http.put(f"/v1/evidence/relays/{victim.address}", headers=AUTH).status_code == 201
+        r = post(http, record(victim, registry=registry))
+        assert r.status_code == 201, r.text
+        public = http.get(f"/v1/evidence/{r.json()['evidence_id']}").json()
+        replayed = {"record": public["record"], "signature": public["signature"]}
+        size = log.size
+        for _ in range(3):  # far more than the relay's burst, again and again
+            r = http.post("/v1/evidence/batch", json={"records": [replayed] * (BURST * 4)})
+            assert r.status_code == 201, r.text
+            r = http.post("/v1/evidence", json=replayed)
+            assert r.status_code == 200 and r.json()["created"] is False, r.text
+        assert log.size == size
+        # One new record repeated in a batch is charged once.
+        fresh = record(victim, registry=registry).to_dict()
+        assert http.post("/v1/evidence/batch", json={"records": [fresh] * (BURST * 4)}).status_code == 201
+        assert log.size == size + 1
+        # The relay still has the rest of its budget: BURST - 2 new records pass.
+        fits = [record(victim, registry=registry).to_dict() for _ in range(BURST - 2)]
+        r = http.post("/v1/evidence/batch", json={"records": fits})
+        assert r.status_code == 201, r.text
+        assert code(post(http, record(victim, registry=registry))) == (429, "rate_limited")

@@ -252,6 +252,17 @@ def test_malformed_json(client: httpx.Client) -> None:
     _error(r, 422, "malformed")
 
 
+def test_a_field_the_route_does_not_take_is_malformed(client: httpx.Client) -> None:
+    """An extra or missing field is `malformed` (docs/api.md), also when it is named like
+    a commitment field of another route (attack review finding 8)."""
+    _error(client.post("/v1/authorize", json={"commitments": ["9" * 90]}), 422, "malformed")
+    _error(client.post("/v1/authorize", json={"commitment": "7"}), 422, "malformed")
+    _error(client.post("/v1/groups/0/members", json={"commitment": ["7"]}), 422, "malformed")
+    _error(client.post("/v1/groups/0/members", json={}), 422, "malformed")
+    # A bad commitment value where the route takes commitments stays invalid_commitment.
+    _error(client.post("/v1/groups/0/members", json={"commitments": ["9" * 90]}), 422, "invalid_commitment")
+
+
 def test_body_size_limit(registry: Registry, client: httpx.Client) -> None:
     limit = registry.settings.max_body_bytes
     big = json.dumps({"commitments": ["1" * 70] * (MEMBERS_MAX_BODY // 70 + 10)}).encode()

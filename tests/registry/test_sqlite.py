@@ -146,3 +146,63 @@ def test_an_unreadable_manifest_is_refused(tmp_path: Path, content: str) -> None
     with pytest.raises(StoreError) as exc:
         StoreManifest(tmp_path)
     assert MANIFEST_FILE in _message(exc)
+
+
+def _fresh_in_place(path: Path, table: str) -> None:
+    """What an operator (or an attacker) puts in place of a lost store: a new file with the
+    right schema and nothing else."""
+    path.unlink()
+    _make(path, table, rows=0)
+
+
+def test_a_fresh_store_with_the_right_schema_in_place_of_a_recorded_one_is_refused(tmp_path: Path) -> None:
+    _make(tmp_path / "a.sqlite", "things")
+    _make(tmp_path / "b.sqlite", "others")
+    StoreManifest(tmp_path).record(TABLES)
+    recorded = json.loads((tmp_path / MANIFEST_FILE).read_text())
+    assert len(recorded["id"]) == 32 and recorded["stamped"] == ["a.sqlite", "b.sqlite"]
+    StoreManifest(tmp_path).check(TABLES, together=True)  # the stores it had: accepted
+    _fresh_in_place(tmp_path / "b.sqlite", "others")
+    with pytest.raises(StoreError) as exc:
+        StoreManifest(tmp_path).check(TABLES, together=True)
+    assert "b.sqlite is not the store this data directory had" in _message(exc)
+    # Also when stores.json is gone: its neighbour still carries the directory's id.
+    (tmp_path / MANIFEST_FILE).unlink()
+    with pytest.raises(StoreError) as exc:
+        StoreManifest(tmp_path).check(TABLES)
+    assert "b.sqlite is not the store this data directory had" in _message(exc)
+
+
+def test_a_store_of_another_data_directory_is_refused(tmp_path: Path) -> None:
+    for d in ("one", "two"):
+        (tmp_path / d).mkdir()
+        _make(tmp_path / d / "a.sqlite", "things")
+        _make(tmp_path / d / "b.sqlite", "others")
+        StoreManifest(tmp_path / d).record(TABLES)
+    shutil.copyfile(tmp_path / "two" / "b.sqlite", tmp_path / "one" / "b.sqlite")
+    with pytest.raises(StoreError) as exc:
+        StoreManifest(tmp_path / "one").check(TABLES)
+    assert "b.sqlite belongs to another data directory" in _message(exc)
+
+
+def test_stores_from_before_ids_are_adopted_and_stamped(tmp_path: Path) -> None:
+    _make(tmp_path / "a.sqlite", "things")
+    _make(tmp_path / "b.sqlite", "others")
+    (tmp_path / MANIFEST_FILE).write_text(json.dumps({"version": 1, "stores": ["a.sqlite", "b.sqlite"]}))
+    manifest = StoreManifest(tmp_path)
+    manifest.check(TABLES, together=True)  # no id anywhere yet: nothing to compare
+    manifest.record(TABLES)
+    again = StoreManifest(tmp_path)
+    assert again.id == manifest.id and again.stamped == {"a.sqlite", "b.sqlite"}
+    again.check(TABLES, together=True)
+    # A store added later (not stamped yet) is accepted until it is recorded.
+    _make(tmp_path / "c.sqlite", "more")
+    again.check({**TABLES, "c.sqlite": ("more",)})
+
+
+@pytest.mark.parametrize("content", ['{"stores": [], "stores": []}', "[" * 100_000 + "]" * 100_000, '{"stores": [], "id": "xyz"}'])
+def test_a_manifest_that_is_not_strict_json_is_refused_in_one_line(tmp_path: Path, content: str) -> None:
+    (tmp_path / MANIFEST_FILE).write_text(content)
+    with pytest.raises(StoreError) as exc:
+        StoreManifest(tmp_path)
+    assert MANIFEST_FILE in _message(exc)

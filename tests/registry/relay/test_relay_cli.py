@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import sqlite3
 import subprocess
@@ -153,3 +154,32 @@ def test_trusted_proxy_must_be_an_address(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60,
     )
     assert out.returncode == 2 and "--trusted-proxy" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+_HOSTILE = {
+    "deep": "[" * 100_000 + "]" * 100_000,
+    "deep-objects": '{"a":' * 100_000,
+    "duplicate-key": '{"version": 1, "version": 1}',
+    "not-an-object": "[1, 2]",
+}
+
+
+@pytest.mark.parametrize("option", ["--manifest", "--keystore"])
+@pytest.mark.parametrize("content", list(_HOSTILE.values()), ids=list(_HOSTILE))
+def test_hostile_manifest_or_keystore_is_one_error_line(tmp_path: Path, option: str, content: str) -> None:
+    """A manifest or keystore file nested deeply, with a duplicate key or of the wrong
+    shape: exit 2 with one line, never a traceback (attack review finding 6)."""
+    hostile = tmp_path / "hostile.json"
+    hostile.write_text(content)
+    if option == "--manifest":
+        args = ["--rpc-url", "http://127.0.0.1:9", "--manifest", str(hostile)]
+    else:  # registry authorization: no manifest needed, the keystore is read for evidence
+        args = ["--auth", "registry", "--registry-url", "http://127.0.0.1:9", "--evidence-url", "http://127.0.0.1:9",
+                "--chain-id", "31337", "--keystore", str(hostile)]
+    out = subprocess.run(
+        [sys.executable, "-c", SNIPPET, "relay", "--data-dir", str(tmp_path / "relay"), *args],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "ZKID_RELAY_PASSWORD": "pw"},
+    )
+    assert out.returncode == 2, (out.returncode, out.stderr[-800:])
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("zkid: error:") and str(hostile) in lines[0], out.stderr[-800:]

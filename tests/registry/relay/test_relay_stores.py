@@ -4,9 +4,11 @@
 - after a clean stop (SIGINT) its stores are checkpointed: no ``-wal`` is left, and copies
   of ``nullifiers.sqlite`` and the ``blobs`` directory alone hold the spent nullifier and
   the blob;
-- a nullifier store or blob store that is empty, missing or not a database stops the
-  relay with one error line naming the file and the fix, instead of starting empty (and
-  accepting the spent proof again).
+- a nullifier store or blob store that is empty, missing or not a database, a fresh
+  nullifier store with the right schema in its place (with or without ``stores.json``),
+  or a nullifier store lost together with ``stores.json`` stops the relay with one error
+  line naming the file and the fix, instead of starting empty (and accepting the spent
+  proof again).
 """
 
 from __future__ import annotations
@@ -75,6 +77,20 @@ def _count(path: Path, table: str) -> int:
         return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
     finally:
         db.close()
+
+
+def _fresh_nullifier_store(path: Path) -> None:
+    """Replace ``path`` by a new file holding the nullifier store's schema and nothing else."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE nullifiers (group_id INTEGER NOT NULL, nullifier TEXT NOT NULL, epoch INTEGER NOT NULL,"
+        " PRIMARY KEY (group_id, nullifier)) WITHOUT ROWID"
+    )
+    db.execute("CREATE INDEX nullifiers_epoch ON nullifiers (group_id, epoch)")
+    db.commit()
+    db.close()
 
 
 def test_relay_checkpoints_on_stop_and_refuses_a_lost_store(tmp_path: Path, anvil: Any, deployed: Any, chain: Any) -> None:
@@ -148,6 +164,27 @@ def test_relay_checkpoints_on_stop_and_refuses_a_lost_store(tmp_path: Path, anvi
     damaged("nullifiers.sqlite", lambda p: p.write_bytes(os.urandom(8192)), "is not an SQLite database")
     moved = data_dir / "blobs.moved"
     damaged("blobs", lambda p: p.rename(moved), "is missing", restore=lambda p: moved.rename(p))
+    # A fresh file with the right schema in place of the lost store (attack review 1a).
+    damaged("nullifiers.sqlite", _fresh_nullifier_store, "is not the store this data directory had")
+    # The manifest lost too: the other stores still carry the directory's id.
+    manifest = data_dir / "stores.json"
+    kept = {manifest: manifest.read_bytes(), data_dir / "nullifiers.sqlite": (data_dir / "nullifiers.sqlite").read_bytes()}
+    damaged("nullifiers.sqlite", lambda p: (_fresh_nullifier_store(p), manifest.unlink()),
+            "is not the store this data directory had", restore=lambda p: [f.write_bytes(b) for f, b in kept.items()])
+    # Both the manifest and the nullifier store moved away (attack review 1b): blobs/ and
+    # the evidence queue show the relay has run before.
+    aside = tmp_path / "aside"
+    aside.mkdir()
+
+    def move_both(p: Path) -> None:
+        for name in ("stores.json", "nullifiers.sqlite"):
+            (data_dir / name).rename(aside / name)
+
+    def restore_both(p: Path) -> None:
+        for name in ("stores.json", "nullifiers.sqlite"):
+            (aside / name).rename(data_dir / name)
+
+    damaged("nullifiers.sqlite", move_both, "is missing, and so is stores.json", restore=restore_both)
 
     # Restored: the relay starts and still knows the spent nullifier and the blob.
     proc = _start(data_dir, anvil.rpc_url, port := free_port())
