@@ -53,6 +53,9 @@ INVITE_PREFIX = "zki_"
 ADMISSION_STATUS: dict[str, int] = {
     "admission_used": 409,
     "invite_used": 409,
+    "index_stale": 503,
+    "admission_group_not_closed": 409,
+    "admission_group_in_use": 409,
 }
 ADMISSION_MESSAGES: dict[str, str] = {
     "group_not_served": "this registry does not serve this group (no admission policy set by its operator)",
@@ -64,6 +67,9 @@ ADMISSION_MESSAGES: dict[str, str] = {
     "admission_unknown_root": "the admission proof's Merkle root was never a root of the admission group",
     "admission_expired_root": "the admission proof's Merkle root was superseded longer ago than the admission group's window",
     "admission_invalid_proof": "the admission proof does not verify",
+    "index_stale": "the registry's chain index lags the ledger too far to judge the admission proof's root; try again later",
+    "admission_group_not_closed": "an admission group must have the policy closed and not be a send group",
+    "admission_group_in_use": "this group is the admission group of a zk group: it stays closed and not a send group",
     "admission_used": "this admission credential already registered a commitment in this group and round",
     "invite_invalid": "unknown invite code for this group",
     "invite_used": "this invite code was already used",
@@ -315,6 +321,8 @@ class ZkAdmission:
             raise refusal("admission_unknown_root")
         if status is RootStatus.EXPIRED:
             raise refusal("admission_expired_root")
+        if status is not RootStatus.VALID:  # STALE (the index lags), or anything new: fail closed
+            raise refusal("index_stale")
         if not self._verify(parsed):
             raise refusal("admission_invalid_proof")
         if not self._store.claim_nullifier(record.group_id, record.round, parsed.nullifier):

@@ -2,8 +2,9 @@
 
 - :class:`RegistryClient`: the registry's HTTP API (``registry/http.py``): register a
   commitment (with an invite code, or anonymously admitted with an admission proof:
-  :func:`build_admission_proof`, docs/admission.md), follow it until it is anchored,
-  fetch its Merkle proof.
+  :func:`build_admission_proof`, made over the admission group's whole member list so the
+  registry never learns which member is registering, docs/admission.md), follow it until
+  it is anchored, fetch its Merkle proof.
 - :func:`group_from_ledger`: the trustless path: rebuild a group's LeanIMT from the
   ``ZkIdRegistry`` contract's membership events alone, checking every event's ``newRoot``
   against the rebuilt tree (``contracts/ZkIdRegistry.sol``: an add event's first index is
@@ -130,13 +131,59 @@ class RegistryClient:
         data = self._request("POST", f"/v1/groups/{int(group_id)}/members", json=body)
         return dict(data["members"][0])
 
+    def members(self, group_id: int, page: int = 10_000, attempts: int = 5) -> LeanIMT:
+        """The whole group, from ``GET /v1/groups/{id}/members`` pages (leaves are public on
+        the ledger: asking for all of them says nothing about which one is the caller's).
+
+        Every page must carry the same root and size (else the group changed while it was
+        read: read again, up to ``attempts`` times), and the rebuilt tree must have that
+        root. Does not protect against a registry that lies about the whole group: pass
+        :func:`group_from_ledger`'s tree to :meth:`register_admitted` for that."""
+        for _ in range(attempts):
+            leaves: list[int] = []
+            root: str | None = None
+            size: int | None = None
+            while size is None or len(leaves) < size:
+                data = self._request("GET", f"/v1/groups/{int(group_id)}/members", params={"start": len(leaves), "limit": page})
+                try:
+                    page_root, page_size, chunk = str(data["root"]), int(data["size"]), [int(m) for m in data["members"]]
+                except (KeyError, TypeError, ValueError):
+                    raise RegistryClientError(200, "bad_response", "unusable member list") from None
+                if root is None:
+                    root, size = page_root, page_size
+                if (page_root, page_size) != (root, size):
+                    break  # changed under us: read again
+                if not chunk and len(leaves) < page_size:
+                    raise RegistryClientError(200, "bad_response", "the member list ends before the group's size")
+                leaves.extend(chunk)
+            else:
+                try:
+                    tree = tree_of_leaves(leaves)
+                except ValueError:
+                    raise RegistryClientError(200, "bad_response", "the member list does not make a tree") from None
+                if len(leaves) != size or str(tree.root) != root:
+                    raise RegistryClientError(200, "bad_response", "the member list does not rebuild the group's root")
+                return tree
+        raise RegistryClientError(200, "busy", f"group {group_id} kept changing while its members were read")
+
     def register_admitted(
-        self, group_id: int, commitment: int, admission_identity: Identity, admission_group: int | None = None
+        self,
+        group_id: int,
+        commitment: int,
+        admission_identity: Identity,
+        admission_group: int | None = None,
+        *,
+        admission_tree: LeanIMT | None = None,
     ) -> dict[str, Any]:
         """Register ``commitment`` in a ``zk`` group, anonymously admitted: prove that
-        ``admission_identity`` is a member of the group's admission group (its Merkle proof
-        comes from this registry; the proof reveals neither which member nor links the
-        two identities), for the group's current round.
+        ``admission_identity`` is a member of the group's admission group, for the group's
+        current round. The proof reveals neither which member made it nor links the two
+        identities.
+
+        The admission group's tree is built here, from its whole member list
+        (:meth:`members`), or is ``admission_tree`` (e.g. :func:`group_from_ledger`, which
+        trusts only the chain): the registry is never told the admission commitment, so
+        it cannot link the person to ``commitment`` (docs/admission.md).
 
         ``admission_group``, if given, must be the group's (a client that was told which
         admission group it belongs to checks that the registry agrees)."""
@@ -147,8 +194,11 @@ class RegistryClient:
         group_a = int(admission["admission_group"])
         if admission_group is not None and admission_group != group_a:
             raise RegistryClientError(0, "wrong_admission_group", f"group {group_id}'s admission group is {group_a}")
-        merkle = self.merkle_proof(group_a, admission_identity.commitment)
-        proof = build_admission_proof(admission_identity, merkle, group_id, int(admission["round"]), commitment)
+        tree = admission_tree if admission_tree is not None else self.members(group_a)
+        index = tree.index_of(admission_identity.commitment)
+        if index is None:
+            raise RegistryClientError(0, "not_member", f"the admission identity is not a member of group {group_a}")
+        proof = build_admission_proof(admission_identity, tree.generate_proof(index), group_id, int(admission["round"]), commitment)
         return self.register(group_id, commitment, admission_proof=proof)
 
     def status(self, group_id: int, commitment: int) -> dict[str, Any]:
@@ -191,6 +241,27 @@ class RegistryClient:
         if proof.leaf != value or not LeanIMT.verify_proof(proof):
             raise RegistryClientError(200, "bad_proof", "the registry's Merkle proof does not verify")
         return proof
+
+
+def tree_of_leaves(leaves: list[int]) -> LeanIMT:
+    """A LeanIMT with these leaves in order, 0 marking a removed one (as the contract's
+    tree after ``removeMember``). Raises ``ValueError`` for a repeated or bad leaf."""
+    present = set(leaves)
+    filler = R - 1  # removed slots are filled with unused values, then removed
+    filled: list[int] = []
+    for leaf in leaves:
+        if leaf == 0:
+            while filler in present:
+                filler -= 1
+            present.add(filler)
+            filled.append(filler)
+        else:
+            filled.append(leaf)
+    tree = LeanIMT(leaves=filled)
+    for index, leaf in enumerate(leaves):
+        if leaf == 0:
+            tree.remove(index)
+    return tree
 
 
 def group_from_ledger(

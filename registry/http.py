@@ -25,7 +25,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
-from fastapi import Depends, FastAPI, Path, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.routing import APIRoute
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -289,6 +289,18 @@ class MerkleProofModel(BaseModel):
 class MerkleProofResponse(BaseModel):
     group_id: int
     merkle_proof: MerkleProofModel
+
+
+#: Most leaves one ``GET /v1/groups/{id}/members`` page holds (~80 bytes each).
+MAX_MEMBERS_PAGE = 10_000
+
+
+class MembersPageModel(BaseModel):
+    group_id: int
+    root: str = Field(description="The group's current root when the page was read.")
+    size: int = Field(description="Number of leaves, removed ones included.")
+    start: int
+    members: list[str] = Field(description='Leaves start.. in tree order, decimal; "0" for a removed member.')
 
 
 class RootInfoModel(BaseModel):
@@ -921,7 +933,7 @@ def create_app(service: RegistryService, settings: Settings) -> FastAPI:
         "/v1/groups/{group_id}/members",
         status_code=202,
         response_model=RegisterResponse,
-        responses=_errors(401, 403, 404, 409, 413, 422),
+        responses=_errors(401, 403, 404, 409, 413, 422, 503),
         tags=["members"],
         summary="Register commitments under the group's admission policy (durably queued, then anchored in batches)",
     )
@@ -944,6 +956,20 @@ def create_app(service: RegistryService, settings: Settings) -> FastAPI:
             statuses = service.admit(group_id, values, admission_proof=proof, invite=body.invite)
         traffic.registrations.inc(len(statuses))
         return JSONResponse({"members": [s.to_json() for s in statuses]}, status_code=202)
+
+    @app.get(
+        "/v1/groups/{group_id}/members",
+        response_model=MembersPageModel,
+        responses=_errors(404, 422),
+        tags=["members"],
+        summary="A page of the group's leaves in tree order (public on the ledger): build the tree and prove locally",
+    )
+    def members_page(
+        group_id: GroupId,
+        start: Annotated[int, Query(ge=0, le=2**32, description="First leaf index.")] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_MEMBERS_PAGE, description="Most leaves returned.")] = MAX_MEMBERS_PAGE,
+    ) -> JSONResponse:
+        return JSONResponse(service.members_page(group_id, start, limit))
 
     @app.get(
         "/v1/groups/{group_id}/members/{commitment}",

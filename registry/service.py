@@ -255,7 +255,8 @@ class RegistryService:
         # Roots from the index, only while it is fresh (fail closed: index_stale).
         self.index_roots = FreshIndexRoots(index, self.indexer, settings.index_max_age, settings.index_max_lag)
         self.authorizer = Authorizer(self._policy, self.index_roots, nullifiers, clock=clock)
-        self.zk_admission = ZkAdmission(self.admission, index, clock=clock)
+        # Admission roots too: a stalled index must not admit with a removed person's root.
+        self.zk_admission = ZkAdmission(self.admission, self.index_roots, clock=clock)
         self._last_purge = 0.0
         self._purge_lock = threading.Lock()
         self._stop = threading.Event()
@@ -565,8 +566,23 @@ class RegistryService:
         self._administered(record.group_id)
         if record.admission_group is not None:
             self._administered(record.admission_group)
+            self._check_admission_group(record.admission_group)
+        if record.policy != "closed" or record.send:
+            # A group a zk group admits from must stay closed and not a send group:
+            # opened, anyone could join it and mint admissions (Sybil resistance gone).
+            users = [r.group_id for r in self.admission.records() if r.admission_group == record.group_id]
+            if users:
+                raise refusal("admission_group_in_use", f"group {record.group_id} admits to group(s) {', '.join(map(str, users))}")
         self.admission.put(record)
         return record
+
+    def _check_admission_group(self, group_id: int) -> None:
+        """A ``zk`` group's admission group must be ``closed`` (only the operator writes it)
+        and not a send group (docs/admission.md)."""
+        current = self.admission.get(group_id)
+        if current is None or current.policy != "closed" or current.send:
+            what = "no policy" if current is None else f"policy {current.policy}" + (", a send group" if current.send else "")
+            raise refusal("admission_group_not_closed", f"group {group_id} has {what}")
 
     def create_invites(self, group_id: int, count: int, expires_at: float) -> list[str]:
         """Operator action: mint single-use invite codes of an ``invite`` group."""
@@ -618,6 +634,17 @@ class RegistryService:
         if row is not None and row.state in ("pending", "sent"):
             raise RegistryError("pending", "registered, not yet on chain: no Merkle proof yet")
         raise RegistryError("not_member", "not a member of this group")
+
+    def members_page(self, group_id: int, start: int, limit: int) -> dict[str, Any]:
+        """Leaves ``start..start+limit`` of a group in tree order (0: removed), with the
+        root and size they belong to: public on the ledger; a client builds the tree from
+        them and proves locally, without telling which member it is (docs/admission.md)."""
+        group = self._known_group(group_id)
+        with self.index.lock:
+            tree = self.index.tree(group)
+            root, size = tree.root, tree.size
+            members = [str(tree.leaf(i)) for i in range(start, min(size, start + limit))]
+        return {"group_id": group, "root": str(root), "size": size, "start": start, "members": members}
 
     # ------------------------------------------------------------------ groups and roots
 
@@ -674,6 +701,7 @@ class RegistryService:
             admission_from_json(-1, admission)  # refuse bad input before paying for a group
             if admission.get("admission_group") is not None:
                 self._administered(admission["admission_group"])
+                self._check_admission_group(admission["admission_group"])
         window = self._manifest.root_window if root_window is None else root_window
         if isinstance(window, bool) or not isinstance(window, int) or not 0 <= window <= _MAX_ROOT_WINDOW:
             raise RegistryError("malformed", "root_window must be an integer number of seconds in [0, 2^64)")

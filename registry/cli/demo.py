@@ -336,6 +336,7 @@ class _Scenario:
             message_limit=MESSAGE_LIMIT,
             rate_limit=10_000,
             evidence_interval=0.2,
+            send_groups=(0,),  # the demo's send group (its admission group is not one)
         )
         url = stack.enter_context(_serve(create_relay_app(settings)))
         client = stack.enter_context(httpx.Client(base_url=url, timeout=60.0))

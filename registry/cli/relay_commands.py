@@ -33,7 +33,7 @@ def relay(
         typer.Option(
             "--send-group",
             min=0,
-            help="A send group of the operator (local authorization; repeatable; default: every group the operator administers).",
+            help="A send group of the operator (local authorization; repeatable; without one, local authorization refuses every send).",
             show_default=False,
         ),
     ] = None,
@@ -85,6 +85,13 @@ def relay(
         app = create_relay_app(settings)
     except (ValueError, OSError) as exc:
         fail(f"cannot start the relay: {exc}")
+    if auth == "local" and not send_group:
+        # Fail closed: on the ledger an admission group looks like any other operator group.
+        typer.echo(
+            "relay: no --send-group given: local authorization refuses every send (group_not_served); "
+            "pass --send-group G for each of the operator's send groups",
+            err=True,
+        )
     relay_state = getattr(app.state, "relay", None)
     if relay_state is not None and relay_state.evidence is not None:
         # The registry's operator must register this address (docs/evidence.md).

@@ -584,10 +584,9 @@ def _admission_proof(base: str, group: int, commitment: int, path: Path, admissi
     """Prove, for ``zkid register --admission-identity``, membership in the admission group
     over ``message = commitment`` and the group's current admission round."""
     from zk.identity_file import decrypt_identity
-    from zk.tree import MerkleProof
 
     from registry.cli._common import passphrase
-    from registry.client import build_admission_proof
+    from registry.client import RegistryClient, RegistryClientError, build_admission_proof
 
     try:
         blob = path.read_bytes()
@@ -606,15 +605,18 @@ def _admission_proof(base: str, group: int, commitment: int, path: Path, admissi
         fail(f"group {group} does not admit with admission proofs (its policy: {(admission or {}).get('policy', 'none')})")
     if admission.get("admission_group") != admission_group:
         fail(f"group {group}'s admission group is {admission.get('admission_group')}, not {admission_group}")
-    response = _request("GET", f"{base}/v1/groups/{admission_group}/proofs/{who.commitment}")
-    if response.status_code != 200:
-        _api_fail(response)
+    # The whole admission group, and the Merkle proof made here: asking the registry for
+    # this member's proof would tell it which person is registering (docs/admission.md).
     try:
-        merkle = MerkleProof.from_json(_body(response)["merkle_proof"])
-    except (KeyError, TypeError, ValueError) as exc:
-        fail(f"the registry sent an unusable Merkle proof: {exc}")
+        with RegistryClient(base) as client:
+            tree = client.members(admission_group)
+    except RegistryClientError as exc:
+        fail(f"cannot read admission group {admission_group}'s members: {exc.code}: {exc.message}")
+    index = tree.index_of(who.commitment)
+    if index is None:
+        fail(f"{path} is not a member of admission group {admission_group} (yet: registered admission members need a batch to be on chain)")
     try:
-        proof = build_admission_proof(who, merkle, group, int(admission["round"]), commitment)
+        proof = build_admission_proof(who, tree.generate_proof(index), group, int(admission["round"]), commitment)
     except ValueError as exc:
         fail(f"cannot prove admission: {exc}")
     return proof.to_dict()

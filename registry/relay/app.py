@@ -117,9 +117,12 @@ class RelaySettings:
     epoch_length: int = 600
     message_limit: int = 100
     clock_skew: int = 30
-    # Local mode: the operator's send groups (docs/admission.md). None: every group the
-    # operator administers; operator None: the manifest's deployer.
+    # Local mode: the operator's send groups (docs/admission.md). None: no group is served
+    # (fail closed: the relay cannot tell send groups from admission groups on the ledger),
+    # unless all_operator_groups (library and tests only, for deployments without admission
+    # groups: every group the operator administers); operator None: the manifest's deployer.
     send_groups: tuple[int, ...] | None = None
+    all_operator_groups: bool = False
     operator: str | None = None
     max_body_bytes: int = 1024 * 1024
     retention_seconds: int = 7 * 24 * 3600
@@ -270,8 +273,12 @@ class Relay:
                     # Only the operator's send groups (issue #10 §1b): a group someone
                     # else created on the contract is refused with group_not_served.
                     operator=settings.operator or manifest.deployer,
-                    send_groups=settings.send_groups,
+                    send_groups=settings.send_groups
+                    if settings.send_groups is not None
+                    else (None if settings.all_operator_groups else ()),
                 )
+                if settings.send_groups is None and not settings.all_operator_groups:
+                    log.warning("local authorization without send groups: every send is refused (group_not_served)")
                 authorizer = local
                 self._probe = _ledger_probe(settings.rpc_url)
         self.authorizer = authorizer

@@ -318,6 +318,63 @@ def test_only_the_operators_groups_authorize_sends(
         assert relay.store.count() == 0
 
 
+def _requests_by_route(http: httpx.Client) -> dict[str, float]:
+    """zkid_http_requests_total summed per route template (GET only), from /metrics."""
+    counts: dict[str, float] = {}
+    for line in http.get("/metrics").text.splitlines():
+        if line.startswith("zkid_http_requests_total{") and 'method="GET"' in line:
+            route = line.split('route="', 1)[1].split('"', 1)[0]
+            counts[route] = counts.get(route, 0.0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def test_an_admitted_registration_never_sends_the_admission_commitment(
+    registry: Registry, http: httpx.Client, zk_groups: tuple[int, int, list[Identity]], tmp_path: Path
+) -> None:
+    """The registry knows which person owns each admission commitment (its account service
+    wrote them): a client that asked it for that commitment's Merkle proof, then registered
+    C from the same address, would link the person to C. The SDK and the CLI build the
+    admission group's tree from its whole member list and prove locally."""
+    group_a, _group_g, persons = zk_groups
+    group = _create(http, policy="zk", admission_group=group_a)
+    proofs_route, list_route = "/v1/groups/{group_id}/proofs/{commitment}", "/v1/groups/{group_id}/members"
+    before = _requests_by_route(http)
+
+    sdk_new = Identity("unlinkable-sdk").commitment
+    with RegistryClient(registry.url) as client:
+        assert client.register_admitted(group, sdk_new, persons[1], admission_group=group_a)["status"] == "pending"
+        # The member list is the admission group's tree, removed members included.
+        assert client.members(group_a, page=2).root == LeanIMT(leaves=[p.commitment for p in persons]).root
+    _person, admission_file = _identity_file(tmp_path, "admission-person-2")  # persons[2]'s secret
+    cli_new = Identity("unlinkable-cli").commitment
+    out = _zkid("register", "--url", registry.url, "--group", str(group), str(cli_new),
+                "--admission-identity", str(admission_file), "--admission-group", str(group_a), "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["status"] == "pending", out.stderr
+
+    after = _requests_by_route(http)
+    assert after.get(proofs_route, 0.0) == before.get(proofs_route, 0.0)  # no member's proof was asked for
+    assert after.get(list_route, 0.0) >= before.get(list_route, 0.0) + 3  # the whole list instead
+    assert registry.service.outbox.get(group, sdk_new) is not None and registry.service.outbox.get(group, cli_new) is not None
+
+
+def test_an_admission_group_must_stay_closed(registry: Registry, http: httpx.Client, zk_groups: tuple[int, int, list[Identity]]) -> None:
+    """A zk group admitting from an open group would admit anyone (Sybil resistance gone):
+    refused when the zk group is created or set, and when its admission group would change."""
+    group_a, group_g, _persons = zk_groups
+    opened = _create(http, policy="open")
+    sending = _create(http, policy="closed", send=True)
+    unset = _create(http)
+    for a in (opened, sending, unset):
+        _error(http.post("/v1/groups", json={"admission": {"policy": "zk", "admission_group": a}}, headers=AUTH), 409, "admission_group_not_closed")
+        _error(http.put(f"/v1/groups/{group_g}/admission", json={"policy": "zk", "admission_group": a}, headers=AUTH), 409, "admission_group_not_closed")
+    assert http.get(f"/v1/groups/{group_g}").json()["admission"]["admission_group"] == group_a
+    # A, used by G, cannot be opened nor made a send group; it may stay closed (e.g. a round change elsewhere).
+    for change in ({"policy": "open"}, {"policy": "invite"}, {"policy": "closed", "send": True}):
+        _error(http.put(f"/v1/groups/{group_a}/admission", json=change, headers=AUTH), 409, "admission_group_in_use")
+    assert http.get(f"/v1/groups/{group_a}").json()["admission"] == {"policy": "closed", "admission_group": None, "round": 0, "send": False}
+    assert http.put(f"/v1/groups/{group_a}/admission", json={"policy": "closed"}, headers=AUTH).status_code == 200
+
+
 # ------------------------------------------------------------------ the command line
 
 PASSPHRASE = "admission cli passphrase"

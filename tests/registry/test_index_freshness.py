@@ -132,3 +132,43 @@ def test_after_a_restart_nothing_is_authorized_until_the_index_caught_up(
         assert "index_stale" not in service.health()["reasons"]
     finally:
         service.close()
+
+
+def test_a_stalled_index_refuses_admission_proofs(tmp_path: Path) -> None:
+    """The admission path reads roots of the admission group like authorization does: on a
+    stalled index it refuses with 503 index_stale (a person removed from the admission group
+    could otherwise keep admitting with a root the index still takes as current), burns no
+    credential, and admits once the index follows the chain again."""
+    from registry.client import build_admission_proof
+    from tests.registry.http_support import OPERATOR_TOKEN
+
+    auth = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    with running_registry(tmp_path / "registry", index_max_age=1.0) as reg, httpx.Client(base_url=reg.url, timeout=60) as http:
+        r = http.post("/v1/groups", json={"admission": {"policy": "closed"}}, headers=auth)
+        assert r.status_code == 201, r.text
+        group_a = int(r.json()["group_id"])
+        r = http.post("/v1/groups", json={"admission": {"policy": "zk", "admission_group": group_a}}, headers=auth)
+        assert r.status_code == 201, r.text
+        group_g = int(r.json()["group_id"])
+        person = Identity("freshness-admitted-person")
+        r = http.post(f"/v1/groups/{group_a}/members", json={"commitments": [str(person.commitment)]}, headers=auth)
+        assert r.status_code == 202, r.text
+        tree = LeanIMT(leaves=[person.commitment])
+        reg.wait_root(group_a, tree.root)
+        new = Identity("freshness-admitted-zkid").commitment
+        body: dict[str, Any] = {
+            "commitments": [str(new)],
+            "admission_proof": build_admission_proof(person, tree.generate_proof(0), group_g, 0, new).to_dict(),
+        }
+
+        live_w3 = reg.service.indexer.w3
+        reg.service.indexer.w3 = Web3(HTTPProvider(f"http://127.0.0.1:{free_port()}", request_kwargs={"timeout": 2}))
+        reg.wait_until(lambda: "index_stale" in _health(reg.url)["reasons"], 30, "index_stale in health")  # type: ignore[operator]
+        refused = http.post(f"/v1/groups/{group_g}/members", json=body)
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "index_stale", refused.text
+        assert reg.service.admission.nullifier_count() == 0 and reg.service.outbox.get(group_g, new) is None
+
+        reg.service.indexer.w3 = live_w3
+        reg.wait_until(lambda: "index_stale" not in _health(reg.url)["reasons"], 60, "a fresh index")  # type: ignore[operator]
+        admitted = http.post(f"/v1/groups/{group_g}/members", json=body)
+        assert admitted.status_code == 202, admitted.text

@@ -30,7 +30,11 @@ def running_relay(
     data_dir: Path, rpc_url: str, manifest: Any, clock: OffsetClock | None = None, **overrides: Any
 ) -> Iterator[tuple[str, Relay, FastAPI]]:
     save_manifest(data_dir, manifest)
+    # Relay tests create their groups as they go and have no admission groups: every
+    # operator group is a send group unless a test lists them (send_groups=...).
     values: dict[str, Any] = {"data_dir": data_dir, "rpc_url": rpc_url, "region": "test-relay"}
+    if "send_groups" not in overrides:
+        values["all_operator_groups"] = True
     values.update(overrides)
     app = create_relay_app(RelaySettings(**values), clock=clock or OffsetClock())
     with serve_app(app) as url:

@@ -81,7 +81,7 @@ def _traces(data_dir: Path, sent: Sent) -> list[str]:
 @contextmanager
 def _relay(data_dir: Path, rpc_url: str, **settings: Any) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Client]]:
     port = free_port()
-    args = {"data_dir": str(data_dir), "rpc_url": rpc_url, "port": port, **settings}
+    args = {"data_dir": str(data_dir), "rpc_url": rpc_url, "port": port, "all_operator_groups": True, **settings}
     proc = subprocess.Popen([sys.executable, "-c", RUNNER, json.dumps(args)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
