@@ -222,11 +222,18 @@ def ledger_checks(rpc_url: str, trust: Trust) -> LedgerChecks:
     registry = RegistryContract(w3, trust.registry_contract)
     groups = sorted(set(trust.groups))
 
-    def root_check(root: int) -> bool:
-        # A current or a superseded root of a trusted group: an acknowledgement may be
-        # checked long after the group changed, so the root window does not apply.
+    def root_check(root: int, event_time: int) -> bool:
+        # Valid at the acknowledged record's time (isRootValid's rule, applied at that time,
+        # not now): current, or superseded no earlier than event_time - the root window. A
+        # later check still passes; a root superseded long before the record does not.
         on_trusted_chain()
-        return any(registry.root(g) == root or registry.root_superseded_at(g, root) != 0 for g in groups)
+        for g in groups:
+            if registry.root(g) == root and root != 0:
+                return True
+            superseded = registry.root_superseded_at(g, root)
+            if superseded != 0 and superseded + registry.group(g).root_window >= event_time:
+                return True
+        return False
 
     def member_check(commitment: int) -> bool:
         on_trusted_chain()

@@ -7,10 +7,11 @@
 - ``GET /v1/mailboxes/{tag}`` with ``X-Pickup-Capability: <hex secret>``: the blobs of
   the mailbox when ``SHA-256(secret)`` is its pickup hash.
 - ``POST /v1/blobs/{id}/ack`` with the same header: delivered, the blob is deleted.
-- ``GET /v1/health``.
+- ``GET /v1/health`` (``ok``, or ``degraded`` with ``reasons``) and ``GET /metrics``.
 
 Every error is ``{"error": {"code", "message"}}`` with a 4xx (503 only when the
-authorization service itself cannot be reached). The relay learns no identity: a send
+authorization service itself cannot be asked: ``authorization_unavailable`` when nothing
+was claimed, ``authorization_unknown`` when the registry may have claimed the slot). The relay learns no identity: a send
 authorization is anonymous, and only ``(time, client IP)`` is logged (registry/access_log.py).
 """
 

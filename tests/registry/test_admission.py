@@ -375,6 +375,59 @@ def test_an_admission_group_must_stay_closed(registry: Registry, http: httpx.Cli
     assert http.put(f"/v1/groups/{group_a}/admission", json={"policy": "closed"}, headers=AUTH).status_code == 200
 
 
+def test_a_relay_without_send_groups_refuses_what_the_registry_refuses(
+    registry: Registry, http: httpx.Client, zk_groups: tuple[int, int, list[Identity]], tmp_path: Path
+) -> None:
+    """`zkid relay --rpc-url ... --manifest ...` with no --send-group: on the ledger an
+    admission group is just another group of the operator, so a relay serving "every group
+    the operator administers" authorized sends the registry refuses (group_not_served). It
+    now fails closed, says so at start, and serves exactly the listed groups."""
+    from tests.registry.relay.test_relay_cli import _relay_process
+
+    group_a, _group_g, persons = zk_groups
+    sender = Identity("relay-send-group-member")
+    r = http.post("/v1/groups/0/members", json={"commitments": [str(sender.commitment)]}, headers=AUTH)
+    assert r.status_code in (202, 409), r.text
+    registry.wait_included(0, [sender.commitment])
+    blob = b"a send through a relay with and without send groups"
+    digest = hashlib.sha256(blob).digest()
+    epoch = epoch_at(registry.clock(), registry.settings.epoch_length)
+
+    def body(who: Identity, group: int, slot: int, mailbox: int) -> dict[str, Any]:
+        proof = generate_proof(who, _merkle(http, group, who.commitment), blob_message(digest), RelayScope(group, epoch, slot).encode())
+        return {
+            "mailbox": f"{mailbox:02x}" * 32,
+            "pickup_hash": hashlib.sha256(b"capability").hexdigest(),
+            "blob": base64.b64encode(blob).decode(),
+            "group_id": group,
+            "proof": proof.to_dict(),
+        }
+
+    # The registry refuses a send as a member of the admission group.
+    person_send = body(persons[0], group_a, 7, 1)
+    registry_body = {"group_id": group_a, "proof": person_send["proof"], "blob_digest": digest.hex()}
+    _error(http.post("/v1/authorize", json=registry_body), 403, "group_not_served")
+
+    rpc = registry.settings.rpc_url or ""
+    manifest_args = ("--manifest", str(registry.settings.manifest_path))
+    with _relay_process(tmp_path / "relay-default", rpc, registry.manifest, *manifest_args) as (proc, url):
+        with httpx.Client(base_url=url, timeout=60) as client:
+            _error(client.post("/v1/blobs", json=person_send), 403, "group_not_served")
+            _error(client.post("/v1/blobs", json=body(sender, 0, 8, 2)), 403, "group_not_served")
+        proc.terminate()
+        _out, err = proc.communicate(timeout=30)
+    assert "no --send-group given" in err and "refuses every send" in err
+
+    with _relay_process(tmp_path / "relay-listed", rpc, registry.manifest, *manifest_args, "--send-group", "0") as (proc, url):
+        with httpx.Client(base_url=url, timeout=60) as client:
+            _error(client.post("/v1/blobs", json=body(persons[1], group_a, 9, 3)), 403, "group_not_served")
+            sent = client.post("/v1/blobs", json=body(sender, 0, 10, 4))
+            assert sent.status_code == 201, sent.text
+        proc.terminate()
+        _out, err = proc.communicate(timeout=30)
+    assert "no --send-group" not in err
+
+
 # ------------------------------------------------------------------ the command line
 
 PASSPHRASE = "admission cli passphrase"

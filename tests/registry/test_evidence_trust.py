@@ -27,7 +27,7 @@ from registry.ledger.artifacts import load_artifact
 from registry.ledger.deploy import save_manifest
 from registry.ledger.registry_contract import RegistryContract
 from registry.ledger.tx import Transactor
-from tests.registry.test_evidence_support import CHAIN_ID, CLI_SNIPPET, RELAY, make_records, open_log
+from tests.registry.test_evidence_support import CHAIN_ID, CLI_SNIPPET, RELAY, RELAY_KEY, make_records, open_log
 from zk.evidence import merkle
 from zk.evidence.ack import Acknowledgement, prove_acknowledgement, sign_acknowledgement
 from zk.evidence.bundle import Anchor, EvidenceBundle, build_bundle
@@ -233,6 +233,39 @@ def test_an_acknowledgement_from_an_unknown_group_is_not_valid(
     # An acknowledgement without trusted groups: a missing trust input.
     r = zkid_inproc(path, *s.trust())
     assert r.returncode == 2 and "groups for the acknowledgement (--trusted-group)" in r.stderr
+
+
+def test_an_old_root_cannot_acknowledge_a_later_record(setup: Setup) -> None:
+    """A Semaphore acknowledgement's root must have been valid at the acknowledged record's
+    event time (current, or superseded no earlier than event time - root window): a member
+    removed long ago cannot acknowledge new records with the root it still holds."""
+    s = setup
+    window = 60
+    members = [Identity(f"window-member-{i}") for i in range(2)]
+    group = s.registry.create_group(root_window=window)
+    s.registry.add_members(group, [m.commitment for m in members])
+    old = LeanIMT(leaves=[m.commitment for m in members])
+    s.registry.remove_member(group, members[0].commitment, list(old.generate_proof(0).siblings))  # supersedes old.root
+    superseded = s.registry.root_superseded_at(group, old.root)
+    assert superseded != 0
+
+    def ack_bundle(event_time: int, name: str) -> str:
+        record = EvidenceRecord(chain_id=CHAIN_ID, event=EventType.RELAY_ACCEPTANCE, event_time=event_time, issuer=RELAY,
+                                blob_digest=hashlib.sha256(name.encode()).digest(), region="eu-west")
+        signed = sign_record(record, RELAY_KEY)
+        s.log.append_many([signed])
+        # The removed member, with the root it held before its removal.
+        ack = prove_acknowledgement(members[0], old, record.record_hash(), record.blob_digest)
+        return s.write(s.bundle(signed, s.log.size - 1, ack), f"{name}.json")
+
+    trust = s.trust("--trusted-group", str(group), "--json")
+    within = zkid(ack_bundle(superseded + window, "within-window"), *trust)
+    assert within.returncode == 0, within.stdout + within.stderr  # the root was still valid then
+    later = zkid(ack_bundle(superseded + window + 3600, "an-hour-later"), *trust)
+    assert later.returncode == 1, later.stdout + later.stderr
+    verdict = json.loads(later.stdout)
+    assert verdict["firstFailure"] == "acknowledgement"
+    assert "valid at the record's event time" in next(c["detail"] for c in verdict["checks"] if c["name"] == "acknowledgement")
 
 
 def test_missing_trust_inputs_fail_unless_explicitly_waived(setup: Setup) -> None:

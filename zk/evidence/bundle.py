@@ -21,8 +21,8 @@ and names the first failure:
    records concern one blob and chain.
 2. ``record_issuer``: every issuer is one of the verifier's trusted relay keys.
 3. ``acknowledgement``: if present, it refers to a record of the bundle, verifies, and
-   comes from a trusted group: a Semaphore proof's root is a root of a trusted group, an
-   EdDSA signer's commitment is a member of one.
+   comes from a trusted group: a Semaphore proof's root is a root of a trusted group valid
+   at the acknowledged record's event time, an EdDSA signer's commitment is a member of one.
 4. ``inclusion_proof``: each record's leaf is at its index under the checkpoint root.
 5. ``checkpoint_signature``: the checkpoint is signed by the trusted log key and its
    origin is that key's name.
@@ -96,8 +96,12 @@ CHECK_NAMES = (
 #: ``anchor_lookup(log_id, tree_size) -> (root_hash, block_time) | None``; ``log_id`` is
 #: the checkpoint origin. It must read the verifier's trusted anchor contract.
 AnchorLookup = Callable[[str, int], tuple[bytes, int] | None]
-#: ``group_root_check(root) -> bool``: whether ``root`` is (or was) a root of a trusted group.
-GroupRootCheck = Callable[[int], bool]
+#: ``group_root_check(root, event_time) -> bool``: whether ``root`` is a root of a trusted
+#: group that was still valid at ``event_time`` (the acknowledged record's, UTC seconds): the
+#: current root, or one superseded no earlier than ``event_time`` minus the group's root
+#: window (the contract's ``isRootValid`` rule, docs/evidence.md), so a member removed long
+#: before the record cannot acknowledge it with an old root.
+GroupRootCheck = Callable[[int, int], bool]
 #: ``member_check(commitment) -> bool``: whether ``commitment`` is a member of a trusted group.
 MemberCheck = Callable[[int], bool]
 
@@ -452,9 +456,9 @@ def _check_issuers(bundle: EvidenceBundle, trusted_issuers: Collection[str] | No
     return f"issuer(s) {', '.join(issuers)} are trusted relay keys"
 
 
-def _ask(check: Callable[[int], bool], value: int, what: str) -> bool:
+def _ask(check: Callable[..., bool], value: int, what: str, *more: int) -> bool:
     try:
-        return check(value) is True
+        return check(value, *more) is True
     except Exception as exc:  # fail closed: a lookup that cannot answer proves nothing
         raise _Failed(f"{what} lookup error: {type(exc).__name__}") from None
 
@@ -467,8 +471,8 @@ def _check_ack(
 ) -> str:
     ack = bundle.acknowledgement
     assert ack is not None
-    hashes = {e.signed.record.record_hash() for e in bundle.entries}
-    if ack.record_hash not in hashes:
+    acknowledged = next((e.signed.record for e in bundle.entries if e.signed.record.record_hash() == ack.record_hash), None)
+    if acknowledged is None:
         raise _Failed("acknowledges a record that is not in the bundle")
     if isinstance(ack, EddsaAcknowledgement):
         if not ack.verify():
@@ -486,8 +490,8 @@ def _check_ack(
     root = ack.proof.merkle_tree_root
     if group_root_check is None:
         raise _Untrusted(f"anonymous proof verifies; group root {root} not checked: no trusted groups given")
-    if not _ask(group_root_check, root, "group root"):
-        raise _Failed(f"group root {root} is not a root of a trusted group")
+    if not _ask(group_root_check, root, "group root", acknowledged.event_time):
+        raise _Failed(f"group root {root} is not a root of a trusted group valid at the record's event time")
     return f"anonymous proof by a member of a trusted group (root {root})"
 
 

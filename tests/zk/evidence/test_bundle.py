@@ -106,7 +106,7 @@ def trusted_verify(world: World, bundle: EvidenceBundle | str, **override: Any) 
         "anchor_lookup": world.lookup,
         "trusted_issuers": {RELAY},
         "member_check": lambda c: c == RECIPIENT_COMMITMENT,
-        "group_root_check": lambda r: False,
+        "group_root_check": lambda r, t: False,
         "trusted_anchor": TrustedAnchor(CHAIN, CONTRACT),
     }
     trust.update(override)
@@ -217,7 +217,7 @@ def test_semaphore_acknowledgement(world: World) -> None:
     verdict = trusted_verify(world, bundle, group_root_check=None)
     assert verdict.passed and not verdict.valid and "not checked" in verdict.check("acknowledgement").detail
     assert verdict.missing_trust == ("acknowledgement",)
-    assert trusted_verify(world, bundle, group_root_check=lambda r: r == group.root).complete
+    assert trusted_verify(world, bundle, group_root_check=lambda r, t: r == group.root).complete
     # A one-member group of someone else's making: its root is not a trusted group's.
     bad_root = trusted_verify(world, bundle)
     assert failure(bad_root) == "acknowledgement" and "not a root of a trusted group" in bad_root.checks[2].detail
