@@ -39,10 +39,10 @@ from zk.tree import LeanIMT
 EPOCH = 600  # the relay's default epoch length
 
 
-def _start(data_dir: Path, rpc_url: str, port: int) -> subprocess.Popen[str]:
+def _start(data_dir: Path, rpc_url: str, port: int, group: int = 0) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-c", SNIPPET, "relay", "--data-dir", str(data_dir), "--rpc-url", rpc_url,
-         "--port", str(port), "--evidence-url", "http://127.0.0.1:9/unreachable"],
+         "--port", str(port), "--evidence-url", "http://127.0.0.1:9/unreachable", "--send-group", str(group)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
 
@@ -102,7 +102,7 @@ def test_relay_checkpoints_on_stop_and_refuses_a_lost_store(tmp_path: Path, anvi
     save_manifest(data_dir, deployed.manifest)
 
     port = free_port()
-    proc = _start(data_dir, anvil.rpc_url, port)
+    proc = _start(data_dir, anvil.rpc_url, port, group)
     try:
         assert _serving(proc, port), _stop(proc)[1]
         # The spent proof is replayed after restarts below: prove it early in an epoch.
@@ -142,7 +142,7 @@ def test_relay_checkpoints_on_stop_and_refuses_a_lost_store(tmp_path: Path, anvi
         path = data_dir / name
         good = None if restore is not None else path.read_bytes()
         damage(path)
-        again = _start(data_dir, anvil.rpc_url, port := free_port())
+        again = _start(data_dir, anvil.rpc_url, port := free_port(), group)
         try:
             if _serving(again, port):
                 r = httpx.post(f"http://127.0.0.1:{port}/v1/blobs", json=spent, timeout=60)
@@ -187,7 +187,7 @@ def test_relay_checkpoints_on_stop_and_refuses_a_lost_store(tmp_path: Path, anvi
     damaged("nullifiers.sqlite", move_both, "is missing, and so is stores.json", restore=restore_both)
 
     # Restored: the relay starts and still knows the spent nullifier and the blob.
-    proc = _start(data_dir, anvil.rpc_url, port := free_port())
+    proc = _start(data_dir, anvil.rpc_url, port := free_port(), group)
     try:
         assert _serving(proc, port), _stop(proc)[1]
         r = httpx.post(f"http://127.0.0.1:{port}/v1/blobs", json=spent, timeout=60)
