@@ -44,7 +44,7 @@ from registry.batcher import FAILURE_KINDS
 from registry.ledger.errors import LedgerError
 from registry.rate_limit import RateLimitMiddleware, bearer_exempt, registry_limiter, registry_route_class, retry_after
 from registry.settings import Settings
-from registry.traffic_metrics import RefusalMetricsMiddleware, TrafficMetrics
+from registry.traffic_metrics import TrafficMetrics, error_code
 from zk import strict_json
 from zk.field import Q, R, FieldError, parse_decimal
 
@@ -722,21 +722,30 @@ class _ServiceCollector(Collector):
 
 
 class MetricsMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    """Counts every request by route template, method and status, its latency, and each
+    answer >= 400 by route and ``error.code`` (one pass over the response for both)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, traffic: TrafficMetrics) -> None:
         self.app = app
         self.metrics = metrics
+        self.traffic = traffic
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") != "http":
             await self.app(scope, receive, send)
             return
         status = 500
+        started = False
+        code: str | None = None
         t0 = time.perf_counter()
 
         async def status_send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started, code
             if message.get("type") == "http.response.start":
                 status = int(message["status"])
+                started = True
+            elif message.get("type") == "http.response.body" and status >= 400 and code is None:
+                code = error_code(message.get("body", b""))
             await send(message)
 
         try:
@@ -745,6 +754,8 @@ class MetricsMiddleware:
             route = getattr(scope.get("route"), "path", None) or "unmatched"  # the template, not the path
             self.metrics.requests.labels(route, scope.get("method", ""), str(status)).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - t0)
+            if started and status >= 400:
+                self.traffic.refusals.labels(route, code or "other").inc()
 
 
 # ---------------------------------------------------------------------------- the app
@@ -828,8 +839,7 @@ def create_app(service: RegistryService, settings: Settings) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, limit=body_limit, timeout=settings.body_timeout)
     app.add_middleware(ErrorGuardMiddleware)
     app.add_middleware(RateLimitMiddleware, limiter=limiter, classify=registry_route_class, exempt=bearer_exempt(token))
-    app.add_middleware(RefusalMetricsMiddleware, metrics=traffic)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, traffic=traffic)
     app.add_middleware(AccessLogMiddleware, log=access_log)
 
     @app.exception_handler(ApiError)

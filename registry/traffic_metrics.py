@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from registry.rate_limit import ASGIApp, IpRateLimiter, Message, Receive, Scope, Send
+from registry.rate_limit import IpRateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -81,38 +81,7 @@ class _TrafficCollector(Collector):
             yield budget
 
 
-class RefusalMetricsMiddleware:
-    """Counts every answer with status >= 400 in ``zkid_http_refusals_total`` by route
-    template and the ``error.code`` of its JSON body."""
-
-    def __init__(self, app: ASGIApp, metrics: TrafficMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("type") != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 0
-        code: str | None = None
-
-        async def watching_send(message: Message) -> None:
-            nonlocal status, code
-            if message.get("type") == "http.response.start":
-                status = int(message["status"])
-            elif message.get("type") == "http.response.body" and status >= 400 and code is None:
-                code = _error_code(message.get("body", b""))
-            await send(message)
-
-        try:
-            await self.app(scope, receive, watching_send)
-        finally:
-            if status >= 400:
-                route = getattr(scope.get("route"), "path", None) or "unmatched"  # the template, not the path
-                self.metrics.refusals.labels(route, code or "other").inc()
-
-
-def _error_code(body: Any) -> str:
+def error_code(body: Any) -> str:
     if not isinstance(body, (bytes, bytearray)) or not body or len(body) > _MAX_ERROR_BODY:
         return "other"
     try:
