@@ -25,13 +25,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from registry.client import build_admission_proof
+from registry.client.api import build_admission_proof
 from registry.ledger.accounts import anvil_dev_account
 from registry.ledger.anvil import AnvilProcess
 from registry.ledger.deploy import deploy_contracts, save_manifest
 from registry.ledger.tx import Transactor
-from registry.service import RegistryService
-from registry.settings import Settings
+from registry.service.facade import RegistryService
+from registry.service.settings import Settings
 from zk.field import R as _R
 from zk.identity import Identity
 

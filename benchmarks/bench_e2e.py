@@ -49,17 +49,17 @@ from typing import Any, TypeVar
 
 import httpx
 
-from registry.authorization import Authorizer, SqliteNullifierStore
-from registry.cli.demo import _registry_service, _serve
-from registry.http import create_app
+from registry.service.authorization import Authorizer, SqliteNullifierStore
+from registry.demo import _registry_service, _serve
+from registry.web.app import create_app
 from registry.ledger.accounts import anvil_dev_account
 from registry.ledger.anvil import AnvilProcess
 from registry.ledger.deploy import deploy_contracts, save_manifest
 from registry.ledger.registry_contract import RegistryContract
 from registry.ledger.tx import Transactor
 from registry.relay.app import CAPABILITY_HEADER, RelaySettings, create_relay_app
-from registry.relay_auth import LedgerRoots, RegistryAuthClient, ledger_policies
-from registry.settings import Settings
+from registry.relay.authorization import LedgerRoots, RegistryAuthClient, ledger_policies
+from registry.service.settings import Settings
 from zk.identity import Identity
 from zk.proof import SemaphoreProof, generate_proof, verify_proof
 from zk.relay_scope import RelayScope, blob_message, digest_blob, epoch_at

@@ -1,6 +1,6 @@
 """Evidence log throughput through the HTTP API, and the gas cost of anchoring.
 
-- Appends/s: the registry's evidence routes (``registry.evidence_api``) served by
+- Appends/s: the registry's evidence routes (``registry.web.evidence_routes``) served by
   uvicorn on loopback, fed by a *separate client process* that pre-signs the records
   (signing is not timed) and POSTs them to ``/v1/evidence/batch`` in batches of
   ``--batch`` with ``--concurrency`` requests in flight. Every record is parsed,
@@ -90,14 +90,14 @@ def client(url: str, records: int, batch: int, concurrency: int, single: int) ->
 def run(records: int, batch: int, concurrency: int, single: int, anchors: int) -> dict[str, Any]:
     from fastapi import FastAPI
 
-    from registry.evidence_anchor import Anchorer
-    from registry.evidence_api import evidence_router
-    from registry.evidence_log import EvidenceLog, load_or_create_log_key
+    from registry.evidence.anchorer import Anchorer
+    from registry.web.evidence_routes import evidence_router
+    from registry.evidence.log import EvidenceLog, load_or_create_log_key
     from registry.ledger.accounts import anvil_dev_account
     from registry.ledger.anvil import AnvilProcess
     from registry.ledger.deploy import deploy_contracts, open_deployment
     from registry.ledger.tx import Transactor
-    from tests.registry.test_evidence_support import serve
+    from tests.registry.evidence.support import serve
 
     origin = "letro-zkid/bench/evidence"
     with tempfile.TemporaryDirectory() as tmp, AnvilProcess() as anvil:
@@ -105,7 +105,7 @@ def run(records: int, batch: int, concurrency: int, single: int, anchors: int) -
         app = FastAPI()
         from eth_account import Account
 
-        from registry.evidence_admission import EvidenceAdmission
+        from registry.evidence.admission import EvidenceAdmission
 
         # The registry's admission checks run (a known relay; its rate limit out of the way).
         admission = EvidenceAdmission(31337, [Account.from_key(KEY).address], log, rate=1e9, burst=10**9,

@@ -33,19 +33,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from registry.index import ChainIndex
-from registry.indexer import Indexer
+from registry.service.index import ChainIndex
+from registry.service.indexer import Indexer
 from registry.ledger.accounts import anvil_dev_account
 from registry.ledger.anvil import AnvilProcess
 from registry.ledger.deploy import Manifest, deploy_contracts, open_deployment, save_manifest
 from registry.ledger.registry_contract import RegistryContract
 from registry.ledger.tx import Transactor
-from registry.service import RegistryService
-from registry.settings import Settings
+from registry.service.facade import RegistryService
+from registry.service.settings import Settings
 from zk.field import R
 
 _SPREAD = 0x9E3779B97F4A7C15F39CC0605CEDC8341082276BF3A27251
-GAS_PER_MEMBER = 62_000  # measured ~55.1k on Anvil, with margin (see registry.batcher)
+GAS_PER_MEMBER = 62_000  # measured ~55.1k on Anvil, with margin (see registry.service.batcher)
 
 
 def _values(start: int, n: int) -> list[int]:

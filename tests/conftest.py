@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 # Every test client (and every relay authorizing through a test registry) talks from
-# loopback: one address for thousands of requests. The per-IP limits (registry/rate_limit.py)
+# loopback: one address for thousands of requests. The per-IP limits (registry/web/rate_limit.py)
 # are exempted for it here, in-process and in the `zkid up` subprocesses (they inherit the
 # environment); the tests of the limits turn this off (ip_limit_exempt=[] /
 # ZKID_IP_LIMIT_EXEMPT="").

@@ -16,7 +16,8 @@ app = typer.Typer(
 )
 
 
-from registry.cli import demo, evidence_commands, ledger, relay_commands, service_commands, zk_commands  # noqa: E402
+from registry import demo  # noqa: E402
+from registry.cli import evidence_commands, ledger, relay_commands, service_commands, zk_commands  # noqa: E402
 
 zk_commands.register(app)
 service_commands.register(app)  # after zk_commands: it adds `create` to `zkid group`

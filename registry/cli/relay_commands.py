@@ -53,7 +53,7 @@ def relay(
     """Run a relay: accept blobs with a send authorization, hand them to the mailbox owner."""
     import uvicorn
 
-    from registry.access_log import proxy_options
+    from registry.storage.access_log import proxy_options
     from registry.relay.app import RelaySettings, create_relay_app
 
     try:

@@ -4,7 +4,7 @@
 ``zkid up`` is the local all-in-one: it starts the local Anvil ledger of the data
 directory (or reuses the one already running there), deploys the contracts if the
 directory has no manifest, opens the :class:`~registry.service.RegistryService`, starts
-its indexer and batcher and serves the HTTP API (:mod:`registry.http`) with uvicorn.
+its indexer and batcher and serves the HTTP API (:mod:`registry.web.app`) with uvicorn.
 SIGINT or SIGTERM stops everything in order (HTTP, then the background threads) and
 exits 0; the ledger is stopped too if this run started it and left running otherwise,
 so a restart resumes from the same chain, outbox and index. ``zkid serve`` runs the same
@@ -36,7 +36,7 @@ from registry.cli._common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, fail, print_
 if TYPE_CHECKING:
     import httpx
 
-    from registry.settings import Settings
+    from registry.service.settings import Settings
 
 DEFAULT_URL = "http://127.0.0.1:9545"
 URL_ENV = "ZKID_URL"
@@ -94,7 +94,7 @@ def register(app: typer.Typer) -> None:
 def _settings(config: Path | None, token_env: str | None = None, **overrides: Any) -> Settings:
     from pydantic import ValidationError
 
-    from registry.settings import load_settings
+    from registry.service.settings import load_settings
 
     if token_env:
         token = os.environ.get(token_env)
@@ -118,7 +118,7 @@ def _with_relay_keys(settings: Settings, extra: list[str] | None) -> Settings:
     """``--relay-key`` values added to the configured relay keys (checked, EIP-55)."""
     if not extra:
         return settings
-    from registry.evidence_admission import relay_address
+    from registry.evidence.admission import relay_address
 
     try:
         keys = {relay_address(k) for k in extra}
@@ -183,9 +183,9 @@ def _run(settings: Settings, ledger_info: str, signals: _StopSignals, *, local: 
     policy (docs/admission.md), and the start-up lines say so."""
     import uvicorn
 
-    from registry.access_log import proxy_options
-    from registry.http import create_app
-    from registry.service import RegistryError, RegistryService
+    from registry.storage.access_log import proxy_options
+    from registry.web.app import create_app
+    from registry.service.facade import RegistryError, RegistryService
 
     class _Server(uvicorn.Server):
         @contextlib.contextmanager
@@ -395,7 +395,7 @@ def reindex(
             fail(f"the local ledger of {settings.data_dir} is not running (start it with `zkid ledger up` or `zkid up`)")
         settings = settings.model_copy(update={"rpc_url": status.rpc_url})
     _configure_logging()
-    from registry import service as service_module
+    from registry.service import facade as service_module
 
     t0 = time.monotonic()
     try:
@@ -586,7 +586,7 @@ def _admission_proof(base: str, group: int, commitment: int, path: Path, admissi
     from zk.identity_file import decrypt_identity
 
     from registry.cli._common import passphrase
-    from registry.client import RegistryClient, RegistryClientError, build_admission_proof
+    from registry.client.api import RegistryClient, RegistryClientError, build_admission_proof
 
     try:
         blob = path.read_bytes()

@@ -12,7 +12,7 @@
 Every error is ``{"error": {"code", "message"}}`` with a 4xx (503 only when the
 authorization service itself cannot be asked: ``authorization_unavailable`` when nothing
 was claimed, ``authorization_unknown`` when the registry may have claimed the slot). The relay learns no identity: a send
-authorization is anonymous, and only ``(time, client IP)`` is logged (registry/access_log.py).
+authorization is anonymous, and only ``(time, client IP)`` is logged (registry/storage/access_log.py).
 """
 
 from __future__ import annotations
@@ -44,17 +44,17 @@ import requests
 from web3 import Web3
 from web3.exceptions import Web3Exception
 
-from registry.access_log import AccessLog, AccessLogMiddleware
-from registry.authorization import MAX_GROUP_ID, Decision, Reason, SqliteNullifierStore, parse_group_id
-from registry.http import BodyLimitMiddleware
+from registry.storage.access_log import AccessLog, AccessLogMiddleware
+from registry.service.authorization import MAX_GROUP_ID, Decision, Reason, SqliteNullifierStore, parse_group_id
+from registry.web.app import BodyLimitMiddleware
 from registry.ledger.deploy import Manifest, read_manifest
 from registry.ledger.errors import DeploymentError, LedgerError
 from registry.ledger.registry_contract import RegistryContract
-from registry.rate_limit import IpRateLimiter, RateLimitMiddleware, RouteLimit
+from registry.web.rate_limit import IpRateLimiter, RateLimitMiddleware, RouteLimit
 from registry.relay.evidence import EvidenceEmitter, load_relay_key
 from registry.relay.store import DIR_NAME, FILE_NAME, BlobStore, MailboxConflict, StoredBlob, WrongCapability
-from registry.sqlite import MANIFEST_FILE, RESTORE_FIX, StoreError, StoreManifest
-from registry.relay_auth import LocalAuthorizer, RegistryAuthClient, RemoteAuthorizationError
+from registry.storage.sqlite import MANIFEST_FILE, RESTORE_FIX, StoreError, StoreManifest
+from registry.relay.authorization import LocalAuthorizer, RegistryAuthClient, RemoteAuthorizationError
 from zk import strict_json
 from zk.evidence.record import EventType, ReasonCode
 from zk.relay_scope import acceptable_epochs, check_epoch_parameters, digest_blob
@@ -68,7 +68,7 @@ _BODY_KEYS = {"mailbox", "pickup_hash", "blob", "group_id", "proof"}
 NULLIFIERS_FILE = "nullifiers.sqlite"
 EVIDENCE_QUEUE_FILE = "evidence_queue.sqlite"
 #: The relay's durable stores (file -> tables that must be there), checked at start
-#: against the data directory's ``stores.json`` (registry/sqlite.py, docs/operations.md).
+#: against the data directory's ``stores.json`` (registry/storage/sqlite.py, docs/operations.md).
 STORE_TABLES: dict[str, tuple[str, ...]] = {
     NULLIFIERS_FILE: ("nullifiers",),
     EVIDENCE_QUEUE_FILE: ("evidence_queue",),
@@ -313,7 +313,7 @@ class Relay:
             raise ApiError(422, "malformed", f"the body has exactly the keys {', '.join(sorted(_BODY_KEYS))}")
         mailbox = _hex32(body["mailbox"], "mailbox")
         pickup_hash = _hex32(body["pickup_hash"], "pickup_hash")
-        group_id = parse_group_id(body["group_id"])  # the registry's rule (registry/authorization.py)
+        group_id = parse_group_id(body["group_id"])  # the registry's rule (registry/service/authorization.py)
         if group_id is None:
             raise ApiError(422, "malformed", f"group_id must be an integer in [0, {MAX_GROUP_ID}]")
         raw = body["blob"]
@@ -660,7 +660,7 @@ def create_relay_app(
         return Response(generate_latest(metrics_registry), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(BodyLimitMiddleware, limit=body_limit, timeout=settings.body_timeout)
-    limiter = relay_limiter(settings)  # registry/rate_limit.py, as the registry's
+    limiter = relay_limiter(settings)  # registry/web/rate_limit.py, as the registry's
     app.state.rate_limiter = limiter
     metrics_registry = CollectorRegistry(auto_describe=True)
     metrics_registry.register(_RelayCollector(relay, limiter))

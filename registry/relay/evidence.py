@@ -1,5 +1,5 @@
 """Evidence the relay emits (zk/evidence/record.py): signed EIP-712 records posted to a
-registry's ``POST /v1/evidence`` (registry/evidence_api.py), best effort.
+registry's ``POST /v1/evidence`` (registry/web/evidence_routes.py), best effort.
 
 ``emit`` signs and appends the record to a local queue table and returns at once; a
 background thread posts queued records and deletes each once the log accepted it (2xx)
@@ -30,7 +30,7 @@ from eth_account import Account
 
 from registry.ledger.accounts import load_keystore
 from registry.ledger.errors import DeploymentError
-from registry.sqlite import close_connection, connect
+from registry.storage.sqlite import close_connection, connect
 from zk import strict_json
 from zk.evidence.record import EventType, EvidenceRecord, ReasonCode, sign_record
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from registry.ledger.deploy import save_manifest
-from registry.settings import Settings
+from registry.service.settings import Settings
 from zk.field import R
 
 # A large odd multiplier: (i + seed) * _SPREAD mod r gives distinct, well spread field elements.
@@ -80,7 +80,7 @@ def registry_settings(tmp_path: Path, anvil: Any, deployed: Any, chain: Any) -> 
 def service(registry_settings: Settings) -> Iterator[Any]:
     """An opened :class:`RegistryService` (threads not started; drive it with ``sync`` /
     ``process_once``), indexed up to the head."""
-    from registry.service import RegistryService
+    from registry.service.facade import RegistryService
 
     svc = RegistryService.open(registry_settings)
     try:
@@ -91,7 +91,7 @@ def service(registry_settings: Settings) -> Iterator[Any]:
 
 
 def index_snapshot(idx: Any) -> dict[str, Any]:
-    """Everything a :class:`registry.index.ChainIndex` derived, for equality checks."""
+    """Everything a :class:`registry.service.index.ChainIndex` derived, for equality checks."""
     groups = idx.groups()
     return {
         "groups": groups,
@@ -106,7 +106,7 @@ def index_snapshot(idx: Any) -> dict[str, Any]:
 def assert_index_matches_chain(idx: Any, registry: Any, w3: Any) -> None:
     """The index agrees with the contract: every group's tree, settings, leaves and roots
     (superseded-at times and validity now, as the contract's views compute them)."""
-    from registry.authorization import RootStatus
+    from registry.service.authorization import RootStatus
 
     assert [g.group_id for g in idx.groups()] == list(range(registry.group_count()))
     now = int(w3.eth.get_block("latest")["timestamp"])

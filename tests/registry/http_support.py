@@ -18,14 +18,14 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from registry.http import create_app
+from registry.web.app import create_app
 from registry.ledger.accounts import anvil_dev_account
 from registry.ledger.anvil import AnvilProcess
 from registry.ledger.deploy import Manifest, deploy_contracts, save_manifest
 from registry.ledger.registry_contract import RegistryContract
 from registry.ledger.tx import Transactor
-from registry.service import RegistryService
-from registry.settings import Settings
+from registry.service.facade import RegistryService
+from registry.service.settings import Settings
 
 OPERATOR_TOKEN = "test-operator-token-0123456789"
 

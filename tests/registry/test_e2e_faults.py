@@ -27,7 +27,7 @@ from registry.ledger.anvil import LocalLedger, free_port, make_web3
 from registry.ledger.deploy import load_manifest
 from registry.ledger.registry_contract import RegistryContract
 from tests.registry.conftest import make_commitments
-from tests.registry.test_evidence_support import RELAY, RELAY_KEY
+from tests.registry.evidence.support import RELAY, RELAY_KEY
 from zk.evidence.record import EventType, EvidenceRecord, sign_record
 from tests.registry.http_support import zkid_command
 from zk.identity import Identity

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from registry.ledger.anvil import free_port
-from registry.settings import Settings
+from registry.service.settings import Settings
 from tests.registry.conftest import make_commitments
 from tests.registry.test_e2e_faults import _wait, data_dir, start_up  # noqa: F401  (fixture)
 from zk.identity import Identity

@@ -1,6 +1,6 @@
 """The reference relay (registry/relay/app.py) served by uvicorn on loopback, authorizing
 locally against the session Anvil with real Semaphore proofs, and sending its evidence to
-a real evidence log (registry/evidence_api.py) served next to it."""
+a real evidence log (registry/web/evidence_routes.py) served next to it."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ import pytest
 from eth_account import Account
 from fastapi import FastAPI
 
-from registry.client import SendSlots, build_send_authorization
-from registry.evidence_admission import EvidenceAdmission
-from registry.evidence_api import evidence_router
-from registry.evidence_log import EvidenceLog, load_or_create_log_key
+from registry.client.api import SendSlots, build_send_authorization
+from registry.evidence.admission import EvidenceAdmission
+from registry.web.evidence_routes import evidence_router
+from registry.evidence.log import EvidenceLog, load_or_create_log_key
 from registry.relay.evidence import KEY_FILE, load_relay_key
 from tests.registry.conftest import wait_until
 from tests.registry.http_support import serve_app

@@ -1,5 +1,5 @@
 """The relay's evidence under junk and back-pressure: a real relay (registry/relay/app.py)
-and a real evidence log (registry/evidence_api.py), both served by uvicorn on loopback,
+and a real evidence log (registry/web/evidence_routes.py), both served by uvicorn on loopback,
 the relay authorizing locally against the session Anvil (``-p tests.fixtures.anvil``)."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import pytest
 from eth_account import Account
 from fastapi import FastAPI
 
-from registry.evidence_admission import EvidenceAdmission
-from registry.evidence_api import evidence_router
-from registry.evidence_log import EvidenceLog, load_or_create_log_key
+from registry.evidence.admission import EvidenceAdmission
+from registry.web.evidence_routes import evidence_router
+from registry.evidence.log import EvidenceLog, load_or_create_log_key
 from registry.relay.evidence import EvidenceEmitter, load_relay_key
 from tests.registry.conftest import wait_until
 from tests.registry.http_support import serve_app

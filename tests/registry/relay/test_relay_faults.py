@@ -33,7 +33,7 @@ import httpx
 import pytest
 
 import registry.relay.store as relay_store
-from registry.client import RegistryClient, RelaySendError, SendSlots, build_send_authorization, send_blob
+from registry.client.api import RegistryClient, RelaySendError, SendSlots, build_send_authorization, send_blob
 from registry.ledger.anvil import free_port
 from registry.ledger.deploy import save_manifest
 from registry.relay.app import Relay, RelaySettings

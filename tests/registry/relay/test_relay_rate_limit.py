@@ -1,4 +1,4 @@
-"""The relay's per-IP limits (registry/rate_limit.py, as the registry's): a real relay on
+"""The relay's per-IP limits (registry/web/rate_limit.py, as the registry's): a real relay on
 loopback, clients bound to distinct loopback addresses."""
 
 from __future__ import annotations

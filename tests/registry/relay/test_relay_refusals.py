@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from registry.client import RegistryClient
+from registry.client.api import RegistryClient
 from tests.registry.http_support import Registry, running_registry
 from tests.registry.relay.support import running_relay
 from zk.identity import Identity

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from registry.client import SendSlots, build_send_authorization
+from registry.client.api import SendSlots, build_send_authorization
 from registry.ledger.anvil import free_port
 from registry.ledger.deploy import save_manifest
 from registry.relay.store import BlobStore, capability_hash

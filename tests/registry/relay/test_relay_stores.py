@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from registry.client import SendSlots, build_send_authorization
+from registry.client.api import SendSlots, build_send_authorization
 from registry.ledger.anvil import free_port
 from registry.ledger.deploy import save_manifest
 from tests.registry.relay.test_relay_cli import SNIPPET

@@ -1,0 +1,476 @@
+"""Client SDK of a ZK-ID registry and of send authorizations.
+
+- :class:`RegistryClient`: the registry's HTTP API (``registry/web/app.py``): register a
+  commitment (with an invite code, or anonymously admitted with an admission proof:
+  :func:`build_admission_proof`, made over the admission group's whole member list so the
+  registry never learns which member is registering, docs/admission.md), follow it until
+  it is anchored, fetch its Merkle proof.
+- :func:`group_from_ledger`: the trustless path: rebuild a group's LeanIMT from the
+  ``ZkIdRegistry`` contract's membership events alone, checking every event's ``newRoot``
+  against the rebuilt tree (``contracts/ZkIdRegistry.sol``: an add event's first index is
+  the group's size before it; updates and removals carry their index).
+- :class:`SendSlots` and :func:`build_send_authorization`: the sender side of
+  ``docs/authorization.md``: a proof over ``message = SHA-256(blob)`` and the relay-epoch
+  scope of ``zk/relay_scope.py``, with a slot never used twice by this client.
+- :func:`send_blob`: posts it to a relay; :class:`RelaySendError` says whether the slot
+  is spent (``authorization_unknown``: the registry may have claimed it).
+- acknowledgement helpers over :mod:`zk.evidence.ack`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from registry.ledger.registry_contract import MEMBERSHIP_EVENTS, RegistryContract
+from registry.storage.sqlite import connect
+from zk import eddsa_poseidon, strict_json
+from zk.admission_scope import AdmissionScope
+from zk.evidence.ack import (
+    EddsaAcknowledgement,
+    SemaphoreAcknowledgement,
+    prove_acknowledgement,
+    sign_acknowledgement,
+)
+from zk.field import R
+from zk.identity import Identity
+from zk.proof import SemaphoreProof, generate_proof
+from zk.relay_scope import RelayScope, blob_message, digest_blob, epoch_at
+from zk.tree import LeanIMT, MerkleProof
+
+
+class RegistryClientError(Exception):
+    """A registry refused a request (``code`` and ``status`` from its error JSON) or could
+    not be reached (``code == "unreachable"``, ``status == 0``)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class LedgerMismatchError(ValueError):
+    """The contract's events do not rebuild the roots the contract announced."""
+
+
+class SlotsExhaustedError(ValueError):
+    """Every slot of the epoch was already used by this client."""
+
+
+def _check_commitment(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < R:
+        raise ValueError("a commitment is an integer 0 < c < r")
+    return value
+
+
+class RegistryClient:
+    """HTTP client of one registry (httpx, synchronous)."""
+
+    def __init__(self, url: str, timeout: float = 30.0, client: httpx.Client | None = None) -> None:
+        self.url = url.rstrip("/")
+        self._http = client if client is not None else httpx.Client(base_url=self.url, timeout=timeout)
+        self._owned = client is None
+
+    def close(self) -> None:
+        if self._owned:
+            self._http.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise RegistryClientError(0, "unreachable", str(exc)) from None
+        try:
+            data = strict_json.loads(response.content)  # duplicate keys, deep nesting refused
+        except ValueError:
+            data = None
+        if response.status_code >= 400:
+            error = data.get("error") if isinstance(data, dict) else None
+            if isinstance(error, dict):
+                raise RegistryClientError(response.status_code, str(error.get("code")), str(error.get("message")))
+            raise RegistryClientError(response.status_code, "http_error", response.text[:200])
+        if data is None:
+            raise RegistryClientError(response.status_code, "bad_response", "the registry answered with non-JSON")
+        return data
+
+    def group(self, group_id: int) -> dict[str, Any]:
+        """``GET /v1/groups/{id}``: root, size, depth, epoch_length, message_limit, clock_skew..."""
+        return dict(self._request("GET", f"/v1/groups/{int(group_id)}"))
+
+    def register(
+        self,
+        group_id: int,
+        commitment: int,
+        *,
+        invite: str | None = None,
+        admission_proof: SemaphoreProof | None = None,
+    ) -> dict[str, Any]:
+        """``POST /v1/groups/{id}/members``: queue one commitment; returns its status JSON.
+
+        The group's admission policy (``group(id)["admission"]``) says what to send: an
+        ``invite`` code, an ``admission_proof`` (:meth:`register_admitted` makes one), or
+        nothing (``open``)."""
+        value = _check_commitment(commitment)
+        body: dict[str, Any] = {"commitments": [str(value)]}
+        if invite is not None:
+            body["invite"] = invite
+        if admission_proof is not None:
+            body["admission_proof"] = admission_proof.to_dict()
+        data = self._request("POST", f"/v1/groups/{int(group_id)}/members", json=body)
+        return dict(data["members"][0])
+
+    def members(self, group_id: int, page: int = 10_000, attempts: int = 5) -> LeanIMT:
+        """The whole group, from ``GET /v1/groups/{id}/members`` pages (leaves are public on
+        the ledger: asking for all of them says nothing about which one is the caller's).
+
+        Every page must carry the same root and size (else the group changed while it was
+        read: read again, up to ``attempts`` times), and the rebuilt tree must have that
+        root. Does not protect against a registry that lies about the whole group: pass
+        :func:`group_from_ledger`'s tree to :meth:`register_admitted` for that."""
+        for _ in range(attempts):
+            leaves: list[int] = []
+            root: str | None = None
+            size: int | None = None
+            while size is None or len(leaves) < size:
+                data = self._request("GET", f"/v1/groups/{int(group_id)}/members", params={"start": len(leaves), "limit": page})
+                try:
+                    page_root, page_size, chunk = str(data["root"]), int(data["size"]), [int(m) for m in data["members"]]
+                except (KeyError, TypeError, ValueError):
+                    raise RegistryClientError(200, "bad_response", "unusable member list") from None
+                if root is None:
+                    root, size = page_root, page_size
+                if (page_root, page_size) != (root, size):
+                    break  # changed under us: read again
+                if not chunk and len(leaves) < page_size:
+                    raise RegistryClientError(200, "bad_response", "the member list ends before the group's size")
+                leaves.extend(chunk)
+            else:
+                try:
+                    tree = tree_of_leaves(leaves)
+                except ValueError:
+                    raise RegistryClientError(200, "bad_response", "the member list does not make a tree") from None
+                if len(leaves) != size or str(tree.root) != root:
+                    raise RegistryClientError(200, "bad_response", "the member list does not rebuild the group's root")
+                return tree
+        raise RegistryClientError(200, "busy", f"group {group_id} kept changing while its members were read")
+
+    def register_admitted(
+        self,
+        group_id: int,
+        commitment: int,
+        admission_identity: Identity,
+        admission_group: int | None = None,
+        *,
+        admission_tree: LeanIMT | None = None,
+    ) -> dict[str, Any]:
+        """Register ``commitment`` in a ``zk`` group, anonymously admitted: prove that
+        ``admission_identity`` is a member of the group's admission group, for the group's
+        current round. The proof reveals neither which member made it nor links the two
+        identities.
+
+        The admission group's tree is built here, from its whole member list
+        (:meth:`members`), or is ``admission_tree`` (e.g. :func:`group_from_ledger`, which
+        trusts only the chain): the registry is never told the admission commitment, so
+        it cannot link the person to ``commitment`` (docs/admission.md).
+
+        ``admission_group``, if given, must be the group's (a client that was told which
+        admission group it belongs to checks that the registry agrees)."""
+        info = self.group(group_id)
+        admission = info.get("admission")
+        if not isinstance(admission, dict) or admission.get("policy") != "zk":
+            raise RegistryClientError(0, "not_zk", f"group {group_id} does not admit with admission proofs")
+        group_a = int(admission["admission_group"])
+        if admission_group is not None and admission_group != group_a:
+            raise RegistryClientError(0, "wrong_admission_group", f"group {group_id}'s admission group is {group_a}")
+        tree = admission_tree if admission_tree is not None else self.members(group_a)
+        index = tree.index_of(admission_identity.commitment)
+        if index is None:
+            raise RegistryClientError(0, "not_member", f"the admission identity is not a member of group {group_a}")
+        proof = build_admission_proof(admission_identity, tree.generate_proof(index), group_id, int(admission["round"]), commitment)
+        return self.register(group_id, commitment, admission_proof=proof)
+
+    def status(self, group_id: int, commitment: int) -> dict[str, Any]:
+        """``GET /v1/groups/{id}/members/{c}``: ``{"status": pending|included|final, "index", ...}``."""
+        value = _check_commitment(commitment)
+        return dict(self._request("GET", f"/v1/groups/{int(group_id)}/members/{value}"))
+
+    def wait_until_anchored(
+        self,
+        group_id: int,
+        commitment: int,
+        timeout: float = 120.0,
+        progress: Callable[[dict[str, Any]], None] | None = None,
+        *,
+        final: bool = False,
+        interval: float = 0.5,
+    ) -> dict[str, Any]:
+        """Poll the status until the member is on chain with an index (``final=True``: until
+        it has the registry's confirmations); ``progress`` sees every status read.
+        Raises ``TimeoutError`` after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            current = self.status(group_id, commitment)
+            if progress is not None:
+                progress(current)
+            state = current.get("status")
+            if state == "refused":
+                raise RegistryClientError(200, "refused", f"the ledger refused the registration: {current.get('reason')}")
+            if current.get("index") is not None and (state == "final" or (state == "included" and not final)):
+                return current
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"commitment still {state!r} after {timeout} s")
+            time.sleep(interval)
+
+    def merkle_proof(self, group_id: int, commitment: int) -> MerkleProof:
+        """``GET /v1/groups/{id}/proofs/{c}``; the proof is checked to lead to its root."""
+        value = _check_commitment(commitment)
+        data = self._request("GET", f"/v1/groups/{int(group_id)}/proofs/{value}")
+        proof = MerkleProof.from_json(data["merkle_proof"])
+        if proof.leaf != value or not LeanIMT.verify_proof(proof):
+            raise RegistryClientError(200, "bad_proof", "the registry's Merkle proof does not verify")
+        return proof
+
+
+def tree_of_leaves(leaves: list[int]) -> LeanIMT:
+    """A LeanIMT with these leaves in order, 0 marking a removed one (as the contract's
+    tree after ``removeMember``). Raises ``ValueError`` for a repeated or bad leaf."""
+    present = set(leaves)
+    filler = R - 1  # removed slots are filled with unused values, then removed
+    filled: list[int] = []
+    for leaf in leaves:
+        if leaf == 0:
+            while filler in present:
+                filler -= 1
+            present.add(filler)
+            filled.append(filler)
+        else:
+            filled.append(leaf)
+    tree = LeanIMT(leaves=filled)
+    for index, leaf in enumerate(leaves):
+        if leaf == 0:
+            tree.remove(index)
+    return tree
+
+
+def group_from_ledger(
+    registry: RegistryContract, group_id: int, from_block: int = 0, chunk: int = 10_000
+) -> LeanIMT:
+    """Rebuild group ``group_id`` from the contract's membership events alone.
+
+    Events are read up to a fixed head block in ``chunk``-block ``eth_getLogs`` requests;
+    each event's ``newRoot`` must equal the rebuilt root, and at the end the root must equal
+    the contract's root at that head. Raises :class:`LedgerMismatchError` otherwise.
+    """
+    if chunk < 1:
+        raise ValueError("chunk must be positive")
+    head = int(registry.w3.eth.block_number)
+    tree = LeanIMT()
+    start = from_block
+    while start <= head:
+        end = min(start + chunk - 1, head)
+        for event in registry.group_events(group_id, start, end):
+            if event.name not in MEMBERSHIP_EVENTS:
+                continue
+            args = event.args
+            try:
+                if event.name == "MemberAdded":
+                    tree.insert(int(args["commitment"]))
+                elif event.name == "MembersAdded":
+                    tree.insert_many([int(c) for c in args["commitments"]])
+                elif event.name == "MemberUpdated":
+                    index = int(args["index"])
+                    if tree.leaf(index) != int(args["oldCommitment"]):
+                        raise LedgerMismatchError(f"MemberUpdated at block {event.block_number}: wrong old leaf")
+                    tree.update(index, int(args["newCommitment"]))
+                else:  # MemberRemoved
+                    index = int(args["index"])
+                    if tree.leaf(index) != int(args["commitment"]):
+                        raise LedgerMismatchError(f"MemberRemoved at block {event.block_number}: wrong leaf")
+                    tree.remove(index)
+            except LedgerMismatchError:
+                raise
+            except ValueError as exc:
+                raise LedgerMismatchError(f"{event.name} at block {event.block_number} does not apply: {exc}") from None
+            if tree.root != int(args["newRoot"]):
+                raise LedgerMismatchError(f"{event.name} at block {event.block_number}: newRoot differs from the rebuilt root")
+        start = end + 1
+    on_chain = int(registry.contract.functions.getMerkleTreeRoot(group_id).call(block_identifier=head))
+    if tree.root != on_chain:
+        raise LedgerMismatchError("the rebuilt root differs from the contract's root")
+    return tree
+
+
+class SendSlots:
+    """Used (group, epoch, slot) triples of one client, in a small SQLite file.
+
+    ``claim`` picks the lowest unused slot of an epoch and records it durably (one
+    ``BEGIN IMMEDIATE`` transaction, so two processes sharing the file never get the same
+    slot) before the proof is even made: a failed send wastes a slot, never reuses one.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._db = connect(self.path, durable=True)
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS slots (group_id INTEGER NOT NULL, epoch INTEGER NOT NULL,"
+            " slot INTEGER NOT NULL, PRIMARY KEY (group_id, epoch, slot)) WITHOUT ROWID"
+        )
+
+    def close(self) -> None:
+        self._db.close()
+
+    def claim(self, group_id: int, epoch: int, limit: int) -> int:
+        if limit < 1:
+            raise ValueError("limit must be positive")
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                used = {
+                    int(r[0])
+                    for r in self._db.execute(
+                        "SELECT slot FROM slots WHERE group_id = ? AND epoch = ?", (group_id, epoch)
+                    )
+                }
+                free = next((s for s in range(limit) if s not in used), None)
+                if free is None:
+                    raise SlotsExhaustedError(f"all {limit} slots of epoch {epoch} are used")
+                self._db.execute("INSERT INTO slots (group_id, epoch, slot) VALUES (?, ?, ?)", (group_id, epoch, free))
+                # Epochs long past can never be accepted again: forget them.
+                self._db.execute("DELETE FROM slots WHERE group_id = ? AND epoch < ?", (group_id, epoch - 2))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return free
+
+    def used(self, group_id: int, epoch: int) -> list[int]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT slot FROM slots WHERE group_id = ? AND epoch = ? ORDER BY slot", (group_id, epoch)
+            )
+            return [int(r[0]) for r in rows]
+
+
+def build_send_authorization(
+    identity: Identity,
+    merkle_proof_or_group: MerkleProof | LeanIMT,
+    group_id: int,
+    blob: bytes,
+    now: float,
+    slots: SendSlots,
+    *,
+    epoch_length: int = 600,
+    message_limit: int = 100,
+) -> tuple[SemaphoreProof, bytes]:
+    """A send authorization for ``blob`` (docs/authorization.md): a fresh slot of the epoch
+    containing ``now``, ``message = SHA-256(blob)``; returns the proof and the digest."""
+    if not isinstance(blob, (bytes, bytearray)):
+        raise TypeError("blob must be bytes")
+    digest = digest_blob(bytes(blob))
+    epoch = epoch_at(now, epoch_length)
+    slot = slots.claim(group_id, epoch, message_limit)
+    scope = RelayScope(group_id, epoch, slot).encode()
+    proof = generate_proof(identity, merkle_proof_or_group, blob_message(digest), scope)
+    return proof, digest
+
+
+#: Relay refusals after which the send authorization's slot counts as used: the
+#: nullifier is (or may be) claimed, so the same proof must not be sent again; a new send
+#: takes a new slot (:class:`SendSlots` never gives one out twice anyway).
+SLOT_SPENT_CODES = frozenset({"authorization_unknown", "nullifier_reused"})
+
+
+class RelaySendError(Exception):
+    """A relay refused a send (``status`` and ``code`` from its error JSON), or could not be
+    reached (``code`` ``unreachable``: nothing sent, or ``no_answer``; ``status == 0``). ``slot_spent``: the proof must
+    not be retried; build a new one (docs/relay.md "Retrying a send")."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        # no_answer: the request went out; it may have been authorized before the reply was lost.
+        self.slot_spent = code in SLOT_SPENT_CODES or code == "no_answer"
+
+
+def send_blob(
+    relay: httpx.Client | str,
+    mailbox: bytes,
+    pickup_hash: bytes,
+    blob: bytes,
+    group_id: int,
+    proof: SemaphoreProof,
+    *,
+    timeout: float = 60.0,
+) -> dict[str, Any]:
+    """``POST /v1/blobs`` to a relay (docs/relay.md); returns its 201 answer (``id``,
+    ``digest``, ``evidence_id``), else raises :class:`RelaySendError`."""
+    import base64
+
+    body = {
+        "mailbox": mailbox.hex(),
+        "pickup_hash": pickup_hash.hex(),
+        "blob": base64.b64encode(blob).decode(),
+        "group_id": group_id,
+        "proof": proof.to_dict(),
+    }
+    try:
+        if isinstance(relay, str):
+            response = httpx.post(relay.rstrip("/") + "/v1/blobs", json=body, timeout=timeout)
+        else:
+            response = relay.post("/v1/blobs", json=body)
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing was sent
+        raise RelaySendError(0, "unreachable", f"cannot connect to the relay: {type(exc).__name__}") from None
+    except httpx.HTTPError as exc:
+        raise RelaySendError(0, "no_answer", f"the relay did not answer: {type(exc).__name__}") from None
+    if response.status_code == 201:
+        answer: dict[str, Any] = response.json()
+        return answer
+    try:
+        error = response.json()["error"]
+        code, message = str(error["code"]), str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        code, message = "unexpected", f"HTTP {response.status_code}"
+    raise RelaySendError(response.status_code, code, message)
+
+
+def build_admission_proof(
+    admission_identity: Identity,
+    merkle_proof_or_group: MerkleProof | LeanIMT,
+    group_id: int,
+    round_: int,
+    commitment: int,
+) -> SemaphoreProof:
+    """An admission proof (docs/admission.md): membership in the admission group, over
+    ``message = commitment`` and the admission scope (``zk/admission_scope.py``) of
+    ``group_id`` and ``round_``."""
+    value = _check_commitment(commitment)
+    scope = AdmissionScope(group_id, round_).encode()
+    return generate_proof(admission_identity, merkle_proof_or_group, value, scope)
+
+
+def acknowledge(record_hash: bytes, identity: Identity) -> EddsaAcknowledgement:
+    """A named acknowledgement of an evidence record (EdDSA-Poseidon with the ZK-ID key)."""
+    key: eddsa_poseidon.PrivateKey = identity.private_key
+    return sign_acknowledgement(record_hash, key)
+
+
+def acknowledge_anonymously(
+    identity: Identity, group: LeanIMT | MerkleProof, record_hash: bytes, blob_digest: bytes
+) -> SemaphoreAcknowledgement:
+    """An anonymous acknowledgement: a Semaphore proof as some member of ``group``."""
+    return prove_acknowledgement(identity, group, record_hash, blob_digest)

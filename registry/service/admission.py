@@ -1,0 +1,330 @@
+"""Admission policies per group: who may register a commitment (docs/admission.md).
+
+Each group this registry serves has one record in ``admission.sqlite``, set by the
+operator (``POST /v1/groups``, ``PUT /v1/groups/{id}/admission``):
+
+- ``zk``: anonymous admission. The client proves, with a Semaphore v4 proof, membership
+  in the group's *admission group* (one commitment per checked person, written by the
+  operator), over ``message = C`` (the commitment it registers) and the admission scope
+  of :mod:`zk.admission_scope` (group, round). Checked like a send authorization
+  (``docs/authorization.md``): scope, message, root of the admission group valid now,
+  the Groth16 proof, then the nullifier claimed (one registration per credential per round);
+- ``invite``: a single-use code minted by the operator; only its SHA-256 is stored;
+- ``open``: anyone (bounded by the per-IP limits of the HTTP layer);
+- ``closed``: only the operator (its token) registers: an admission group.
+
+The record also says whether the group is a *send group* (``send``): only those get send
+authorizations (issue #10 §1b). A group without a record is not served at all.
+
+The credential is claimed here and the registration enqueued in the outbox right after;
+the caller releases the claim when the enqueue is refused (:meth:`AdmissionStore.release_nullifier`,
+:meth:`AdmissionStore.release_invite`), so a refused registration never burns a credential.
+Nothing here logs a commitment, proof, nullifier or invite code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from registry.service.authorization import RootOracle, RootStatus, parse_proof
+from registry.service.outbox import RegistryError
+from registry.storage.sqlite import ConnectionPerThread
+from zk.admission_scope import AdmissionScopeError, decode_admission_scope
+from zk.proof import SemaphoreProof, verify_proof
+
+FILE_NAME = "admission.sqlite"
+#: Tables the start-up check requires (registry/storage/sqlite.py).
+TABLES = ("group_admission", "admission_nullifiers", "invites")
+POLICIES = ("zk", "invite", "open", "closed")
+#: Most invite codes minted by one request.
+MAX_INVITES_PER_CALL = 1000
+_U64 = 1 << 64
+INVITE_PREFIX = "zki_"
+
+#: HTTP status of each refusal of a registration (docs/api.md); the rest are 403.
+ADMISSION_STATUS: dict[str, int] = {
+    "admission_used": 409,
+    "invite_used": 409,
+    "index_stale": 503,
+    "admission_group_not_closed": 409,
+    "admission_group_in_use": 409,
+}
+ADMISSION_MESSAGES: dict[str, str] = {
+    "group_not_served": "this registry does not serve this group (no admission policy set by its operator)",
+    "admission_required": "this group's admission policy needs a credential (an admission proof or an invite code)",
+    "admission_bad_scope": "the admission proof's scope is not an admission scope",
+    "admission_wrong_group": "the admission proof's scope names another group",
+    "admission_wrong_round": "the admission proof's scope names another admission round",
+    "admission_message_mismatch": "the admission proof's message is not the registered commitment",
+    "admission_unknown_root": "the admission proof's Merkle root was never a root of the admission group",
+    "admission_expired_root": "the admission proof's Merkle root was superseded longer ago than the admission group's window",
+    "admission_invalid_proof": "the admission proof does not verify",
+    "index_stale": "the registry's chain index lags the ledger too far to judge the admission proof's root; try again later",
+    "admission_group_not_closed": "an admission group must have the policy closed and not be a send group",
+    "admission_group_in_use": "this group is the admission group of a zk group: it stays closed and not a send group",
+    "admission_used": "this admission credential already registered a commitment in this group and round",
+    "invite_invalid": "unknown invite code for this group",
+    "invite_used": "this invite code was already used",
+    "invite_expired": "this invite code has expired",
+}
+
+
+def refusal(code: str, detail: str | None = None) -> RegistryError:
+    """The :class:`RegistryError` of an admission refusal (status from ``ADMISSION_STATUS``)."""
+    message = ADMISSION_MESSAGES[code] if detail is None else f"{ADMISSION_MESSAGES[code]}: {detail}"
+    return RegistryError(code, message, ADMISSION_STATUS.get(code, 403))
+
+
+def _uint64(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _U64:
+        raise RegistryError("malformed", f"{name} must be an integer in [0, 2^64)")
+    return value
+
+
+@dataclass(frozen=True)
+class GroupAdmission:
+    """One group's admission record (docs/admission.md)."""
+
+    group_id: int
+    policy: str
+    admission_group: int | None = None
+    round: int = 0
+    send: bool = True
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise RegistryError("malformed", f"policy must be one of {', '.join(POLICIES)}")
+        _uint64(self.round, "round")
+        if self.admission_group is not None:
+            _uint64(self.admission_group, "admission_group")
+            if self.admission_group == self.group_id:
+                raise RegistryError("malformed", "a group cannot be its own admission group")
+        if self.policy == "zk" and self.admission_group is None:
+            raise RegistryError("malformed", "policy zk needs admission_group (the group of checked persons)")
+        if self.policy != "zk" and self.admission_group is not None:
+            raise RegistryError("malformed", "admission_group is only for policy zk")
+        if not isinstance(self.send, bool):
+            raise RegistryError("malformed", "send must be true or false")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy,
+            "admission_group": self.admission_group,
+            "round": self.round,
+            "send": self.send,
+        }
+
+
+def admission_from_json(group_id: int, data: Mapping[str, Any]) -> GroupAdmission:
+    """A record from the API's ``admission`` object; ``send`` defaults to false for ``closed``
+    groups (admission groups) and true otherwise."""
+    policy = data.get("policy", "zk")
+    send = data.get("send")
+    return GroupAdmission(
+        group_id=group_id,
+        policy=policy,
+        admission_group=data.get("admission_group"),
+        round=data.get("round", 0),
+        send=(policy != "closed") if send is None else send,
+    )
+
+
+def hash_invite(code: str) -> str:
+    """How an invite is stored: SHA-256 of the code (128 random bits: no slow hash needed)."""
+    return hashlib.sha256(code.encode("utf-8")).hexdigest()
+
+
+class AdmissionStore:
+    """``admission.sqlite``: group records, admission nullifiers and invite hashes (durable)."""
+
+    def __init__(self, path: Path | str, clock: Callable[[], float] = time.time) -> None:
+        self._connections = ConnectionPerThread(path, durable=True)
+        self._clock = clock
+        self._lock = threading.Lock()
+        conn = self._conn()
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS group_admission ("
+            " group_id INTEGER PRIMARY KEY, policy TEXT NOT NULL, admission_group INTEGER,"
+            " round INTEGER NOT NULL, send INTEGER NOT NULL, updated_at REAL NOT NULL)"
+        )
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS admission_nullifiers ("
+            " group_id INTEGER NOT NULL, round TEXT NOT NULL, nullifier TEXT NOT NULL,"
+            " PRIMARY KEY (group_id, round, nullifier)) WITHOUT ROWID"
+        )
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS invites ("
+            " code_hash TEXT PRIMARY KEY, group_id INTEGER NOT NULL, expires_at REAL NOT NULL,"
+            " created_at REAL NOT NULL, used_at REAL) WITHOUT ROWID"
+        )
+
+    def _conn(self) -> sqlite3.Connection:
+        return self._connections.get()
+
+    def close(self) -> None:
+        self._connections.close()
+
+    # ------------------------------------------------------------ group records
+
+    def get(self, group_id: int) -> GroupAdmission | None:
+        row = self._conn().execute(
+            "SELECT group_id, policy, admission_group, round, send FROM group_admission WHERE group_id = ?", (group_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        return GroupAdmission(int(row[0]), str(row[1]), None if row[2] is None else int(row[2]), int(row[3]), bool(row[4]))
+
+    def put(self, record: GroupAdmission) -> None:
+        # round up to 2^64 - 1 does not fit SQLite's signed INTEGER: stored as text.
+        self._conn().execute(
+            "INSERT INTO group_admission (group_id, policy, admission_group, round, send, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (group_id) DO UPDATE SET policy = excluded.policy,"
+            " admission_group = excluded.admission_group, round = excluded.round, send = excluded.send,"
+            " updated_at = excluded.updated_at",
+            (record.group_id, record.policy, _sql_u64(record.admission_group), str(record.round), int(record.send), self._clock()),
+        )
+
+    def put_if_absent(self, record: GroupAdmission) -> GroupAdmission:
+        """Record ``record`` unless the group has one; return the group's record."""
+        self._conn().execute(
+            "INSERT OR IGNORE INTO group_admission (group_id, policy, admission_group, round, send, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (record.group_id, record.policy, _sql_u64(record.admission_group), str(record.round), int(record.send), self._clock()),
+        )
+        current = self.get(record.group_id)
+        assert current is not None
+        return current
+
+    def records(self) -> list[GroupAdmission]:
+        rows = self._conn().execute("SELECT group_id FROM group_admission ORDER BY group_id").fetchall()
+        return [r for r in (self.get(int(row[0])) for row in rows) if r is not None]
+
+    # ------------------------------------------------------------ zk credentials
+
+    def claim_nullifier(self, group_id: int, round_: int, nullifier: int) -> bool:
+        """Record an admission nullifier atomically; False if it was already recorded."""
+        cur = self._conn().execute(
+            "INSERT OR IGNORE INTO admission_nullifiers (group_id, round, nullifier) VALUES (?, ?, ?)",
+            (group_id, str(round_), str(nullifier)),
+        )
+        return cur.rowcount == 1
+
+    def release_nullifier(self, group_id: int, round_: int, nullifier: int) -> None:
+        """Undo a claim whose registration the outbox refused (only the claimer calls it)."""
+        self._conn().execute(
+            "DELETE FROM admission_nullifiers WHERE group_id = ? AND round = ? AND nullifier = ?",
+            (group_id, str(round_), str(nullifier)),
+        )
+
+    def nullifier_count(self) -> int:
+        return int(self._conn().execute("SELECT count(*) FROM admission_nullifiers").fetchone()[0])
+
+    # ------------------------------------------------------------ invites
+
+    def create_invites(self, group_id: int, count: int, expires_at: float) -> list[str]:
+        """Mint ``count`` single-use codes for ``group_id``; only their hashes are stored."""
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_INVITES_PER_CALL:
+            raise RegistryError("malformed", f"count must be an integer in [1, {MAX_INVITES_PER_CALL}]")
+        now = self._clock()
+        if expires_at <= now:
+            raise RegistryError("malformed", "expires_at must be in the future")
+        codes = [INVITE_PREFIX + secrets.token_hex(16) for _ in range(count)]
+        conn = self._conn()
+        with self._lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "INSERT INTO invites (code_hash, group_id, expires_at, created_at) VALUES (?, ?, ?, ?)",
+                    [(hash_invite(c), group_id, float(expires_at), now) for c in codes],
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return codes
+
+    def claim_invite(self, group_id: int, code: str) -> str:
+        """Mark the invite used; return its hash (for :meth:`release_invite`). Raises the
+        refusal ``invite_invalid`` / ``invite_used`` / ``invite_expired``."""
+        digest = hash_invite(code)
+        now = self._clock()
+        cur = self._conn().execute(
+            "UPDATE invites SET used_at = ? WHERE code_hash = ? AND group_id = ? AND used_at IS NULL AND expires_at > ?",
+            (now, digest, group_id, now),
+        )
+        if cur.rowcount == 1:
+            return digest
+        row = self._conn().execute(
+            "SELECT group_id, expires_at, used_at FROM invites WHERE code_hash = ?", (digest,)
+        ).fetchone()
+        if row is None or int(row[0]) != group_id:
+            raise refusal("invite_invalid")
+        if row[2] is not None:
+            raise refusal("invite_used")
+        raise refusal("invite_expired")
+
+    def release_invite(self, code_hash: str) -> None:
+        self._conn().execute("UPDATE invites SET used_at = NULL WHERE code_hash = ?", (code_hash,))
+
+    def invite_count(self, group_id: int) -> int:
+        return int(self._conn().execute("SELECT count(*) FROM invites WHERE group_id = ?", (group_id,)).fetchone()[0])
+
+
+def _sql_u64(value: int | None) -> str | None:
+    return None if value is None else str(value)
+
+
+class ZkAdmission:
+    """The ``zk`` policy's checks, in order (docs/admission.md); the cheap ones first,
+    the pairing late, the nullifier claimed last (a bad proof never burns a credential)."""
+
+    def __init__(
+        self,
+        store: AdmissionStore,
+        roots: RootOracle,
+        verify: Callable[[SemaphoreProof], bool] = verify_proof,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._roots = roots
+        self._verify = verify
+        self._clock = clock
+
+    def claim(self, record: GroupAdmission, commitment: int, proof: SemaphoreProof | Mapping[str, Any] | str) -> int:
+        """Check an admission proof for registering ``commitment`` in ``record``'s group and
+        claim its nullifier; return the nullifier. Raises the refusal."""
+        assert record.policy == "zk" and record.admission_group is not None
+        try:
+            parsed = parse_proof(proof)
+        except (ValueError, TypeError):
+            raise RegistryError("malformed", "admission_proof is not a well-formed Semaphore proof", 422) from None
+        try:
+            scope = decode_admission_scope(parsed.scope)
+        except AdmissionScopeError:
+            raise refusal("admission_bad_scope") from None
+        if scope.group_id != record.group_id:
+            raise refusal("admission_wrong_group")
+        if scope.round != record.round:
+            raise refusal("admission_wrong_round", f"the group's round is {record.round}")
+        if parsed.message != commitment:
+            raise refusal("admission_message_mismatch")
+        status = self._roots.root_status(record.admission_group, parsed.merkle_tree_root, self._clock())
+        if status is RootStatus.UNKNOWN:
+            raise refusal("admission_unknown_root")
+        if status is RootStatus.EXPIRED:
+            raise refusal("admission_expired_root")
+        if status is not RootStatus.VALID:  # STALE (the index lags), or anything new: fail closed
+            raise refusal("index_stale")
+        if not self._verify(parsed):
+            raise refusal("admission_invalid_proof")
+        if not self._store.claim_nullifier(record.group_id, record.round, parsed.nullifier):
+            raise refusal("admission_used")
+        return parsed.nullifier

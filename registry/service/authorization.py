@@ -1,0 +1,304 @@
+"""Anonymous send authorization: the checks of ``docs/authorization.md``.
+
+The same ``Authorizer`` runs inside the registry (``POST /v1/authorize``) and inside a
+relay that checks locally, so both paths give the same answer on the same input. Its
+collaborators are narrow interfaces: where group parameters come from, which roots are
+valid (the chain index, or roots read from the ledger), and an atomic nullifier store.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, Protocol
+
+from registry.service.outbox import MAX_GROUP_ID as MAX_GROUP_ID  # re-exported: the bound of parse_group_id
+from registry.storage.sqlite import ConnectionPerThread
+from zk import strict_json
+from zk.proof import ProofError, SemaphoreProof, verify_proof
+from zk.relay_scope import ScopeError, acceptable_epochs, blob_message, check_epoch_parameters, decode_scope
+
+
+class Reason(str, Enum):
+    """Machine-readable outcome codes, in the order the checks run."""
+
+    OK = "ok"
+    MALFORMED = "malformed"
+    BAD_SCOPE = "bad_scope"
+    WRONG_GROUP = "wrong_group"
+    UNKNOWN_GROUP = "unknown_group"
+    GROUP_NOT_SERVED = "group_not_served"
+    WRONG_EPOCH = "wrong_epoch"
+    SLOT_OUT_OF_RANGE = "slot_out_of_range"
+    MESSAGE_MISMATCH = "message_mismatch"
+    UNKNOWN_ROOT = "unknown_root"
+    EXPIRED_ROOT = "expired_root"
+    #: the registry's index lags the chain too far to judge a root (fail closed, HTTP 503)
+    INDEX_STALE = "index_stale"
+    INVALID_PROOF = "invalid_proof"
+    NULLIFIER_REUSED = "nullifier_reused"
+
+
+class RootStatus(str, Enum):
+    VALID = "valid"
+    EXPIRED = "expired"
+    UNKNOWN = "unknown"
+    #: the oracle's view of the chain is too old to answer (registry/service/facade.py)
+    STALE = "stale"
+
+
+@dataclass(frozen=True)
+class GroupPolicy:
+    """Rate-limit parameters of one group (defaults documented in docs/authorization.md)."""
+
+    group_id: int
+    epoch_length: int = 600
+    message_limit: int = 100
+    clock_skew: int = 30
+    #: a send group of this operator (issue #10 §1b): listed by the operator and
+    #: administered by its account; a group anyone else created on the contract is not
+    served: bool = True
+
+    def __post_init__(self) -> None:
+        check_epoch_parameters(self.epoch_length, self.clock_skew)  # skew < epoch_length / 2
+
+
+@dataclass(frozen=True)
+class Decision:
+    authorized: bool
+    reason: Reason
+    nullifier: int | None = None
+    epoch: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "authorized": self.authorized,
+            "reason": self.reason.value,
+            "nullifier": None if self.nullifier is None else str(self.nullifier),
+            "epoch": self.epoch,
+        }
+
+
+# ---------------------------------------------------------------- request validation
+#
+# One validation of an authorization request, used by both paths: the registry's
+# POST /v1/authorize (its schema, registry/web/app.py, applies the same rules first) and a
+# relay checking locally; both reach :meth:`Authorizer.authorize`, which applies them.
+
+
+def json_integer(value: object) -> int | None:
+    """A JSON integer as JSON Schema defines one (``5`` or ``5.0``; JavaScript cannot tell
+    them apart), else None: strings, booleans, fractions, non-finite numbers."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def parse_group_id(value: object) -> int | None:
+    """A group id: a JSON integer in ``[0, MAX_GROUP_ID]`` (2^53 - 1), else None."""
+    group_id = json_integer(value)
+    return group_id if group_id is not None and 0 <= group_id <= MAX_GROUP_ID else None
+
+
+def parse_proof(value: SemaphoreProof | Mapping[str, Any] | str) -> SemaphoreProof:
+    """The ``SemaphoreProof`` of a request: an object, its JSON object, or JSON text
+    (parsed strictly). ``merkleTreeDepth`` is a JSON integer (``17.0`` is ``17``).
+    Raises ``ValueError`` (a ``ProofError``) for anything else."""
+    if isinstance(value, SemaphoreProof):
+        return value
+    if isinstance(value, str):
+        try:
+            value = strict_json.loads(value)
+        except strict_json.JsonInputError as exc:
+            raise ProofError(f"invalid Semaphore proof JSON: {exc}") from None
+    if not isinstance(value, Mapping):
+        raise ProofError("a Semaphore proof is a JSON object")
+    data = dict(value)
+    depth = json_integer(data.get("merkleTreeDepth"))
+    if depth is not None:
+        data["merkleTreeDepth"] = depth
+    return SemaphoreProof.from_dict(data)
+
+
+class RootOracle(Protocol):
+    def root_status(self, group_id: int, root: int, now: float) -> RootStatus: ...
+
+
+class NullifierStore(Protocol):
+    def claim(self, group_id: int, nullifier: int, epoch: int) -> bool:
+        """Record the nullifier atomically; False if it was already recorded."""
+        ...
+
+    def purge(self, group_id: int, before_epoch: int) -> int: ...
+
+
+class MemoryNullifierStore:
+    """A thread-safe in-memory store (a relay's own store, tests, the demo)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[int, int], int] = {}
+        self._lock = threading.Lock()
+
+    def claim(self, group_id: int, nullifier: int, epoch: int) -> bool:
+        with self._lock:
+            key = (group_id, nullifier)
+            if key in self._seen:
+                return False
+            self._seen[key] = epoch
+            return True
+
+    def purge(self, group_id: int, before_epoch: int) -> int:
+        with self._lock:
+            old = [k for k, e in self._seen.items() if k[0] == group_id and e < before_epoch]
+            for k in old:
+                del self._seen[k]
+            return len(old)
+
+
+class SqliteNullifierStore:
+    """Nullifiers in SQLite: a primary key makes the claim one atomic, durable insert."""
+
+    def __init__(self, path: Path | str) -> None:
+        self._connections = ConnectionPerThread(path, durable=True)
+        with self._conn() as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS nullifiers ("
+                " group_id INTEGER NOT NULL, nullifier TEXT NOT NULL, epoch INTEGER NOT NULL,"
+                " PRIMARY KEY (group_id, nullifier)) WITHOUT ROWID"
+            )
+            conn.execute("CREATE INDEX IF NOT EXISTS nullifiers_epoch ON nullifiers (group_id, epoch)")
+
+    def _conn(self) -> sqlite3.Connection:
+        return self._connections.get()
+
+    def close(self) -> None:
+        self._connections.close()
+
+    def claim(self, group_id: int, nullifier: int, epoch: int) -> bool:
+        cur = self._conn().execute(
+            "INSERT OR IGNORE INTO nullifiers (group_id, nullifier, epoch) VALUES (?, ?, ?)",
+            (group_id, str(nullifier), epoch),
+        )
+        return cur.rowcount == 1
+
+    def release(self, group_id: int, nullifier: int, epoch: int) -> bool:
+        """Undo a claim whose send was not completed (a relay that could not store the blob
+        after claiming). Only the claimer may call it: it makes the nullifier usable again."""
+        cur = self._conn().execute(
+            "DELETE FROM nullifiers WHERE group_id = ? AND nullifier = ? AND epoch = ?",
+            (group_id, str(nullifier), epoch),
+        )
+        return cur.rowcount == 1
+
+    def purge(self, group_id: int, before_epoch: int) -> int:
+        cur = self._conn().execute(
+            "DELETE FROM nullifiers WHERE group_id = ? AND epoch < ?", (group_id, before_epoch)
+        )
+        return cur.rowcount
+
+    def count(self) -> int:
+        row = self._conn().execute("SELECT count(*) FROM nullifiers").fetchone()
+        return int(row[0])
+
+
+class Authorizer:
+    """Runs the checks in the documented order; cheap ones first, the pairing late, and
+    the nullifier is claimed only after the proof verifies (junk never burns a slot)."""
+
+    def __init__(
+        self,
+        policies: Callable[[int], GroupPolicy | None] | Mapping[int, GroupPolicy],
+        roots: RootOracle,
+        nullifiers: NullifierStore,
+        verify: Callable[[SemaphoreProof], bool] = verify_proof,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if isinstance(policies, Mapping):
+            table = dict(policies)
+            self._policy: Callable[[int], GroupPolicy | None] = table.get
+        else:
+            self._policy = policies
+        self._roots = roots
+        self._nullifiers = nullifiers
+        self._verify = verify
+        self._clock = clock
+
+    def authorize(
+        self,
+        proof: SemaphoreProof | Mapping[str, Any] | str,
+        group_id: int,
+        blob_digest: bytes,
+    ) -> Decision:
+        try:
+            proof = parse_proof(proof)
+            expected_message = blob_message(blob_digest)
+        except (ValueError, TypeError):
+            return Decision(False, Reason.MALFORMED)
+        checked_group = parse_group_id(group_id)
+        if checked_group is None:  # what the registry's schema refuses (422 malformed)
+            return Decision(False, Reason.MALFORMED)
+        group_id = checked_group
+        policy = self._policy(group_id)
+        if policy is None:
+            return Decision(False, Reason.UNKNOWN_GROUP)
+        if not policy.served:
+            return Decision(False, Reason.GROUP_NOT_SERVED)
+        try:
+            scope = decode_scope(proof.scope)
+        except ScopeError:
+            return Decision(False, Reason.BAD_SCOPE)
+        if scope.group_id != group_id:
+            return Decision(False, Reason.WRONG_GROUP, epoch=scope.epoch)
+        now = self._clock()
+        if scope.epoch not in acceptable_epochs(now, policy.epoch_length, policy.clock_skew):
+            return Decision(False, Reason.WRONG_EPOCH, epoch=scope.epoch)
+        if scope.slot >= policy.message_limit:
+            return Decision(False, Reason.SLOT_OUT_OF_RANGE, epoch=scope.epoch)
+        if proof.message != expected_message:
+            return Decision(False, Reason.MESSAGE_MISMATCH, epoch=scope.epoch)
+        status = self._roots.root_status(group_id, proof.merkle_tree_root, now)
+        if status is RootStatus.UNKNOWN:
+            return Decision(False, Reason.UNKNOWN_ROOT, epoch=scope.epoch)
+        if status is RootStatus.EXPIRED:
+            return Decision(False, Reason.EXPIRED_ROOT, epoch=scope.epoch)
+        if status is not RootStatus.VALID:  # STALE, or anything new: fail closed
+            return Decision(False, Reason.INDEX_STALE, epoch=scope.epoch)
+        if not self._verify(proof):
+            return Decision(False, Reason.INVALID_PROOF, epoch=scope.epoch)
+        if not self._nullifiers.claim(group_id, proof.nullifier, scope.epoch):
+            return Decision(False, Reason.NULLIFIER_REUSED, proof.nullifier, scope.epoch)
+        return Decision(True, Reason.OK, proof.nullifier, scope.epoch)
+
+
+class StaticRoots:
+    """Roots known in memory with their superseded-at times (the demo, tests, a relay cache)."""
+
+    def __init__(self, window: float = 3600.0) -> None:
+        self.window = window
+        self._roots: dict[tuple[int, int], float | None] = {}
+        self._current: dict[int, int] = {}
+
+    def set_current(self, group_id: int, root: int, now: float) -> None:
+        previous = self._current.get(group_id)
+        if previous is not None and previous != root:
+            self._roots[(group_id, previous)] = now
+        self._current[group_id] = root
+        self._roots[(group_id, root)] = None
+
+    def root_status(self, group_id: int, root: int, now: float) -> RootStatus:
+        key = (group_id, root)
+        if key not in self._roots:
+            return RootStatus.UNKNOWN
+        superseded = self._roots[key]
+        if superseded is None or now - superseded <= self.window:
+            return RootStatus.VALID
+        return RootStatus.EXPIRED

@@ -1,0 +1,855 @@
+"""The registry service: the library facade that the HTTP layer and the CLI call.
+
+It ties together (data directory layout of issue #4's shared design)
+
+- the chain index ``index.sqlite`` (:mod:`registry.service.index`, rebuildable) kept up to date by
+  the indexer thread (:mod:`registry.service.indexer`),
+- the outbox ``outbox.sqlite`` (:mod:`registry.service.outbox`, durable registrations) drained by
+  the batcher thread (:mod:`registry.service.batcher`),
+- the nullifier store ``nullifiers.sqlite`` and the :class:`registry.service.authorization.Authorizer`
+  (checks of ``docs/authorization.md``, roots from the index),
+- the ledger (``settings.rpc_url``, else the local Anvil of the data directory) and its
+  deployment manifest.
+
+No HTTP concept lives here: refusals are :class:`RegistryError` with a machine-readable
+``code`` and the HTTP ``status`` the web layer should answer with:
+
+======================  ======  ===============================================
+code                    status  meaning
+======================  ======  ===============================================
+malformed               400     an argument has the wrong type or range
+invalid_commitment      400     a commitment is not a field element in (0, r)
+too_many                413     more than ``MAX_PER_CALL`` commitments at once
+forbidden               403     this registry's account does not administer the group
+unknown_group           404     no such group (in the index)
+not_member              404     the commitment is not (or no longer) a member
+unknown_root            404     the root was never a root of any group
+duplicate               409     already a member, or already registered and pending
+pending                 409     registered but not yet on chain (no Merkle proof yet)
+ledger_unavailable      503     the ledger node cannot be reached
+ledger_error            502     the ledger refused or failed an operator action
+not_deployed            503     no (readable) deployment manifest
+deployment_mismatch     503     the manifest does not match the ledger's contracts
+not_configured          503     no usable signing account (keystore locked, or not
+                                Anvil and no keystore)
+======================  ======  ===============================================
+
+Registrations never need the ledger: they are durable in the outbox before
+:meth:`RegistryService.register` returns, so they are accepted while the ledger is down.
+Nothing here logs commitments, proofs, nullifiers or messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.providers.rpc import HTTPProvider
+
+from registry.service.admission import FILE_NAME as ADMISSION_FILE
+from registry.service.admission import TABLES as ADMISSION_TABLES
+from registry.service.admission import AdmissionStore, GroupAdmission, ZkAdmission, refusal
+from registry.service.authorization import Authorizer, Decision, GroupPolicy, RootStatus, SqliteNullifierStore
+from registry.service.batcher import Batcher
+from registry.service.index import FILE_NAME as INDEX_FILE
+from registry.service.index import ChainIndex, delete_index_files
+from registry.service.indexer import Indexer, item_state, node_call
+from registry.ledger.accounts import PASSWORD_ENV, anvil_dev_account, choose_signer, load_keystore
+from registry.ledger.anvil import HOST, LocalLedger
+from registry.ledger.deploy import Manifest, read_manifest, verify_deployment
+from registry.ledger.errors import DeploymentError, LedgerError, LedgerUnavailable, LogNotRegistered
+from registry.evidence.anchorer import Anchorer
+from registry.evidence.log import EvidenceLog, default_origin, load_or_create_log_key
+from registry.ledger.anchor_contract import AnchorContract, log_id
+from registry.ledger.registry_contract import RegistryContract
+from registry.ledger.tx import Transactor
+from registry.storage.access_log import FILE_NAME as ACCESS_LOG_FILE
+from registry.storage.access_log import check_access_log
+from registry.service.outbox import FILE_NAME as OUTBOX_FILE
+from registry.service.outbox import MAX_GROUP_ID, Outbox, RegistryError, check_commitments, check_group_id
+from registry.service.settings import Settings
+from registry.storage.sqlite import StoreManifest, check_store
+from zk.field import R
+from zk.relay_scope import acceptable_epochs
+from zk.tree import MerkleProof
+
+__all__ = ["RegistryError", "MemberStatus", "RegistryService", "reindex", "NULLIFIERS_FILE"]
+
+log = logging.getLogger("registry.service.facade")
+
+NULLIFIERS_FILE = "nullifiers.sqlite"
+EVIDENCE_FILE = "evidence.sqlite"
+#: Seconds between purges of nullifiers whose epoch can no longer be accepted.
+PURGE_INTERVAL = 60.0
+_PROBE_TIMEOUT = 2.0
+#: The durable stores (file -> tables that must be there), always created together by
+#: :meth:`RegistryService.open`: losing one loses acknowledged data (docs/operations.md).
+DURABLE_STORES: dict[str, tuple[str, ...]] = {
+    OUTBOX_FILE: ("registrations",),
+    NULLIFIERS_FILE: ("nullifiers",),
+    EVIDENCE_FILE: ("meta", "entries", "nodes", "checkpoints"),
+}
+#: Admission policies, credentials and invite hashes (registry/service/admission.py): durable too,
+#: but added later than the others, so it is checked on its own (a data directory from
+#: before it has the other stores and no admission.sqlite yet).
+ADMISSION_STORES: dict[str, tuple[str, ...]] = {ADMISSION_FILE: ADMISSION_TABLES}
+#: The chain index's tables: it is rebuildable, so the fix for a damaged one is a reindex.
+INDEX_TABLES = ("meta", "cursor", "blocks", "events", "groups", "members", "roots")
+REINDEX_FIX = "run `zkid reindex` to rebuild it from the ledger"
+_MAX_ROOT_WINDOW = 2**64 - 1
+
+
+@dataclass(frozen=True)
+class MemberStatus:
+    group_id: int
+    commitment: int
+    status: str  # "pending" | "included" | "final" | "refused"
+    index: int | None
+    tx_hash: str | None
+    block_number: int | None
+    confirmations: int
+    #: why the ledger refused the registration for good (status "refused"): a code
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "group_id": self.group_id,
+            "commitment": str(self.commitment),
+            "status": self.status,
+            "index": self.index,
+            "tx_hash": self.tx_hash,
+            "block_number": self.block_number,
+            "confirmations": self.confirmations,
+        }
+        if self.reason is not None:
+            data["reason"] = self.reason
+        return data
+
+
+def _check_commitment(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < R:
+        raise RegistryError("invalid_commitment", "a commitment is a field element in (0, r)")
+    return value
+
+
+def _web3(rpc_url: str, timeout: float) -> Web3:
+    # No automatic retries: the indexer and the batcher retry with their own backoff, and
+    # a health probe must answer quickly when the node is down.
+    return Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None))
+
+
+def ledger_rpc_url(settings: Settings) -> str:
+    """``settings.rpc_url``, else the running local ledger of the data directory, else the
+    default local ledger address."""
+    if settings.rpc_url:
+        return settings.rpc_url
+    for directory in (settings.data_dir / "anvil", settings.data_dir):
+        status = LocalLedger(directory, settings.ledger_port).status()
+        if status.running and status.rpc_url:
+            return status.rpc_url
+    return f"http://{HOST}:{settings.ledger_port}"
+
+
+def load_manifest_file(path: Path) -> Manifest:
+    if not path.exists():
+        raise RegistryError("not_deployed", f"no deployment manifest at {path} (run `zkid deploy`)")
+    try:
+        return read_manifest(path)  # strictly (zk/strict_json.py)
+    except DeploymentError as exc:
+        raise RegistryError("not_deployed", f"unusable deployment manifest: {exc}") from None
+
+
+class FreshIndexRoots:
+    """The index as the :class:`registry.service.authorization.RootOracle` of the registry path,
+    answering :attr:`RootStatus.STALE` (refusal ``index_stale``) while the index may lag the
+    chain: its last complete sync began more than ``max_age`` seconds ago (monotonic
+    time), or it is more than ``max_lag`` blocks behind the head the indexer last saw.
+
+    A stalled index would keep a removed member's root "current" forever; this bounds the
+    extra time a superseded root can be accepted to ``max_age`` (docs/authorization.md),
+    where the relay's ledger path (:class:`registry.relay.authorization.LedgerRoots`) reads the
+    chain itself and fails when it cannot.
+    """
+
+    def __init__(self, index: ChainIndex, indexer: Indexer, max_age: float, max_lag: int) -> None:
+        self._index = index
+        self._indexer = indexer
+        self.max_age = max_age
+        self.max_lag = max_lag
+
+    def stale(self) -> bool:
+        stats = self._indexer.stats
+        synced, head, cursor = stats.synced_as_of, stats.head, self._index.cursor
+        if synced is None or head is None or cursor is None:
+            return True  # never completely synced since this process started
+        return time.monotonic() - synced > self.max_age or head - cursor > self.max_lag
+
+    def root_status(self, group_id: int, root: int, now: float) -> RootStatus:
+        if self.stale():
+            return RootStatus.STALE
+        return self._index.root_status(group_id, root, now)
+
+
+class RegistryService:
+    """Use :meth:`open`; then either :meth:`start` the background threads or drive the work
+    with :meth:`sync` / :meth:`process_once` (tests, CLI one-shots). ``close`` when done."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        w3: Web3,
+        probe: Web3,
+        manifest: Manifest,
+        index: ChainIndex,
+        outbox: Outbox,
+        nullifiers: SqliteNullifierStore,
+        account: LocalAccount | None,
+        clock: Callable[[], float],
+        evidence: EvidenceLog | None = None,
+        admission: AdmissionStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self.admission = admission if admission is not None else AdmissionStore(settings.data_dir / ADMISSION_FILE, clock)
+        self.evidence = evidence
+        self._anchorer: Anchorer | None = None
+        self.w3 = w3
+        self._probe = probe
+        self._manifest = manifest
+        self.index = index
+        self.outbox = outbox
+        self.nullifiers = nullifiers
+        self.clock = clock
+        self._account = account
+        self._operator_lock = threading.Lock()
+        self._operator: RegistryContract | None = None
+        self._operator_address: str | None = None
+        self.indexer = Indexer(
+            w3,
+            manifest,
+            index,
+            settings.confirmations,
+            settings.log_chunk,
+            poll_interval=settings.poll_interval,
+        )
+        self.batcher = Batcher(
+            outbox,
+            self.operator,
+            batch_size=settings.batch_size,
+            batch_interval=settings.batch_interval,
+            confirmations=settings.confirmations,
+            index=index,
+            idle_wait=min(0.1, settings.batch_interval / 4),
+            clock=clock,
+            max_fee_per_gas=settings.max_fee_per_gas,
+            spend_per_hour=settings.spend_per_hour,
+        )
+        # Roots from the index, only while it is fresh (fail closed: index_stale).
+        self.index_roots = FreshIndexRoots(index, self.indexer, settings.index_max_age, settings.index_max_lag)
+        self.authorizer = Authorizer(self._policy, self.index_roots, nullifiers, clock=clock)
+        # Admission roots too: a stalled index must not admit with a removed person's root.
+        self.zk_admission = ZkAdmission(self.admission, self.index_roots, clock=clock)
+        self._last_purge = 0.0
+        self._purge_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._lifecycle = threading.Lock()
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(
+        cls,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+        password: str | None = None,
+    ) -> RegistryService:
+        """Open the stores, connect to the ledger, load the manifest, rebuild the trees.
+
+        ``clock`` gives "now" for root validity and rate-limit epochs (injectable for
+        tests); the keystore passphrase comes from ``password`` or ``$ZKID_KEYSTORE_PASSWORD``.
+        Works while the ledger is down (it is then checked when it comes back).
+        """
+        data_dir = settings.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        # Before anything opens them: SQLite would create an empty store in place of a lost
+        # one (StoreError, one line naming the file and the fix).
+        stores = StoreManifest(data_dir)
+        stores.check(DURABLE_STORES, together=True)
+        stores.check(ADMISSION_STORES)
+        index_path = data_dir / INDEX_FILE
+        if index_path.exists() and index_path.stat().st_size > 0:  # missing or empty: rebuilt from the chain
+            check_store(index_path, INDEX_TABLES, REINDEX_FIX)
+        check_access_log(data_dir / ACCESS_LOG_FILE)
+        manifest = load_manifest_file(settings.manifest_path)
+        rpc_url = ledger_rpc_url(settings)
+        w3 = _web3(rpc_url, 30.0)
+        probe = _web3(rpc_url, _PROBE_TIMEOUT)
+        account: LocalAccount | None = None
+        if settings.keystore is not None:
+            secret = password if password is not None else os.environ.get(PASSWORD_ENV)
+            if secret is None:
+                raise RegistryError("not_configured", f"set {PASSWORD_ENV} to unlock the keystore {settings.keystore}")
+            try:
+                account = load_keystore(settings.keystore, secret)
+            except DeploymentError as exc:
+                raise RegistryError("not_configured", str(exc)) from None
+        try:
+            problems = verify_deployment(w3, manifest)
+        except (LedgerUnavailable, OSError):
+            problems = []  # checked again by the indexer once the ledger is back
+        except Exception as exc:
+            if type(exc).__module__.startswith(("requests", "urllib3")):
+                problems = []
+            else:
+                raise
+        if problems:
+            raise RegistryError("deployment_mismatch", f"{settings.manifest_path}: {problems[0]}")
+        index = ChainIndex(data_dir / INDEX_FILE)
+        outbox = Outbox(data_dir / OUTBOX_FILE, is_member=index.has_member, clock=clock, max_backlog=settings.max_backlog)
+        nullifiers = SqliteNullifierStore(data_dir / NULLIFIERS_FILE)
+        origin = default_origin(settings.region)
+        evidence = EvidenceLog(data_dir / EVIDENCE_FILE, load_or_create_log_key(data_dir, origin), origin)
+        admission = AdmissionStore(data_dir / ADMISSION_FILE, clock)
+        stores.record([*DURABLE_STORES, *ADMISSION_STORES])
+        return cls(
+            settings,
+            w3=w3,
+            probe=probe,
+            manifest=manifest,
+            index=index,
+            outbox=outbox,
+            nullifiers=nullifiers,
+            account=account,
+            clock=clock,
+            evidence=evidence,
+            admission=admission,
+        )
+
+    def operator(self) -> RegistryContract:
+        """The registry contract with this registry's signing account (created on first use:
+        on Anvil without a keystore it needs the node, to check that it is Anvil)."""
+        with self._operator_lock:
+            if self._operator is None:
+                account = self._account
+                if account is None:
+                    try:
+                        account = choose_signer(self.w3, None, None)
+                    except DeploymentError as exc:
+                        raise RegistryError("not_configured", str(exc)) from None
+                    self._account = account
+                tx = Transactor(self.w3, account, poll_interval=0.05)
+                self._operator = RegistryContract(self.w3, self._manifest.address("ZkIdRegistry"), tx)
+            return self._operator
+
+    def anchorer(self) -> Anchorer:
+        """The evidence log's anchorer, registering the log's key-bound id on the
+        EvidenceAnchor contract first if needed and this account is its registrar (so it
+        needs the ledger; callers retry while it is down). If the id is not registered and
+        cannot be, or is someone else's, the anchorer reports it (health) and sends nothing."""
+        if self.evidence is None:
+            raise RegistryError("not_configured", "this registry keeps no evidence log")
+        with self._operator_lock:
+            anchorer = self._anchorer
+        if anchorer is not None:
+            return anchorer
+        tx = self.operator().tx
+        contract = AnchorContract(self.w3, self._manifest.address("EvidenceAnchor"), tx)
+        origin, key = self.evidence.origin, self.evidence.verifier.public_key
+        try:
+            contract.log_info(log_id(origin, key))
+        except LogNotRegistered:
+            if tx is not None and contract.registrar().lower() == tx.address.lower():
+                contract.register_log(origin, key)
+        anchorer = Anchorer(
+            self.evidence,
+            contract,
+            min_interval=self.settings.anchor_interval,
+            min_growth=self.settings.anchor_min_growth,
+            max_delay=self.settings.anchor_max_delay,
+        )
+        with self._operator_lock:
+            self._anchorer = anchorer
+        return anchorer
+
+    def _run_anchorer(self, stop: threading.Event) -> None:
+        """Anchor evidence checkpoints until stopped; waits for the ledger if it is down."""
+        delay = 1.0
+        while not stop.is_set():
+            if self.evidence is not None and self.evidence.size == 0:
+                stop.wait(0.5)  # nothing to anchor yet: send no transaction at all
+                continue
+            try:
+                anchorer = self.anchorer()
+            except Exception as exc:  # ledger down or not yet reachable: try again later
+                log.warning("evidence anchoring not ready: %s", type(exc).__name__)
+                stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            anchorer.run(stop, poll=min(1.0, max(self.settings.poll_interval, 0.05)))
+            return
+
+    @property
+    def operator_address(self) -> str:
+        """The signing account's address (Anvil's first dev account when no keystore)."""
+        if self._operator_address is None:
+            account = self._account if self._account is not None else anvil_dev_account(0)
+            self._operator_address = str(account.address)
+        return self._operator_address
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Start the indexer and batcher threads (daemons; :meth:`stop` ends them)."""
+        with self._lifecycle:
+            if self._threads:
+                return
+            self._stop = threading.Event()
+            self._threads = [
+                threading.Thread(target=self.indexer.run, args=(self._stop,), name="zkid-indexer", daemon=True),
+                threading.Thread(target=self.batcher.run, args=(self._stop,), name="zkid-batcher", daemon=True),
+            ]
+            if self.evidence is not None:
+                self._threads.append(
+                    threading.Thread(target=self._run_anchorer, args=(self._stop,), name="zkid-anchorer", daemon=True)
+                )
+            for t in self._threads:
+                t.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        with self._lifecycle:
+            self._stop.set()
+            for t in self._threads:
+                t.join(timeout)
+            self._threads = []
+
+    @property
+    def running(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+    def close(self) -> None:
+        """Stop the threads, then checkpoint and close every store (after a clean stop the
+        main ``.sqlite`` files alone hold everything: docs/operations.md)."""
+        self.stop()
+        self.index.close()
+        self.outbox.close()
+        self.nullifiers.close()
+        self.admission.close()
+        if self.evidence is not None:
+            self.evidence.close()
+
+    def __enter__(self) -> RegistryService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def sync(self) -> int:
+        """Index up to the current head now; returns the number of events applied."""
+        try:
+            return self.indexer.sync_once()
+        except LedgerUnavailable as exc:
+            raise RegistryError("ledger_unavailable", str(exc)) from None
+
+    def process_once(self, force: bool = False) -> int:
+        """An index sync, one batcher pass (``force``: send every pending registration now,
+        ignoring age and size), another index sync. Returns the number of registrations sent."""
+        try:
+            self.indexer.sync_once()
+            sent = self.batcher.step(force)
+            if sent:
+                self.batcher.wait_sent()
+            self.indexer.sync_once()
+        except LedgerUnavailable as exc:
+            raise RegistryError("ledger_unavailable", str(exc)) from None
+        return sent
+
+    # ------------------------------------------------------------------ basics
+
+    @property
+    def region(self) -> str:
+        return self.settings.region
+
+    @property
+    def manifest(self) -> Manifest:
+        return self._manifest
+
+    def _known_group(self, group_id: object) -> int:
+        group = check_group_id(group_id)
+        if self.index.group(group) is None:
+            raise RegistryError("unknown_group", f"group {group} does not exist")
+        return group
+
+    # ------------------------------------------------------------------ members
+
+    def _administered(self, group_id: object) -> int:
+        group = check_group_id(group_id)
+        record = self.index.group(group)
+        if record is None:
+            raise RegistryError("unknown_group", f"group {group} does not exist")
+        if record.admin.lower() != self.operator_address.lower():
+            raise RegistryError("forbidden", f"this registry does not administer group {group}")
+        return group
+
+    def register(self, group_id: int, commitments: list[int]) -> list[MemberStatus]:
+        """Accept registrations as the operator (no admission policy: the operator token's
+        path, and the library's); durable in the outbox before this returns (all or none)."""
+        group = self._administered(group_id)
+        values = check_commitments(commitments)
+        rows = self.outbox.enqueue(group, values)
+        return [MemberStatus(group, r.commitment, "pending", None, None, None, 0) for r in rows]
+
+    def admit(
+        self,
+        group_id: int,
+        commitments: list[int],
+        *,
+        admission_proof: Mapping[str, Any] | str | None = None,
+        invite: str | None = None,
+    ) -> list[MemberStatus]:
+        """Accept registrations under the group's admission policy (docs/admission.md).
+
+        ``zk`` and ``invite`` take exactly one commitment with its credential; the
+        credential is claimed, then the commitment enqueued, and the claim released if the
+        outbox refuses it (a duplicate, a full backlog): nothing is queued on a refusal and
+        no credential is burnt by one."""
+        group = self._administered(group_id)
+        values = check_commitments(commitments)
+        record = self.admission.get(group)
+        if record is None:
+            raise refusal("group_not_served")
+        if record.policy == "open":
+            return self.register(group, values)
+        if record.policy == "closed":
+            raise refusal("admission_required", "only the operator registers in this group")
+        if len(values) != 1:
+            raise RegistryError("malformed", f"a {record.policy} registration carries exactly one commitment")
+        if record.policy == "invite":
+            if invite is None or admission_proof is not None:
+                raise refusal("admission_required", "this group admits with an invite code")
+            claimed = self.admission.claim_invite(group, invite)
+            try:
+                return self.register(group, values)
+            except BaseException:
+                self.admission.release_invite(claimed)
+                raise
+        if admission_proof is None or invite is not None:
+            raise refusal("admission_required", f"this group admits with a proof of membership in group {record.admission_group}")
+        nullifier = self.zk_admission.claim(record, values[0], admission_proof)
+        try:
+            return self.register(group, values)
+        except BaseException:
+            self.admission.release_nullifier(group, record.round, nullifier)
+            raise
+
+    def open_default_group(self) -> GroupAdmission:
+        """`zkid up`'s local default: the deployment's group 0 is ``open`` unless the operator
+        set another policy (docs/admission.md). Returns the group's record."""
+        return self.admission.put_if_absent(GroupAdmission(self._manifest.default_group_id, "open"))
+
+    def admission_info(self, group_id: int) -> GroupAdmission | None:
+        return self.admission.get(check_group_id(group_id))
+
+    def set_admission(self, record: GroupAdmission) -> GroupAdmission:
+        """Operator action: set a group's admission policy (and whether it is a send group).
+        The group must be administered by this registry; a ``zk`` group's admission group
+        must exist and be administered by it too."""
+        self._administered(record.group_id)
+        if record.admission_group is not None:
+            self._administered(record.admission_group)
+            self._check_admission_group(record.admission_group)
+        if record.policy != "closed" or record.send:
+            # A group a zk group admits from must stay closed and not a send group:
+            # opened, anyone could join it and mint admissions (Sybil resistance gone).
+            users = [r.group_id for r in self.admission.records() if r.admission_group == record.group_id]
+            if users:
+                raise refusal("admission_group_in_use", f"group {record.group_id} admits to group(s) {', '.join(map(str, users))}")
+        self.admission.put(record)
+        return record
+
+    def _check_admission_group(self, group_id: int) -> None:
+        """A ``zk`` group's admission group must be ``closed`` (only the operator writes it)
+        and not a send group (docs/admission.md)."""
+        current = self.admission.get(group_id)
+        if current is None or current.policy != "closed" or current.send:
+            what = "no policy" if current is None else f"policy {current.policy}" + (", a send group" if current.send else "")
+            raise refusal("admission_group_not_closed", f"group {group_id} has {what}")
+
+    def create_invites(self, group_id: int, count: int, expires_at: float) -> list[str]:
+        """Operator action: mint single-use invite codes of an ``invite`` group."""
+        group = self._administered(group_id)
+        record = self.admission.get(group)
+        if record is None or record.policy != "invite":
+            raise RegistryError("malformed", f"group {group}'s admission policy is not invite")
+        return self.admission.create_invites(group, count, expires_at)
+
+    def member_status(self, group_id: int, commitment: int) -> MemberStatus:
+        group = check_group_id(group_id)
+        value = _check_commitment(commitment)
+        record = self.index.member(group, value)
+        if record is not None:
+            state, confirmations = item_state(record.block_number, self.index.head, self.settings.confirmations)
+            return MemberStatus(group, value, state, record.index, record.tx_hash, record.block_number, confirmations)
+        row = self.outbox.get(group, value)
+        if row is not None and row.state in ("pending", "sent"):
+            return MemberStatus(group, value, "pending", None, row.tx_hash, None, 0)
+        if row is not None and row.state in ("included", "final"):
+            # Mined when the batcher saw it, absent from the index: the index lags (being
+            # rebuilt), or the chain rolled back below it (the batcher will reopen it), or
+            # the member was removed on chain since.
+            rolled_back = self.index.rolled_back_from()
+            if rolled_back is not None and (row.block_number is None or row.block_number >= rolled_back):
+                return MemberStatus(group, value, "pending", None, None, None, 0)
+            leaf = self.index.last_leaf_of(group, value)
+            if leaf is None or not leaf.removed:
+                head = max(self.index.head or 0, row.block_number or 0)
+                state, confirmations = item_state(row.block_number, head, self.settings.confirmations)
+                return MemberStatus(group, value, state, None, row.tx_hash, row.block_number, confirmations)
+        if row is not None and row.state == "failed":
+            code = (row.last_error or "refused").split(":", 1)[0]
+            return MemberStatus(group, value, "refused", None, row.tx_hash, None, 0, reason=code)
+        if self.index.group(group) is None:
+            raise RegistryError("unknown_group", f"group {group} does not exist")
+        raise RegistryError("not_member", "not a member of this group")
+
+    def merkle_proof(self, group_id: int, commitment: int) -> MerkleProof:
+        """The LeanIMT proof of a member against the group's current root."""
+        group = self._known_group(group_id)
+        value = _check_commitment(commitment)
+        with self.index.lock:
+            tree = self.index.tree(group)
+            position = tree.index_of(value)
+            if position is not None:
+                return tree.generate_proof(position)
+        row = self.outbox.get(group, value)
+        if row is not None and row.state in ("pending", "sent"):
+            raise RegistryError("pending", "registered, not yet on chain: no Merkle proof yet")
+        raise RegistryError("not_member", "not a member of this group")
+
+    def members_page(self, group_id: int, start: int, limit: int) -> dict[str, Any]:
+        """Leaves ``start..start+limit`` of a group in tree order (0: removed), with the
+        root and size they belong to: public on the ledger; a client builds the tree from
+        them and proves locally, without telling which member it is (docs/admission.md)."""
+        group = self._known_group(group_id)
+        with self.index.lock:
+            tree = self.index.tree(group)
+            root, size = tree.root, tree.size
+            members = [str(tree.leaf(i)) for i in range(start, min(size, start + limit))]
+        return {"group_id": group, "root": str(root), "size": size, "start": start, "members": members}
+
+    # ------------------------------------------------------------------ groups and roots
+
+    def _group_json(self, group: int) -> dict[str, Any]:
+        record = self.index.group(group)
+        if record is None:
+            raise RegistryError("unknown_group", f"group {group} does not exist")
+        admission = self.admission.get(group)
+        with self.index.lock:
+            tree = self.index.tree(group)
+            root, size, depth = tree.root, tree.size, tree.depth
+        return {
+            "group_id": group,
+            "root": str(root),
+            "size": size,
+            "depth": depth,
+            "block": self.index.cursor,
+            "root_window": record.root_window,
+            "epoch_length": self.settings.epoch_length,
+            "message_limit": self.settings.message_limit,
+            "clock_skew": self.settings.clock_skew,
+            "admin": record.admin,
+            "admission": None if admission is None else admission.to_json(),
+        }
+
+    def group_info(self, group_id: int) -> dict[str, Any]:
+        return self._group_json(check_group_id(group_id))
+
+    def groups(self) -> list[dict[str, Any]]:
+        return [self._group_json(g.group_id) for g in self.index.groups()]
+
+    def root_info(self, root: int) -> dict[str, Any]:
+        if isinstance(root, bool) or not isinstance(root, int) or not 0 <= root < R:
+            raise RegistryError("malformed", "a root is a field element below r")
+        info = self.index.root_info(root, now=self.clock())
+        if info is None:
+            raise RegistryError("unknown_root", "this root was never a root of a group")
+        return info
+
+    def create_group(self, root_window: int | None = None, admission: Mapping[str, Any] | None = None) -> int:
+        """Operator action: create a group administered by this registry, with its
+        admission policy (``registry.service.admission.admission_from_json``; default ``zk``, which
+        needs ``admission_group``); returns its id once the index knows it.
+
+        Without ``admission``: ``zk`` with the registry's ``admission_group`` setting when
+        one is configured; else the group gets no policy and is not served (registration
+        only through the operator token, no send authorization) until
+        :meth:`set_admission` gives it one."""
+        from registry.service.admission import admission_from_json
+
+        if admission is None and self.settings.admission_group is not None:
+            admission = {"policy": "zk", "admission_group": self.settings.admission_group}
+        if admission is not None:
+            admission_from_json(-1, admission)  # refuse bad input before paying for a group
+            if admission.get("admission_group") is not None:
+                self._administered(admission["admission_group"])
+                self._check_admission_group(admission["admission_group"])
+        window = self._manifest.root_window if root_window is None else root_window
+        if isinstance(window, bool) or not isinstance(window, int) or not 0 <= window <= _MAX_ROOT_WINDOW:
+            raise RegistryError("malformed", "root_window must be an integer number of seconds in [0, 2^64)")
+        try:
+            group = self.operator().create_group(root_window=window)
+        except LedgerUnavailable as exc:
+            raise RegistryError("ledger_unavailable", str(exc)) from None
+        except LedgerError as exc:
+            raise RegistryError("ledger_error", f"the ledger refused the new group: {exc}", 502) from None
+        if admission is not None:
+            self.admission.put(admission_from_json(group, admission))
+        deadline = time.monotonic() + 60
+        while self.index.group(group) is None:
+            if time.monotonic() > deadline:
+                raise RegistryError("ledger_error", f"group {group} was created but is not indexed yet", 502)
+            self.sync()
+            if self.index.group(group) is None:
+                time.sleep(0.05)
+        return group
+
+    # ------------------------------------------------------------------ authorization
+
+    def _policy(self, group_id: int) -> GroupPolicy | None:
+        if isinstance(group_id, bool) or not isinstance(group_id, int) or not 0 <= group_id <= MAX_GROUP_ID:
+            return None
+        group = self.index.group(group_id)
+        if group is None:
+            return None
+        s = self.settings
+        # Send groups only (issue #10 §1b): listed by the operator and administered by its
+        # account; a group anyone else created on the contract gets group_not_served.
+        admission = self.admission.get(group_id)
+        served = admission is not None and admission.send and group.admin.lower() == self.operator_address.lower()
+        return GroupPolicy(group_id, s.epoch_length, s.message_limit, s.clock_skew, served=served)
+
+    def authorize(self, proof: Mapping[str, Any] | str, group_id: int, blob_digest: bytes) -> Decision:
+        """The checks of docs/authorization.md (roots from the index, nullifiers claimed in
+        ``nullifiers.sqlite``)."""
+        self._purge_nullifiers()
+        return self.authorizer.authorize(proof, group_id, blob_digest)
+
+    def _purge_nullifiers(self) -> None:
+        now = self.clock()
+        if now - self._last_purge < PURGE_INTERVAL or not self._purge_lock.acquire(blocking=False):
+            return
+        try:
+            self._last_purge = now
+            s = self.settings
+            oldest = min(acceptable_epochs(now, s.epoch_length, s.clock_skew))
+            for g in self.index.groups():
+                self.nullifiers.purge(g.group_id, oldest)
+        finally:
+            self._purge_lock.release()
+
+    # ------------------------------------------------------------------ operations
+
+    def health(self) -> dict[str, Any]:
+        head: int | None
+        try:
+            head = node_call(lambda: int(self._probe.eth.block_number))
+        except Exception:
+            head = None
+        indexed = self.index.cursor
+        lag = None if head is None or indexed is None else max(head - indexed, 0)
+        reasons: list[str] = []
+        if head is None:
+            reasons.append("ledger_down")
+        elif lag is None or lag > max(10, 2 * self.settings.confirmations + 5):
+            reasons.append("index_lagging")
+        if self.indexer.stats.last_error is not None and head is not None:
+            reasons.append("indexer_failing")
+        if self.index_roots.stale():
+            reasons.append("index_stale")  # authorizations are refused until the index catches up
+        if (anchoring := self._anchorer) is not None and anchoring.problem is not None:
+            reasons.append(anchoring.problem)  # evidence_log_squatted / _unregistered / _inconsistent
+        problem = self.batcher.stats.problem
+        if problem is not None and problem != "ledger_unavailable":
+            reasons.append(f"batcher_{problem}")
+        paused = self.batcher.stats.paused
+        if paused is not None:
+            reasons.append(f"batcher_{paused}")
+        pending: int | None
+        unconfirmed: int | None
+        try:
+            pending = self.outbox.unsettled_count()
+            unconfirmed = self.outbox.unconfirmed_count()
+            oldest = self.outbox.oldest_unsettled()
+        except Exception as exc:  # a broken outbox must show, not break the health check
+            log.error("health: the outbox cannot be read (%s)", type(exc).__name__)
+            reasons.append("outbox_unreadable")
+            pending = unconfirmed = None
+            oldest = None
+        if oldest is not None and self.clock() - oldest > self.stall_after:
+            reasons.append("registrations_stalled")
+        return {
+            "status": "degraded" if reasons else "ok",
+            "reasons": reasons,
+            "region": self.region,
+            "chain_id": self._manifest.chain_id,
+            "ledger": "up" if head is not None else "down",
+            "head_block": head,
+            "indexed_block": indexed,
+            "outbox_pending": pending,
+            "outbox_unconfirmed": unconfirmed,
+            "oldest_pending_seconds": None if oldest is None else max(0, int(self.clock() - oldest)),
+            "lag_blocks": lag,
+            "evidence": self._evidence_health(),
+        }
+
+    @property
+    def stall_after(self) -> float:
+        """Seconds after which a registration not yet on chain makes health degraded."""
+        return max(60.0, 10 * self.settings.batch_interval)
+
+    def _evidence_health(self) -> dict[str, Any] | None:
+        if self.evidence is None:
+            return None
+        anchor = self.evidence.latest_anchor()
+        anchorer = self._anchorer
+        return {
+            "origin": self.evidence.origin,
+            "log_id": "0x" + log_id(self.evidence.origin, self.evidence.verifier.public_key).hex(),
+            "size": self.evidence.size,
+            "anchored_size": None if anchor is None else anchor.tree_size,
+            "problem": None if anchorer is None else anchorer.problem,
+        }
+
+    def reindex(self) -> None:
+        """Forget the whole index and rebuild it from the chain (in place: readers keep
+        working, seeing the index fill up again). The outbox is untouched."""
+        with self.indexer.lock:  # no sync may be half-way through while the index empties
+            self.index.reset()
+        self.sync()
+
+
+def reindex(settings: Settings) -> dict[str, Any]:
+    """Delete ``data_dir/index.sqlite`` and rebuild it from the chain (the service must not
+    be running). Returns the indexed block, the number of events and of groups."""
+    delete_index_files(settings.data_dir / INDEX_FILE)
+    service = RegistryService.open(settings)
+    try:
+        started = time.perf_counter()
+        service.sync()
+        return {
+            "indexed_block": service.index.cursor,
+            "events": service.index.event_count(),
+            "groups": len(service.index.groups()),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+    finally:
+        service.close()

@@ -1,0 +1,854 @@
+"""The chain index: a local, rebuildable copy of the registry contract's state.
+
+Everything here is derived from the ``ZkIdRegistry`` events (``contracts/ZkIdRegistry.sol``:
+each state change emits an event carrying the new root), so ``data_dir/index.sqlite`` may
+be deleted at any time and rebuilt from the chain (:mod:`registry.service.indexer`).
+
+Tables (SQLite in WAL mode, created with sqlite-utils):
+
+- ``blocks(number, hash, parent_hash, timestamp)``: the blocks the index relies on (every
+  block with an event, the recent ones, the cursor); used to detect reorganisations.
+- ``events(block_hash, log_index, ...)``: every decoded event, keyed by (block hash, log
+  index) so that applying the same log twice changes nothing.
+- ``groups``, ``members`` (one row per leaf: commitment, block, tx, removed flag) and
+  ``roots`` (one row per time a root became current: created/superseded block and time).
+- ``member_history``: the previous value of a leaf changed by an update or removal, so a
+  reorganisation can restore it; ``cursor``: the last indexed block and the head seen.
+
+Root validity follows the contract exactly (``ZkIdRegistry.isRootValid``): the current
+root is valid, a superseded root stays valid while ``now - superseded_time <= root
+window`` (the window of the group now), root 0 never is.
+
+A reorganisation rolls everything above the common ancestor back (``apply(...,
+rollback_to=n)``) in the same SQLite transaction that re-applies the new blocks and moves
+the cursor (chain indexing practice: bounded ``eth_getLogs`` chunks, block hashes and
+parents stored, idempotent upserts keyed by block hash and log index).
+
+An in-memory :class:`zk.tree.LeanIMT` per group mirrors the leaves; it is rebuilt from the
+``members`` table at open and after a rollback, and every applied event's ``newRoot`` is
+checked against it, so a missed or misread event is caught at once.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from registry.service.authorization import RootStatus
+from registry.ledger.base import LedgerEvent
+from registry.storage.sqlite import ConnectionPerThread
+from zk.tree import LeanIMT
+
+FILE_NAME = "index.sqlite"
+SCHEMA_VERSION = "1"
+#: Blocks without events are kept this far below the cursor (reorganisation detection).
+KEEP_RECENT_BLOCKS = 256
+
+_ADD_EVENTS = ("MemberAdded", "MembersAdded")
+
+
+class IndexInconsistency(RuntimeError):
+    """The events do not reproduce the contract's state (a missed or misread event)."""
+
+
+@dataclass(frozen=True)
+class BlockRef:
+    """A block header the index stores (``parent_hash``/``timestamp`` may be unknown)."""
+
+    number: int
+    hash: str
+    parent_hash: str | None = None
+    timestamp: int | None = None
+
+
+@dataclass(frozen=True)
+class MemberRecord:
+    group_id: int
+    index: int
+    commitment: int
+    block_number: int
+    tx_hash: str
+    removed: bool
+
+
+@dataclass(frozen=True)
+class GroupRecord:
+    group_id: int
+    admin: str
+    root_window: int
+    created_block: int
+    created_tx: str
+    pending_admin: str | None
+
+
+@dataclass(frozen=True)
+class RootRecord:
+    group_id: int
+    root: int
+    created_block: int
+    created_time: int
+    superseded_block: int | None
+    superseded_time: int | None
+
+
+def _jsonable(value: Any) -> Any:
+    """Event arguments as JSON: integers as decimal strings (they exceed 2^53), bytes as hex."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (bytes, bytearray)):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _build_tree(leaves: Sequence[tuple[int, bool]]) -> LeanIMT:
+    """A group's tree from its leaves (commitment, removed).
+
+    ``unique=False``: a removed commitment may be added again later on chain (lean-imt.sol
+    clears its leaf entry), so the original values, inserted before the removals are
+    replayed, can repeat. The chain itself enforces uniqueness among live leaves.
+    """
+    tree = LeanIMT(unique=False)
+    if leaves:
+        tree.insert_many([c for c, _ in leaves])
+        for i, (_, removed) in enumerate(leaves):
+            if removed:
+                tree.remove(i)
+    return tree
+
+
+def delete_index_files(path: Path | str) -> None:
+    """Remove an index database with its WAL and shared-memory files."""
+    base = Path(path)
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(str(base) + suffix).unlink(missing_ok=True)
+
+
+class ChainIndex:
+    """The index database at ``path`` plus the in-memory trees. Thread-safe: one SQLite
+    connection per thread; ``lock`` guards writes and the trees (hold it to read a tree
+    consistently, e.g. ``with index.lock: proof = index.tree(g).generate_proof(i)``)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.lock = threading.RLock()
+        # Rebuildable from the chain: no fsync per commit needed.
+        self._connections = ConnectionPerThread(self.path, durable=False, timeout=60)
+        self._trees: dict[int, LeanIMT] = {}
+        self._timestamps: dict[str, int] = {}
+        self._pruned_below = 0
+        self._create_schema()
+        with self.lock:
+            self._load_trees()
+
+    # ------------------------------------------------------------------ storage
+
+    def _conn(self) -> sqlite3.Connection:
+        return self._connections.get()
+
+    def close(self) -> None:
+        self._connections.close()
+
+    def _create_schema(self) -> None:
+        db = sqlite_utils.Database(self._conn())
+        db.table("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
+        db.table("cursor").create(
+            {"id": int, "block": int, "head": int, "updated_at": float}, pk="id", if_not_exists=True
+        )
+        db.table("blocks").create(
+            {"number": int, "hash": str, "parent_hash": str, "timestamp": int},
+            pk="number",
+            not_null={"hash"},
+            if_not_exists=True,
+        )
+        db.table("blocks").create_index(["hash"], if_not_exists=True)
+        db.table("events").create(
+            {
+                "block_hash": str,
+                "log_index": int,
+                "block_number": int,
+                "tx_hash": str,
+                "name": str,
+                "group_id": int,
+                "data": str,
+            },
+            pk=("block_hash", "log_index"),
+            not_null={"block_number", "tx_hash", "name", "data"},
+            if_not_exists=True,
+        )
+        db.table("events").create_index(["block_number"], if_not_exists=True)
+        db.table("events").create_index(["tx_hash"], if_not_exists=True)
+        db.table("events").create_index(["group_id", "block_number"], if_not_exists=True)
+        db.table("groups").create(
+            {
+                "group_id": int,
+                "admin": str,
+                "root_window": int,
+                "created_block": int,
+                "created_tx": str,
+                "pending_admin": str,
+            },
+            pk="group_id",
+            not_null={"admin", "root_window", "created_block"},
+            if_not_exists=True,
+        )
+        db.table("members").create(
+            {
+                "group_id": int,
+                "idx": int,
+                "commitment": str,
+                "block_number": int,
+                "tx_hash": str,
+                "removed": int,
+            },
+            pk=("group_id", "idx"),
+            not_null={"commitment", "block_number", "removed"},
+            if_not_exists=True,
+        )
+        db.table("members").create_index(["group_id", "commitment"], if_not_exists=True)
+        db.table("members").create_index(["block_number"], if_not_exists=True)
+        db.table("member_history").create(
+            {
+                "block_number": int,
+                "log_index": int,
+                "group_id": int,
+                "idx": int,
+                "old_commitment": str,
+                "old_block_number": int,
+                "old_tx_hash": str,
+                "old_removed": int,
+            },
+            pk=("block_number", "log_index"),
+            if_not_exists=True,
+        )
+        db.table("roots").create(
+            {
+                "group_id": int,
+                "root": str,
+                "created_block": int,
+                "created_log_index": int,
+                "created_time": int,
+                "superseded_block": int,
+                "superseded_time": int,
+            },
+            pk=("group_id", "created_block", "created_log_index"),
+            not_null={"root", "created_time"},
+            if_not_exists=True,
+        )
+        db.table("roots").create_index(["root"], if_not_exists=True)
+        db.table("roots").create_index(["group_id", "root"], if_not_exists=True)
+        db.table("roots").create_index(["superseded_block"], if_not_exists=True)
+        version = self._meta("schema_version")
+        if version is None:
+            self._set_meta("schema_version", SCHEMA_VERSION)
+        elif version != SCHEMA_VERSION:
+            raise IndexInconsistency(
+                f"index schema {version} is not {SCHEMA_VERSION}: run `zkid reindex` to rebuild {self.path}"
+            )
+
+    def _meta(self, key: str) -> str | None:
+        row = self._conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._conn().execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def bind(self, chain_id: int, registry_address: str, deployment_block_hash: str) -> bool:
+        """Tie the index to one deployment; an index of another one is wiped.
+
+        Returns True if the index was (re)initialised.
+        """
+        identity = json.dumps([int(chain_id), registry_address.lower(), deployment_block_hash.lower()])
+        with self.lock:
+            if self._meta("deployment") == identity:
+                return False
+            self._wipe(meta=("deployment", identity))
+            return True
+
+    def rolled_back_from(self) -> int | None:
+        """The lowest block a rollback removed since :meth:`clear_rollback` last ran
+        (None if none): what the outbox must look at again."""
+        value = self._meta("rolled_back_from")
+        return None if value is None else int(value)
+
+    def clear_rollback(self, seen: int) -> None:
+        """Forget the rollback mark if it is still ``seen`` (a newer, lower one stays)."""
+        with self.lock:
+            self._conn().execute("DELETE FROM meta WHERE key = 'rolled_back_from' AND value = ?", (str(seen),))
+
+    def reset(self) -> None:
+        """Forget everything indexed (kept: the deployment binding); the next sync rebuilds.
+
+        The in-place equivalent of deleting the file, safe while other threads read.
+        """
+        with self.lock:
+            self._wipe()
+
+    def _wipe(self, meta: tuple[str, str] | None = None) -> None:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for table in ("cursor", "blocks", "events", "groups", "members", "member_history", "roots"):
+                conn.execute(f"DELETE FROM {table}")
+            if meta is not None:
+                self._set_meta(*meta)
+            # Whatever the outbox took as mined is checked against the chain again.
+            self._set_meta("rolled_back_from", "0")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self._trees.clear()
+        self._pruned_below = 0
+
+    # ------------------------------------------------------------------ trees
+
+    def _load_trees(self, groups: Iterable[int] | None = None) -> None:
+        conn = self._conn()
+        wanted = None if groups is None else set(groups)
+        ids = [int(r[0]) for r in conn.execute("SELECT group_id FROM groups ORDER BY group_id")]
+        if wanted is not None:
+            for g in wanted - set(ids):
+                self._trees.pop(g, None)
+            ids = [g for g in ids if g in wanted]
+        else:
+            self._trees.clear()
+        for g in ids:
+            rows = conn.execute(
+                "SELECT commitment, removed FROM members WHERE group_id = ? ORDER BY idx", (g,)
+            ).fetchall()
+            self._trees[g] = _build_tree([(int(c), bool(r)) for c, r in rows])
+
+    def tree(self, group_id: int) -> LeanIMT:
+        """The live tree of a group (do not modify it); KeyError if the group is unknown."""
+        with self.lock:
+            return self._trees[group_id]
+
+    def has_member(self, group_id: int, commitment: int) -> bool:
+        """Whether ``commitment`` is a live leaf of the group (as ``hasMember`` on chain)."""
+        with self.lock:
+            tree = self._trees.get(group_id)
+            return tree is not None and tree.has(commitment)
+
+    # ------------------------------------------------------------------ cursor
+
+    def _cursor_row(self) -> tuple[int, int] | None:
+        row = self._conn().execute("SELECT block, head FROM cursor WHERE id = 1").fetchone()
+        return None if row is None else (int(row[0]), int(row[1]))
+
+    @property
+    def cursor(self) -> int | None:
+        """The last block whose events are all applied (None: nothing indexed yet)."""
+        row = self._cursor_row()
+        return None if row is None else row[0]
+
+    @property
+    def head(self) -> int | None:
+        """The chain head seen at the last sync (for confirmation counts)."""
+        row = self._cursor_row()
+        return None if row is None else row[1]
+
+    def block_hash(self, number: int) -> str | None:
+        row = self._conn().execute("SELECT hash FROM blocks WHERE number = ?", (number,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def stored_blocks(self, below: int, limit: int = 64) -> list[tuple[int, str]]:
+        """Stored (number, hash) pairs under ``below``, highest first."""
+        return [
+            (int(n), str(h))
+            for n, h in self._conn().execute(
+                "SELECT number, hash FROM blocks WHERE number < ? ORDER BY number DESC LIMIT ?", (below, limit)
+            )
+        ]
+
+    # ------------------------------------------------------------------ applying
+
+    def apply(
+        self,
+        events: Sequence[LedgerEvent],
+        blocks: Sequence[BlockRef],
+        *,
+        cursor: int,
+        head: int,
+        rollback_to: int | None = None,
+    ) -> int:
+        """In one transaction: roll back above ``rollback_to`` (if given), store ``blocks``,
+        apply ``events`` (already applied ones are skipped), move the cursor.
+
+        Every event's block must be in ``blocks`` or already stored, with its timestamp.
+        Returns how many events were newly applied. On error nothing changes.
+        """
+        with self.lock:
+            conn = self._conn()
+            touched: set[int] = set()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if rollback_to is not None:
+                    touched |= self._rollback(rollback_to)
+                    self._load_trees(touched)
+                    # Remembered in the rollback's own transaction, so that the outbox is
+                    # told even if the process dies right after (see rolled_back_from).
+                    mark = self._meta("rolled_back_from")
+                    first = rollback_to + 1 if mark is None else min(int(mark), rollback_to + 1)
+                    self._set_meta("rolled_back_from", str(first))
+                self._timestamps = {b.hash: b.timestamp for b in blocks if b.timestamp is not None}
+                for b in blocks:
+                    stored = self.block_hash(b.number)
+                    if stored is not None and stored != b.hash and self._has_events(stored):
+                        raise IndexInconsistency(
+                            f"block {b.number} changed without a rollback (a reorganisation was missed)"
+                        )
+                    conn.execute(
+                        "INSERT INTO blocks (number, hash, parent_hash, timestamp) VALUES (?, ?, ?, ?)"
+                        " ON CONFLICT(number) DO UPDATE SET hash = excluded.hash,"
+                        " parent_hash = coalesce(excluded.parent_hash, CASE WHEN hash = excluded.hash"
+                        " THEN parent_hash END),"
+                        " timestamp = coalesce(excluded.timestamp, CASE WHEN hash = excluded.hash"
+                        " THEN timestamp END)",
+                        (b.number, b.hash, b.parent_hash, b.timestamp),
+                    )
+                fresh = self._record_events(events, touched)
+                applied = len(fresh)
+                run: list[LedgerEvent] = []  # consecutive additions to one group
+                for ev in fresh:
+                    if ev.name in _ADD_EVENTS:
+                        if run and run[0].args["groupId"] != ev.args["groupId"]:
+                            self._apply_additions(run)
+                            run = []
+                        run.append(ev)
+                        continue
+                    if run:
+                        self._apply_additions(run)
+                        run = []
+                    self._apply_event(ev)
+                if run:
+                    self._apply_additions(run)
+                conn.execute(
+                    "INSERT INTO cursor (id, block, head, updated_at) VALUES (1, ?, ?, ?)"
+                    " ON CONFLICT(id) DO UPDATE SET block = excluded.block, head = excluded.head,"
+                    " updated_at = excluded.updated_at",
+                    (cursor, max(head, cursor), time.time()),
+                )
+                self._prune(cursor)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                # The trees of touched groups may hold half-applied changes: reload them.
+                if touched:
+                    self._load_trees(touched)
+                raise
+            return applied
+
+    def _has_events(self, block_hash: str) -> bool:
+        row = self._conn().execute("SELECT 1 FROM events WHERE block_hash = ? LIMIT 1", (block_hash,)).fetchone()
+        return row is not None
+
+    def _timestamp(self, block_hash: str) -> int:
+        known = self._timestamps.get(block_hash)
+        if known is not None:
+            return known
+        row = self._conn().execute("SELECT timestamp FROM blocks WHERE hash = ?", (block_hash,)).fetchone()
+        if row is None or row[0] is None:
+            raise ValueError(f"no timestamp for block {block_hash}")
+        return int(row[0])
+
+    def _record_events(self, events: Sequence[LedgerEvent], touched: set[int]) -> list[LedgerEvent]:
+        """Store the event rows not stored yet; return those, in chain order (a log applied
+        before is skipped: idempotence keyed by block hash and log index)."""
+        ordered = sorted(events, key=lambda e: (e.block_number, e.log_index))
+        if not ordered:
+            return []
+        conn = self._conn()
+        seen = {
+            (str(h), int(i))
+            for h, i in conn.execute(
+                "SELECT block_hash, log_index FROM events WHERE block_number BETWEEN ? AND ?",
+                (ordered[0].block_number, ordered[-1].block_number),
+            )
+        }
+        fresh = []
+        for ev in ordered:
+            key = (ev.block_hash, ev.log_index)
+            if key in seen:
+                continue
+            seen.add(key)
+            fresh.append(ev)
+        rows = []
+        for ev in fresh:
+            group = ev.args.get("groupId")
+            group_id = None if group is None else int(group)
+            if group_id is not None:
+                touched.add(group_id)
+            rows.append(
+                (
+                    ev.block_hash,
+                    ev.log_index,
+                    ev.block_number,
+                    ev.tx_hash,
+                    ev.name,
+                    group_id,
+                    json.dumps(_jsonable(ev.args), separators=(",", ":")),
+                )
+            )
+        conn.executemany(
+            "INSERT INTO events (block_hash, log_index, block_number, tx_hash, name, group_id, data)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        return fresh
+
+    def _apply_event(self, ev: LedgerEvent) -> None:
+        """Derived state of one recorded event other than an addition."""
+        conn = self._conn()
+        group = ev.args.get("groupId")
+        if group is None:
+            return
+        group_id = int(group)
+        args = ev.args
+        name = ev.name
+        if name == "GroupCreated":
+            conn.execute(
+                "INSERT INTO groups (group_id, admin, root_window, created_block, created_tx, pending_admin)"
+                " VALUES (?, ?, ?, ?, ?, NULL)",
+                (group_id, str(args["admin"]), int(args["rootWindow"]), ev.block_number, ev.tx_hash),
+            )
+            self._trees[group_id] = LeanIMT(unique=False)
+        elif name == "GroupAdminTransferStarted":
+            conn.execute(
+                "UPDATE groups SET pending_admin = ? WHERE group_id = ?", (str(args["pendingAdmin"]), group_id)
+            )
+        elif name == "GroupAdminTransferred":
+            conn.execute(
+                "UPDATE groups SET admin = ?, pending_admin = NULL WHERE group_id = ?",
+                (str(args["newAdmin"]), group_id),
+            )
+        elif name == "RootWindowChanged":
+            conn.execute(
+                "UPDATE groups SET root_window = ? WHERE group_id = ?", (int(args["newWindow"]), group_id)
+            )
+        elif name in ("MemberUpdated", "MemberRemoved"):
+            self._apply_leaf_change(ev, group_id)
+
+    def _group_tree(self, ev: LedgerEvent, group_id: int) -> LeanIMT:
+        tree = self._trees.get(group_id)
+        if tree is None:
+            raise IndexInconsistency(f"{ev.name} for group {group_id}, which was never created")
+        return tree
+
+    def _apply_additions(self, run: Sequence[LedgerEvent]) -> None:
+        """Consecutive MemberAdded/MembersAdded events of one group, inserted as one batch.
+
+        Each inner node is hashed once for the whole run (a one-leaf event would otherwise
+        rehash its whole path); the tree's root must equal the last event's ``newRoot``,
+        which pins every leaf, and each event's own ``newRoot`` becomes a root row.
+        """
+        conn = self._conn()
+        group_id = int(run[0].args["groupId"])
+        tree = self._group_tree(run[0], group_id)
+        rows = []
+        leaves: list[int] = []
+        position = tree.size
+        for ev in run:
+            values = (
+                [int(ev.args["commitment"])] if ev.name == "MemberAdded" else [int(c) for c in ev.args["commitments"]]
+            )
+            for c in values:
+                rows.append((group_id, position, str(c), ev.block_number, ev.tx_hash))
+                position += 1
+            leaves.extend(values)
+        try:
+            tree.insert_many(leaves)
+        except ValueError as exc:
+            raise IndexInconsistency(f"group {group_id}: leaves the tree refuses ({exc})") from None
+        if tree.root != int(run[-1].args["newRoot"]):
+            raise IndexInconsistency(
+                f"group {group_id}: the tree's root after the additions up to block {run[-1].block_number} "
+                "differs from the event's newRoot"
+            )
+        conn.executemany(
+            "INSERT INTO members (group_id, idx, commitment, block_number, tx_hash, removed) VALUES (?, ?, ?, ?, ?, 0)",
+            rows,
+        )
+        # Each event's root is superseded by the next one's block; the last stays current.
+        times = [self._timestamp(ev.block_hash) for ev in run]
+        self._supersede(group_id, run[0].block_number, times[0])
+        conn.executemany(
+            "INSERT INTO roots (group_id, root, created_block, created_log_index, created_time,"
+            " superseded_block, superseded_time) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    group_id,
+                    str(int(ev.args["newRoot"])),
+                    ev.block_number,
+                    ev.log_index,
+                    times[i],
+                    run[i + 1].block_number if i + 1 < len(run) else None,
+                    times[i + 1] if i + 1 < len(run) else None,
+                )
+                for i, ev in enumerate(run)
+            ],
+        )
+
+    def _apply_leaf_change(self, ev: LedgerEvent, group_id: int) -> None:
+        conn = self._conn()
+        tree = self._group_tree(ev, group_id)
+        args = ev.args
+        index = int(args["index"])
+        row = conn.execute(
+            "SELECT commitment, block_number, tx_hash, removed FROM members WHERE group_id = ? AND idx = ?",
+            (group_id, index),
+        ).fetchone()
+        if row is None:
+            raise IndexInconsistency(f"{ev.name} of unknown leaf {index} in group {group_id}")
+        conn.execute(
+            "INSERT INTO member_history (block_number, log_index, group_id, idx, old_commitment,"
+            " old_block_number, old_tx_hash, old_removed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (ev.block_number, ev.log_index, group_id, index, row[0], row[1], row[2], row[3]),
+        )
+        try:
+            if ev.name == "MemberUpdated":
+                new = int(args["newCommitment"])
+                tree.update(index, new)
+                conn.execute(
+                    "UPDATE members SET commitment = ?, block_number = ?, tx_hash = ?, removed = 0"
+                    " WHERE group_id = ? AND idx = ?",
+                    (str(new), ev.block_number, ev.tx_hash, group_id, index),
+                )
+            else:
+                tree.remove(index)
+                conn.execute(
+                    "UPDATE members SET removed = 1, block_number = ?, tx_hash = ? WHERE group_id = ? AND idx = ?",
+                    (ev.block_number, ev.tx_hash, group_id, index),
+                )
+        except ValueError as exc:
+            raise IndexInconsistency(f"group {group_id}: {ev.name} the tree refuses ({exc})") from None
+        new_root = int(args["newRoot"])
+        if tree.root != new_root:
+            raise IndexInconsistency(
+                f"group {group_id}: the tree's root after {ev.name} at block {ev.block_number} "
+                "differs from the event's newRoot"
+            )
+        self._new_root(ev, group_id, new_root)
+
+    def _new_root(self, ev: LedgerEvent, group_id: int, new_root: int) -> None:
+        """The group's current root becomes ``new_root`` at ``ev``'s block: the contract stamps
+        the replaced root with the block time (root 0 is never recorded)."""
+        conn = self._conn()
+        timestamp = self._timestamp(ev.block_hash)
+        self._supersede(group_id, ev.block_number, timestamp)
+        if new_root != 0:
+            conn.execute(
+                "INSERT INTO roots (group_id, root, created_block, created_log_index, created_time)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (group_id, str(new_root), ev.block_number, ev.log_index, timestamp),
+            )
+
+    def _supersede(self, group_id: int, block_number: int, timestamp: int) -> None:
+        self._conn().execute(
+            "UPDATE roots SET superseded_block = ?, superseded_time = ? WHERE group_id = ? AND superseded_block IS NULL",
+            (block_number, timestamp, group_id),
+        )
+
+    def _rollback(self, ancestor: int) -> set[int]:
+        """Undo everything above block ``ancestor``; return the groups whose state changed."""
+        conn = self._conn()
+        touched = {
+            int(g)
+            for (g,) in conn.execute(
+                "SELECT DISTINCT group_id FROM events WHERE block_number > ? AND group_id IS NOT NULL", (ancestor,)
+            )
+        }
+        history = conn.execute(
+            "SELECT group_id, idx, old_commitment, old_block_number, old_tx_hash, old_removed FROM member_history"
+            " WHERE block_number > ? ORDER BY block_number DESC, log_index DESC",
+            (ancestor,),
+        ).fetchall()
+        for g, idx, commitment, block, tx, removed in history:
+            conn.execute(
+                "UPDATE members SET commitment = ?, block_number = ?, tx_hash = ?, removed = ?"
+                " WHERE group_id = ? AND idx = ?",
+                (commitment, block, tx, removed, g, idx),
+            )
+        conn.execute("DELETE FROM member_history WHERE block_number > ?", (ancestor,))
+        conn.execute("DELETE FROM members WHERE block_number > ?", (ancestor,))
+        conn.execute("DELETE FROM roots WHERE created_block > ?", (ancestor,))
+        conn.execute(
+            "UPDATE roots SET superseded_block = NULL, superseded_time = NULL WHERE superseded_block > ?", (ancestor,)
+        )
+        conn.execute("DELETE FROM groups WHERE created_block > ?", (ancestor,))
+        conn.execute("DELETE FROM events WHERE block_number > ?", (ancestor,))
+        conn.execute("DELETE FROM blocks WHERE number > ?", (ancestor,))
+        for g in touched:
+            self._recompute_group(g)
+        return touched
+
+    def _recompute_group(self, group_id: int) -> None:
+        """Admin, pending admin and window of a group from its remaining events."""
+        conn = self._conn()
+        rows = conn.execute(
+            "SELECT name, data FROM events WHERE group_id = ? AND name IN ('GroupCreated',"
+            " 'GroupAdminTransferStarted', 'GroupAdminTransferred', 'RootWindowChanged')"
+            " ORDER BY block_number, log_index",
+            (group_id,),
+        ).fetchall()
+        if not rows:
+            return
+        admin: str | None = None
+        pending: str | None = None
+        window = 0
+        for name, data in rows:
+            args = json.loads(data)
+            if name == "GroupCreated":
+                admin, window = args["admin"], int(args["rootWindow"])
+            elif name == "GroupAdminTransferStarted":
+                pending = args["pendingAdmin"]
+            elif name == "GroupAdminTransferred":
+                admin, pending = args["newAdmin"], None
+            elif name == "RootWindowChanged":
+                window = int(args["newWindow"])
+        conn.execute(
+            "UPDATE groups SET admin = ?, pending_admin = ?, root_window = ? WHERE group_id = ?",
+            (admin, pending, window, group_id),
+        )
+
+    def _prune(self, cursor: int) -> None:
+        """Forget old blocks without events (the cursor and recent blocks stay)."""
+        limit = cursor - KEEP_RECENT_BLOCKS
+        if limit <= self._pruned_below:
+            return
+        self._conn().execute(
+            "DELETE FROM blocks WHERE number >= ? AND number < ?"
+            " AND NOT EXISTS (SELECT 1 FROM events WHERE events.block_hash = blocks.hash)",
+            (self._pruned_below, limit),
+        )
+        self._pruned_below = limit
+
+    # ------------------------------------------------------------------ queries
+
+    def group(self, group_id: int) -> GroupRecord | None:
+        row = self._conn().execute(
+            "SELECT group_id, admin, root_window, created_block, created_tx, pending_admin FROM groups"
+            " WHERE group_id = ?",
+            (group_id,),
+        ).fetchone()
+        return None if row is None else GroupRecord(int(row[0]), row[1], int(row[2]), int(row[3]), row[4], row[5])
+
+    def groups(self) -> list[GroupRecord]:
+        return [
+            GroupRecord(int(r[0]), r[1], int(r[2]), int(r[3]), r[4], r[5])
+            for r in self._conn().execute(
+                "SELECT group_id, admin, root_window, created_block, created_tx, pending_admin FROM groups"
+                " ORDER BY group_id"
+            )
+        ]
+
+    def member(self, group_id: int, commitment: int) -> MemberRecord | None:
+        """The live leaf holding ``commitment`` (None if absent or removed)."""
+        row = self._conn().execute(
+            "SELECT idx, block_number, tx_hash FROM members WHERE group_id = ? AND commitment = ? AND removed = 0"
+            " ORDER BY idx LIMIT 1",
+            (group_id, str(commitment)),
+        ).fetchone()
+        if row is None:
+            return None
+        return MemberRecord(group_id, int(row[0]), commitment, int(row[1]), str(row[2]), False)
+
+    def last_leaf_of(self, group_id: int, commitment: int) -> MemberRecord | None:
+        """The most recently changed leaf that holds or held ``commitment`` (removed included)."""
+        row = self._conn().execute(
+            "SELECT idx, block_number, tx_hash, removed FROM members WHERE group_id = ? AND commitment = ?"
+            " ORDER BY block_number DESC, idx DESC LIMIT 1",
+            (group_id, str(commitment)),
+        ).fetchone()
+        if row is None:
+            return None
+        return MemberRecord(group_id, int(row[0]), commitment, int(row[1]), str(row[2]), bool(row[3]))
+
+    def members(self, group_id: int) -> list[MemberRecord]:
+        return [
+            MemberRecord(group_id, int(i), int(c), int(b), str(t), bool(r))
+            for i, c, b, t, r in self._conn().execute(
+                "SELECT idx, commitment, block_number, tx_hash, removed FROM members WHERE group_id = ? ORDER BY idx",
+                (group_id,),
+            )
+        ]
+
+    def roots(self, group_id: int) -> list[RootRecord]:
+        """Every time a root became current, oldest first."""
+        return [
+            RootRecord(group_id, int(r), int(cb), int(ct), None if sb is None else int(sb), None if st is None else int(st))
+            for r, cb, ct, sb, st in self._conn().execute(
+                "SELECT root, created_block, created_time, superseded_block, superseded_time FROM roots"
+                " WHERE group_id = ? ORDER BY created_block, created_log_index",
+                (group_id,),
+            )
+        ]
+
+    def tx_block(self, tx_hash: str) -> int | None:
+        """Block of an indexed transaction of the registry (None if none of its events is indexed)."""
+        row = self._conn().execute("SELECT min(block_number) FROM events WHERE tx_hash = ?", (tx_hash,)).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def event_count(self) -> int:
+        return int(self._conn().execute("SELECT count(*) FROM events").fetchone()[0])
+
+    def _latest_root(self, root: int, group_id: int | None) -> tuple[Any, ...] | None:
+        sql = (
+            "SELECT r.group_id, r.created_block, r.created_time, r.superseded_block, r.superseded_time, g.root_window"
+            " FROM roots r JOIN groups g ON g.group_id = r.group_id WHERE r.root = ?"
+        )
+        params: list[Any] = [str(root)]
+        if group_id is not None:
+            sql += " AND r.group_id = ?"
+            params.append(group_id)
+        row = self._conn().execute(sql + " ORDER BY r.created_block DESC, r.created_log_index DESC LIMIT 1", params).fetchone()
+        return None if row is None else tuple(row)
+
+    def root_status(self, group_id: int, root: int, now: float) -> RootStatus:
+        """:class:`registry.service.authorization.RootOracle`: the contract's rule at time ``now``."""
+        if isinstance(root, bool) or not isinstance(root, int) or root <= 0:
+            return RootStatus.UNKNOWN
+        row = self._latest_root(root, group_id)
+        if row is None:
+            return RootStatus.UNKNOWN
+        superseded_time, window = row[4], int(row[5])
+        if superseded_time is None or now - int(superseded_time) <= window:
+            return RootStatus.VALID
+        return RootStatus.EXPIRED
+
+    def root_info(self, root: int, now: float | None = None) -> dict[str, Any] | None:
+        """Where and when ``root`` was a root (its latest occurrence); None if never."""
+        if isinstance(root, bool) or not isinstance(root, int) or root <= 0:
+            return None
+        row = self._latest_root(root, None)
+        if row is None:
+            return None
+        group_id, created_block, created_time, superseded_block, superseded_time, window = row
+        t = time.time() if now is None else now
+        current = superseded_time is None
+        valid_until = None if current else int(superseded_time) + int(window)
+        return {
+            "root": str(root),
+            "group_id": int(group_id),
+            "valid": current or t <= int(valid_until or 0),
+            "current": current,
+            "created_block": int(created_block),
+            "created_at": int(created_time),
+            "superseded_block": None if superseded_block is None else int(superseded_block),
+            "superseded_at": None if superseded_time is None else int(superseded_time),
+            "valid_until": valid_until,
+        }

@@ -1,0 +1,480 @@
+"""The outbox: registrations accepted from clients and not yet final on the ledger.
+
+A registration is acknowledged only once its row is committed here (SQLite, WAL,
+``synchronous=FULL``), so an acknowledged registration survives a crash, a power cut or
+a ledger outage; the batcher (:mod:`registry.service.batcher`) then anchors it. The outbox is
+the one store that is never rebuilt from the chain (``data_dir/outbox.sqlite``).
+
+Row states::
+
+    pending  -> sent      an addMembers transaction carrying it was broadcast (tx_hash)
+    sent     -> included  that transaction is mined on the canonical chain (block_number)
+    included -> final     ... and has the required confirmations
+    sent     -> pending   the transaction vanished (reorganisation, eviction, a ledger
+                          restored from an older state) or reverted for a curable reason
+    included/final -> sent  the chain rolled back below its block: the transaction is looked
+                          up again (and the rows go back to pending if it is gone)
+    *        -> failed    the ledger refuses it for good (e.g. not our group; terminal,
+                          with a reason code in ``last_error``)
+
+``final`` is not forever on a ledger that can roll back (a local Anvil restored from its
+last state dump, a deep reorganisation): the indexer records every rollback and the
+batcher reopens the rows above it (:meth:`Outbox.reopen_from`).
+
+``attempts`` counts broadcasts. A commitment can be in at most one active
+(pending/sent/included) row per group (a partial unique index), which makes "already
+pending" an atomic check.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from registry.storage.sqlite import ConnectionPerThread
+from zk.field import R
+
+FILE_NAME = "outbox.sqlite"
+STATES = ("pending", "sent", "included", "final", "failed")
+#: Not yet final on the canonical chain.
+ACTIVE_STATES = ("pending", "sent", "included")
+#: ``PRAGMA user_version`` of the current layout (0: before ``final`` existed, when
+#: ``included`` meant confirmed).
+SCHEMA_VERSION = 1
+#: Most commitments accepted in one ``enqueue`` call (one request of a client).
+MAX_PER_CALL = 1000
+#: Group ids are sequential from 0 on chain, and the relay scope carries them as uint64;
+#: SQLite integers are signed 64-bit.
+# Group ids stay within 2**53 - 1 so that JSON numbers survive every parser (JS, floats).
+MAX_GROUP_ID = 2**53 - 1
+
+# HTTP statuses of the machine-readable codes (the HTTP layer uses ``RegistryError.status``).
+STATUS_BY_CODE = {
+    "malformed": 400,
+    "invalid_commitment": 400,
+    "forbidden": 403,
+    "unknown_group": 404,
+    "not_member": 404,
+    "unknown_root": 404,
+    "duplicate": 409,
+    "pending": 409,
+    "too_many": 413,
+    "backlog_full": 503,
+    "ledger_unavailable": 503,
+    "not_deployed": 503,
+    "not_configured": 503,
+    "ledger_error": 502,
+    "deployment_mismatch": 503,
+}
+
+
+class RegistryError(Exception):
+    """A refusal with a machine-readable ``code``, the HTTP ``status`` to answer with and a
+    human ``message``. Raised by the outbox and the service facade (re-exported there)."""
+
+    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status if status is not None else STATUS_BY_CODE.get(code, 400)
+
+    def __repr__(self) -> str:
+        return f"RegistryError({self.code!r}, {self.message!r}, status={self.status})"
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    group_id: int
+    commitment: int
+    state: str
+    tx_hash: str | None
+    attempts: int
+    created_at: float
+    updated_at: float
+    block_number: int | None
+    last_error: str | None
+
+
+_COLUMNS = "id, group_id, commitment, state, tx_hash, attempts, created_at, updated_at, block_number, last_error"
+
+
+def _row(values: Sequence[Any]) -> OutboxRow:
+    return OutboxRow(
+        id=int(values[0]),
+        group_id=int(values[1]),
+        commitment=int(values[2]),
+        state=str(values[3]),
+        tx_hash=values[4],
+        attempts=int(values[5]),
+        created_at=float(values[6]),
+        updated_at=float(values[7]),
+        block_number=None if values[8] is None else int(values[8]),
+        last_error=values[9],
+    )
+
+
+def check_group_id(group_id: object) -> int:
+    if isinstance(group_id, bool) or not isinstance(group_id, int) or not 0 <= group_id <= MAX_GROUP_ID:
+        raise RegistryError("malformed", "group id must be an integer in [0, 2^63)")
+    return group_id
+
+
+def check_commitments(commitments: object) -> list[int]:
+    """A non-empty list of distinct field elements in (0, r): never reduced."""
+    if isinstance(commitments, (str, bytes)) or not isinstance(commitments, Iterable):
+        raise RegistryError("malformed", "commitments must be a list of integers")
+    values = list(commitments)
+    if not values:
+        raise RegistryError("malformed", "no commitments given")
+    if len(values) > MAX_PER_CALL:
+        raise RegistryError("too_many", f"at most {MAX_PER_CALL} commitments per request")
+    for i, c in enumerate(values):
+        if isinstance(c, bool) or not isinstance(c, int):
+            raise RegistryError("invalid_commitment", f"commitment {i} is not an integer")
+        if not 0 < c < R:
+            raise RegistryError("invalid_commitment", f"commitment {i} is not in the field (0 < c < r)")
+    if len(set(values)) != len(values):
+        raise RegistryError("duplicate", "a commitment is repeated in the request")
+    return values
+
+
+class Outbox:
+    """Durable registrations in ``path``; safe to share between threads (one connection each).
+
+    ``is_member(group_id, commitment)``, when given, tells whether a commitment is already a
+    member on chain (the chain index): such registrations are refused as duplicates.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        is_member: Callable[[int, int], bool] | None = None,
+        clock: Callable[[], float] = time.time,
+        max_backlog: int | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.is_member = is_member
+        #: most registrations of one group not yet on chain; beyond: ``backlog_full`` (503)
+        self.max_backlog = max_backlog
+        self._clock = clock
+        # An acknowledged registration must survive a power cut: fsync on every commit.
+        self._connections = ConnectionPerThread(self.path, durable=True)
+        # Writers of this process queue here rather than in SQLite's busy handler, whose
+        # sleeps (milliseconds) would cut the throughput of concurrent registrations.
+        self._write_lock = threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._conn()
+        self._migrate(conn)
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.path} was written by a newer version (schema {version} > {SCHEMA_VERSION})"
+            )
+        exists = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'registrations'"
+        ).fetchone()
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if exists and version < 1:
+                    # The state CHECK changes: rebuild the table; confirmed rows become final.
+                    conn.execute("ALTER TABLE registrations RENAME TO registrations_v0")
+                    for name in ("registrations_active", "registrations_lookup", "registrations_state", "registrations_tx"):
+                        conn.execute(f"DROP INDEX IF EXISTS {name}")
+                self._create(conn)
+                if exists and version < 1:
+                    conn.execute(
+                        f"INSERT INTO registrations ({_COLUMNS}) SELECT id, group_id, commitment,"
+                        " CASE state WHEN 'included' THEN 'final' ELSE state END, tx_hash, attempts,"
+                        " created_at, updated_at, block_number, last_error FROM registrations_v0"
+                    )
+                    conn.execute("DROP TABLE registrations_v0")
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    @staticmethod
+    def _create(conn: sqlite3.Connection) -> None:
+        for statement in (
+            """CREATE TABLE IF NOT EXISTS registrations (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                group_id INTEGER NOT NULL,
+                commitment TEXT NOT NULL,
+                state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'included', 'final', 'failed')),
+                tx_hash TEXT,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                created_at REAL NOT NULL,
+                updated_at REAL NOT NULL,
+                block_number INTEGER,
+                last_error TEXT
+            )""",
+            "CREATE UNIQUE INDEX IF NOT EXISTS registrations_active ON registrations (group_id, commitment)"
+            " WHERE state IN ('pending', 'sent', 'included')",
+            "CREATE INDEX IF NOT EXISTS registrations_lookup ON registrations (group_id, commitment)",
+            "CREATE INDEX IF NOT EXISTS registrations_state ON registrations (state, group_id, id)",
+            "CREATE INDEX IF NOT EXISTS registrations_tx ON registrations (tx_hash)",
+            "CREATE INDEX IF NOT EXISTS registrations_block ON registrations (block_number)",
+            # What the batcher's transactions cost (wei), for the hourly budget: the most
+            # a transaction may cost when it is sent, its real fee once mined.
+            "CREATE TABLE IF NOT EXISTS spend (tx_hash TEXT PRIMARY KEY, at REAL NOT NULL, wei INTEGER NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS spend_at ON spend (at)",
+        ):
+            conn.execute(statement)
+
+    # ------------------------------------------------------------------ connections
+
+    def _conn(self) -> sqlite3.Connection:
+        return self._connections.get()
+
+    def close(self) -> None:
+        self._connections.close()
+
+    def _write(self, sql: str, params: Iterable[Sequence[Any]]) -> int:
+        conn = self._conn()
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = conn.executemany(sql, params)
+                changed = cur.rowcount
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return int(changed)
+
+    # ------------------------------------------------------------------ accepting
+
+    def enqueue(self, group_id: int, commitments: Sequence[int]) -> list[OutboxRow]:
+        """Record registrations durably (all or none) and return their rows.
+
+        Raises :class:`RegistryError`: ``malformed``/``too_many``/``invalid_commitment`` for
+        bad input, ``duplicate`` if a commitment is repeated, already a member (``is_member``)
+        or already pending in this group.
+        """
+        group = check_group_id(group_id)
+        values = check_commitments(commitments)
+        if self.is_member is not None:
+            for i, c in enumerate(values):
+                if self.is_member(group, c):
+                    raise RegistryError("duplicate", f"commitment {i} is already a member of group {group}")
+        now = self._clock()
+        conn = self._conn()
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if self.max_backlog is not None:
+                    (waiting,) = conn.execute(
+                        "SELECT count(*) FROM registrations WHERE state IN ('pending', 'sent') AND group_id = ?",
+                        (group,),
+                    ).fetchone()
+                    if int(waiting) + len(values) > self.max_backlog:
+                        raise RegistryError(
+                            "backlog_full",
+                            f"group {group} has {int(waiting)} registrations waiting for the ledger; try again later",
+                        )
+                ids = []
+                for i, c in enumerate(values):
+                    try:
+                        cur = conn.execute(
+                            "INSERT INTO registrations (group_id, commitment, state, created_at, updated_at)"
+                            " VALUES (?, ?, 'pending', ?, ?)",
+                            (group, str(c), now, now),
+                        )
+                    except sqlite3.IntegrityError:
+                        raise RegistryError(
+                            "duplicate", f"commitment {i} is already registered in group {group}"
+                        ) from None
+                    ids.append(int(cur.lastrowid or 0))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return [
+            OutboxRow(i, group, c, "pending", None, 0, now, now, None, None) for i, c in zip(ids, values)
+        ]
+
+    # ------------------------------------------------------------------ reading
+
+    def get(self, group_id: int, commitment: int) -> OutboxRow | None:
+        """The active (pending/sent/included) row of a commitment, else its most recent row."""
+        row = self._conn().execute(
+            f"SELECT {_COLUMNS} FROM registrations WHERE group_id = ? AND commitment = ?"
+            " ORDER BY state IN ('pending', 'sent', 'included') DESC, id DESC LIMIT 1",
+            (group_id, str(commitment)),
+        ).fetchone()
+        return None if row is None else _row(row)
+
+    def rows(self, state: str | None = None, group_id: int | None = None) -> list[OutboxRow]:
+        where: list[str] = []
+        params: list[Any] = []
+        if state is not None:
+            if state not in STATES:
+                raise ValueError(f"unknown state {state!r}")
+            where.append("state = ?")
+            params.append(state)
+        if group_id is not None:
+            where.append("group_id = ?")
+            params.append(group_id)
+        sql = f"SELECT {_COLUMNS} FROM registrations"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return [_row(r) for r in self._conn().execute(sql + " ORDER BY id", params)]
+
+    def counts(self) -> dict[str, int]:
+        result = dict.fromkeys(STATES, 0)
+        for state, n in self._conn().execute("SELECT state, count(*) FROM registrations GROUP BY state"):
+            result[str(state)] = int(n)
+        return result
+
+    def unsettled_count(self) -> int:
+        """Registrations not yet on chain (pending, or sent and not mined)."""
+        row = self._conn().execute(
+            "SELECT count(*) FROM registrations WHERE state IN ('pending', 'sent')"
+        ).fetchone()
+        return int(row[0])
+
+    def unconfirmed_count(self) -> int:
+        """Registrations mined but without their confirmations yet."""
+        row = self._conn().execute("SELECT count(*) FROM registrations WHERE state = 'included'").fetchone()
+        return int(row[0])
+
+    def oldest_unsettled(self) -> float | None:
+        """``created_at`` of the oldest registration not yet on chain (None if none)."""
+        row = self._conn().execute(
+            "SELECT min(created_at) FROM registrations WHERE state IN ('pending', 'sent')"
+        ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def pending_groups(self) -> list[tuple[int, int, float]]:
+        """(group_id, pending count, oldest created_at) of every group with pending rows."""
+        return [
+            (int(g), int(n), float(t))
+            for g, n, t in self._conn().execute(
+                "SELECT group_id, count(*), min(created_at) FROM registrations"
+                " WHERE state = 'pending' GROUP BY group_id ORDER BY min(created_at)"
+            )
+        ]
+
+    def take_pending(self, group_id: int, limit: int) -> list[OutboxRow]:
+        """The oldest ``limit`` pending rows of a group (nothing is changed)."""
+        return [
+            _row(r)
+            for r in self._conn().execute(
+                f"SELECT {_COLUMNS} FROM registrations WHERE state = 'pending' AND group_id = ?"
+                " ORDER BY id LIMIT ?",
+                (group_id, limit),
+            )
+        ]
+
+    def attempted_pending(self) -> list[OutboxRow]:
+        """Pending rows that were handed to the ledger at least once (maybe sent: a crash
+        between the broadcast and ``mark_sent`` leaves them so)."""
+        return [
+            _row(r)
+            for r in self._conn().execute(
+                f"SELECT {_COLUMNS} FROM registrations WHERE state = 'pending' AND attempts > 0 ORDER BY id"
+            )
+        ]
+
+    # ------------------------------------------------------------------ transitions
+
+    def mark_attempt(self, ids: Sequence[int]) -> None:
+        """Count a broadcast about to happen (before it, so a crash cannot hide it)."""
+        now = self._clock()
+        self._write(
+            "UPDATE registrations SET attempts = attempts + 1, updated_at = ? WHERE id = ? AND state = 'pending'",
+            [(now, i) for i in ids],
+        )
+
+    def mark_sent(self, ids: Sequence[int], tx_hash: str | None) -> None:
+        """Broadcast (or found on chain in a transaction not yet known: ``tx_hash`` None)."""
+        now = self._clock()
+        self._write(
+            "UPDATE registrations SET state = 'sent', tx_hash = ?, block_number = NULL, updated_at = ?,"
+            " last_error = NULL WHERE id = ? AND state IN ('pending', 'sent', 'included', 'final')",
+            [(tx_hash, now, i) for i in ids],
+        )
+
+    def mark_included(
+        self, ids: Sequence[int], block_number: int | None, tx_hash: str | None = None, *, final: bool = True
+    ) -> None:
+        """Mined at ``block_number``; ``final`` once it has the required confirmations."""
+        now = self._clock()
+        self._write(
+            "UPDATE registrations SET state = ?, block_number = ?, tx_hash = coalesce(?, tx_hash),"
+            " updated_at = ?, last_error = NULL WHERE id = ? AND state IN ('pending', 'sent', 'included')",
+            [("final" if final else "included", block_number, tx_hash, now, i) for i in ids],
+        )
+
+    def mark_pending(self, ids: Sequence[int], error: str | None = None) -> None:
+        """Back to pending (the transaction vanished or reverted curably)."""
+        now = self._clock()
+        self._write(
+            "UPDATE registrations SET state = 'pending', tx_hash = NULL, block_number = NULL,"
+            " updated_at = ?, last_error = coalesce(?, last_error) WHERE id = ? AND state IN ('pending', 'sent')",
+            [(now, error, i) for i in ids],
+        )
+
+    def mark_failed(self, ids: Sequence[int], error: str) -> None:
+        """Refused for good; ``error`` starts with a reason code (``code: text``)."""
+        now = self._clock()
+        self._write(
+            "UPDATE registrations SET state = 'failed', updated_at = ?, last_error = ?"
+            " WHERE id = ? AND state IN ('pending', 'sent')",
+            [(now, error, i) for i in ids],
+        )
+
+    def reopen_from(self, block_number: int) -> int:
+        """The chain no longer holds blocks from ``block_number`` on (a rollback): rows
+        recorded as mined there go back to ``sent`` (their transaction is looked up again).
+        Returns how many."""
+        now = self._clock()
+        conn = self._conn()
+        with self._write_lock:
+            cur = conn.execute(
+                "UPDATE registrations SET state = 'sent', block_number = NULL, updated_at = ?"
+                " WHERE state IN ('included', 'final') AND block_number >= ?",
+                (now, block_number),
+            )
+        return int(cur.rowcount)
+
+    def in_flight(self) -> list[OutboxRow]:
+        """Rows sent or mined but not final: the batcher follows them from their receipts."""
+        return [
+            _row(r)
+            for r in self._conn().execute(
+                f"SELECT {_COLUMNS} FROM registrations WHERE state IN ('sent', 'included') ORDER BY id"
+            )
+        ]
+
+    # ------------------------------------------------------------------ spending
+
+    def record_spend(self, tx_hash: str, wei: int) -> None:
+        """What a transaction of the batcher costs (its cap when sent, its fee once mined;
+        the latest call wins, the time of the first stays)."""
+        conn = self._conn()
+        with self._write_lock:
+            conn.execute(
+                "INSERT INTO spend (tx_hash, at, wei) VALUES (?, ?, ?)"
+                " ON CONFLICT(tx_hash) DO UPDATE SET wei = excluded.wei",
+                (tx_hash, self._clock(), int(wei)),
+            )
+
+    def spent_since(self, since: float) -> int:
+        """Wei spent (or committed by transactions in flight) since ``since``."""
+        return sum(int(w) for (w,) in self._conn().execute("SELECT wei FROM spend WHERE at >= ?", (since,)))
+
+    def purge_spend(self, before: float) -> None:
+        conn = self._conn()
+        with self._write_lock:
+            conn.execute("DELETE FROM spend WHERE at < ?", (before,))

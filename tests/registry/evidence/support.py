@@ -1,0 +1,235 @@
+"""Shared helpers of the evidence-log tests (signed records, a log in a temp dir, a
+switchable loopback TCP relay standing for a ledger node that goes away and comes back).
+No tests here."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import threading
+from pathlib import Path
+
+from eth_account import Account
+
+from registry.evidence.log import EvidenceLog, load_or_create_log_key
+from zk.evidence.record import EventType, EvidenceRecord, SignedRecord, sign_record
+
+RELAY_KEY = hashlib.sha256(b"letro-zkid test relay").digest()
+RELAY = Account.from_key(RELAY_KEY).address
+CHAIN_ID = 31337
+
+
+def make_records(n: int, start: int = 0, chain_id: int = CHAIN_ID) -> list[SignedRecord]:
+    out = []
+    for i in range(start, start + n):
+        rec = EvidenceRecord(
+            chain_id=chain_id,
+            event=EventType.RELAY_ACCEPTANCE,
+            event_time=1_700_000_000 + i,
+            issuer=RELAY,
+            blob_digest=hashlib.sha256(b"blob %d" % i).digest(),
+            region="eu-west",
+        )
+        out.append(sign_record(rec, RELAY_KEY))
+    return out
+
+
+def open_log(data_dir: Path, origin: str = "letro-zkid/test/evidence") -> EvidenceLog:
+    signer = load_or_create_log_key(data_dir, origin)
+    return EvidenceLog(data_dir / "evidence.sqlite", signer, origin)
+
+
+class Relay:
+    """A TCP relay ``127.0.0.1:port -> target`` that can be cut and restored on the same port."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = ("127.0.0.1", target_port)
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self._listener: socket.socket | None = None
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", self.port))
+        s.listen(16)
+        self._listener = s
+        threading.Thread(target=self._accept, args=(s,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def stop(self) -> None:
+        if self._listener is not None:
+            # shutdown() wakes the thread blocked in accept(); close() alone would not
+            # (the kernel socket would keep listening).
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()
+
+
+class CountingRpcProxy:
+    """A loopback HTTP proxy in front of a JSON-RPC node that counts what passes through:
+    ``calls[(method, to, selector)]`` (``to``/``selector`` only for ``eth_call``)."""
+
+    def __init__(self, target_url: str) -> None:
+        import collections
+        import http.server
+
+        import httpx
+
+        self.target_url = target_url
+        self.calls: collections.Counter[tuple[str, str | None, str | None]] = collections.Counter()
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                proxy._count(body)
+                upstream = httpx.post(proxy.target_url, content=body, headers={"content-type": "application/json"},
+                                      timeout=60)
+                self.send_response(upstream.status_code)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(upstream.content)))
+                self.end_headers()
+                self.wfile.write(upstream.content)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def _count(self, body: bytes) -> None:
+        import json
+
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return
+        with self._lock:
+            for request in data if isinstance(data, list) else [data]:
+                method = request.get("method")
+                to = selector = None
+                if method == "eth_call":
+                    call = request["params"][0]
+                    to = str(call.get("to", "")).lower()
+                    selector = str(call.get("data") or call.get("input") or "")[:10]
+                self.calls[(method, to, selector)] += 1
+
+    def count(self, method: str, to: str | None = None, selector: str | None = None) -> int:
+        with self._lock:
+            return sum(n for (m, t, s), n in self.calls.items()
+                       if m == method and (to is None or t == to.lower()) and (selector is None or s == selector))
+
+    def __enter__(self) -> CountingRpcProxy:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class _QuietServer:
+    """uvicorn in a thread of the test process, on a free loopback port."""
+
+    def __init__(self, app: object) -> None:
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            def install_signal_handlers(self) -> None:
+                pass
+
+            def capture_signals(self):  # type: ignore[no-untyped-def]
+                import contextlib
+
+                return contextlib.nullcontext()
+
+        # proto=IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on sockets whose proto
+        # says TCP, and without it every response waits ~40 ms for a delayed ACK.
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server = Server(uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=2))  # type: ignore[arg-type]
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> str:
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        return self.url
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+        self.sock.close()
+
+
+def serve(app: object) -> _QuietServer:
+    return _QuietServer(app)
+
+
+# A ``zkid`` with the evidence commands, whether or not the lead has registered them yet.
+CLI_SNIPPET = (
+    "import typer\n"
+    "from registry.cli.evidence_commands import register\n"
+    "app = typer.Typer(pretty_exceptions_enable=False)\n"
+    "@app.callback()\n"
+    "def main() -> None: pass\n"
+    "register(app)\n"
+    "app()\n"
+)

@@ -1,0 +1,129 @@
+"""The SQLite evidence log against the in-memory reference tree (zk.evidence.merkle)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from registry.evidence.log import (
+    BadSignature,
+    EntryNotFound,
+    EvidenceLog,
+    MalformedRecord,
+    default_origin,
+    load_or_create_log_key,
+    record_hash,
+)
+from tests.registry.evidence.support import RELAY, make_records, open_log
+from zk.evidence import merkle
+from zk.evidence.note import NoteSigner, open_checkpoint
+from zk.evidence.proof_format import parse_tlog_proof, verify_tlog_proof
+from zk.evidence.record import EventType, EvidenceRecord, ReasonCode
+
+RECORDS = make_records(70)
+
+
+def test_matches_memory_tree_and_proofs_verify(tmp_path: Path) -> None:
+    log = open_log(tmp_path)
+    ref = merkle.MemoryTree(cache=False)
+    # Mixed single and batch appends, so batches straddle subtree boundaries.
+    log.append(RECORDS[0])
+    log.append_many(RECORDS[1:23])
+    for r in RECORDS[23:30]:
+        log.append(r)
+    log.append_many(RECORDS[30:])
+    for r in RECORDS:
+        ref.append(r.record.leaf_hash())
+    assert log.size == ref.size == 70
+    for size in (1, 2, 3, 8, 13, 32, 33, 64, 70):
+        assert log.root(size) == merkle.root_hash(ref, size)
+        for index in {0, size // 2, size - 1}:
+            assert log.inclusion(index, size) == merkle.inclusion_proof(ref, index, size)
+        for first in {1, size // 3 or 1, size - 1 or 1, size}:
+            proof = log.consistency(first, size)
+            assert proof == merkle.consistency_proof(ref, first, size)
+            merkle.check_consistency(first, size, log.root(first), log.root(size), proof)
+    proof = log.tlog_proof(41)
+    checkpoint = verify_tlog_proof(parse_tlog_proof(proof.format()), RECORDS[41].record.leaf_hash(),
+                                   [log.verifier], log.origin)
+    assert checkpoint.size == 70
+
+
+def test_durable_across_reopen_and_duplicates_idempotent(tmp_path: Path) -> None:
+    log = open_log(tmp_path)
+    first = log.append_many(RECORDS[:10])
+    root, note = log.root(), log.checkpoint()
+    log.close()
+    log = open_log(tmp_path)
+    assert log.size == 10 and log.root() == root and log.checkpoint() == note
+    # Appending after reopening continues the same tree (the frontier was reloaded).
+    assert log.append(RECORDS[10]) == (10, RECORDS[10].record.evidence_id())
+    assert log.append(RECORDS[3]) == first[3]
+    assert log.append_many([RECORDS[11], RECORDS[11], RECORDS[5]]) == [
+        (11, RECORDS[11].record.evidence_id()), (11, RECORDS[11].record.evidence_id()), first[5]]
+    assert log.size == 12
+    assert [new for _, _, new in log.append_detailed([RECORDS[12], RECORDS[0], RECORDS[12]])] == [True, False, False]
+    assert log.size == 13
+    assert log.root() == merkle.root_hash(merkle.MemoryTree(r.record.leaf_hash() for r in RECORDS[:13]))
+    entry = log.get("0x" + RECORDS[4].record.evidence_id().upper())
+    assert entry.index == 4 and entry.signed == RECORDS[4]
+    cp, _ = open_checkpoint(log.checkpoint(), [log.verifier], origin=log.origin)
+    assert (cp.size, cp.root_hash) == (13, log.root())
+
+
+def test_bad_signature_rejected_and_batch_all_or_nothing(tmp_path: Path) -> None:
+    log = open_log(tmp_path)
+    other = make_records(1, start=500)[0]
+    forged = dataclasses.replace(RECORDS[0], signature=other.signature)  # valid encoding, wrong signer
+    with pytest.raises(BadSignature) as info:
+        log.append(forged)
+    assert info.value.code == "bad_signature"
+    with pytest.raises(BadSignature, match="record 1"):
+        log.append_many([RECORDS[1], forged, RECORDS[2]])
+    assert log.size == 0
+    with pytest.raises(MalformedRecord):
+        log.append("not a record")  # type: ignore[arg-type]
+    with pytest.raises(EntryNotFound):
+        log.get(RECORDS[1].record.evidence_id())
+    with pytest.raises(MalformedRecord):
+        log.get("zz")
+
+
+def test_log_key_file(tmp_path: Path) -> None:
+    origin = default_origin("eu-west")
+    assert origin == "letro-zkid/eu-west/evidence"
+    signer = load_or_create_log_key(tmp_path, origin)
+    mode = stat.S_IMODE(os.stat(tmp_path / "log.key").st_mode)
+    assert mode == 0o600
+    assert load_or_create_log_key(tmp_path, origin).skey() == signer.skey()
+    with pytest.raises(ValueError, match="holds the key"):
+        load_or_create_log_key(tmp_path, "letro-zkid/other/evidence")
+    with pytest.raises(ValueError, match="named"):
+        EvidenceLog(tmp_path / "x.sqlite", NoteSigner.generate("other"), origin)
+    EvidenceLog(tmp_path / "y.sqlite", signer, origin).close()
+    with pytest.raises(ValueError, match="is the log of"):
+        EvidenceLog(tmp_path / "y.sqlite", NoteSigner.generate("letro-zkid/b/evidence"), "letro-zkid/b/evidence")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    chain_id=st.integers(1, (1 << 53) - 1),
+    event=st.sampled_from(list(EventType)),
+    event_time=st.integers(0, (1 << 53) - 1),
+    links=st.lists(st.binary(min_size=32, max_size=32), max_size=16, unique=True),
+    region=st.from_regex(r"[a-z0-9][a-z0-9-]{0,31}", fullmatch=True),
+    digest=st.binary(min_size=32, max_size=32),
+)
+def test_fast_record_hash_equals_reference(
+    chain_id: int, event: EventType, event_time: int, links: list[bytes], region: str, digest: bytes
+) -> None:
+    reason = ReasonCode.RATE_LIMITED if event.needs_reason else None
+    rec = EvidenceRecord(chain_id=chain_id, event=event, event_time=event_time, issuer=RELAY,
+                         blob_digest=digest, region=region, links=tuple(links), reason=reason)
+    assert record_hash(rec) == rec.record_hash()

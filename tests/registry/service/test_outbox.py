@@ -1,0 +1,250 @@
+"""The outbox: validation, duplicates, durability (real SQLite files, a killed process)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from registry.service.outbox import MAX_PER_CALL, Outbox, RegistryError
+from tests.registry.conftest import FakeClock, make_commitments
+from zk.field import R
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def outbox(tmp_path: Path) -> Outbox:
+    box = Outbox(tmp_path / "outbox.sqlite")
+    yield box
+    box.close()
+
+
+def test_enqueue_returns_pending_rows(outbox: Outbox) -> None:
+    values = make_commitments(3)
+    rows = outbox.enqueue(7, values)
+    assert [r.commitment for r in rows] == values
+    assert all(r.state == "pending" and r.group_id == 7 and r.attempts == 0 and r.tx_hash is None for r in rows)
+    assert len({r.id for r in rows}) == 3
+    assert outbox.counts() == {"pending": 3, "sent": 0, "included": 0, "final": 0, "failed": 0}
+    assert outbox.get(7, values[1]) == rows[1]
+    assert outbox.get(8, values[1]) is None
+
+
+@pytest.mark.parametrize(
+    ("values", "code"),
+    [
+        ([0], "invalid_commitment"),
+        ([R], "invalid_commitment"),
+        ([R + 5], "invalid_commitment"),
+        ([-1], "invalid_commitment"),
+        ([True], "invalid_commitment"),
+        (["12"], "invalid_commitment"),
+        ([1.0], "invalid_commitment"),
+        ([], "malformed"),
+        ("123", "malformed"),
+        (123, "malformed"),
+        ([5, 6, 5], "duplicate"),
+        (list(range(1, MAX_PER_CALL + 2)), "too_many"),
+    ],
+)
+def test_bad_input_is_refused_and_nothing_is_stored(outbox: Outbox, values: object, code: str) -> None:
+    with pytest.raises(RegistryError) as err:
+        outbox.enqueue(1, values)  # type: ignore[arg-type]
+    assert err.value.code == code
+    assert 400 <= err.value.status < 500
+    assert outbox.counts()["pending"] == 0
+
+
+@pytest.mark.parametrize("group", [-1, 2**63, True, "1", None])
+def test_bad_group_id_is_refused(outbox: Outbox, group: object) -> None:
+    with pytest.raises(RegistryError) as err:
+        outbox.enqueue(group, [1])  # type: ignore[arg-type]
+    assert err.value.code == "malformed" and err.value.status == 400
+
+
+def test_largest_commitment_is_accepted_never_reduced(outbox: Outbox) -> None:
+    (row,) = outbox.enqueue(0, [R - 1])
+    assert row.commitment == R - 1
+    assert outbox.get(0, R - 1) is not None
+
+
+def test_one_bad_value_rejects_the_whole_request(outbox: Outbox) -> None:
+    with pytest.raises(RegistryError):
+        outbox.enqueue(0, [1, 2, R])
+    assert outbox.rows() == []
+
+
+def test_duplicate_of_pending_registration(outbox: Outbox) -> None:
+    a, b, c = make_commitments(3)
+    outbox.enqueue(0, [a])
+    with pytest.raises(RegistryError) as err:
+        outbox.enqueue(0, [b, a])  # all or nothing: b is not kept either
+    assert err.value.code == "duplicate" and err.value.status == 409
+    assert outbox.get(0, b) is None
+    # the same commitment in another group is a different registration
+    outbox.enqueue(1, [a])
+    # still a duplicate while sent (in flight)
+    row = outbox.get(0, a)
+    assert row is not None
+    outbox.mark_sent([row.id], "0x" + "ab" * 32)
+    with pytest.raises(RegistryError):
+        outbox.enqueue(0, [a])
+    outbox.enqueue(0, [c])
+
+
+def test_duplicate_of_indexed_member(tmp_path: Path) -> None:
+    members = {(0, 11)}
+    box = Outbox(tmp_path / "o.sqlite", is_member=lambda g, c: (g, c) in members)
+    with pytest.raises(RegistryError) as err:
+        box.enqueue(0, [12, 11])
+    assert err.value.code == "duplicate"
+    assert box.rows() == []
+    box.enqueue(1, [11])
+    box.close()
+
+
+def test_reregistration_after_failure_or_inclusion(outbox: Outbox) -> None:
+    (row,) = outbox.enqueue(0, [99])
+    outbox.mark_failed([row.id], "CallerIsNotAdmin")
+    (again,) = outbox.enqueue(0, [99])  # a failed registration can be made again
+    assert again.id != row.id
+    assert outbox.get(0, 99) == again  # the active row wins
+    outbox.mark_sent([again.id], "0x" + "01" * 32)
+    outbox.mark_included([again.id], 12)
+    got = outbox.get(0, 99)
+    assert got is not None and got.state == "final" and got.block_number == 12
+
+
+def test_concurrent_registrations_of_one_commitment(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite"
+    box = Outbox(path)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(8)
+
+    def worker() -> None:
+        barrier.wait()
+        try:
+            box.enqueue(3, [4242])
+            result = "ok"
+        except RegistryError as exc:
+            result = exc.code
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["duplicate"] * 7 + ["ok"]
+    assert len(box.rows()) == 1
+    box.close()
+
+
+def test_state_transitions_and_queries(tmp_path: Path) -> None:
+    clock = FakeClock(1000.0)
+    box = Outbox(tmp_path / "o.sqlite", clock=clock)
+    first = box.enqueue(0, make_commitments(3, seed=10))
+    clock.advance(5)
+    box.enqueue(2, make_commitments(2, seed=20))
+    assert box.pending_groups() == [(0, 3, 1000.0), (2, 2, 1005.0)]
+    taken = box.take_pending(0, 2)
+    assert [r.id for r in taken] == [first[0].id, first[1].id]
+    box.mark_attempt([r.id for r in taken])
+    assert [r.attempts for r in box.attempted_pending()] == [1, 1]
+    box.mark_sent([r.id for r in taken], "0x" + "cd" * 32)
+    assert {r.state for r in box.rows("sent")} == {"sent"}
+    assert box.unsettled_count() == 5
+    box.mark_pending([taken[0].id], "dropped")
+    back = box.get(0, taken[0].commitment)
+    assert back is not None and back.state == "pending" and back.tx_hash is None and back.last_error == "dropped"
+    box.mark_included([taken[1].id], 77)
+    box.mark_failed([first[2].id], "refused")
+    assert box.counts() == {"pending": 3, "sent": 0, "included": 0, "final": 1, "failed": 1}
+    # terminal states do not move back
+    box.mark_pending([taken[1].id, first[2].id])
+    assert box.counts() == {"pending": 3, "sent": 0, "included": 0, "final": 1, "failed": 1}
+    with pytest.raises(ValueError):
+        box.rows("unknown")
+    box.close()
+
+
+def test_rows_survive_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite"
+    box = Outbox(path)
+    values = make_commitments(5)
+    box.enqueue(0, values)
+    box.close()
+    again = Outbox(path)
+    assert [r.commitment for r in again.rows()] == values
+    with pytest.raises(RegistryError):
+        again.enqueue(0, [values[2]])
+    again.close()
+
+
+def test_acknowledged_registration_survives_a_killed_process(tmp_path: Path) -> None:
+    """The process dies (no close, no atexit) right after enqueue returns: the row is there."""
+    path = tmp_path / "o.sqlite"
+    script = (
+        "import os, sys\n"
+        "from registry.service.outbox import Outbox\n"
+        f"box = Outbox({str(path)!r})\n"
+        "box.enqueue(5, [111, 222])\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", script], cwd=ROOT, check=True, timeout=60)
+    box = Outbox(path)
+    assert sorted(r.commitment for r in box.rows()) == [111, 222]
+    box.close()
+
+
+def test_mined_rows_reopen_when_the_chain_rolls_back(outbox: Outbox) -> None:
+    rows = outbox.enqueue(0, make_commitments(3, seed=900))
+    ids = [r.id for r in rows]
+    outbox.mark_sent(ids, "0x" + "0a" * 32)
+    outbox.mark_included(ids[:1], 10)  # final
+    outbox.mark_included(ids[1:2], 20, final=False)  # mined, not yet confirmed
+    assert outbox.unsettled_count() == 1 and outbox.unconfirmed_count() == 1
+    assert outbox.reopen_from(21) == 0
+    assert outbox.reopen_from(15) == 1  # only the row mined at 20
+    back = outbox.get(0, rows[1].commitment)
+    assert back is not None and back.state == "sent" and back.block_number is None and back.tx_hash == "0x" + "0a" * 32
+    assert outbox.reopen_from(0) == 1  # the final one too: a rollback can go below it
+    assert {r.state for r in outbox.rows()} == {"sent"}
+    assert [r.id for r in outbox.in_flight()] == ids
+
+
+def test_old_outbox_is_migrated_with_confirmed_rows_final(tmp_path: Path) -> None:
+    """An outbox written before ``final`` existed (``included`` was terminal) opens with
+    those rows ``final`` and everything else as it was."""
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        CREATE TABLE registrations (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, group_id INTEGER NOT NULL, commitment TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'included', 'failed')),
+            tx_hash TEXT, attempts INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL,
+            updated_at REAL NOT NULL, block_number INTEGER, last_error TEXT);
+        CREATE UNIQUE INDEX registrations_active ON registrations (group_id, commitment) WHERE state IN ('pending', 'sent');
+        INSERT INTO registrations (group_id, commitment, state, created_at, updated_at, block_number, tx_hash)
+            VALUES (0, '5', 'included', 1, 1, 9, '0xaa'), (0, '6', 'pending', 2, 2, NULL, NULL);
+        """
+    )
+    conn.commit()
+    conn.close()
+    box = Outbox(path)
+    assert box.counts() == {"pending": 1, "sent": 0, "included": 0, "final": 1, "failed": 0}
+    five = box.get(0, 5)
+    assert five is not None and five.block_number == 9 and five.tx_hash == "0xaa"
+    box.close()
+    again = Outbox(path)  # opening twice migrates once
+    assert again.counts()["final"] == 1
+    again.close()
