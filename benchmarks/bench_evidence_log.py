@@ -1,6 +1,6 @@
 """Evidence log throughput through the HTTP API, and the gas cost of anchoring.
 
-- Appends/s: the registry's evidence routes (``registry.web.evidence_routes``) served by
+- Appends/s: the registry's evidence routes (``registry.web.routes.evidence``) served by
   uvicorn on loopback, fed by a *separate client process* that pre-signs the records
   (signing is not timed) and POSTs them to ``/v1/evidence/batch`` in batches of
   ``--batch`` with ``--concurrency`` requests in flight. Every record is parsed,
@@ -91,7 +91,7 @@ def run(records: int, batch: int, concurrency: int, single: int, anchors: int) -
     from fastapi import FastAPI
 
     from registry.evidence.anchorer import Anchorer
-    from registry.web.evidence_routes import evidence_router
+    from registry.web.routes.evidence import evidence_router
     from registry.evidence.log import EvidenceLog, load_or_create_log_key
     from registry.ledger.accounts import anvil_dev_account
     from registry.ledger.anvil import AnvilProcess

@@ -177,7 +177,7 @@ def _prove(job: tuple[int, int, dict[str, Any], int, int]) -> dict[str, Any]:
     who = Identity(f"bench-http-{i}")
     digest = hashlib.sha256(f"blob {i} {slot}".encode()).digest()
     scope = RelayScope(group_id=group_id, epoch=epoch, slot=slot).encode()
-    proof = generate_proof(who, MerkleProof.from_json(merkle_json), blob_message(digest), scope)
+    proof = generate_proof(who, MerkleProof.from_dict(merkle_json), blob_message(digest), scope)
     return {"group_id": group_id, "proof": proof.to_dict(), "blob_digest": digest.hex()}
 
 

@@ -46,13 +46,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from registry.cli._common import fail, print_json
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 RELAYS: tuple[tuple[str, str], ...] = (("us-east", "registry"), ("eu-west", "local"), ("ap-southeast", "registry"))
 MESSAGE_LIMIT = 3  # send slots per identity per epoch in the demo group: small, to show the limit
@@ -73,6 +74,8 @@ def demo(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary instead of the timeline.")] = False,
 ) -> None:
     """End-to-end demo on a local ledger: registry, three relays, sends, refusals, pickups, evidence."""
+    from rich.console import Console
+
     if offline:
         _offline(members, as_json)
         return
@@ -295,6 +298,7 @@ class _Scenario:
                     confirmations=1,
                     poll_interval=0.1,
                     batch_interval=0.3,
+                    batch_min_size=1,  # the demo registers its few clients at once: no floor to wait for
                     message_limit=MESSAGE_LIMIT,
                     # Anchor once records waited a moment, with no rate limit: the demo is short.
                     anchor_interval=0.0,
@@ -347,54 +351,17 @@ class _Scenario:
     # -- scenario ----------------------------------------------------------------------
 
     def _play(self, http: Any, registry_url: str, relays: list[_Relay]) -> dict[str, Any]:
-        from zk.identity import Identity
-
-        from registry.client.api import RegistryClient, group_from_ledger
-        from registry.ledger.registry_contract import RegistryContract
+        from registry.client import RegistryClient, SendSlots
 
         group_id = 0
         with self.phase("admission"):
             admission = self._admission(group_id)
         with self.phase("register"):
-            identities = [Identity() for _ in range(self.n_clients)]
-            api = RegistryClient(registry_url)
-            try:
-                # Each client registers a fresh ZK-ID with an anonymous admission proof: "I
-                # am one of the checked persons" (docs/admission.md), nothing more.
-                for person, who in zip(admission["persons"], identities):
-                    started = time.perf_counter()
-                    api.register_admitted(group_id, who.commitment, person, admission_group=admission["group"])
-                    self.proofs += 1
-                    self.proof_seconds += time.perf_counter() - started
-                self.say("clients", f"{self.n_clients} fresh identities registered, each admitted by an anonymous proof (202, durable outbox)")
-                from registry.client.api import RegistryClientError
-
-                try:
-                    api.register_admitted(group_id, Identity().commitment, admission["persons"][0])
-                    reused = "accepted"
-                except RegistryClientError as exc:
-                    reused = exc.code
-                self.say("clients", f"the same person again, for a second ZK-ID in this round: refused ({reused})", "red")
-                self.check("admission_credential_used_once", reused == "admission_used")
-                admission_nullifiers = self.service.admission.nullifier_count()
-                self.check("one_admission_nullifier_per_registration", admission_nullifiers == self.n_clients)
-                first = api.wait_until_anchored(group_id, identities[0].commitment, timeout=120, interval=0.2)
-                statuses = [api.wait_until_anchored(group_id, i.commitment, timeout=60, interval=0.2) for i in identities]
-            finally:
-                api.close()
-            blocks = {s["block_number"] for s in statuses}
-            self.say("ledger", f"anchored: {len(statuses)} members in block(s) {sorted(blocks)} (tx {str(first.get('tx_hash'))[:14]}…)")
-            info = http.get(f"/v1/groups/{group_id}").json()
-            tree = group_from_ledger(RegistryContract(self.w3, self.manifest.address("ZkIdRegistry")), group_id)
-            self.check("group_rebuilt_from_ledger", str(tree.root) == info["root"] and tree.size == self.n_clients)
-            self.say("clients", f"group rebuilt from ledger events alone: size {tree.size}, root matches the registry: {str(tree.root) == info['root']}")
-            self.check("message_limit_applied", int(info["message_limit"]) == MESSAGE_LIMIT)
+            identities, admitted, reused, info = self._register_clients(http, registry_url, group_id, admission)
         epoch_length = int(info["epoch_length"])
         limit = int(info["message_limit"])
 
         # Every client keeps its own slot book and fetches its own Merkle proof.
-        from registry.client.api import SendSlots
-
         slot_books: dict[int, SendSlots] = {}
         merkle: dict[int, Any] = {}
         api = RegistryClient(registry_url)
@@ -428,7 +395,20 @@ class _Scenario:
                 book.close()
         anchored = self._evidence(http, relays, sent)
         bundle = self._bundle(http, relays, sent, identities)
+        admission_summary = {
+            "policy": "zk",
+            "admission_group": admission["group"],
+            "checked_persons": len(admission["persons"]),
+            "admitted": admitted,
+            "second_registration": reused,
+        }
+        return self._summary(group_id, limit, relays, admission_summary, delivered, exactly_once, {**anchored, **bundle})
 
+    def _summary(
+        self, group_id: int, limit: int, relays: list[_Relay], admission: dict[str, Any], delivered: int,
+        exactly_once: bool, evidence: dict[str, Any],
+    ) -> dict[str, Any]:
+        """The last expectations, and the run's summary (``--json``)."""
         o = self.outcomes
         refused = {reason: o.refused.get(reason, 0) for reason in REFUSAL_REASONS}
         other = {k: v for k, v in o.refused.items() if k not in REFUSAL_REASONS}
@@ -439,13 +419,7 @@ class _Scenario:
             "mode": "local-ledger",
             "clients": self.n_clients,
             "group_id": group_id,
-            "admission": {
-                "policy": "zk",
-                "admission_group": admission["group"],
-                "checked_persons": len(admission["persons"]),
-                "admitted": admission_nullifiers,
-                "second_registration": reused,
-            },
+            "admission": admission,
             "message_limit": limit,
             "relays": [{"region": r.region, "auth": r.auth} for r in relays],
             "sent": o.sent,
@@ -455,8 +429,7 @@ class _Scenario:
             "refusals": o.refusals,
             "delivered": delivered,
             "delivered_exactly_once": exactly_once,
-            **anchored,
-            **bundle,
+            **evidence,
             "proofs_generated": self.proofs,
             "proof_seconds": round(self.proof_seconds, 3),
             "phases": self.phases,
@@ -465,6 +438,50 @@ class _Scenario:
         }
         summary["ok"] = all(self.expect.values())
         return summary
+
+    def _register_clients(
+        self, http: Any, registry_url: str, group_id: int, admission: dict[str, Any]
+    ) -> tuple[list[Any], int, str, dict[str, Any]]:
+        """Each client registers a fresh ZK-ID, admitted by an anonymous proof; then the
+        group is rebuilt from the ledger. Returns the identities, the admission nullifiers,
+        the code of a second registration of one person, and the group's parameters."""
+        from zk.identity import Identity
+
+        from registry.client import RegistryClient, RegistryClientError, group_from_ledger
+        from registry.ledger.registry_contract import RegistryContract
+
+        identities = [Identity() for _ in range(self.n_clients)]
+        api = RegistryClient(registry_url)
+        try:
+            # Each client registers a fresh ZK-ID with an anonymous admission proof: "I
+            # am one of the checked persons" (docs/admission.md), nothing more.
+            for person, who in zip(admission["persons"], identities):
+                started = time.perf_counter()
+                api.register_admitted(group_id, who.commitment, person, admission_group=admission["group"])
+                self.proofs += 1
+                self.proof_seconds += time.perf_counter() - started
+            self.say("clients", f"{self.n_clients} fresh identities registered, each admitted by an anonymous proof (202, durable outbox)")
+            try:
+                api.register_admitted(group_id, Identity().commitment, admission["persons"][0])
+                reused = "accepted"
+            except RegistryClientError as exc:
+                reused = exc.code
+            self.say("clients", f"the same person again, for a second ZK-ID in this round: refused ({reused})", "red")
+            self.check("admission_credential_used_once", reused == "admission_used")
+            admission_nullifiers = self.service.admission.nullifier_count()
+            self.check("one_admission_nullifier_per_registration", admission_nullifiers == self.n_clients)
+            first = api.wait_until_anchored(group_id, identities[0].commitment, timeout=120, interval=0.2)
+            statuses = [api.wait_until_anchored(group_id, i.commitment, timeout=60, interval=0.2) for i in identities]
+            info = api.group(group_id)
+        finally:
+            api.close()
+        blocks = {s["block_number"] for s in statuses}
+        self.say("ledger", f"anchored: {len(statuses)} members in block(s) {sorted(blocks)} (tx {str(first.get('tx_hash'))[:14]}…)")
+        tree = group_from_ledger(RegistryContract(self.w3, self.manifest.address("ZkIdRegistry")), group_id)
+        self.check("group_rebuilt_from_ledger", str(tree.root) == info["root"] and tree.size == self.n_clients)
+        self.say("clients", f"group rebuilt from ledger events alone: size {tree.size}, root matches the registry: {str(tree.root) == info['root']}")
+        self.check("message_limit_applied", int(info["message_limit"]) == MESSAGE_LIMIT)
+        return identities, admission_nullifiers, reused, info
 
     def _admission(self, group_id: int) -> dict[str, Any]:
         """The operator makes an admission group and gives ``group_id`` the ``zk`` policy;
@@ -738,6 +755,8 @@ def _slot_of(proof: Any) -> int:
 
 
 def _print_summary(console: Console, summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
     table = Table(title="outcomes")
     table.add_column("what")
     table.add_column("count / value", justify="right")
@@ -770,7 +789,8 @@ def _offline(members: int, as_json: bool) -> None:
     from zk.relay_scope import RelayScope, blob_message, digest_blob, epoch_at
     from zk.tree import LeanIMT
 
-    from registry.service.authorization import Authorizer, GroupPolicy, MemoryNullifierStore, StaticRoots
+    from rich.console import Console
+    from rich.table import Table
 
     console = Console(quiet=as_json)
     steps: list[dict[str, Any]] = []
@@ -802,29 +822,7 @@ def _offline(members: int, as_json: bool) -> None:
     ok = verify_proof(proof)
     step("verify proof (groth16py)", t, valid=ok)
 
-    # The refusals are real: the same Authorizer the registry and relays run.
-    roots = StaticRoots(window=3600)
-    roots.set_current(0, group.root, time.time())
-    policy = GroupPolicy(group_id=0, epoch_length=600, message_limit=2)
-    authorizer = Authorizer({0: policy}, roots, MemoryNullifierStore())
-    digest = digest_blob(blob)
-    outcomes: dict[str, str] = {}
-
-    t = time.perf_counter()
-    outcomes["first_send"] = authorizer.authorize(proof, 0, digest).reason.value
-    outcomes["replayed_proof"] = authorizer.authorize(proof, 0, digest).reason.value
-    outcomes["proof_moved_to_other_blob"] = authorizer.authorize(proof, 0, digest_blob(b"another blob")).reason.value
-    step("authorize, replay, move to another blob", t, **outcomes)
-
-    t = time.perf_counter()
-    over = RelayScope(group_id=0, epoch=epoch_at(time.time(), 600), slot=policy.message_limit).encode()
-    over_limit = generate_proof(sender, group, message, over)
-    outcomes["over_epoch_limit"] = authorizer.authorize(over_limit, 0, digest).reason.value
-    outsider = Identity()
-    outsiders = LeanIMT(leaves=[outsider.commitment, identities[0].commitment])
-    foreign = generate_proof(outsider, outsiders, message, scope)
-    outcomes["non_member"] = authorizer.authorize(foreign, 0, digest).reason.value
-    step("over the per-epoch limit, non-member", t, over_epoch_limit=outcomes["over_epoch_limit"], non_member=outcomes["non_member"])
+    outcomes = _offline_refusals(step, identities, group, sender, proof, blob, message, scope)
 
     summary = {
         "members": members,
@@ -851,3 +849,40 @@ def _offline(members: int, as_json: bool) -> None:
     }
     if not ok or outcomes != expected:
         raise typer.Exit(1)
+
+
+def _offline_refusals(
+    step: Callable[..., None], identities: list[Any], group: Any, sender: Any, proof: Any, blob: bytes, message: int, scope: int
+) -> dict[str, str]:
+    """The refusals of the offline walkthrough, from the same Authorizer the registry and
+    relays run: a replay, a proof moved to another blob, a slot over the limit, a non-member."""
+    from zk.identity import Identity
+    from zk.proof import generate_proof
+    from zk.relay_scope import RelayScope, digest_blob, epoch_at
+    from zk.tree import LeanIMT
+
+    from registry.service.authorization import Authorizer, GroupPolicy, MemoryNullifierStore, StaticRoots
+
+    roots = StaticRoots(window=3600)
+    roots.set_current(0, group.root, time.time())
+    policy = GroupPolicy(group_id=0, epoch_length=600, message_limit=2)
+    authorizer = Authorizer({0: policy}, roots, MemoryNullifierStore())
+    digest = digest_blob(blob)
+    outcomes: dict[str, str] = {}
+
+    t = time.perf_counter()
+    outcomes["first_send"] = authorizer.authorize(proof, 0, digest).reason.value
+    outcomes["replayed_proof"] = authorizer.authorize(proof, 0, digest).reason.value
+    outcomes["proof_moved_to_other_blob"] = authorizer.authorize(proof, 0, digest_blob(b"another blob")).reason.value
+    step("authorize, replay, move to another blob", t, **outcomes)
+
+    t = time.perf_counter()
+    over = RelayScope(group_id=0, epoch=epoch_at(time.time(), 600), slot=policy.message_limit).encode()
+    over_limit = generate_proof(sender, group, message, over)
+    outcomes["over_epoch_limit"] = authorizer.authorize(over_limit, 0, digest).reason.value
+    outsider = Identity()
+    outsiders = LeanIMT(leaves=[outsider.commitment, identities[0].commitment])
+    foreign = generate_proof(outsider, outsiders, message, scope)
+    outcomes["non_member"] = authorizer.authorize(foreign, 0, digest).reason.value
+    step("over the per-epoch limit, non-member", t, over_epoch_limit=outcomes["over_epoch_limit"], non_member=outcomes["non_member"])
+    return outcomes

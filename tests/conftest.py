@@ -13,6 +13,9 @@ import pytest
 # environment); the tests of the limits turn this off (ip_limit_exempt=[] /
 # ZKID_IP_LIMIT_EXEMPT="").
 os.environ.setdefault("ZKID_IP_LIMIT_EXEMPT", "127.0.0.0/8,::1")
+# Tests register a few commitments at a time and wait for them: no k-anonymity floor per
+# batch (docs/privacy.md) unless a test sets one (tests/test_linking_attack.py does).
+os.environ.setdefault("ZKID_BATCH_MIN_SIZE", "1")
 
 # The real-Anvil fixtures (one node per xdist worker), shared by ledger and registry tests.
 pytest_plugins = ["tests.fixtures.anvil"]

@@ -8,17 +8,16 @@ never by the product at run time.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
+from tests.support.node import node_available
+
+__all__ = ["node_available", "run_js"]
+
 ROOT = Path(__file__).resolve().parent.parent
 JS_DIR = ROOT / "tests" / "js"
-
-
-def node_available() -> bool:
-    return shutil.which("node") is not None and (ROOT / "node_modules").is_dir()
 
 
 def run_js(script: str, payload: Any = None, timeout: float = 300.0) -> Any:

@@ -1,7 +1,7 @@
 """The admission scope scheme: how an anonymous admission proof names *where* and *when*.
 
-Implements the scope layout of ``docs/admission.md`` (the ``zk`` admission policy of
-issue #10). An admission proof is a Semaphore v4 proof (``zk.proof``) of membership in
+Implements the scope layout of ``docs/admission.md`` (the ``zk`` admission
+policy). An admission proof is a Semaphore v4 proof (``zk.proof``) of membership in
 the group's *admission group* (one admission commitment per checked person) whose
 
 - ``message`` is the new identity commitment C being registered (a field element, so the

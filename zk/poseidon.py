@@ -168,28 +168,29 @@ def _t3_tables() -> tuple[
     return head, n00, part, tail, mds
 
 
+def _full_round(x0: int, x1: int, x2: int, m: tuple[int, ...]) -> tuple[int, int, int]:
+    """A full round of t = 3 after its constants were added: x^5 on every element, then
+    the MDS matrix ``m`` (row-major)."""
+    m00, m01, m02, m10, m11, m12, m20, m21, m22 = m
+    y = x0 * x0 % R
+    s0 = (y * y % R) * x0 % R
+    y = x1 * x1 % R
+    s1 = (y * y % R) * x1 % R
+    y = x2 * x2 % R
+    s2 = (y * y % R) * x2 % R
+    return (
+        (m00 * s0 + m01 * s1 + m02 * s2) % R,
+        (m10 * s0 + m11 * s1 + m12 * s2) % R,
+        (m20 * s0 + m21 * s1 + m22 * s2) % R,
+    )
+
+
 def _poseidon2_python(a: int, b: int) -> int:
     """Poseidon with t = 3, unrolled: the same rounds as ``_permute_first``."""
     head, n00, part, tail, mds = _t3_tables()
     s0, s1, s2 = 0, a, b
-    for c0, c1, c2, (m00, m01, m02, m10, m11, m12, m20, m21, m22) in head:
-        x = s0 + c0
-        y = x * x % R
-        y = y * y % R
-        s0 = y * x % R
-        x = s1 + c1
-        y = x * x % R
-        y = y * y % R
-        s1 = y * x % R
-        x = s2 + c2
-        y = x * x % R
-        y = y * y % R
-        s2 = y * x % R
-        s0, s1, s2 = (
-            (m00 * s0 + m01 * s1 + m02 * s2) % R,
-            (m10 * s0 + m11 * s1 + m12 * s2) % R,
-            (m20 * s0 + m21 * s1 + m22 * s2) % R,
-        )
+    for c0, c1, c2, m in head:
+        s0, s1, s2 = _full_round(s0 + c0, s1 + c1, s2 + c2, m)
     for k, v1, v2, w1, w2 in part:
         x = s0 + k
         y = x * x % R
@@ -200,25 +201,8 @@ def _poseidon2_python(a: int, b: int) -> int:
         s2 += w2 * x
     s1 %= R
     s2 %= R
-    m00, m01, m02, m10, m11, m12, m20, m21, m22 = mds
     for c0, c1, c2 in tail:
-        x = s0 + c0
-        y = x * x % R
-        y = y * y % R
-        s0 = y * x % R
-        x = s1 + c1
-        y = x * x % R
-        y = y * y % R
-        s1 = y * x % R
-        x = s2 + c2
-        y = x * x % R
-        y = y * y % R
-        s2 = y * x % R
-        s0, s1, s2 = (
-            (m00 * s0 + m01 * s1 + m02 * s2) % R,
-            (m10 * s0 + m11 * s1 + m12 * s2) % R,
-            (m20 * s0 + m21 * s1 + m22 * s2) % R,
-        )
+        s0, s1, s2 = _full_round(s0 + c0, s1 + c1, s2 + c2, mds)
     return s0
 
 

@@ -94,8 +94,25 @@ def _no_float(text: str) -> Any:
     raise JsonInputError(INVALID, "fractional numbers are not allowed here")
 
 
-def loads(text: str | bytes | bytearray, *, max_depth: int = MAX_DEPTH, floats: bool = True) -> Any:
-    """Parse ``text`` strictly (module docstring); raise :class:`JsonInputError`."""
+def loads(
+    text: str | bytes | bytearray,
+    *,
+    max_depth: int = MAX_DEPTH,
+    floats: bool = True,
+    error: type[ValueError] | None = None,
+) -> Any:
+    """Parse ``text`` strictly (module docstring); raise :class:`JsonInputError`, or with
+    ``error`` that exception (a ``ValueError`` type taking the message), for a caller
+    whose refusals have their own type (``RecordError``, ``BundleError``...)."""
+    if error is None:
+        return _loads(text, max_depth, floats)
+    try:
+        return _loads(text, max_depth, floats)
+    except JsonInputError as exc:
+        raise error(str(exc)) from None
+
+
+def _loads(text: str | bytes | bytearray, max_depth: int, floats: bool) -> Any:
     if isinstance(text, (bytes, bytearray)):
         try:
             text = bytes(text).decode("utf-8")

@@ -92,7 +92,7 @@ class MerkleProof:
         for i, sibling in enumerate(self.siblings):
             check_scalar(sibling, f"proof sibling {i}")
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """The JS shape with big integers as decimal strings."""
         return {
             "root": str(self.root),
@@ -102,8 +102,8 @@ class MerkleProof:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> MerkleProof:
-        """Parse ``to_json`` output (canonical decimal strings; an integer index)."""
+    def from_dict(cls, data: dict[str, Any]) -> MerkleProof:
+        """Parse ``to_dict`` output (canonical decimal strings; an integer index)."""
         if not isinstance(data, dict) or set(data) != {"root", "leaf", "index", "siblings"}:
             raise TreeError("a Merkle proof needs exactly root, leaf, index and siblings")
         siblings = data["siblings"]

@@ -140,13 +140,30 @@ def parse_wtns(data: bytes) -> list[int]:
     return values
 
 
+def _engine() -> wasmtime.Engine:
+    """A wasmtime engine with wasmtime's own compilation cache (``~/.cache/wasmtime``,
+    keyed by the module's bytes and the compiler's settings): compiling
+    ``semaphore-20.wasm`` takes over a second, loading it from the cache milliseconds, so
+    a one-shot ``zkid proof generate`` does not pay the compilation each time. Only the
+    pinned, hash-checked wasm is ever compiled (:func:`zk.artifacts.load_artifacts`).
+    ``ZKID_WASM_CACHE=0`` turns the cache off; an unusable cache directory means no cache.
+    """
+    config = wasmtime.Config()
+    if os.environ.get("ZKID_WASM_CACHE", "1") != "0":
+        try:
+            config.cache = True
+        except wasmtime.WasmtimeError:
+            pass
+    return wasmtime.Engine(config)
+
+
 class WitnessCalculator:
     """A compiled circom 2 witness generator for the BN254 scalar field.
 
     Thread-safe: the compiled module is shared; each calculation gets its own store.
     """
 
-    _engine = wasmtime.Engine()
+    _engine = _engine()
     _dump_module = wasmtime.Module(_engine, _DUMP_WAT)
 
     def __init__(self, wasm: bytes) -> None:

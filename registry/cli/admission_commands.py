@@ -80,15 +80,11 @@ def admission_set(
     as_json: AsJson = False,
 ) -> None:
     """Set a group's admission policy (operator; token from $ZKID_OPERATOR_TOKEN)."""
-    from registry.cli.service_commands import _api_fail, _body, _request, _url
+    from registry.cli.service_commands import _registry, _url
 
     body = policy_body(policy, admission_group, round_, send)
-    response = _request(
-        "PUT", f"{_url(url)}/v1/groups/{group}/admission", json=body, headers={"Authorization": f"Bearer {_token()}"}
-    )
-    if response.status_code != 200:
-        _api_fail(response, EXIT_USAGE)
-    data = _body(response)
+    with _registry(_url(url), EXIT_USAGE) as client:
+        data = client.set_admission(group, body, _token())
     if as_json:
         print_json(data)
     else:
@@ -114,7 +110,7 @@ def invite_create(
     as_json: AsJson = False,
 ) -> None:
     """Mint single-use invite codes (printed once: the registry keeps only their hashes)."""
-    from registry.cli.service_commands import _api_fail, _body, _request, _url
+    from registry.cli.service_commands import _registry, _url
 
     try:
         expires_at = parse_expiry(expires, time.time())
@@ -122,15 +118,8 @@ def invite_create(
         fail(str(exc))
     if expires_at <= time.time():
         fail("--expires is in the past")
-    response = _request(
-        "POST",
-        f"{_url(url)}/v1/groups/{group}/invites",
-        json={"count": count, "expires_at": expires_at},
-        headers={"Authorization": f"Bearer {_token()}"},
-    )
-    if response.status_code != 201:
-        _api_fail(response, EXIT_USAGE)
-    data = _body(response)
+    with _registry(_url(url), EXIT_USAGE) as client:
+        data = client.create_invites(group, count, expires_at, _token())
     if as_json:
         print_json(data)
     else:

@@ -1,7 +1,7 @@
 """``zkid evidence bundle|verify``: fetch and check delivery-evidence bundles.
 
 ``verify`` runs :func:`zk.evidence.bundle.verify_bundle` against the verifier's own
-trusted values, never the bundle's (issue #17, docs/evidence.md "Trust model"):
+trusted values, never the bundle's (docs/evidence.md, "Trust model"):
 
 - the log key: ``--log-key`` (or ``logKey`` of a ``--trust`` file);
 - the chain and the EvidenceAnchor contract: ``--manifest`` (a deployment.json) or a
@@ -22,25 +22,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
 import typer
 
 from registry.cli._common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, fail, print_json
-from zk.evidence.bundle import (
-    AnchorLookup,
-    BundleError,
-    EvidenceBundle,
-    GroupRootCheck,
-    MemberCheck,
-    TrustedAnchor,
-    Verdict,
-    verify_bundle,
-)
-from zk.evidence.note import NoteError, NoteVerifier
-from zk.strict_json import JsonInputError
-from zk.strict_json import loads as loads_strict
+
+if TYPE_CHECKING:  # the evidence stack imports eth-account: only the commands load it
+    from zk.evidence.bundle import AnchorLookup, EvidenceBundle, GroupRootCheck, MemberCheck, TrustedAnchor, Verdict
+    from zk.evidence.note import NoteVerifier
 
 evidence_app = typer.Typer(name="evidence", help="Delivery-evidence bundles: fetch and verify.", no_args_is_help=True)
 
@@ -55,26 +45,68 @@ def bundle_command(
     url: Annotated[str, typer.Option("--url", help="Registry base URL, e.g. http://127.0.0.1:8080.")],
     out: Annotated[Path, typer.Option("--out", help="Where to write the bundle JSON.")],
     checkpoint: Annotated[str, typer.Option(help="anchored (default) or latest.")] = "anchored",
+    wait: Annotated[bool, typer.Option("--wait", help="If the record is not anchored yet, wait until it is (progress on stderr).")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds --wait waits at most.", min=0)] = 900.0,
 ) -> None:
-    """Fetch the evidence bundle of a record from a registry."""
-    try:
-        resp = httpx.get(f"{url.rstrip('/')}/v1/evidence/{evidence_id}/bundle",
-                         params={"checkpoint": checkpoint}, timeout=30.0)
-    except httpx.HTTPError as exc:
-        fail(f"cannot reach {url}: {exc}")
-    if resp.status_code != 200:
+    """Fetch the evidence bundle of a record from a registry.
+
+    A record is in a bundle once an anchor on the ledger covers it: within the registry's
+    anchor_max_delay (300 s by default, docs/settings.md) of reaching its log. Before that
+    the command says how long until then (exit 1), or waits for it with --wait."""
+    import time
+
+    import httpx
+
+    from zk.evidence.bundle import BundleError, EvidenceBundle
+    from zk.strict_json import loads as loads_strict
+
+    base = url.rstrip("/")
+    deadline = time.monotonic() + timeout
+    while True:
         try:
-            error = loads_strict(resp.content).get("error", {})
-            code = str(error.get("code", "")) if isinstance(error, dict) else ""
-        except (ValueError, AttributeError):  # not JSON, or not an object
-            code = ""
-        fail(f"the registry answered {resp.status_code} {code}".strip())
+            resp = httpx.get(f"{base}/v1/evidence/{evidence_id}/bundle", params={"checkpoint": checkpoint}, timeout=30.0)
+        except httpx.HTTPError as exc:
+            fail(f"cannot reach {url}: {exc}")
+        code = ""
+        if resp.status_code != 200:
+            try:
+                error = loads_strict(resp.content).get("error", {})
+                code = str(error.get("code", "")) if isinstance(error, dict) else ""
+            except (ValueError, AttributeError):  # not JSON, or not an object
+                code = ""
+        if resp.status_code == 409 and code == "not_anchored":
+            when = _anchor_eta(httpx, base)
+            if not wait:
+                fail(f"not_anchored: the record is not covered by an anchor yet; {when}: run again then, or add --wait",
+                     EXIT_INVALID)
+            if time.monotonic() > deadline:
+                fail(f"not_anchored: the record is still not covered by an anchor after {timeout:g} s; {when}", EXIT_INVALID)
+            typer.echo(f"waiting for the anchor: {when}", err=True)
+            time.sleep(5.0)
+            continue
+        if resp.status_code != 200:
+            fail(f"the registry answered {resp.status_code} {code}".strip())
+        break
     try:
         EvidenceBundle.from_json(resp.content)
     except (BundleError, ValueError) as exc:
         fail(f"the registry sent a malformed bundle: {exc}")
     out.write_bytes(resp.content)
     typer.echo(f"wrote {out}")
+
+
+def _anchor_eta(httpx: Any, base: str) -> str:
+    """When the registry's next anchor is due, from its health (``evidence.anchor_due_in``)."""
+    try:
+        evidence = httpx.get(f"{base}/v1/health", timeout=10.0).json().get("evidence") or {}
+    except (httpx.HTTPError, ValueError, AttributeError):
+        evidence = {}
+    due, longest = evidence.get("anchor_due_in"), evidence.get("anchor_max_delay")
+    if isinstance(due, (int, float)):
+        return f"the next anchor is due in about {max(due, 0):.0f} s"
+    if isinstance(longest, (int, float)):
+        return f"the registry anchors a record within {longest:g} s"
+    return "the registry anchors a record within its anchor_max_delay (300 s by default)"
 
 
 @dataclass
@@ -94,6 +126,8 @@ class Trust:
     group_sources: list[str] = field(default_factory=list)
 
     def trusted_anchor(self) -> TrustedAnchor | None:
+        from zk.evidence.bundle import TrustedAnchor
+
         if self.chain_id is None or self.anchor_contract is None:
             return None
         return TrustedAnchor(self.chain_id, self.anchor_contract)
@@ -128,6 +162,10 @@ _TRUST_KEYS = {"logKey", "chainId", "anchorContract", "registryContract", "genes
 
 def _read_trust_file(path: Path, trust: Trust) -> None:
     """A trust list (docs/evidence.md): JSON with any of :data:`_TRUST_KEYS`."""
+    from zk.evidence.note import NoteError, NoteVerifier
+    from zk.strict_json import JsonInputError
+    from zk.strict_json import loads as loads_strict
+
     try:
         data = loads_strict(path.read_bytes())
     except (OSError, JsonInputError) as exc:
@@ -327,6 +365,9 @@ def verify_command(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable verdict.")] = False,
 ) -> None:
     """Verify an evidence bundle against your own trust inputs; exit 0 valid, 1 invalid, 2 unusable."""
+    from zk.evidence.bundle import BundleError, EvidenceBundle, verify_bundle
+    from zk.evidence.note import NoteError, NoteVerifier
+
     try:
         text = file.read_bytes()
     except OSError as exc:

@@ -20,13 +20,9 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from registry.ledger.accounts import PASSWORD_ENV, choose_signer
-from registry.ledger.anvil import DEFAULT_PORT, LocalLedger, default_data_dir, make_web3
-from registry.ledger.artifacts import DEPLOYED_CONTRACTS
-from registry.ledger.deploy import Deployment, check_region, ensure_deployment, manifest_path
-from registry.ledger.errors import LedgerError
-from registry.ledger.registry_contract import DEFAULT_ROOT_WINDOW
-from registry.ledger.tx import Transactor
+# Only the light defaults here: the ledger modules (web3, eth-account) are imported by the
+# commands that use them, so `zkid --help` and the offline commands do not load them.
+from registry.ledger.defaults import DEFAULT_BLOCK_TIME, DEFAULT_PORT, DEFAULT_ROOT_WINDOW, PASSWORD_ENV
 
 ledger_app = typer.Typer(
     name="ledger",
@@ -55,9 +51,19 @@ def _describe(status: Any) -> str:
 
 
 @ledger_app.command("up")
-def ledger_up(data_dir: DataDir = None, port: Port = DEFAULT_PORT, as_json: AsJson = False) -> None:
+def ledger_up(
+    data_dir: DataDir = None,
+    port: Port = DEFAULT_PORT,
+    block_time: Annotated[
+        int, typer.Option("--block-time", help="Mine a block every this many seconds when idle (0: only for transactions).", min=0)
+    ] = DEFAULT_BLOCK_TIME,
+    as_json: AsJson = False,
+) -> None:
     """Start the local ledger (no-op if it already runs)."""
-    ledger = LocalLedger(data_dir or default_data_dir(), port)
+    from registry.ledger.anvil import LocalLedger, default_data_dir
+    from registry.ledger.errors import LedgerError
+
+    ledger = LocalLedger(data_dir or default_data_dir(), port, block_time=block_time)
     try:
         status, started = ledger.up()
     except (LedgerError, OSError) as exc:
@@ -71,6 +77,9 @@ def ledger_up(data_dir: DataDir = None, port: Port = DEFAULT_PORT, as_json: AsJs
 @ledger_app.command("down")
 def ledger_down(data_dir: DataDir = None) -> None:
     """Stop the local ledger; its chain is saved in the data directory."""
+    from registry.ledger.anvil import LocalLedger, default_data_dir
+    from registry.ledger.errors import LedgerError
+
     ledger = LocalLedger(data_dir or default_data_dir())
     try:
         was_running = ledger.down()
@@ -82,6 +91,8 @@ def ledger_down(data_dir: DataDir = None) -> None:
 @ledger_app.command("status")
 def ledger_status(data_dir: DataDir = None, as_json: AsJson = False) -> None:
     """Tell whether the local ledger runs (exit 1 if not)."""
+    from registry.ledger.anvil import LocalLedger, default_data_dir
+
     status = LocalLedger(data_dir or default_data_dir()).status()
     if as_json:
         typer.echo(json.dumps(status.to_dict()))
@@ -125,6 +136,13 @@ def deploy(
     """Deploy the registry contracts (or find the existing deployment) and write the manifest."""
     if private_key is not None:
         _fail("refusing a raw private key on the command line: use --keystore FILE")
+    from registry.ledger.accounts import choose_signer
+    from registry.ledger.anvil import LocalLedger, default_data_dir, make_web3
+    from registry.ledger.artifacts import DEPLOYED_CONTRACTS
+    from registry.ledger.deploy import Deployment, check_region, ensure_deployment, manifest_path
+    from registry.ledger.errors import LedgerError
+    from registry.ledger.tx import Transactor
+
     directory = data_dir or default_data_dir()
     try:
         check_region(region)
@@ -149,7 +167,7 @@ def deploy(
         _fail(str(exc))
     m = deployment.manifest
     if as_json:
-        typer.echo(json.dumps({"created": deployment.created, "manifest": m.to_json()}))
+        typer.echo(json.dumps({"created": deployment.created, "manifest": m.to_dict()}))
         return
     verb = "deployed" if deployment.created else "deployment found"
     typer.echo(f"{verb}: chain {m.chain_id}, block {m.deployment_block}, region {m.region}")

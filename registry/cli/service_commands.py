@@ -19,6 +19,7 @@ unreachable registry.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -27,14 +28,14 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
 
 from registry.cli._common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, fail, print_json
 
 if TYPE_CHECKING:
-    import httpx
+    from registry.client import RegistryClient, RegistryClientError
 
     from registry.service.settings import Settings
 
@@ -135,8 +136,9 @@ def _configure_logging() -> None:
     )
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    """Bind the listening socket ourselves so that port 0 resolves before we print the URL."""
+def _bind(host: str, port: int, env: str | None = "ZKID_PORT") -> socket.socket:
+    """Bind the listening socket ourselves so that port 0 resolves before we print the URL;
+    a busy port is one line naming the flag (and ``env``, the variable) to change it, exit 2."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -147,6 +149,9 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            also = f" (or {env})" if env else ""
+            fail(f"HTTP port {port} on {host} is already in use: choose another with --port{also}; --port 0 picks a free one")
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     sock.listen(2048)
     sock.set_inheritable(True)
@@ -176,8 +181,12 @@ class _StopSignals:
                 signal.signal(s, handler)
 
 
-def _run(settings: Settings, ledger_info: str, signals: _StopSignals, *, local: bool = False) -> None:
+def _run(
+    settings: Settings, ledger_info: str, signals: _StopSignals, *, local: bool = False, sock: socket.socket | None = None
+) -> None:
     """Open the service, start its threads, serve HTTP until a stop signal, stop in order.
+
+    ``sock``: the HTTP socket, bound before the ledger was started (else bound here).
 
     ``local`` (`zkid up`): the deployment's group 0 is ``open`` unless the operator set a
     policy (docs/admission.md), and the start-up lines say so."""
@@ -200,7 +209,8 @@ def _run(settings: Settings, ledger_info: str, signals: _StopSignals, *, local: 
         fail(f"cannot open the registry: {type(exc).__name__}: {exc}")
     try:
         app = create_app(service, settings)
-        sock = _bind(settings.host, settings.port)
+        if sock is None:
+            sock = _bind(settings.host, settings.port)
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         config = uvicorn.Config(
@@ -237,7 +247,7 @@ def _run(settings: Settings, ledger_info: str, signals: _StopSignals, *, local: 
             else:
                 from registry.cli.admission_commands import describe
 
-                typer.echo(f"admission: group {record.group_id}: {describe(record.to_json())}")
+                typer.echo(f"admission: group {record.group_id}: {describe(record.to_dict())}")
         admission = getattr(app.state, "evidence_admission", None)
         if admission is not None:
             trusted = admission.trusted()
@@ -295,12 +305,14 @@ def up(
         fail("`zkid up` runs the local ledger; use `zkid serve --rpc-url` for another network")
     _configure_logging()
     signals = _StopSignals()
-    ledger = LocalLedger(settings.data_dir, settings.ledger_port)
+    # The HTTP port first: a busy port must not cost a ledger start and a deployment.
+    sock = _bind(settings.host, settings.port)
+    ledger = LocalLedger(settings.data_dir, settings.ledger_port, block_time=settings.ledger_block_time)
     started = False
     with _exit_cleanly(), signals.installed():
         try:
             try:
-                status, started = ledger.up()
+                status, started = ledger.up(port_flag="--ledger-port")
                 assert status.rpc_url is not None
                 w3 = make_web3(status.rpc_url, timeout=120.0)
                 deployment = ensure_deployment(
@@ -314,13 +326,14 @@ def up(
             if signals.received is None:
                 verb = "deployed" if deployment.created else "using deployment"
                 typer.echo(f"{verb}: chain {deployment.manifest.chain_id}, registry {deployment.manifest.address('ZkIdRegistry')}")
-                info = f"{status.rpc_url} ({'started' if started else 'already running'}, pid {status.pid})"
+                mining = f", a block every {settings.ledger_block_time} s when idle" if started and settings.ledger_block_time else ""
+                info = f"{status.rpc_url} ({'started' if started else 'already running'}, pid {status.pid}{mining})"
                 update: dict[str, Any] = {"rpc_url": status.rpc_url}
                 if "spend_per_hour" not in settings.model_fields_set:
                     # The local ledger pays in test ether (10,000 per dev account): a budget
                     # that lets a 100,000-registration load through (docs/operations.md).
                     update["spend_per_hour"] = LOCAL_SPEND_PER_HOUR
-                _run(settings.model_copy(update=update), info, signals, local=True)
+                _run(settings.model_copy(update=update), info, signals, local=True, sock=sock)
         finally:
             if started:
                 ledger.down()
@@ -372,8 +385,9 @@ def serve(
     settings = _with_relay_keys(settings, relay_key)
     _configure_logging()
     signals = _StopSignals()
+    sock = _bind(settings.host, settings.port)  # a busy port before the ledger is asked anything
     with _exit_cleanly(), signals.installed():
-        _run(settings, rpc_url, signals)
+        _run(settings, rpc_url, signals, sock=sock)
     raise typer.Exit(EXIT_OK)
 
 
@@ -410,36 +424,48 @@ def reindex(
 
 
 def _url(url: str | None) -> str:
-    value = url or os.environ.get(URL_ENV) or DEFAULT_URL
-    if not value.startswith(("http://", "https://")):
-        fail(f"--url must start with http:// or https://, got {value!r}")
-    return value.rstrip("/")
+    from registry.cli._common import base_url
+
+    return base_url(url or os.environ.get(URL_ENV) or DEFAULT_URL, "--url", "registry")
 
 
-def _request(method: str, url: str, **kwargs: Any) -> httpx.Response:
-    import httpx
-
-    try:
-        return httpx.request(method, url, timeout=kwargs.pop("timeout", 30.0), **kwargs)
-    except httpx.HTTPError as exc:
-        fail(f"cannot reach the registry at {url.split('/v1/')[0]}: {exc}")
-
-
-def _body(response: httpx.Response) -> Any:
-    from zk import strict_json
+def not_a_registry(base: str, flag: str = "--url") -> str:
+    """The hint for a URL whose API has no registry route: a relay (its health names its
+    ``auth_mode``), or something else."""
+    from registry.client import RegistryClient, RegistryClientError
 
     try:
-        return strict_json.loads(response.content)
-    except ValueError:  # strict_json.JsonInputError
-        fail(f"the registry answered HTTP {response.status_code} with a non-JSON body")
+        with RegistryClient(base, timeout=5.0) as client:
+            health: Any = client.health()
+    except RegistryClientError:
+        health = None
+    if isinstance(health, dict) and "auth_mode" in health:
+        return f"{base} is a relay (region {health.get('region')}), not a registry: {flag} takes the registry's URL (`zkid up` prints it)"
+    return f"{base} does not serve the registry API: {flag} takes the registry's base URL, e.g. {DEFAULT_URL}"
 
 
-def _api_fail(response: httpx.Response, code_on_4xx: int = EXIT_INVALID) -> None:
-    data = _body(response)
-    error = data.get("error", {}) if isinstance(data, dict) else {}
-    code = error.get("code", f"http_{response.status_code}")
-    message = error.get("message", "")
-    fail(f"{code}: {message}" if message else code, code_on_4xx if 400 <= response.status_code < 500 else EXIT_USAGE)
+@contextlib.contextmanager
+def _registry(base: str, code_on_4xx: int = EXIT_INVALID) -> Iterator[RegistryClient]:
+    """The SDK's client of the registry at ``base`` (registry/client/); a refusal or an
+    unreachable registry ends the command with one line (:func:`_api_fail`)."""
+    from registry.client import RegistryClient, RegistryClientError
+
+    with RegistryClient(base) as client:
+        try:
+            yield client
+        except RegistryClientError as exc:
+            _api_fail(exc, base, code_on_4xx)
+
+
+def _api_fail(exc: RegistryClientError, base: str, code_on_4xx: int = EXIT_INVALID) -> NoReturn:
+    """One line for a failed request: exit ``code_on_4xx`` for a 4xx refusal, else 2."""
+    if exc.status == 0:
+        fail(f"cannot reach the registry at {base}: {exc.message}", EXIT_USAGE, reason="unreachable")
+    if exc.code in ("not_found", "method_not_allowed"):  # no such route: not a registry's API
+        fail(not_a_registry(base), EXIT_USAGE, reason="not_a_registry")
+    if exc.code in ("bad_response", "http_error"):
+        fail(f"{base} answered HTTP {exc.status} without the API's JSON: is it a registry? (--url takes the registry's base URL)", EXIT_USAGE, reason=exc.code)
+    fail(f"{exc.code}: {exc.message}" if exc.message else exc.code, code_on_4xx if 400 <= exc.status < 500 else EXIT_USAGE, reason=exc.code)
 
 
 def _commitment_arg(commitment: str | None, identity: Path | None) -> str:
@@ -492,12 +518,8 @@ def group_create(
     if admission:
         admission.setdefault("policy", "zk")
         body["admission"] = admission
-    response = _request(
-        "POST", f"{_url(url)}/v1/groups", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=180.0
-    )
-    if response.status_code != 201:
-        _api_fail(response, EXIT_USAGE)
-    data = _body(response)
+    with _registry(_url(url), EXIT_USAGE) as client:
+        data = client.create_group(body, token)
     if as_json:
         print_json(data)
     else:
@@ -511,8 +533,15 @@ def register_member(
     url: Url = None,
     group: Group = 0,
     identity: Annotated[Optional[Path], typer.Option("--identity", help="Register this identity file's commitment.", show_default=False)] = None,
-    wait: Annotated[bool, typer.Option("--wait", help="Wait until the commitment is on chain.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the commitment is on chain (see --until); progress on stderr.")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds --wait waits at most.", min=0)] = 300.0,
+    until: Annotated[
+        str,
+        typer.Option(
+            "--until",
+            help="What --wait waits for: included (on chain and indexed: proofs can be made) or final (the confirmation depth reached).",
+        ),
+    ] = "included",
     invite: Annotated[Optional[str], typer.Option("--invite", help="Invite code (groups with policy invite).", show_default=False)] = None,
     admission_identity: Annotated[
         Optional[Path],
@@ -536,6 +565,8 @@ def register_member(
     The group's admission policy decides what is needed: nothing (open), --invite CODE
     (invite), or --admission-identity FILE --admission-group A (zk: an anonymous proof
     that the holder was checked, one registration per round; docs/admission.md)."""
+    if until not in _UNTIL:
+        fail(f"--until takes included or final, not {until!r}")
     value = _commitment_arg(commitment, identity)
     base = _url(url)
     body: dict[str, Any] = {"commitments": [value]}
@@ -549,35 +580,61 @@ def register_member(
         if admission_group is None:
             fail("--admission-identity needs --admission-group (the admission group it belongs to)")
         body["admission_proof"] = _admission_proof(base, group, int(value), admission_identity, admission_group)
-    headers: dict[str, str] = {}
+    token: str | None = None
     if as_operator:
         token = os.environ.get(TOKEN_ENV)
         if not token:
             fail(f"--as-operator: set ${TOKEN_ENV} to the registry's operator token")
-        headers["Authorization"] = f"Bearer {token}"
-    response = _request("POST", f"{base}/v1/groups/{group}/members", json=body, headers=headers)
-    if response.status_code != 202:
-        _api_fail(response)
-    data = _body(response)["members"][0]
+    with _registry(base) as client:
+        data = client.register_body(group, body, token)
     if wait:
         deadline = time.monotonic() + timeout
-        # On chain and indexed (the index gives the leaf index a Merkle proof needs).
-        while data.get("status") == "pending" or (data.get("status") != "refused" and data.get("index") is None):
+        shown_status: Any = None
+        shown_confirmations: Any = None
+        while not _reached(data, until):
+            if data.get("status") != shown_status or data.get("confirmations") != shown_confirmations:
+                shown_status, shown_confirmations = data.get("status"), data.get("confirmations")
+                typer.echo(f"waiting for {until}: {_show_member(data)}", err=True)
             if time.monotonic() > deadline:
-                if as_json:
-                    print_json(data)
-                fail(f"still {data.get('status')} (not indexed) after {timeout:.0f} s", EXIT_INVALID)
+                shown = f"{group} --identity {identity}" if identity is not None else f"{group} {value}"
+                _fail_with(
+                    data,
+                    as_json,
+                    "still_pending",
+                    f"the registration was accepted and is still {data.get('status')} (not yet {_UNTIL[until]}) "
+                    f"after {timeout:g} s; it stays queued: follow it with `zkid status --group {shown}`",
+                )
             time.sleep(0.5)
-            polled = _request("GET", f"{base}/v1/groups/{group}/members/{value}")
-            if polled.status_code != 200:
-                _api_fail(polled)
-            data = _body(polled)
+            with _registry(base) as client:
+                data = client.status(group, int(value))
+    if data.get("status") == "refused":
+        _fail_with(data, as_json, "refused", f"the ledger refused the registration for good: {data.get('reason', 'refused')}")
     if as_json:
         print_json(data)
-    if data.get("status") == "refused":
-        fail(f"the ledger refused the registration for good: {data.get('reason', 'refused')}", EXIT_INVALID)
-    if not as_json:
+    else:
         typer.echo(f"accepted: {_show_member(data)}")
+
+
+_UNTIL = {"included": "on chain and indexed", "final": "final"}
+
+
+def _reached(data: dict[str, Any], until: str) -> bool:
+    """Whether ``register --wait --until`` is done waiting (a refusal ends the wait too)."""
+    status = data.get("status")
+    if status == "refused":
+        return True
+    if until == "final":
+        return status == "final" and data.get("index") is not None
+    # On chain and indexed (the index gives the leaf index a Merkle proof needs).
+    return status in ("included", "final") and data.get("index") is not None
+
+
+def _fail_with(data: dict[str, Any], as_json: bool, reason: str, message: str) -> None:
+    """Exit 1 with one error line; under ``--json`` one document: the member's status and the error."""
+    typer.echo(f"zkid: error: {message}", err=True)
+    if as_json:
+        print_json({**data, "error": {"code": reason, "message": message}})
+    raise typer.Exit(EXIT_INVALID)
 
 
 def _admission_proof(base: str, group: int, commitment: int, path: Path, admission_group: int) -> dict[str, Any]:
@@ -597,10 +654,8 @@ def _admission_proof(base: str, group: int, commitment: int, path: Path, admissi
         who = decrypt_identity(blob, passphrase(confirm=False, env=env))
     except ValueError as exc:
         fail(f"{path}: {exc}")
-    response = _request("GET", f"{base}/v1/groups/{group}")
-    if response.status_code != 200:
-        _api_fail(response, EXIT_USAGE)
-    admission = _body(response).get("admission")
+    with _registry(base, EXIT_USAGE) as client:
+        admission = client.group(group).get("admission")
     if not isinstance(admission, dict) or admission.get("policy") != "zk":
         fail(f"group {group} does not admit with admission proofs (its policy: {(admission or {}).get('policy', 'none')})")
     if admission.get("admission_group") != admission_group:
@@ -631,10 +686,8 @@ def member_status(
 ) -> None:
     """Registration status of a commitment (exit 1 if the registry does not know it)."""
     value = _commitment_arg(commitment, identity)
-    response = _request("GET", f"{_url(url)}/v1/groups/{group}/members/{value}")
-    if response.status_code != 200:
-        _api_fail(response)
-    data = _body(response)
+    with _registry(_url(url)) as client:
+        data = client.status(group, int(value))
     if as_json:
         print_json(data)
     else:
@@ -646,19 +699,31 @@ def authorize(
     blob: Annotated[Path, typer.Option("--blob", help="The encrypted blob to authorize ('-' reads stdin).")],
     url: Url = None,
     group: Group = 0,
-    slot: Annotated[int, typer.Option("--slot", help="Send slot in this epoch, 0 <= slot < the group's message limit.", min=0)] = 0,
+    slot: Annotated[
+        Optional[int],
+        typer.Option(
+            "--slot",
+            help="Send slot in this epoch, 0 <= slot < the group's message limit (default: the lowest slot the --slots file has not used).",
+            min=0,
+            show_default=False,
+        ),
+    ] = None,
+    slots_file: Annotated[
+        Optional[Path],
+        typer.Option("--slots", help="File of the slots this identity used (default: the identity file's name + .slots).", show_default=False),
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
     """Prove a send authorization for a blob and ask the registry to check it.
 
     Fetches the group's parameters and the identity's Merkle proof from the registry,
     proves the relay-epoch statement locally (docs/authorization.md) and posts it to
-    /v1/authorize. Exit 0 authorized, 1 refused."""
+    /v1/authorize. The slot is recorded in the slots file (shared with `zkid send`).
+    Exit 0 authorized, 1 refused."""
     from zk.proof import generate_proof
     from zk.relay_scope import RelayScope, blob_message, digest_blob, epoch_at
-    from zk.tree import MerkleProof
-
     from registry.cli.zk_commands import load_identity_file
+    from registry.client.api import SendSlots, SlotsExhaustedError
 
     try:
         content = sys.stdin.buffer.read() if str(blob) == "-" else blob.read_bytes()
@@ -666,36 +731,64 @@ def authorize(
         fail(f"cannot read {blob}: {exc.strerror or exc}")
     who = load_identity_file(identity)
     base = _url(url)
-    response = _request("GET", f"{base}/v1/groups/{group}")
-    if response.status_code != 200:
-        _api_fail(response, EXIT_USAGE)
-    info = _body(response)
-    if slot >= int(info["message_limit"]):
-        fail(f"slot must be below the group's message limit {info['message_limit']}")
-    response = _request("GET", f"{base}/v1/groups/{group}/proofs/{who.commitment}")
-    if response.status_code != 200:
-        _api_fail(response)
-    try:
-        merkle = MerkleProof.from_json(_body(response)["merkle_proof"])
-    except (KeyError, TypeError, ValueError) as exc:
-        fail(f"the registry sent an unusable Merkle proof: {exc}")
+    with _registry(base, EXIT_USAGE) as client:
+        info = client.group(group)
+    limit, epoch_length = int(info["message_limit"]), int(info["epoch_length"])
+    if slot is not None and slot >= limit:
+        fail(f"slot must be below the group's message limit {limit}")
+    with _registry(base) as client:
+        try:
+            merkle = client.merkle_proof(group, who.commitment)
+        except (KeyError, TypeError, ValueError) as exc:
+            fail(f"the registry sent an unusable Merkle proof: {exc}")
     digest = digest_blob(content)
-    scope = RelayScope(group_id=group, epoch=epoch_at(time.time(), int(info["epoch_length"])), slot=slot)
+    epoch = epoch_at(time.time(), epoch_length)
+    slots = _open_slots(SendSlots, slots_file, identity)
+    try:
+        if slot is None:
+            slot = slots.claim(group, epoch, limit)
+        else:
+            slots.take(group, epoch, slot)
+    except SlotsExhaustedError:
+        fail(f"all {limit} slots of epoch {epoch} are used; the next epoch starts in {_next_epoch_in(epoch, epoch_length)} s", EXIT_INVALID, reason="slots_exhausted")
+    scope = RelayScope(group_id=group, epoch=epoch, slot=slot)
     try:
         proof = generate_proof(who, merkle, blob_message(digest), scope.encode())
     except ValueError as exc:
         fail(f"cannot prove: {exc}")
-    response = _request(
-        "POST", f"{base}/v1/authorize", json={"group_id": group, "proof": proof.to_dict(), "blob_digest": digest.hex()}
-    )
-    data = _body(response)
-    if not isinstance(data, dict) or "authorized" not in data:
-        _api_fail(response, EXIT_USAGE)
+    with _registry(base, EXIT_USAGE) as client:
+        data = client.authorize(group, proof, digest)
+    answer = {k: v for k, v in data.items() if k != "error"}
+    answer["slot"] = slot
+    hint = ""
+    if data.get("reason") == "nullifier_reused":
+        free = next((s for s in range(limit) if s not in set(slots.used(group, epoch))), None)
+        answer["next_slot"] = free
+        hint = (
+            f" (slot {slot} of epoch {epoch} was used already; the next free slot is {free}: --slot {free}, or leave out --slot)"
+            if free is not None
+            else f" (every slot of epoch {epoch} is used; the next epoch starts in {_next_epoch_in(epoch, epoch_length)} s)"
+        )
+    slots.close()
     if as_json:
-        print_json({k: v for k, v in data.items() if k != "error"})
+        print_json(answer)
     elif data["authorized"]:
         typer.echo(f"authorized (epoch {data.get('epoch')}, slot {slot})")
     else:
-        typer.echo(f"refused: {data.get('reason')}")
+        typer.echo(f"refused: {data.get('reason')}{hint}")
     raise typer.Exit(EXIT_OK if data["authorized"] else EXIT_INVALID)
+
+
+def _next_epoch_in(epoch: int, epoch_length: int) -> int:
+    return max(0, int((epoch + 1) * epoch_length - time.time()) + 1)
+
+
+def _open_slots(factory: Any, path: Path | None, identity: Path) -> Any:
+    """The sender's slots file (:class:`registry.client.api.SendSlots`): ``path``, or the
+    identity file's name with ``.slots`` added, next to it."""
+    target = path if path is not None else identity.with_name(identity.name + ".slots")
+    try:
+        return factory(target)
+    except Exception as exc:  # noqa: BLE001 - sqlite3 and OS errors: one line
+        fail(f"cannot open the slots file {target}: {type(exc).__name__}: {exc}")
 

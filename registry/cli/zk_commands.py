@@ -14,7 +14,7 @@ from registry.cli._common import EXIT_INVALID, EXIT_USAGE, fail, passphrase, pri
 
 if TYPE_CHECKING:
     from zk.identity import Identity
-    from zk.tree import LeanIMT
+    from zk.tree import LeanIMT, MerkleProof
 
 identity_app = typer.Typer(help="Create and inspect ZK identities.", no_args_is_help=True)
 group_app = typer.Typer(help="Offline LeanIMT groups over a file of commitments.", no_args_is_help=True)
@@ -110,6 +110,12 @@ def identity_create(
     from zk.identity_file import encrypt_identity
 
     identity = Identity(private_key)
+    if out is None and private_key is None:
+        typer.echo(
+            "zkid: warning: the identity is not saved (no --out FILE): its secret is lost when this command ends "
+            "(use --out FILE to keep it)",
+            err=True,
+        )
     if out is not None:
         if out.is_symlink() or out.exists():  # early, before the passphrase prompt
             fail(f"{out} exists; refusing to overwrite an identity file")
@@ -174,14 +180,41 @@ def group_proof(
     index = tree.index_of(leaf)
     if index is None:
         fail("commitment is not a member of the group", EXIT_INVALID)
-    print_json(tree.generate_proof(index).to_json())
+    print_json(tree.generate_proof(index).to_dict())
+
+
+def load_merkle_proof_file(path: Path) -> MerkleProof:
+    """A Merkle proof file: the registry's answer to ``GET /v1/groups/{id}/proofs/{c}``
+    (``{"group_id", "merkle_proof": {...}}``) or the bare proof JSON (``zkid group proof``).
+    It must lead to its root."""
+    from zk import strict_json
+    from zk.tree import LeanIMT, MerkleProof
+
+    text = _read_text(path)
+    try:
+        data = strict_json.loads(text)
+        inner = data.get("merkle_proof", data) if isinstance(data, dict) else data
+        proof = MerkleProof.from_dict(inner)
+    except (ValueError, TypeError, KeyError) as exc:
+        fail(f"{path}: not a Merkle proof: {exc}")
+    if not LeanIMT.verify_proof(proof):
+        fail(f"{path}: the Merkle proof does not lead to its root")
+    return proof
 
 
 @proof_app.command("generate")
 def proof_generate(
     identity: Path = typer.Option(..., help="Identity file (encrypted)."),
-    group: Path = typer.Option(..., help="Group file: one decimal commitment per line, or a JS Group.export() JSON."),
-    message: str = typer.Option(..., help="Message: a number, a 0x hex string, or text of at most 32 UTF-8 bytes."),
+    group: Optional[Path] = typer.Option(
+        None, help="Group file: one decimal commitment per line, or a JS Group.export() JSON.", show_default=False
+    ),
+    merkle_proof: Optional[Path] = typer.Option(
+        None,
+        "--merkle-proof",
+        help="Instead of --group: the member's Merkle proof, as the registry answers GET /v1/groups/{id}/proofs/{commitment}.",
+        show_default=False,
+    ),
+    message: str = typer.Option(..., help="Message: a number, a 0x hex string, or text of at most 31 UTF-8 bytes."),
     scope: str = typer.Option(..., help="Scope, same forms as the message."),
     depth: Optional[int] = typer.Option(None, help="Circuit depth 1..32 (default: the group's depth, at least 1)."),
     out: Optional[Path] = typer.Option(None, help="Write the proof JSON to FILE instead of stdout."),
@@ -189,12 +222,22 @@ def proof_generate(
     """Generate a Semaphore v4 proof (the JS SDK's SemaphoreProof JSON)."""
     from zk.proof import generate_proof
 
-    who = load_identity_file(identity)
-    tree = load_group_file(group)
-    if tree.index_of(who.commitment) is None:
-        fail("the identity is not a member of the group")
+    if (group is None) == (merkle_proof is None):
+        fail("give either --group FILE or --merkle-proof FILE")
+    source: LeanIMT | MerkleProof
+    if merkle_proof is not None:
+        source = load_merkle_proof_file(merkle_proof)
+        who = load_identity_file(identity)
+        if source.leaf != who.commitment:
+            fail(f"{merkle_proof} is the Merkle proof of another commitment, not of {identity}")
+    else:
+        assert group is not None
+        source = load_group_file(group)
+        who = load_identity_file(identity)
+        if source.index_of(who.commitment) is None:
+            fail("the identity is not a member of the group")
     try:
-        proof = generate_proof(who, tree, message, scope, merkle_tree_depth=depth)
+        proof = generate_proof(who, source, message, scope, merkle_tree_depth=depth)
     except ValueError as exc:
         fail(str(exc))
     text = proof.to_json()

@@ -23,36 +23,39 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from registry.ledger.registry_contract import MEMBERSHIP_EVENTS, RegistryContract
-from registry.storage.sqlite import connect
-from zk import eddsa_poseidon, strict_json
+from registry.client._http import DEFAULT_TIMEOUT, RegistryClientError, answer, failure, request
+from registry.storage.sqlite import connect, create_schema, transaction
 from zk.admission_scope import AdmissionScope
-from zk.evidence.ack import (
-    EddsaAcknowledgement,
-    SemaphoreAcknowledgement,
-    prove_acknowledgement,
-    sign_acknowledgement,
-)
 from zk.field import R
 from zk.identity import Identity
 from zk.proof import SemaphoreProof, generate_proof
 from zk.relay_scope import RelayScope, blob_message, digest_blob, epoch_at
 from zk.tree import LeanIMT, MerkleProof
 
+if TYPE_CHECKING:  # web3 and eth-account: imported by the functions that use them
+    from registry.ledger.registry_contract import RegistryContract
+    from zk.evidence.ack import EddsaAcknowledgement, SemaphoreAcknowledgement
 
-class RegistryClientError(Exception):
-    """A registry refused a request (``code`` and ``status`` from its error JSON) or could
-    not be reached (``code == "unreachable"``, ``status == 0``)."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
+__all__ = [
+    "LedgerMismatchError",
+    "RegistryClient",
+    "RegistryClientError",
+    "RelaySendError",
+    "SLOT_SPENT_CODES",
+    "SendSlots",
+    "SlotsExhaustedError",
+    "acknowledge",
+    "acknowledge_anonymously",
+    "build_admission_proof",
+    "build_send_authorization",
+    "group_from_ledger",
+    "send_blob",
+    "tree_of_leaves",
+]
 
 
 class LedgerMismatchError(ValueError):
@@ -72,7 +75,7 @@ def _check_commitment(value: object) -> int:
 class RegistryClient:
     """HTTP client of one registry (httpx, synchronous)."""
 
-    def __init__(self, url: str, timeout: float = 30.0, client: httpx.Client | None = None) -> None:
+    def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT, client: httpx.Client | None = None) -> None:
         self.url = url.rstrip("/")
         self._http = client if client is not None else httpx.Client(base_url=self.url, timeout=timeout)
         self._owned = client is None
@@ -87,23 +90,50 @@ class RegistryClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise RegistryClientError(0, "unreachable", str(exc)) from None
-        try:
-            data = strict_json.loads(response.content)  # duplicate keys, deep nesting refused
-        except ValueError:
-            data = None
-        if response.status_code >= 400:
-            error = data.get("error") if isinstance(data, dict) else None
-            if isinstance(error, dict):
-                raise RegistryClientError(response.status_code, str(error.get("code")), str(error.get("message")))
-            raise RegistryClientError(response.status_code, "http_error", response.text[:200])
-        if data is None:
-            raise RegistryClientError(response.status_code, "bad_response", "the registry answered with non-JSON")
+    def _request(self, method: str, path: str, *, ok: tuple[int, ...] = (), **kwargs: Any) -> Any:
+        """One request (registry/client/_http.py: transport errors, error bodies, strict JSON)."""
+        return answer(request(self._http, method, path, **kwargs), ok)
+
+    def health(self) -> dict[str, Any]:
+        """``GET /v1/health``."""
+        return dict(self._request("GET", "/v1/health"))
+
+    def create_group(self, body: dict[str, Any], token: str, *, timeout: float = 180.0) -> dict[str, Any]:
+        """``POST /v1/groups`` (operator): ``root_window``, ``admission``; returns the new group."""
+        return dict(self._request("POST", "/v1/groups", ok=(201,), json=body, headers=_bearer(token), timeout=timeout))
+
+    def set_admission(self, group_id: int, body: dict[str, Any], token: str) -> dict[str, Any]:
+        """``PUT /v1/groups/{id}/admission`` (operator): the group's admission policy."""
+        return dict(self._request("PUT", f"/v1/groups/{int(group_id)}/admission", ok=(200,), json=body, headers=_bearer(token)))
+
+    def create_invites(self, group_id: int, count: int, expires_at: int, token: str) -> dict[str, Any]:
+        """``POST /v1/groups/{id}/invites`` (operator): single-use invite codes."""
+        body = {"count": count, "expires_at": expires_at}
+        return dict(self._request("POST", f"/v1/groups/{int(group_id)}/invites", ok=(201,), json=body, headers=_bearer(token)))
+
+    def register_body(self, group_id: int, body: dict[str, Any], token: str | None = None) -> dict[str, Any]:
+        """``POST /v1/groups/{id}/members`` with a prepared body (``token``: as the operator);
+        returns the first member's status."""
+        headers = _bearer(token) if token else {}
+        data = self._request("POST", f"/v1/groups/{int(group_id)}/members", ok=(202,), json=body, headers=headers)
+        return dict(data["members"][0])
+
+    def authorize(self, group_id: int, proof: SemaphoreProof, blob_digest: bytes) -> dict[str, Any]:
+        """``POST /v1/authorize``: the registry's decision (``authorized``, ``reason``,
+        ``epoch``...), a refusal included; an answer without a decision raises."""
+        body = {"group_id": group_id, "proof": proof.to_dict(), "blob_digest": blob_digest.hex()}
+        response = request(self._http, "POST", "/v1/authorize", json=body)
+        data = answer(response, (response.status_code,))  # a refusal is a decision too
+        if not isinstance(data, dict) or "authorized" not in data:
+            raise failure(response)
         return data
+
+    def evidence_bundle(self, evidence_id: str, checkpoint: str = "anchored") -> bytes:
+        """``GET /v1/evidence/{id}/bundle``: the bundle's JSON bytes, as served."""
+        response = request(self._http, "GET", f"/v1/evidence/{evidence_id}/bundle", params={"checkpoint": checkpoint})
+        if response.status_code != 200:
+            raise failure(response)
+        return response.content
 
     def group(self, group_id: int) -> dict[str, Any]:
         """``GET /v1/groups/{id}``: root, size, depth, epoch_length, message_limit, clock_skew..."""
@@ -237,7 +267,7 @@ class RegistryClient:
         """``GET /v1/groups/{id}/proofs/{c}``; the proof is checked to lead to its root."""
         value = _check_commitment(commitment)
         data = self._request("GET", f"/v1/groups/{int(group_id)}/proofs/{value}")
-        proof = MerkleProof.from_json(data["merkle_proof"])
+        proof = MerkleProof.from_dict(data["merkle_proof"])
         if proof.leaf != value or not LeanIMT.verify_proof(proof):
             raise RegistryClientError(200, "bad_proof", "the registry's Merkle proof does not verify")
         return proof
@@ -264,6 +294,10 @@ def tree_of_leaves(leaves: list[int]) -> LeanIMT:
     return tree
 
 
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 def group_from_ledger(
     registry: RegistryContract, group_id: int, from_block: int = 0, chunk: int = 10_000
 ) -> LeanIMT:
@@ -273,6 +307,8 @@ def group_from_ledger(
     each event's ``newRoot`` must equal the rebuilt root, and at the end the root must equal
     the contract's root at that head. Raises :class:`LedgerMismatchError` otherwise.
     """
+    from registry.ledger.registry_contract import MEMBERSHIP_EVENTS
+
     if chunk < 1:
         raise ValueError("chunk must be positive")
     head = int(registry.w3.eth.block_number)
@@ -324,9 +360,12 @@ class SendSlots:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._db = connect(self.path, durable=True)
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS slots (group_id INTEGER NOT NULL, epoch INTEGER NOT NULL,"
-            " slot INTEGER NOT NULL, PRIMARY KEY (group_id, epoch, slot)) WITHOUT ROWID"
+        create_schema(
+            self._db,
+            [
+                "CREATE TABLE IF NOT EXISTS slots (group_id INTEGER NOT NULL, epoch INTEGER NOT NULL,"
+                " slot INTEGER NOT NULL, PRIMARY KEY (group_id, epoch, slot)) WITHOUT ROWID"
+            ],
         )
 
     def close(self) -> None:
@@ -335,26 +374,18 @@ class SendSlots:
     def claim(self, group_id: int, epoch: int, limit: int) -> int:
         if limit < 1:
             raise ValueError("limit must be positive")
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                used = {
-                    int(r[0])
-                    for r in self._db.execute(
-                        "SELECT slot FROM slots WHERE group_id = ? AND epoch = ?", (group_id, epoch)
-                    )
-                }
-                free = next((s for s in range(limit) if s not in used), None)
-                if free is None:
-                    raise SlotsExhaustedError(f"all {limit} slots of epoch {epoch} are used")
-                self._db.execute("INSERT INTO slots (group_id, epoch, slot) VALUES (?, ?, ?)", (group_id, epoch, free))
-                # Epochs long past can never be accepted again: forget them.
-                self._db.execute("DELETE FROM slots WHERE group_id = ? AND epoch < ?", (group_id, epoch - 2))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            return free
+        with self._lock, transaction(self._db):
+            used = {
+                int(r[0])
+                for r in self._db.execute("SELECT slot FROM slots WHERE group_id = ? AND epoch = ?", (group_id, epoch))
+            }
+            free = next((s for s in range(limit) if s not in used), None)
+            if free is None:
+                raise SlotsExhaustedError(f"all {limit} slots of epoch {epoch} are used")
+            self._db.execute("INSERT INTO slots (group_id, epoch, slot) VALUES (?, ?, ?)", (group_id, epoch, free))
+            # Epochs long past can never be accepted again: forget them.
+            self._db.execute("DELETE FROM slots WHERE group_id = ? AND epoch < ?", (group_id, epoch - 2))
+        return free
 
     def used(self, group_id: int, epoch: int) -> list[int]:
         with self._lock:
@@ -362,6 +393,18 @@ class SendSlots:
                 "SELECT slot FROM slots WHERE group_id = ? AND epoch = ? ORDER BY slot", (group_id, epoch)
             )
             return [int(r[0]) for r in rows]
+
+    def take(self, group_id: int, epoch: int, slot: int) -> bool:
+        """Record a slot chosen by the caller (e.g. ``--slot``) as used, durably; ``False``
+        if this client had used it already (the proof would then be refused as
+        ``nullifier_reused``)."""
+        if slot < 0:
+            raise ValueError("slot must not be negative")
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO slots (group_id, epoch, slot) VALUES (?, ?, ?)", (group_id, epoch, slot)
+            )
+            return cur.rowcount == 1
 
 
 def build_send_authorization(
@@ -393,16 +436,13 @@ def build_send_authorization(
 SLOT_SPENT_CODES = frozenset({"authorization_unknown", "nullifier_reused"})
 
 
-class RelaySendError(Exception):
+class RelaySendError(RegistryClientError):
     """A relay refused a send (``status`` and ``code`` from its error JSON), or could not be
     reached (``code`` ``unreachable``: nothing sent, or ``no_answer``; ``status == 0``). ``slot_spent``: the proof must
     not be retried; build a new one (docs/relay.md "Retrying a send")."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
+    def __init__(self, status: int, code: str, message: str, *, retry_after: float = 0.0) -> None:
+        super().__init__(status, code, message, retry_after=retry_after)
         # no_answer: the request went out; it may have been authorized before the reply was lost.
         self.slot_spent = code in SLOT_SPENT_CODES or code == "no_answer"
 
@@ -428,24 +468,12 @@ def send_blob(
         "group_id": group_id,
         "proof": proof.to_dict(),
     }
+    http, url = (None, relay.rstrip("/") + "/v1/blobs") if isinstance(relay, str) else (relay, "/v1/blobs")
     try:
-        if isinstance(relay, str):
-            response = httpx.post(relay.rstrip("/") + "/v1/blobs", json=body, timeout=timeout)
-        else:
-            response = relay.post("/v1/blobs", json=body)
-    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing was sent
-        raise RelaySendError(0, "unreachable", f"cannot connect to the relay: {type(exc).__name__}") from None
-    except httpx.HTTPError as exc:
-        raise RelaySendError(0, "no_answer", f"the relay did not answer: {type(exc).__name__}") from None
-    if response.status_code == 201:
-        answer: dict[str, Any] = response.json()
-        return answer
-    try:
-        error = response.json()["error"]
-        code, message = str(error["code"]), str(error["message"])
-    except (ValueError, KeyError, TypeError):
-        code, message = "unexpected", f"HTTP {response.status_code}"
-    raise RelaySendError(response.status_code, code, message)
+        data: dict[str, Any] = answer(request(http, "POST", url, json=body, timeout=timeout), (201,))
+    except RegistryClientError as exc:
+        raise RelaySendError(exc.status, exc.code, exc.message, retry_after=exc.retry_after) from None
+    return data
 
 
 def build_admission_proof(
@@ -465,6 +493,9 @@ def build_admission_proof(
 
 def acknowledge(record_hash: bytes, identity: Identity) -> EddsaAcknowledgement:
     """A named acknowledgement of an evidence record (EdDSA-Poseidon with the ZK-ID key)."""
+    from zk import eddsa_poseidon
+    from zk.evidence.ack import sign_acknowledgement
+
     key: eddsa_poseidon.PrivateKey = identity.private_key
     return sign_acknowledgement(record_hash, key)
 
@@ -473,4 +504,6 @@ def acknowledge_anonymously(
     identity: Identity, group: LeanIMT | MerkleProof, record_hash: bytes, blob_digest: bytes
 ) -> SemaphoreAcknowledgement:
     """An anonymous acknowledgement: a Semaphore proof as some member of ``group``."""
+    from zk.evidence.ack import prove_acknowledgement
+
     return prove_acknowledgement(identity, group, record_hash, blob_digest)

@@ -25,6 +25,7 @@ in :attr:`Anchorer.problem` (a health reason) and re-checked every
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +34,8 @@ from typing import Any, TypeVar
 
 from hexbytes import HexBytes
 
+from registry._utils.backoff import Backoff, backoff_delay
+from registry._utils.logs import exc_type
 from registry.evidence.log import EvidenceLog, StoredAnchor
 from registry.ledger.anchor_contract import AnchorContract, log_id
 from registry.ledger.errors import CallerIsNotOperator, LedgerError, LedgerUnavailable, LogNotRegistered, TransactionFailed
@@ -114,19 +117,29 @@ class Anchorer:
         self._last_tx = latest.recorded_at if latest is not None else float("-inf")
         self._pending_since: float | None = None  # when unanchored entries were first seen
 
+    def due_in(self) -> float | None:
+        """Seconds until the unanchored records seen so far are due (0: at the next poll, or
+        sooner with ``min_growth`` records); None when none are known to be waiting."""
+        if self._pending_since is None:
+            return None
+        latest = self.log.latest_anchor()
+        if latest is not None and latest.tree_size >= self.log.size:
+            return None  # anchored just now (the anchorer has yet to clear its timer)
+        now = self.clock()
+        return max(0.0, self._pending_since + self.max_delay - now, self._last_tx + self.min_interval - now)
+
     # --- one step ----------------------------------------------------------------------
 
     def _with_retries(self, what: str, fn: Callable[[], T]) -> T:
-        delay = self.backoff
         for attempt in range(self.retries + 1):
             try:
                 return fn()
             except (LedgerUnavailable, TransactionFailed) as exc:
                 if attempt == self.retries:
                     raise
-                log.warning("%s failed (%s); retrying in %.1f s", what, exc, delay)
+                delay = backoff_delay(attempt + 1, self.backoff, math.inf)
+                log.warning("%s failed (%s); retrying in %.1f s", what, exc_type(exc), delay)
                 self._sleep(delay)
-                delay *= 2
         raise AssertionError("unreachable")
 
     def anchor_once(self, force: bool = False) -> AnchorOutcome:
@@ -140,7 +153,7 @@ class Anchorer:
             self.problem = exc.code
             raise
         except (LedgerUnavailable, TransactionFailed) as exc:
-            log.warning("anchoring postponed: %s", exc)
+            log.warning("anchoring postponed: %s", exc_type(exc))
             return AnchorOutcome("unavailable", detail=str(exc))
         if outcome.status == "anchored" or outcome.detail == "ledger":
             self.problem = None  # the ledger was consulted and all is well
@@ -229,7 +242,7 @@ class Anchorer:
             proof = self.log.consistency(prev_size, checkpoint.size)
             merkle.check_consistency(prev_size, checkpoint.size, prev_root, checkpoint.root_hash, proof)
         except merkle.ProofError as exc:
-            log.error("refusing to anchor %s size %d: %s", self.log.origin, checkpoint.size, exc)
+            log.error("refusing to anchor %s size %d: %s", self.log.origin, checkpoint.size, exc_type(exc))
             raise AnchorRefused(
                 f"checkpoint {checkpoint.size} is not consistent with the anchored size {prev_size}: {exc}"
             ) from None
@@ -280,9 +293,11 @@ class Anchorer:
         self._stop = stop_event
         if not self._custom_sleep:
             self._sleep = stop_event.wait  # a backoff wait ends as soon as we are stopped
-        idle = poll
+        failing = Backoff(2 * poll, 60.0)  # an unreachable ledger, an unexpected error
+        refused = Backoff(2 * poll, PROBLEM_RECHECK)  # a refusal repeats until an operator acts
         registration_checked = False
         while not stop_event.is_set():
+            idle = poll
             try:
                 # Checked at start (a problem shows in health before any anchor is due) and
                 # on every re-check while it stands, so a fix on chain is noticed.
@@ -290,15 +305,18 @@ class Anchorer:
                     self.check_registration()
                     registration_checked = True
                 outcome = self.anchor_once()
-                # an unreachable ledger: wait longer each time (the retries already waited)
-                idle = min(max(idle * 2, poll), 60.0) if outcome.status == "unavailable" else poll
+                if outcome.status == "unavailable":
+                    idle = failing.failed()  # wait longer each time (the retries already waited)
+                else:
+                    failing.succeeded()
+                    refused.succeeded()
             except (LogUnregistered, LogSquatted) as exc:
-                log.error("evidence log NOT anchored (%s): %s; re-checking in %.0f s", exc.code, exc, PROBLEM_RECHECK)
+                log.error("evidence log NOT anchored (%s); re-checking in %.0f s", exc.code, PROBLEM_RECHECK)
                 idle = PROBLEM_RECHECK  # standing until someone acts on chain: no tight retries
             except AnchorRefused as exc:
-                log.error("evidence log NOT anchored: %s", exc)
-                idle = min(max(idle * 2, poll), PROBLEM_RECHECK)  # a refusal repeats until an operator acts
+                log.error("evidence log NOT anchored (%s)", exc.code)
+                idle = refused.failed()
             except Exception as exc:  # keep the loop alive; the next tick retries
-                log.error("anchoring failed: %s", type(exc).__name__)
-                idle = min(max(idle * 2, poll), 60.0)
+                log.error("anchoring failed: %s", exc_type(exc))
+                idle = failing.failed()
             stop_event.wait(idle)

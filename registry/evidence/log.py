@@ -25,41 +25,32 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from eth_utils.crypto import keccak
-
-from registry.storage.sqlite import close_connection, connect
+from registry.storage.sqlite import close_connection, connect, create_schema, transaction
 from zk.evidence import merkle
 from zk.evidence.note import Checkpoint, NoteSigner, NoteVerifier, sign_checkpoint
 from zk.evidence.proof_format import TlogProof
-from zk.evidence.record import (
-    DOMAIN_NAME,
-    DOMAIN_VERSION,
-    EIP712_DOMAIN_TYPE,
-    RECORD_TYPE,
-    EvidenceRecord,
-    RecordError,
-    SignedRecord,
-    recover_issuer,
-)
+from zk.evidence.record import RecordError, SignedRecord, record_hash, recover_issuer
 
 LOG_KEY_FILE = "log.key"
+#: ``entries.appended_at`` is the start of the UTC hour of the append (docs/privacy.md).
+APPENDED_AT_RESOLUTION = 3600
 ORIGIN_TEMPLATE = "letro-zkid/{region}/evidence"
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS entries (
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS entries (
     idx INTEGER PRIMARY KEY, record_hash BLOB NOT NULL UNIQUE,
-    record_json TEXT NOT NULL, appended_at INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS nodes (
+    record_json TEXT NOT NULL, appended_at INTEGER NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS nodes (
     level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
-    PRIMARY KEY (level, idx)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS checkpoints (size INTEGER PRIMARY KEY, note TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS anchors (
+    PRIMARY KEY (level, idx)) WITHOUT ROWID""",
+    "CREATE TABLE IF NOT EXISTS checkpoints (size INTEGER PRIMARY KEY, note TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS anchors (
     tree_size INTEGER PRIMARY KEY, root_hash BLOB NOT NULL, chain_id INTEGER NOT NULL,
     contract TEXT NOT NULL, tx_hash BLOB NOT NULL, block_number INTEGER NOT NULL,
-    block_time INTEGER NOT NULL, recorded_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS relay_keys (address TEXT PRIMARY KEY, added_at INTEGER NOT NULL);
-"""
+    block_time INTEGER NOT NULL, recorded_at REAL NOT NULL)""",
+    "CREATE TABLE IF NOT EXISTS relay_keys (address TEXT PRIMARY KEY, added_at INTEGER NOT NULL)",
+)
 
 
 class EvidenceLogError(ValueError):
@@ -145,43 +136,6 @@ class StoredAnchor:
         }
 
 
-def _type_string(name: str, fields: list[dict[str, str]]) -> bytes:
-    return f"{name}({','.join(f['type'] + ' ' + f['name'] for f in fields)})".encode()
-
-
-# EIP-712 §Definition of hashStruct / encodeType, built from the record module's own
-# type lists so the two cannot drift apart silently.
-_DOMAIN_TYPEHASH = keccak(_type_string("EIP712Domain", EIP712_DOMAIN_TYPE))
-_RECORD_TYPEHASH = keccak(_type_string("EvidenceRecord", RECORD_TYPE))
-_domain_separators: dict[int, bytes] = {}
-
-
-def record_hash(record: EvidenceRecord) -> bytes:
-    """:meth:`EvidenceRecord.record_hash` computed directly (EIP-712 ``encodeData`` of a
-    fixed type), about 10x faster than the generic ``eth_account`` encoder.
-
-    Tests check equality with the reference on many records. A divergence could not
-    admit a forged record: the issuer is recovered from the signature over *this* digest.
-    """
-    sep = _domain_separators.get(record.chain_id)
-    if sep is None:
-        sep = keccak(_DOMAIN_TYPEHASH + keccak(DOMAIN_NAME.encode()) + keccak(DOMAIN_VERSION.encode())
-                     + record.chain_id.to_bytes(32, "big"))
-        _domain_separators[record.chain_id] = sep
-    struct = keccak(
-        _RECORD_TYPEHASH
-        + record.version.to_bytes(32, "big")
-        + keccak(record.event.value.encode())
-        + record.event_time.to_bytes(32, "big")
-        + bytes(12) + bytes.fromhex(record.issuer[2:])
-        + record.blob_digest
-        + keccak(b"".join(record.links))
-        + keccak(b"" if record.reason is None else record.reason.value.encode())
-        + keccak(record.region.encode())
-    )
-    return keccak(b"\x19\x01" + sep + struct)
-
-
 #: (record hash, signature) pairs that verified recently. The admission checks
 #: (registry/evidence/admission.py) verify a record just before the log appends it: the
 #: pair determines the outcome (the issuer is inside the hash), so the second secp256k1
@@ -226,7 +180,7 @@ class EvidenceLog:
         self.origin = origin
         self._lock = threading.RLock()
         self._db = connect(self.path, durable=True)
-        self._db.executescript(_SCHEMA)
+        create_schema(self._db, _SCHEMA)
         row = self._db.execute("SELECT value FROM meta WHERE key='origin'").fetchone()
         if row is None:
             self._db.execute("INSERT INTO meta VALUES ('origin', ?)", (origin,))
@@ -294,7 +248,9 @@ class EvidenceLog:
                 hashes.append(verified_hash(signed))
             except EvidenceLogError as exc:
                 raise type(exc)(f"record {i}: {exc.detail}" if len(records) > 1 else exc.detail) from None
-        now = int(time.time())
+        # The hour only (docs/privacy.md): an entry's index already orders it; the relay
+        # shuffles its records before posting, so neither says when a blob moved.
+        now = int(time.time()) // APPENDED_AT_RESOLUTION * APPENDED_AT_RESOLUTION
         out: list[tuple[int, str, bool]] = []
         with self._lock:
             frontier = dict(self._frontier)
@@ -326,14 +282,9 @@ class EvidenceLog:
                     frontier[level] = (position, h)
                 out.append((index, rh.hex(), True))
             if entry_rows:
-                try:
-                    self._db.execute("BEGIN IMMEDIATE")
+                with transaction(self._db):
                     self._db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?)", entry_rows)
                     self._db.executemany("INSERT INTO nodes VALUES (?, ?, ?)", node_rows)
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
                 self._size = size
                 self._frontier = frontier
         return out

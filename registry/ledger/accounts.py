@@ -18,7 +18,7 @@ from web3 import Web3
 from registry.ledger.errors import DeploymentError, unreachable
 from zk import strict_json
 
-PASSWORD_ENV = "ZKID_KEYSTORE_PASSWORD"
+from registry.ledger.defaults import PASSWORD_ENV as PASSWORD_ENV  # noqa: E402 - re-exported
 
 # Anvil's documented default: accounts derived from this public test mnemonic at
 # m/44'/60'/0'/0/i. Worthless outside a development chain.

@@ -10,6 +10,9 @@ The binary comes from ``@foundry-rs/anvil``'s platform package
   Before each start the state is checked and repaired (see :meth:`LocalLedger.up`): Anvil
   writes its dump in place (a kill -9 mid-write leaves it cut short) and keeps a stale
   genesis block from every start in it (block 0's hash would change across restarts).
+  With ``block_time`` it also mines an (empty) block every that many seconds besides the
+  blocks of transactions (Anvil's ``--block-time`` with ``--mixed-mining``): an idle chain
+  still reaches the registry's confirmation depth, so statuses end ``final``.
 - :class:`AnvilProcess`: a throw-away child node on a free loopback port (tests, benchmarks).
 """
 
@@ -41,7 +44,8 @@ from zk import strict_json
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
-DEFAULT_PORT = 8545
+from registry.ledger.defaults import DEFAULT_BLOCK_TIME as DEFAULT_BLOCK_TIME  # noqa: E402 - re-exported
+from registry.ledger.defaults import DEFAULT_PORT as DEFAULT_PORT  # noqa: E402
 DATA_DIR_ENV = "ZKID_DATA_DIR"
 ANVIL_BIN_ENV = "ZKID_ANVIL_BIN"
 STATE_FILE = "anvil-state.json"
@@ -325,10 +329,15 @@ class LedgerStatus:
 class LocalLedger:
     """A detached Anvil node whose chain persists in ``data_dir``."""
 
-    def __init__(self, data_dir: Path | str | None = None, port: int = DEFAULT_PORT, host: str = HOST) -> None:
+    def __init__(
+        self, data_dir: Path | str | None = None, port: int = DEFAULT_PORT, host: str = HOST, block_time: int | None = None
+    ) -> None:
         self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
         self.port = port
         self.host = host
+        if block_time is not None and block_time < 0:
+            raise ValueError("block_time must be >= 0 seconds (0: no timer)")
+        self.block_time = block_time or None  # None / 0: blocks only for transactions
 
     @property
     def state_file(self) -> Path:
@@ -443,11 +452,12 @@ class LocalLedger:
         _drop_stale_genesis(state)
         _write_atomic(self.saved_state_file, json.dumps(state).encode())
 
-    def up(self, timeout: float = 30.0) -> tuple[LedgerStatus, bool]:
+    def up(self, timeout: float = 30.0, port_flag: str = "--port") -> tuple[LedgerStatus, bool]:
         """Start the node unless it already runs; return (status, started_now).
 
         The chain is the data directory's (see :meth:`_prepare_state`); a new chain is saved
         at once (:meth:`checkpoint`) so that its genesis survives a kill -9 before the first dump.
+        ``port_flag`` is the option a busy-port error names (``--ledger-port`` for ``zkid up``).
         """
         current = self.status()
         if current.running:
@@ -456,8 +466,8 @@ class LocalLedger:
         binary = anvil_binary()
         if port_in_use(self.port, self.host):
             raise AnvilError(
-                f"ledger port {self.port} on {self.host} is already in use (choose another:"
-                " --ledger-port or ZKID_LEDGER_PORT for `zkid up`, --port for `zkid ledger up`)"
+                f"ledger port {self.port} on {self.host} is already in use: choose another with {port_flag}"
+                + (" (or ZKID_LEDGER_PORT)" if port_flag == "--ledger-port" else "")
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         existing = self._prepare_state()
@@ -472,6 +482,10 @@ class LocalLedger:
             "--state-interval",
             str(STATE_INTERVAL_S),
         ]
+        if self.block_time:
+            # Interval blocks besides the automined ones (not instead: a transaction is
+            # still mined at once).
+            args += ["--block-time", str(self.block_time), "--mixed-mining"]
         with self.log_file.open("ab") as log:
             proc = subprocess.Popen(
                 args,

@@ -71,11 +71,11 @@ class Manifest:
     def libraries(self) -> dict[str, str]:
         return {"PoseidonT3": self.address("PoseidonT3")}
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: Any) -> Manifest:
+    def from_dict(cls, data: Any) -> Manifest:
         if not isinstance(data, dict):
             raise DeploymentError("malformed deployment manifest: not a JSON object")
         try:
@@ -105,7 +105,7 @@ def read_manifest(path: Path | str) -> Manifest:
     except strict_json.JsonInputError as exc:
         raise DeploymentError(f"deployment manifest {path} is not acceptable JSON ({exc.code}): {exc}") from None
     try:
-        return Manifest.from_json(data)
+        return Manifest.from_dict(data)
     except DeploymentError as exc:
         raise DeploymentError(f"{path}: {exc}") from None
 
@@ -123,7 +123,7 @@ def save_manifest(data_dir: Path | str, manifest: Manifest) -> Path:
     path = manifest_path(data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest.to_json(), indent=2, sort_keys=True) + "\n")
+    tmp.write_text(json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
     return path
 

@@ -12,8 +12,6 @@ integers as canonical decimal strings (or ints).
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,10 +19,12 @@ from typing import Any
 from hexbytes import HexBytes
 from web3.types import TxReceipt
 
+from zk import strict_json
 from zk.field import Q, R, FieldError, parse_decimal
+from zk.proof import SemaphoreProof
 from registry.ledger.base import BoundContract, LedgerEvent, check_address, check_uint
 
-DEFAULT_ROOT_WINDOW = 3600
+from registry.ledger.defaults import DEFAULT_ROOT_WINDOW as DEFAULT_ROOT_WINDOW  # noqa: E402 - re-exported
 MAX_PROOF_DEPTH = 32
 
 #: The events from which a group's whole state can be rebuilt.
@@ -41,28 +41,6 @@ class GroupInfo:
     root: int
 
 
-@dataclass(frozen=True)
-class ProofInput:
-    """A Semaphore v4 proof, checked and ready for the contract's ``SemaphoreProof`` tuple."""
-
-    merkle_tree_depth: int
-    merkle_tree_root: int
-    nullifier: int
-    message: int
-    scope: int
-    points: tuple[int, ...]
-
-    def as_tuple(self) -> tuple[int, int, int, int, int, list[int]]:
-        return (
-            self.merkle_tree_depth,
-            self.merkle_tree_root,
-            self.nullifier,
-            self.message,
-            self.scope,
-            list(self.points),
-        )
-
-
 def _number(value: object, name: str, modulus: int) -> int:
     if isinstance(value, str):
         return parse_decimal(value, name, modulus)
@@ -73,51 +51,43 @@ def _number(value: object, name: str, modulus: int) -> int:
     return value
 
 
-def parse_proof(proof: object) -> ProofInput:
-    """Accept a SemaphoreProof JSON dict, JSON text, ``zk.proof.SemaphoreProof`` (``to_dict``),
-    or another object with ``to_json`` or dataclass fields.
+def parse_proof(proof: SemaphoreProof | Mapping[str, Any] | str | bytes) -> SemaphoreProof:
+    """The :class:`zk.proof.SemaphoreProof` to send: the object itself, its JS-SDK JSON
+    object (``to_dict``), or that object's JSON text (:mod:`zk.strict_json`).
 
-    Root and nullifier must be below r, points below q (BN254 base field), message and scope
-    are uint256; nothing is reduced. Raises ``ValueError`` (``FieldError``) on bad input.
+    Only ABI-level checks: root and nullifier below r, points below q (BN254 base field),
+    message and scope uint256, depth 1..32; nothing is reduced. Whether the points are a
+    valid proof the contract decides (``InvalidProof``), so a tampered proof reaches it;
+    :meth:`SemaphoreProof.from_dict` is the strict parser for proofs a client sends.
+    Raises ``ValueError`` (``FieldError``, ``JsonInputError``) on bad input.
     """
-    data: Any = proof
+    data: Any = proof.to_dict() if isinstance(proof, SemaphoreProof) else proof
     if isinstance(data, (str, bytes)):
-        try:
-            data = json.loads(data)
-        except ValueError as exc:
-            raise ValueError("proof is not valid JSON") from exc
-    elif not isinstance(data, Mapping):
-        if callable(getattr(data, "to_dict", None)):  # zk.proof.SemaphoreProof
-            data = data.to_dict()
-        elif callable(getattr(data, "to_json", None)):
-            data = data.to_json()
-            if isinstance(data, str):
-                data = json.loads(data)
-        elif dataclasses.is_dataclass(data) and not isinstance(data, type):
-            data = dataclasses.asdict(data)
+        data = strict_json.loads(data)
     if not isinstance(data, Mapping):
         raise ValueError("proof must be a SemaphoreProof JSON object")
-
-    def field(*names: str) -> object:
-        for n in names:
-            if n in data:
-                return data[n]
-        raise ValueError(f"proof lacks {names[0]}")
-
-    depth = _number(field("merkleTreeDepth", "merkle_tree_depth"), "merkleTreeDepth", MAX_PROOF_DEPTH + 1)
+    missing = [k for k in ("merkleTreeDepth", "merkleTreeRoot", "nullifier", "message", "scope", "points") if k not in data]
+    if missing:
+        raise ValueError(f"proof lacks {missing[0]}")
+    depth = _number(data["merkleTreeDepth"], "merkleTreeDepth", MAX_PROOF_DEPTH + 1)
     if depth < 1:
         raise ValueError("merkleTreeDepth must be between 1 and 32")
-    points = field("points")
+    points = data["points"]
     if not isinstance(points, Sequence) or isinstance(points, (str, bytes)) or len(points) != 8:
         raise ValueError("proof points must be a list of 8 numbers")
-    return ProofInput(
+    return SemaphoreProof(
         merkle_tree_depth=depth,
-        merkle_tree_root=_number(field("merkleTreeRoot", "merkle_tree_root"), "merkleTreeRoot", R),
-        nullifier=_number(field("nullifier"), "nullifier", R),
-        message=_number(field("message"), "message", 2**256),
-        scope=_number(field("scope"), "scope", 2**256),
+        merkle_tree_root=_number(data["merkleTreeRoot"], "merkleTreeRoot", R),
+        nullifier=_number(data["nullifier"], "nullifier", R),
+        message=_number(data["message"], "message", 2**256),
+        scope=_number(data["scope"], "scope", 2**256),
         points=tuple(_number(p, f"points[{i}]", Q) for i, p in enumerate(points)),
     )
+
+
+def proof_tuple(proof: SemaphoreProof) -> tuple[int, int, int, int, int, list[int]]:
+    """The contract's ``SemaphoreProof`` struct."""
+    return (proof.merkle_tree_depth, proof.merkle_tree_root, proof.nullifier, proof.message, proof.scope, list(proof.points))
 
 
 class RegistryContract(BoundContract):
@@ -182,17 +152,17 @@ class RegistryContract(BoundContract):
 
     # ------------------------------------------------------------------ proofs
 
-    def validate_proof(self, group_id: int, proof: object, wait: bool = True) -> TxReceipt | HexBytes:
+    def validate_proof(self, group_id: int, proof: SemaphoreProof | Mapping[str, Any] | str, wait: bool = True) -> TxReceipt | HexBytes:
         """Verify on chain and spend the nullifier. Typed errors: NullifierAlreadyUsed,
         MerkleRootUnknown, MerkleRootExpired, MerkleTreeDepthNotSupported, InvalidProof."""
         parsed = parse_proof(proof)
-        fn = self.contract.functions.validateProof(check_uint(group_id, "group_id"), parsed.as_tuple())
+        fn = self.contract.functions.validateProof(check_uint(group_id, "group_id"), proof_tuple(parsed))
         return self._send(fn, wait)
 
-    def verify_proof(self, group_id: int, proof: object) -> bool:
+    def verify_proof(self, group_id: int, proof: SemaphoreProof | Mapping[str, Any] | str) -> bool:
         """The contract's view check (reverts typed on a bad root); True if the proof verifies."""
         parsed = parse_proof(proof)
-        return bool(self._call(self.contract.functions.verifyProof(check_uint(group_id, "group_id"), parsed.as_tuple())))
+        return bool(self._call(self.contract.functions.verifyProof(check_uint(group_id, "group_id"), proof_tuple(parsed))))
 
     # ------------------------------------------------------------------ views
 
@@ -216,26 +186,26 @@ class RegistryContract(BoundContract):
     def depth(self, group_id: int) -> int:
         return int(self._call(self.contract.functions.getMerkleTreeDepth(check_uint(group_id, "group_id"))))
 
+    def _group_view(self, function: str, group_id: int, value: int, name: str) -> Any:
+        """A view ``function(groupId, value)`` of the contract, both checked as uint256."""
+        fn = getattr(self.contract.functions, function)
+        return self._call(fn(check_uint(group_id, "group_id"), check_uint(value, name)))
+
     def has_member(self, group_id: int, commitment: int) -> bool:
-        fn = self.contract.functions.hasMember(check_uint(group_id, "group_id"), check_uint(commitment, "commitment"))
-        return bool(self._call(fn))
+        return bool(self._group_view("hasMember", group_id, commitment, "commitment"))
 
     def index_of(self, group_id: int, commitment: int) -> int:
-        fn = self.contract.functions.indexOf(check_uint(group_id, "group_id"), check_uint(commitment, "commitment"))
-        return int(self._call(fn))
+        return int(self._group_view("indexOf", group_id, commitment, "commitment"))
 
     def root_superseded_at(self, group_id: int, root: int) -> int:
         """Block timestamp at which ``root`` stopped being current (0: current or never a root)."""
-        fn = self.contract.functions.rootSupersededAt(check_uint(group_id, "group_id"), check_uint(root, "root"))
-        return int(self._call(fn))
+        return int(self._group_view("rootSupersededAt", group_id, root, "root"))
 
     def is_root_valid(self, group_id: int, root: int) -> bool:
-        fn = self.contract.functions.isRootValid(check_uint(group_id, "group_id"), check_uint(root, "root"))
-        return bool(self._call(fn))
+        return bool(self._group_view("isRootValid", group_id, root, "root"))
 
     def is_nullifier_used(self, group_id: int, nullifier: int) -> bool:
-        fn = self.contract.functions.isNullifierUsed(check_uint(group_id, "group_id"), check_uint(nullifier, "nullifier"))
-        return bool(self._call(fn))
+        return bool(self._group_view("isNullifierUsed", group_id, nullifier, "nullifier"))
 
     def verifier_address(self) -> str:
         return str(self._call(self.contract.functions.verifier()))

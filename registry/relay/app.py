@@ -38,15 +38,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
 import httpx
 import requests
 from web3 import Web3
 from web3.exceptions import Web3Exception
 
+from registry._utils.logs import exc_type
 from registry.storage.access_log import AccessLog, AccessLogMiddleware
 from registry.service.authorization import MAX_GROUP_ID, Decision, Reason, SqliteNullifierStore, parse_group_id
-from registry.web.app import BodyLimitMiddleware
+from registry.errors import RegistryError
+from registry.web.errors import install_error_handlers, json_input_error
+from registry.web.middleware import BodyLimitMiddleware
 from registry.ledger.deploy import Manifest, read_manifest
 from registry.ledger.errors import DeploymentError, LedgerError
 from registry.ledger.registry_contract import RegistryContract
@@ -138,6 +140,12 @@ class RelaySettings:
     body_timeout: float = 30.0  # seconds a request body may take to arrive (else 408 request_timeout)
     probe_interval: float = 5.0  # seconds between checks of the ledger / registry (health)
     evidence_backlog: int = 1000  # queued evidence records above which health says evidence_backlog
+    # Privacy (docs/privacy.md): evidence eventTime rounded down to this many seconds, and
+    # records posted in shuffled batches of at least evidence_batch_min, or after
+    # evidence_batch_max_wait seconds whatever their number.
+    evidence_time_resolution: int = 3600
+    evidence_batch_min: int = 8
+    evidence_batch_max_wait: float = 10.0
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser().resolve()
@@ -167,28 +175,16 @@ def relay_limiter(settings: RelaySettings) -> IpRateLimiter:
     return IpRateLimiter({"send": limit, "reads": limit}, max_idle=settings.access_log_hours * 3600)
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
-
-
 def _hex32(value: object, name: str) -> bytes:
     if not isinstance(value, str) or not _HEX32.fullmatch(value):
-        raise ApiError(422, "malformed", f"{name} must be 32 bytes in hex")
+        raise RegistryError("malformed", f"{name} must be 32 bytes in hex", 422)
     return bytes.fromhex(value.removeprefix("0x"))
 
 
 def _capability(request: Request) -> bytes:
     value = request.headers.get(CAPABILITY_HEADER)
     if value is None or not _HEX_SECRET.fullmatch(value):
-        raise ApiError(403, "forbidden", f"a valid {CAPABILITY_HEADER} header (hex, 16 to 64 bytes) is required")
+        raise RegistryError("forbidden", f"a valid {CAPABILITY_HEADER} header (hex, 16 to 64 bytes) is required", 403)
     return bytes.fromhex(value.removeprefix("0x"))
 
 
@@ -199,6 +195,31 @@ def _manifest(path: Path) -> Manifest | None:
         return read_manifest(path)  # strictly (zk/strict_json.py)
     except DeploymentError as exc:
         raise ValueError(str(exc)) from None
+
+
+def _checked_stores(data: Path, opened: list[str]) -> StoreManifest:
+    """The data directory's manifest, after checking the stores this configuration opens:
+    each must be intact if it should exist (an empty nullifier store would accept spent
+    proofs again)."""
+    stores = StoreManifest(data)
+    stores.check({name: STORE_TABLES[name] for name in opened})
+    if NULLIFIERS_FILE in opened and not stores.exists and not (data / NULLIFIERS_FILE).exists():
+        # No manifest to say whether a nullifier store existed: a relay that has run
+        # before (blobs, evidence queue) may have lost both; an empty store would
+        # accept its spent proofs again.
+        traces = [n for n in (DIR_NAME, FILE_NAME, EVIDENCE_QUEUE_FILE) if (data / n).exists()]
+        if traces:
+            raise StoreError(
+                data / NULLIFIERS_FILE,
+                f"is missing, and so is {MANIFEST_FILE}, though this relay has run before ({', '.join(traces)} exist)",
+                f"restore it from a backup, with {MANIFEST_FILE}; if this relay never authorized locally, "
+                f"write {MANIFEST_FILE} listing the stores it has (docs/operations.md)",
+            )
+    # The blob store is a directory of files (registry/relay/store.py: deleted blobs
+    # must leave no bytes behind); relay.sqlite of earlier versions is moved into it.
+    if DIR_NAME in stores.names and not (data / DIR_NAME).is_dir():
+        raise StoreError(data / DIR_NAME, "is missing", RESTORE_FIX)
+    return stores
 
 
 class Relay:
@@ -218,25 +239,11 @@ class Relay:
             opened.append(NULLIFIERS_FILE)
         if settings.evidence_url is not None:
             opened.append(EVIDENCE_QUEUE_FILE)
-        stores = StoreManifest(data)
-        stores.check({name: STORE_TABLES[name] for name in opened})
-        if NULLIFIERS_FILE in opened and not stores.exists and not (data / NULLIFIERS_FILE).exists():
-            # No manifest to say whether a nullifier store existed: a relay that has run
-            # before (blobs, evidence queue) may have lost both; an empty store would
-            # accept its spent proofs again.
-            traces = [n for n in (DIR_NAME, FILE_NAME, EVIDENCE_QUEUE_FILE) if (data / n).exists()]
-            if traces:
-                raise StoreError(
-                    data / NULLIFIERS_FILE,
-                    f"is missing, and so is {MANIFEST_FILE}, though this relay has run before ({', '.join(traces)} exist)",
-                    f"restore it from a backup, with {MANIFEST_FILE}; if this relay never authorized locally, "
-                    f"write {MANIFEST_FILE} listing the stores it has (docs/operations.md)",
-                )
-        # The blob store is a directory of files (registry/relay/store.py: deleted blobs
-        # must leave no bytes behind); relay.sqlite of earlier versions is moved into it.
-        if DIR_NAME in stores.names and not (data / DIR_NAME).is_dir():
-            raise StoreError(data / DIR_NAME, "is missing", RESTORE_FIX)
-        self.store = BlobStore(data / DIR_NAME, legacy=data / FILE_NAME)
+        stores = _checked_stores(data, opened)
+        # Reception times to the hour (docs/privacy.md), or to the retention if shorter.
+        self.store = BlobStore(
+            data / DIR_NAME, legacy=data / FILE_NAME, time_resolution=min(3600, settings.retention_seconds)
+        )
         self.access_log = AccessLog(data / "access.log.sqlite", settings.access_log_hours)
         self._groups_seen: set[int] = set()
         self._nullifiers: SqliteNullifierStore | None = None
@@ -247,41 +254,14 @@ class Relay:
         self.pickups = 0
         self.acks = 0
         self.upstream_ok: bool | None = None
+        self.evidence_log_ok: bool | None = None  # the evidence log answered the last probe
         self._probe: Callable[[], None] | None = None
         chain_id = settings.chain_id
         manifest = None
         if settings.auth_mode == "local" or chain_id is None:
             manifest = _manifest(settings.manifest_path or data / "deployment.json")
         if authorizer is None:
-            if settings.auth_mode == "registry":
-                assert settings.registry_url is not None
-                authorizer = RegistryAuthClient(settings.registry_url)
-                self._probe = _registry_probe(settings.registry_url)
-            else:
-                if manifest is None:
-                    raise ValueError(f"local authorization needs a deployment manifest in {data}")
-                w3 = Web3(Web3.HTTPProvider(settings.rpc_url, request_kwargs={"timeout": 10}))
-                contract = RegistryContract(w3, manifest.address("ZkIdRegistry"))
-                # One store (claims by the authorizer, purges below), closed by close().
-                self._nullifiers = SqliteNullifierStore(data / NULLIFIERS_FILE)
-                local = LocalAuthorizer(
-                    contract,
-                    self._nullifiers,
-                    epoch_length=settings.epoch_length,
-                    message_limit=settings.message_limit,
-                    clock_skew=settings.clock_skew,
-                    clock=clock,
-                    # Only the operator's send groups (issue #10 §1b): a group someone
-                    # else created on the contract is refused with group_not_served.
-                    operator=settings.operator or manifest.deployer,
-                    send_groups=settings.send_groups
-                    if settings.send_groups is not None
-                    else (None if settings.all_operator_groups else ()),
-                )
-                if settings.send_groups is None and not settings.all_operator_groups:
-                    log.warning("local authorization without send groups: every send is refused (group_not_served)")
-                authorizer = local
-                self._probe = _ledger_probe(settings.rpc_url)
+            authorizer = self._default_authorizer(manifest)
         self.authorizer = authorizer
         if chain_id is None and manifest is not None:
             chain_id = manifest.chain_id
@@ -296,8 +276,44 @@ class Relay:
                 data / EVIDENCE_QUEUE_FILE, key, chain_id, settings.region, settings.evidence_url, clock=clock,
                 rejection_burst=settings.evidence_rejection_burst,
                 rejection_per_minute=settings.evidence_rejection_per_minute,
+                time_resolution=settings.evidence_time_resolution,
+                batch_min=settings.evidence_batch_min,
+                batch_max_wait=settings.evidence_batch_max_wait,
             )
         stores.record([*opened, DIR_NAME])
+
+    def _default_authorizer(self, manifest: Manifest | None) -> SendAuthorizer:
+        """The authorizer of ``auth_mode``: the registry's ``POST /v1/authorize``, or local
+        checks against the ledger with this relay's own nullifier store."""
+        if self.settings.auth_mode == "registry":
+            assert self.settings.registry_url is not None
+            self._probe = _registry_probe(self.settings.registry_url)
+            return RegistryAuthClient(self.settings.registry_url)
+        else:
+            if manifest is None:
+                raise ValueError(f"local authorization needs a deployment manifest in {self.settings.data_dir}")
+            w3 = Web3(Web3.HTTPProvider(self.settings.rpc_url, request_kwargs={"timeout": 10}))
+            contract = RegistryContract(w3, manifest.address("ZkIdRegistry"))
+            # One store (claims by the authorizer, purges below), closed by close().
+            self._nullifiers = SqliteNullifierStore(self.settings.data_dir / NULLIFIERS_FILE)
+            local = LocalAuthorizer(
+                contract,
+                self._nullifiers,
+                epoch_length=self.settings.epoch_length,
+                message_limit=self.settings.message_limit,
+                clock_skew=self.settings.clock_skew,
+                clock=self.clock,
+                # Only the operator's send groups (docs/admission.md): a group someone
+                # else created on the contract is refused with group_not_served.
+                operator=self.settings.operator or manifest.deployer,
+                send_groups=self.settings.send_groups
+                if self.settings.send_groups is not None
+                else (None if self.settings.all_operator_groups else ()),
+            )
+            if self.settings.send_groups is None and not self.settings.all_operator_groups:
+                log.warning("local authorization without send groups: every send is refused (group_not_served)")
+            self._probe = _ledger_probe(self.settings.rpc_url)
+            return local
 
     # -------------------------------------------------------------- evidence (best effort)
 
@@ -310,32 +326,32 @@ class Relay:
 
     def submit(self, body: dict[str, Any]) -> dict[str, Any]:
         if set(body) != _BODY_KEYS:
-            raise ApiError(422, "malformed", f"the body has exactly the keys {', '.join(sorted(_BODY_KEYS))}")
+            raise RegistryError("malformed", f"the body has exactly the keys {', '.join(sorted(_BODY_KEYS))}", 422)
         mailbox = _hex32(body["mailbox"], "mailbox")
         pickup_hash = _hex32(body["pickup_hash"], "pickup_hash")
         group_id = parse_group_id(body["group_id"])  # the registry's rule (registry/service/authorization.py)
         if group_id is None:
-            raise ApiError(422, "malformed", f"group_id must be an integer in [0, {MAX_GROUP_ID}]")
+            raise RegistryError("malformed", f"group_id must be an integer in [0, {MAX_GROUP_ID}]", 422)
         raw = body["blob"]
         if not isinstance(raw, str) or not raw:
-            raise ApiError(422, "malformed", "blob must be non-empty base64")
+            raise RegistryError("malformed", "blob must be non-empty base64", 422)
         try:
             blob = base64.b64decode(raw, validate=True)
         except (binascii.Error, ValueError):
-            raise ApiError(422, "malformed", "blob must be standard base64") from None
+            raise RegistryError("malformed", "blob must be standard base64", 422) from None
         proof = body["proof"]
         if not isinstance(proof, dict):
-            raise ApiError(422, "malformed", "proof must be a SemaphoreProof JSON object")
+            raise RegistryError("malformed", "proof must be a SemaphoreProof JSON object", 422)
         digest = digest_blob(blob)  # the relay's own digest: a proof cannot be moved to another blob
         # Everything that could refuse the send after authorization is checked before it:
         # authorizing spends the sender's slot (at the registry, in registry mode).
         try:
             with self.store.reserve(mailbox, pickup_hash):  # the tag stays ours until stored
                 if self.store.free_bytes() < len(blob) + self.settings.min_free_bytes:
-                    raise ApiError(507, "insufficient_storage", "the relay has no room for this blob now")
+                    raise RegistryError("insufficient_storage", "the relay has no room for this blob now", 507)
                 return self._authorize_and_store(proof, group_id, mailbox, pickup_hash, blob, digest)
         except MailboxConflict as exc:
-            raise ApiError(409, "mailbox_conflict", str(exc)) from None
+            raise RegistryError("mailbox_conflict", str(exc), 409) from None
 
     def _authorize_and_store(
         self, proof: Any, group_id: int, mailbox: bytes, pickup_hash: bytes, blob: bytes, digest: bytes
@@ -348,30 +364,31 @@ class Relay:
                 # The registry may have claimed the nullifier (e.g. it answered after our
                 # timeout): a retry of this proof could be nullifier_reused. An idempotent
                 # re-authorization was rejected: one slot could then reach many mailboxes.
-                raise ApiError(
-                    503, "authorization_unknown",
+                raise RegistryError(
+                    "authorization_unknown",
                     f"{exc}; the send authorization may be used up: send again with a new slot",
+                    503,
                 ) from None
-            raise ApiError(503, "authorization_unavailable", f"{exc}; the send authorization was not used") from None
+            raise RegistryError("authorization_unavailable", f"{exc}; the send authorization was not used", 503) from None
         except (LedgerError, Web3Exception, requests.RequestException, OSError) as exc:
             # The local path could not read the ledger: unavailable, not a verdict on the proof.
             self.upstream_ok = False
-            log.warning("ledger unavailable for authorization: %s", type(exc).__name__)
-            raise ApiError(503, "authorization_unavailable", "the ledger cannot be reached") from None
+            log.warning("ledger unavailable for authorization: %s", exc_type(exc))
+            raise RegistryError("authorization_unavailable", "the ledger cannot be reached", 503) from None
         self.upstream_ok = True
         if not decision.authorized:
             self.emit(EventType.SUBMISSION_REJECTION, digest, _EVIDENCE_REASON.get(decision.reason, ReasonCode.INVALID_PROOF))
-            raise ApiError(_REFUSAL_STATUS.get(decision.reason, 403), decision.reason.value, "send authorization refused")
+            raise RegistryError(decision.reason.value, "send authorization refused", _REFUSAL_STATUS.get(decision.reason, 403))
         self._groups_seen.add(group_id)
         try:
             blob_id = self.store.put(mailbox, pickup_hash, blob, digest, self.clock())
         except OSError as exc:
             # Claimed but not stored: give the slot back where the claim is ours (local
             # mode). A registry's claim stays: it has no release (docs/relay.md).
-            log.error("blob store write failed: %s", type(exc).__name__)
+            log.error("blob store write failed: %s", exc_type(exc))
             released = self._release(group_id, decision)
             used = "was not used" if released else "is used up: send with a new one"
-            raise ApiError(503, "store_failed", f"the blob could not be stored; the send authorization {used}") from None
+            raise RegistryError("store_failed", f"the blob could not be stored; the send authorization {used}", 503) from None
         record = self.emit(EventType.SUBMISSION_ACCEPTANCE, digest)
         if record is not None:
             self.store.set_acceptance(blob_id, record)
@@ -384,7 +401,7 @@ class Relay:
         try:
             return self._nullifiers.release(group_id, decision.nullifier, decision.epoch)
         except sqlite3.Error as exc:
-            log.error("nullifier release failed: %s", type(exc).__name__)
+            log.error("nullifier release failed: %s", exc_type(exc))
             return False
 
     def pickup(self, tag: str, secret: bytes) -> dict[str, Any]:
@@ -392,10 +409,10 @@ class Relay:
         try:
             blobs = self.store.pickup(mailbox, secret)
         except WrongCapability:
-            raise ApiError(403, "forbidden", "wrong pickup capability") from None
+            raise RegistryError("forbidden", "wrong pickup capability", 403) from None
         except OSError as exc:
-            log.error("blob store read failed: %s", type(exc).__name__)
-            raise ApiError(503, "store_failed", "the mailbox cannot be read now") from None
+            log.error("blob store read failed: %s", exc_type(exc))
+            raise RegistryError("store_failed", "the mailbox cannot be read now", 503) from None
         out = []
         for b in blobs:
             if not b.handed_over:
@@ -410,19 +427,19 @@ class Relay:
 
     def ack(self, blob_id: str, secret: bytes) -> dict[str, Any]:
         if not _BLOB_ID.fullmatch(blob_id):
-            raise ApiError(404, "not_found", "no such blob")
+            raise RegistryError("not_found", "no such blob", 404)
         try:
             # The access record is queued (durably) before the blob is erased: an ack cut
             # off after the erase still leaves its evidence (at worst a repeated ack after
             # a failed erase queues a second one).
             removed = self.store.delete(blob_id, secret, before_erase=self._record_access)
         except WrongCapability:
-            raise ApiError(403, "forbidden", "wrong pickup capability") from None
+            raise RegistryError("forbidden", "wrong pickup capability", 403) from None
         except OSError as exc:  # not erased: the blob stays listed, the ack can be repeated
-            log.error("blob store erase failed: %s", type(exc).__name__)
-            raise ApiError(503, "store_failed", "the blob could not be deleted now") from None
+            log.error("blob store erase failed: %s", exc_type(exc))
+            raise RegistryError("store_failed", "the blob could not be deleted now", 503) from None
         if removed is None:
-            raise ApiError(404, "not_found", "no such blob")
+            raise RegistryError("not_found", "no such blob", 404)
         with self._counts_lock:
             self.acks += 1
         return {"id": blob_id, "deleted": True}
@@ -445,14 +462,24 @@ class Relay:
         return removed
 
     def probe(self) -> None:
-        """Ask the ledger (local mode) or the registry (registry mode) whether it answers."""
+        """Ask the ledger (local mode) or the registry (registry mode) whether it answers,
+        and the evidence log, if evidence is sent."""
+        if self.settings.evidence_url is not None:
+            try:
+                _registry_probe(self.settings.evidence_url)()
+            except Exception as exc:  # noqa: BLE001 - any failure means "down"
+                if self.evidence_log_ok is not False:
+                    log.warning("the evidence log does not answer: %s", exc_type(exc))
+                self.evidence_log_ok = False
+            else:
+                self.evidence_log_ok = True
         if self._probe is None:
             return
         try:
             self._probe()
         except Exception as exc:  # noqa: BLE001 - any failure means "down"
             if self.upstream_ok is not False:
-                log.warning("%s does not answer: %s", _UPSTREAM[self.settings.auth_mode], type(exc).__name__)
+                log.warning("%s does not answer: %s", _UPSTREAM[self.settings.auth_mode], exc_type(exc))
             self.upstream_ok = False
         else:
             self.upstream_ok = True
@@ -466,6 +493,8 @@ class Relay:
         reasons = []
         if self.upstream_ok is False:
             reasons.append("ledger_down" if self.settings.auth_mode == "local" else "registry_unreachable")
+        if self.evidence_log_ok is False:
+            reasons.append("evidence_log_unreachable")
         if self.evidence is not None:
             if self.evidence.unknown_signer:
                 reasons.append("evidence_unregistered_key")
@@ -493,7 +522,9 @@ class Relay:
 _UPSTREAM = {"local": "the ledger", "registry": "the registry"}
 #: Every reason /v1/health may give (docs/relay.md "Health"); also the labels of
 #: ``zkid_relay_degraded``.
-HEALTH_REASONS = ("ledger_down", "registry_unreachable", "evidence_unregistered_key", "evidence_backlog")
+HEALTH_REASONS = (
+    "ledger_down", "registry_unreachable", "evidence_log_unreachable", "evidence_unregistered_key", "evidence_backlog",
+)
 #: Seconds a health probe may take.
 PROBE_TIMEOUT = 3.0
 
@@ -564,21 +595,10 @@ def create_relay_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         relay.start()
-
-        async def purge_loop() -> None:
-            while True:
-                try:
-                    await run_in_threadpool(relay.purge)
-                except Exception:
-                    log.exception("relay purge failed")
-                await asyncio.sleep(settings.purge_interval)
-
-        async def probe_loop() -> None:
-            while True:
-                await run_in_threadpool(relay.probe)
-                await asyncio.sleep(settings.probe_interval)
-
-        tasks = [asyncio.create_task(purge_loop()), asyncio.create_task(probe_loop())]
+        tasks = [
+            asyncio.create_task(repeat(relay.purge, settings.purge_interval, "relay purge")),
+            asyncio.create_task(repeat(relay.probe, settings.probe_interval, "relay probe")),
+        ]
         try:
             yield
         finally:
@@ -586,36 +606,45 @@ def create_relay_app(
                 task.cancel()
             relay.close()
 
-    app = FastAPI(title="letro-zkid relay", version="1", lifespan=lifespan)
+    app = FastAPI(title="letro-zkid relay", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.relay = relay
+    install_error_handlers(app)
+    _add_routes(app, relay, settings)
+    _add_middleware(app, relay, settings)
+    return app
 
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc.status, exc.code, exc.message)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
-        return _error(exc.status_code, codes.get(exc.status_code, "malformed"), str(exc.detail))
-
-    async def json_body(request: Request) -> dict[str, Any]:
-        raw = await request.body()
+async def repeat(fn: Callable[[], object], interval: float, what: str) -> None:
+    """Run ``fn`` in a worker thread every ``interval`` seconds until cancelled. A failure is
+    logged by its type only (registry/_utils/logs.py) and the loop goes on."""
+    while True:
         try:
-            data = strict_json.loads(raw)  # duplicate keys, deep nesting, NaN refused
-        except strict_json.JsonInputError as exc:
-            if exc.code == strict_json.INVALID:
-                raise ApiError(422, "malformed", f"the body is not valid JSON: {exc}") from None
-            raise ApiError(400, exc.code, str(exc)) from None
-        if not isinstance(data, dict):
-            raise ApiError(422, "malformed", "the body must be a JSON object")
-        return data
+            await run_in_threadpool(fn)
+        except Exception as exc:
+            log.error("%s failed: %s", what, exc_type(exc))
+        await asyncio.sleep(interval)
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        data = strict_json.loads(raw)  # duplicate keys, deep nesting, NaN refused
+    except strict_json.JsonInputError as exc:
+        raise json_input_error(exc) from None
+    if not isinstance(data, dict):
+        raise RegistryError("malformed", "the body must be a JSON object", 422)
+    return data
+
+
+def _add_routes(app: FastAPI, relay: Relay, settings: RelaySettings) -> None:
+    """``POST /v1/blobs``, mailbox pickup, ack and health (docs/relay.md)."""
 
     @app.post("/v1/blobs", status_code=201)
     async def post_blob(request: Request) -> JSONResponse:
         try:
-            body = await json_body(request)
+            body = await _json_body(request)
             result = await run_in_threadpool(relay.submit, body)
-        except ApiError as exc:
+        except RegistryError as exc:
             relay.count_send(exc.code)  # our own vocabulary: a bounded label set
             raise
         relay.count_send("accepted")
@@ -647,23 +676,26 @@ def create_relay_app(
             }
         )
 
-    # Outermost first: the connection log sees every request, the rate limit comes before
-    # reading any body, the size limit before parsing.
+
+def _add_middleware(app: FastAPI, relay: Relay, settings: RelaySettings) -> None:
+    """``/metrics`` and the middleware. Outermost first: the connection log sees every
+    request, the rate limit comes before reading any body, the size limit before parsing."""
+
     def body_limit(scope: Any) -> int:
         # Only a send carries a body worth the name; acks and reads get a small bound.
         if scope.get("method") == "POST" and scope.get("path") == "/v1/blobs":
             return settings.max_body_bytes
         return min(settings.max_body_bytes, SMALL_BODY)
 
+    limiter = relay_limiter(settings)  # registry/web/rate_limit.py, as the registry's
+    app.state.rate_limiter = limiter
+    metrics_registry = CollectorRegistry(auto_describe=True)
+    metrics_registry.register(_RelayCollector(relay, limiter))
+
     @app.get("/metrics")
     def metrics() -> Response:
         return Response(generate_latest(metrics_registry), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(BodyLimitMiddleware, limit=body_limit, timeout=settings.body_timeout)
-    limiter = relay_limiter(settings)  # registry/web/rate_limit.py, as the registry's
-    app.state.rate_limiter = limiter
-    metrics_registry = CollectorRegistry(auto_describe=True)
-    metrics_registry.register(_RelayCollector(relay, limiter))
     app.add_middleware(RateLimitMiddleware, limiter=limiter, classify=relay_route_class)
     app.add_middleware(AccessLogMiddleware, log=relay.access_log)
-    return app

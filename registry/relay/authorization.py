@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from registry._utils.integers import MAX_GROUP_ID, bounded_int
 from registry.service.authorization import (
     Authorizer,
     Decision,
@@ -32,6 +33,7 @@ from registry.service.authorization import (
     RootStatus,
     SqliteNullifierStore,
 )
+from registry.client._http import RegistryClientError, json_of, request
 from registry.ledger.registry_contract import RegistryContract
 from zk import strict_json
 from zk.proof import SemaphoreProof
@@ -49,10 +51,6 @@ class RemoteAuthorizationError(RuntimeError):
     def __init__(self, message: str, *, may_be_spent: bool = False) -> None:
         super().__init__(message)
         self.may_be_spent = may_be_spent
-
-
-#: httpx errors raised before any byte of the request left: the registry saw nothing.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
 
 class LedgerRoots:
@@ -132,7 +130,7 @@ def ledger_policies(
     """Group policies for every group that exists on the ledger (same parameters for all,
     as a registry serves them).
 
-    Only the operator's send groups are served (issue #10 §1b, docs/admission.md): a
+    Only the operator's send groups are served (docs/admission.md, "Send groups"): a
     group must be in ``send_groups`` (None: any) and administered on the contract by
     ``operator`` (None: any; a relay passes the deployment's operator). Any other group
     that exists is refused with ``group_not_served``: anyone can create a group on the
@@ -141,7 +139,7 @@ def ledger_policies(
     admin = None if operator is None else operator.lower()
 
     def policy(group_id: int) -> GroupPolicy | None:
-        if isinstance(group_id, bool) or not isinstance(group_id, int) or not 0 <= group_id < 2**64:
+        if bounded_int(group_id, 0, MAX_GROUP_ID) is None:
             return None
         if not roots.group_exists(group_id):
             return None
@@ -219,12 +217,11 @@ class RegistryAuthClient:
             return Decision(False, Reason.MALFORMED)
         body = {"group_id": group_id, "proof": body_proof, "blob_digest": bytes(blob_digest).hex()}
         try:
-            response = self._client.post("/v1/authorize", json=body)
-        except _NOT_SENT as exc:
-            raise RemoteAuthorizationError(f"registry unreachable: {type(exc).__name__}") from None
-        except httpx.HTTPError as exc:
+            response = request(self._client, "POST", "/v1/authorize", json=body)
+        except RegistryClientError as exc:
             # Sent, but no answer came back: the registry may have claimed the nullifier.
-            raise RemoteAuthorizationError(f"no answer from the registry: {type(exc).__name__}", may_be_spent=True) from None
+            what = "no answer from the registry" if exc.sent else "registry unreachable"
+            raise RemoteAuthorizationError(f"{what} ({exc.message})", may_be_spent=exc.sent) from None
         if response.status_code == 429:  # the registry's per-IP limit, before anything is claimed
             raise RemoteAuthorizationError("the registry rate-limits this relay")
         if response.status_code >= 500:
@@ -232,7 +229,7 @@ class RegistryAuthClient:
                 f"registry error {response.status_code}", may_be_spent=not _index_stale(response)
             )
         try:
-            data = strict_json.loads(response.content)
+            data = json_of(response)
         except ValueError:  # strict_json.JsonInputError: also duplicate keys, deep nesting
             raise RemoteAuthorizationError("registry answered with non-JSON", may_be_spent=response.status_code < 400) from None
         try:
@@ -248,8 +245,8 @@ def _index_stale(response: httpx.Response) -> bool:
     if response.status_code != 503:
         return False
     try:
-        data = strict_json.loads(response.content)
-    except strict_json.JsonInputError:
+        data = json_of(response)
+    except ValueError:
         return False
     return isinstance(data, dict) and data.get("reason") == Reason.INDEX_STALE.value
 

@@ -1,5 +1,5 @@
 """Evidence the relay emits (zk/evidence/record.py): signed EIP-712 records posted to a
-registry's ``POST /v1/evidence`` (registry/web/evidence_routes.py), best effort.
+registry's ``POST /v1/evidence`` (registry/web/routes/evidence.py), best effort.
 
 ``emit`` signs and appends the record to a local queue table and returns at once; a
 background thread posts queued records and deletes each once the log accepted it (2xx)
@@ -13,12 +13,21 @@ they are rate limited: at most ``rejection_burst`` at once, refilled at
 ``rejection_per_minute``. Beyond that no record is signed; the refusal is only counted
 (``suppressed``, per reason code, shown in the relay's health), so a flood of junk sends
 cannot fill the queue or the log.
+
+Privacy (docs/privacy.md "Evidence"): a record carries a blob digest, which links the
+record of a send to the records of its pickup. So ``eventTime`` is rounded down to
+``time_resolution`` (an hour by default: the evidence standard fixes no precision, and the
+log's checks only need it within ``evidence_max_age``/``evidence_max_skew``, see
+docs/evidence.md), queued records have random ids, and they leave in batches: the thread
+posts once ``batch_min`` records are due or the oldest waited ``batch_max_wait`` seconds,
+in random order, so the order of the log's entries is not the order of the events.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import threading
 import time
 from collections import Counter
@@ -28,11 +37,14 @@ from pathlib import Path
 import httpx
 from eth_account import Account
 
+from registry._utils.backoff import backoff_delay
+from registry._utils.logs import exc_type
 from registry.ledger.accounts import load_keystore
 from registry.ledger.errors import DeploymentError
-from registry.storage.sqlite import close_connection, connect
-from zk import strict_json
-from zk.evidence.record import EventType, EvidenceRecord, ReasonCode, sign_record
+from registry.storage.sqlite import close_connection, connect, create_schema
+from registry.client._http import RegistryClientError, error_of, request
+from registry.client._http import retry_after as _retry_after
+from zk.evidence.record import EventType, EvidenceRecord, ReasonCode, record_hash, sign_record
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +89,18 @@ class EvidenceEmitter:
         max_backoff: float = 60.0,
         rejection_burst: int = 20,
         rejection_per_minute: float = 10.0,
+        time_resolution: int = 3600,
+        batch_min: int = 1,
+        batch_max_wait: float = 0.0,
     ) -> None:
+        if time_resolution < 1 or batch_min < 1 or batch_max_wait < 0:
+            raise ValueError("time_resolution and batch_min must be >= 1, batch_max_wait >= 0")
+        #: eventTime is rounded down to a multiple of this many seconds
+        self.time_resolution = int(time_resolution)
+        self.batch_min = batch_min
+        self.batch_max_wait = batch_max_wait
+        #: monotonic time since which records have been waiting (memory only)
+        self._waiting_since: float | None = None
         if rejection_burst < 0 or rejection_per_minute < 0:
             raise ValueError("rejection_burst and rejection_per_minute must be >= 0")
         self._key = private_key
@@ -92,9 +115,12 @@ class EvidenceEmitter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._db = connect(queue_path, durable=True)
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS evidence_queue (id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL,"
-            " attempts INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL DEFAULT 0)"
+        create_schema(
+            self._db,
+            [
+                "CREATE TABLE IF NOT EXISTS evidence_queue (id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL,"
+                " attempts INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL DEFAULT 0)"
+            ],
         )
         self.sent = 0
         self.dropped = 0
@@ -125,7 +151,7 @@ class EvidenceEmitter:
             record = EvidenceRecord(
                 chain_id=self.chain_id,
                 event=event,
-                event_time=int(self._clock()),
+                event_time=int(self._clock()) // self.time_resolution * self.time_resolution,
                 issuer=self.address,
                 blob_digest=blob_digest,
                 region=self.region,
@@ -134,12 +160,17 @@ class EvidenceEmitter:
             )
             signed = sign_record(record, self._key)
             with self._lock:
-                self._db.execute("INSERT INTO evidence_queue (body) VALUES (?)", (signed.to_json(),))
-        except Exception:  # evidence is best effort
-            log.exception("could not queue an evidence record")
+                # A random id: the queue's order is not the order of the events.
+                self._db.execute(
+                    "INSERT INTO evidence_queue (id, body) VALUES (?, ?)", (secrets.randbits(62) + 1, signed.to_json())
+                )
+                if self._waiting_since is None:
+                    self._waiting_since = time.monotonic()
+        except Exception as exc:  # evidence is best effort
+            log.error("could not queue an evidence record: %s", exc_type(exc))
             return None
         self._wake.set()
-        return record.record_hash()
+        return record_hash(record)
 
     def _take_rejection_token(self) -> bool:
         with self._lock:
@@ -169,16 +200,28 @@ class EvidenceEmitter:
         if now < self._hold_until:  # the log asked this relay to wait (429, or key not registered)
             return 0
         with self._lock:
+            due = int(self._db.execute("SELECT count(*) FROM evidence_queue WHERE next_at <= ?", (now,)).fetchone()[0])
+            if due == 0:
+                return 0
+            if self._waiting_since is None:  # queued by an earlier run
+                self._waiting_since = now
+            if due < self.batch_min and now - self._waiting_since < self.batch_max_wait:
+                return 0  # a batch hides the order of its records: wait for more
+            # Random ids: this is a random order, then shuffled once more.
             rows = self._db.execute(
                 "SELECT id, body, attempts FROM evidence_queue WHERE next_at <= ? ORDER BY id LIMIT 100", (now,)
             ).fetchall()
+            secrets.SystemRandom().shuffle(rows)
+            if due <= len(rows):
+                self._waiting_since = None
         done = 0
         for row_id, body, attempts in rows:
             retry_after = 0.0
             hold = False
             try:
-                response = client.post(
-                    f"{self.target_url}/v1/evidence", content=body, headers={"content-type": "application/json"}
+                response = request(
+                    client, "POST", f"{self.target_url}/v1/evidence", content=body,
+                    headers={"content-type": "application/json"},
                 )
                 status = response.status_code
                 if status in (403, 429) and _error_code(response) in ("unknown_signer", "rate_limited"):
@@ -191,7 +234,7 @@ class EvidenceEmitter:
                         self._unknown_warned = True
                         log.warning("the evidence log does not know this relay's key %s (yet): records wait",
                                     self.address)
-            except httpx.HTTPError:
+            except RegistryClientError:  # not sent, or no answer: retried later
                 status = 0
             with self._lock:
                 if 200 <= status < 300 or 400 <= status < 500:
@@ -204,7 +247,7 @@ class EvidenceEmitter:
                     self._db.execute("DELETE FROM evidence_queue WHERE id = ?", (row_id,))
                     done += 1
                 else:
-                    delay = max(retry_after, min(self._max_backoff, 0.5 * 2 ** min(attempts, 16)))
+                    delay = max(retry_after, backoff_delay(attempts + 1, 0.5, self._max_backoff))
                     self._db.execute(
                         "UPDATE evidence_queue SET attempts = attempts + 1, next_at = ? WHERE id = ?",
                         (time.monotonic() + delay, row_id),
@@ -241,7 +284,7 @@ class EvidenceEmitter:
                     self.flush_once(client)
                     self._log_suppressed()
                 except Exception as exc:
-                    log.error("evidence flush failed: %s", type(exc).__name__)
+                    log.error("evidence flush failed: %s", exc_type(exc))
                 self._wake.wait(interval)
                 self._wake.clear()
 
@@ -256,16 +299,5 @@ class EvidenceEmitter:
 
 
 def _error_code(response: httpx.Response) -> str | None:
-    try:
-        data = strict_json.loads(response.content)
-        code = data["error"]["code"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    return code if isinstance(code, str) else None
-
-
-def _retry_after(response: httpx.Response) -> float:
-    try:
-        return min(3600.0, max(0.0, float(response.headers.get("retry-after", "0"))))
-    except ValueError:
-        return 0.0
+    found = error_of(response)
+    return None if found is None else found[0]

@@ -16,7 +16,7 @@ File format, version 1 (integers big-endian)::
     0    magic b"ZKRB" + version 0x01
     5    flags: bit 0 handed over, bit 1 acceptance hash set
     6    2 reserved bytes
-    8    received_at (float64, Unix seconds)
+    8    received_at (float64, Unix seconds, rounded down to the UTC hour)
     16   mailbox tag (32)
     48   pickup hash: SHA-256 of the pickup capability (32)
     80   digest: SHA-256 of the blob (32), checked when the store opens
@@ -26,6 +26,16 @@ File format, version 1 (integers big-endian)::
 
 The flags and the acceptance hash are updated in place without a flush: a power cut may
 lose them (a second consignment record, an access record without its link), never a blob.
+
+Privacy (docs/privacy.md): a blob file holds a mailbox tag, so it holds no time finer than
+the hour: ``received_at`` is the start of the UTC hour of reception (``time_resolution``;
+a relay whose retention is shorter than an hour uses its retention), and the file's
+modification and access times are set to that hour too. Retention only needs that: a blob
+is purged once the retention has passed since the *end* of its hour, so it is kept at
+most one resolution step longer than the retention, never shorter. Ids are random. A file of an
+earlier version whose time is finer is rounded in place when the store opens. (A file's
+change time and inode number, which no program can set, still follow creation: see
+docs/privacy.md "What the file system keeps".)
 
 The mailbox index (tag -> pickup hash and blob ids) lives in memory and is rebuilt from the
 files when the store opens. A file that does not verify there (a delete interrupted by a
@@ -64,6 +74,14 @@ _HAS_ACCEPTANCE = 2
 _SUFFIX = ".blob"
 _TMP_SUFFIX = ".tmp"
 _CHUNK = 1 << 20
+_RECEIVED_AT = 8
+#: Resolution of a blob's reception time (seconds).
+TIME_RESOLUTION = 3600
+
+
+def coarse_time(t: float, resolution: int = TIME_RESOLUTION) -> float:
+    """``t`` rounded down to a multiple of ``resolution`` seconds."""
+    return float(int(t) // resolution * resolution)
 
 
 class MailboxConflict(ValueError):
@@ -133,9 +151,15 @@ def erase_file(path: Path) -> None:
 
 
 class BlobStore:
-    def __init__(self, directory: Path | str, *, legacy: Path | str | None = None) -> None:
+    def __init__(
+        self, directory: Path | str, *, legacy: Path | str | None = None, time_resolution: int = TIME_RESOLUTION
+    ) -> None:
         """Open (or create) the store in ``directory``; ``legacy``: an ``relay.sqlite`` of an
-        earlier version whose blobs are moved into files, after which it is erased."""
+        earlier version whose blobs are moved into files, after which it is erased;
+        ``time_resolution``: seconds to which reception times are rounded down."""
+        if time_resolution < 1:
+            raise ValueError("time_resolution must be at least 1 second")
+        self.resolution = int(time_resolution)
         self.path = Path(directory)
         self._lock = threading.Lock()
         self._blobs: dict[str, _Entry] = {}
@@ -157,6 +181,7 @@ class BlobStore:
     def _write(self, blob_id: str, mailbox: bytes, pickup_hash: bytes, blob: bytes, digest: bytes, now: float,
                handed_over: bool = False, acceptance: bytes | None = None) -> None:
         flags = (_HANDED_OVER if handed_over else 0) | (0 if acceptance is None else _HAS_ACCEPTANCE)
+        now = coarse_time(now, self.resolution)
         header = _HEADER.pack(_MAGIC, flags, now, mailbox, pickup_hash, digest, acceptance or bytes(32), len(blob))
         tmp = self.path / f"{blob_id}{_TMP_SUFFIX}"
         try:
@@ -168,6 +193,7 @@ class BlobStore:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            os.utime(tmp, (now, now))  # no modification time finer than the stored hour
             os.rename(tmp, self._file(blob_id))
             _fsync_dir(self.path)
         except BaseException:
@@ -178,9 +204,12 @@ class BlobStore:
             raise
 
     def _set_header(self, blob_id: str, offset: int, data: bytes) -> None:
-        fd = os.open(self._file(blob_id), os.O_WRONLY)
+        fd = os.open(self._file(blob_id), os.O_RDWR)
         try:
             os.pwrite(fd, data, offset)
+            # The write set the modification time to now: back to the stored hour.
+            (hour,) = struct.unpack(">d", os.pread(fd, 8, _RECEIVED_AT))
+            os.utime(fd, (hour, hour))
         finally:
             os.close(fd)
 
@@ -216,6 +245,10 @@ class BlobStore:
                 continue
             entry, pickup_hash, _ = read
             blob_id = name[: -len(_SUFFIX)]
+            if entry.received_at != coarse_time(entry.received_at, self.resolution):  # written by an earlier version
+                entry.received_at = coarse_time(entry.received_at, self.resolution)
+                self._set_header(blob_id, _RECEIVED_AT, struct.pack(">d", entry.received_at))
+                os.utime(path, (entry.received_at, entry.received_at))
             box = self._mailboxes.get(entry.mailbox)
             if box is None:
                 self._mailboxes[entry.mailbox] = _Mailbox(pickup_hash, {blob_id})
@@ -255,7 +288,7 @@ class BlobStore:
 
     def _index(self, blob_id: str, mailbox: bytes, pickup_hash: bytes, digest: bytes, received_at: float,
                handed_over: bool = False, acceptance: bytes | None = None) -> None:
-        self._blobs[blob_id] = _Entry(mailbox, digest, received_at, handed_over, acceptance)
+        self._blobs[blob_id] = _Entry(mailbox, digest, coarse_time(received_at, self.resolution), handed_over, acceptance)
         box = self._mailboxes.setdefault(mailbox, _Mailbox(pickup_hash, set()))
         box.ids.add(blob_id)
 
@@ -335,7 +368,8 @@ class BlobStore:
             raise WrongCapability("wrong pickup capability")
 
     def pickup(self, mailbox: bytes, secret: bytes) -> list[StoredBlob]:
-        """The mailbox's blobs, oldest first (an unknown mailbox is empty); marks them handed over."""
+        """The mailbox's blobs, oldest hour first and in random (id) order within an hour (an
+        unknown mailbox is empty); marks them handed over."""
         out = []
         with self._lock:
             box = self._mailboxes.get(mailbox)
@@ -395,9 +429,10 @@ class BlobStore:
         return removed
 
     def purge(self, before: float) -> int:
-        """Delete blobs received before ``before`` (retention); erased when it returns."""
+        """Delete blobs whose reception hour (resolution step) ended before ``before``
+        (retention); erased when it returns."""
         with self._lock:
-            ids = [i for i, e in self._blobs.items() if e.received_at < before]
+            ids = [i for i, e in self._blobs.items() if e.received_at + self.resolution <= before]
             entries = [self._unindex(i) for i in ids]
         self._erase(ids, entries)
         return len(ids)

@@ -14,7 +14,7 @@ operator (``POST /v1/groups``, ``PUT /v1/groups/{id}/admission``):
 - ``closed``: only the operator (its token) registers: an admission group.
 
 The record also says whether the group is a *send group* (``send``): only those get send
-authorizations (issue #10 §1b). A group without a record is not served at all.
+authorizations (docs/admission.md). A group without a record is not served at all.
 
 The credential is claimed here and the registration enqueued in the outbox right after;
 the caller releases the claim when the enqueue is refused (:meth:`AdmissionStore.release_nullifier`,
@@ -35,8 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from registry.service.authorization import RootOracle, RootStatus, parse_proof
-from registry.service.outbox import RegistryError
-from registry.storage.sqlite import ConnectionPerThread
+from registry._utils.integers import MAX_GROUP_ID, UINT64_MAX
+from registry.service.outbox import RegistryError, check_int
+from registry.storage.sqlite import ConnectionPerThread, create_schema, transaction
 from zk.admission_scope import AdmissionScopeError, decode_admission_scope
 from zk.proof import SemaphoreProof, verify_proof
 
@@ -46,17 +47,8 @@ TABLES = ("group_admission", "admission_nullifiers", "invites")
 POLICIES = ("zk", "invite", "open", "closed")
 #: Most invite codes minted by one request.
 MAX_INVITES_PER_CALL = 1000
-_U64 = 1 << 64
 INVITE_PREFIX = "zki_"
 
-#: HTTP status of each refusal of a registration (docs/api.md); the rest are 403.
-ADMISSION_STATUS: dict[str, int] = {
-    "admission_used": 409,
-    "invite_used": 409,
-    "index_stale": 503,
-    "admission_group_not_closed": 409,
-    "admission_group_in_use": 409,
-}
 ADMISSION_MESSAGES: dict[str, str] = {
     "group_not_served": "this registry does not serve this group (no admission policy set by its operator)",
     "admission_required": "this group's admission policy needs a credential (an admission proof or an invite code)",
@@ -78,15 +70,9 @@ ADMISSION_MESSAGES: dict[str, str] = {
 
 
 def refusal(code: str, detail: str | None = None) -> RegistryError:
-    """The :class:`RegistryError` of an admission refusal (status from ``ADMISSION_STATUS``)."""
+    """The :class:`RegistryError` of an admission refusal (its status from ``registry.errors.STATUS``)."""
     message = ADMISSION_MESSAGES[code] if detail is None else f"{ADMISSION_MESSAGES[code]}: {detail}"
-    return RegistryError(code, message, ADMISSION_STATUS.get(code, 403))
-
-
-def _uint64(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _U64:
-        raise RegistryError("malformed", f"{name} must be an integer in [0, 2^64)")
-    return value
+    return RegistryError(code, message)
 
 
 @dataclass(frozen=True)
@@ -102,9 +88,9 @@ class GroupAdmission:
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
             raise RegistryError("malformed", f"policy must be one of {', '.join(POLICIES)}")
-        _uint64(self.round, "round")
+        check_int(self.round, "round", UINT64_MAX)
         if self.admission_group is not None:
-            _uint64(self.admission_group, "admission_group")
+            check_int(self.admission_group, "admission_group", MAX_GROUP_ID)
             if self.admission_group == self.group_id:
                 raise RegistryError("malformed", "a group cannot be its own admission group")
         if self.policy == "zk" and self.admission_group is None:
@@ -114,7 +100,7 @@ class GroupAdmission:
         if not isinstance(self.send, bool):
             raise RegistryError("malformed", "send must be true or false")
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "policy": self.policy,
             "admission_group": self.admission_group,
@@ -142,6 +128,19 @@ def hash_invite(code: str) -> str:
     return hashlib.sha256(code.encode("utf-8")).hexdigest()
 
 
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS group_admission ("
+    " group_id INTEGER PRIMARY KEY, policy TEXT NOT NULL, admission_group INTEGER,"
+    " round INTEGER NOT NULL, send INTEGER NOT NULL, updated_at REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS admission_nullifiers ("
+    " group_id INTEGER NOT NULL, round TEXT NOT NULL, nullifier TEXT NOT NULL,"
+    " PRIMARY KEY (group_id, round, nullifier)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS invites ("
+    " code_hash TEXT PRIMARY KEY, group_id INTEGER NOT NULL, expires_at REAL NOT NULL,"
+    " created_at REAL NOT NULL, used_at REAL) WITHOUT ROWID",
+)
+
+
 class AdmissionStore:
     """``admission.sqlite``: group records, admission nullifiers and invite hashes (durable)."""
 
@@ -149,22 +148,7 @@ class AdmissionStore:
         self._connections = ConnectionPerThread(path, durable=True)
         self._clock = clock
         self._lock = threading.Lock()
-        conn = self._conn()
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS group_admission ("
-            " group_id INTEGER PRIMARY KEY, policy TEXT NOT NULL, admission_group INTEGER,"
-            " round INTEGER NOT NULL, send INTEGER NOT NULL, updated_at REAL NOT NULL)"
-        )
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS admission_nullifiers ("
-            " group_id INTEGER NOT NULL, round TEXT NOT NULL, nullifier TEXT NOT NULL,"
-            " PRIMARY KEY (group_id, round, nullifier)) WITHOUT ROWID"
-        )
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS invites ("
-            " code_hash TEXT PRIMARY KEY, group_id INTEGER NOT NULL, expires_at REAL NOT NULL,"
-            " created_at REAL NOT NULL, used_at REAL) WITHOUT ROWID"
-        )
+        create_schema(self._conn(), _SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
         return self._connections.get()
@@ -231,24 +215,17 @@ class AdmissionStore:
 
     def create_invites(self, group_id: int, count: int, expires_at: float) -> list[str]:
         """Mint ``count`` single-use codes for ``group_id``; only their hashes are stored."""
-        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_INVITES_PER_CALL:
-            raise RegistryError("malformed", f"count must be an integer in [1, {MAX_INVITES_PER_CALL}]")
+        check_int(count, "count", MAX_INVITES_PER_CALL, low=1)
         now = self._clock()
         if expires_at <= now:
             raise RegistryError("malformed", "expires_at must be in the future")
         codes = [INVITE_PREFIX + secrets.token_hex(16) for _ in range(count)]
         conn = self._conn()
-        with self._lock:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(
-                    "INSERT INTO invites (code_hash, group_id, expires_at, created_at) VALUES (?, ?, ?, ?)",
-                    [(hash_invite(c), group_id, float(expires_at), now) for c in codes],
-                )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        with self._lock, transaction(conn):
+            conn.executemany(
+                "INSERT INTO invites (code_hash, group_id, expires_at, created_at) VALUES (?, ?, ?, ?)",
+                [(hash_invite(c), group_id, float(expires_at), now) for c in codes],
+            )
         return codes
 
     def claim_invite(self, group_id: int, code: str) -> str:
@@ -256,9 +233,11 @@ class AdmissionStore:
         refusal ``invite_invalid`` / ``invite_used`` / ``invite_expired``."""
         digest = hash_invite(code)
         now = self._clock()
+        # The hour only (docs/privacy.md): a use time to the second would join the invite
+        # to the connection log and to the registration it admitted.
         cur = self._conn().execute(
             "UPDATE invites SET used_at = ? WHERE code_hash = ? AND group_id = ? AND used_at IS NULL AND expires_at > ?",
-            (now, digest, group_id, now),
+            (float(int(now) // 3600 * 3600), digest, group_id, now),
         )
         if cur.rowcount == 1:
             return digest

@@ -17,8 +17,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
-from registry.service.outbox import MAX_GROUP_ID as MAX_GROUP_ID  # re-exported: the bound of parse_group_id
-from registry.storage.sqlite import ConnectionPerThread
+from registry._utils.integers import MAX_GROUP_ID as MAX_GROUP_ID  # re-exported: the bound of parse_group_id
+from registry._utils.integers import bounded_int
+from registry._utils.integers import json_integer as json_integer  # re-exported (registry/web)
+from registry.storage.sqlite import ConnectionPerThread, create_schema
 from zk import strict_json
 from zk.proof import ProofError, SemaphoreProof, verify_proof
 from zk.relay_scope import ScopeError, acceptable_epochs, blob_message, check_epoch_parameters, decode_scope
@@ -60,7 +62,7 @@ class GroupPolicy:
     epoch_length: int = 600
     message_limit: int = 100
     clock_skew: int = 30
-    #: a send group of this operator (issue #10 §1b): listed by the operator and
+    #: a send group of this operator (docs/admission.md): listed by the operator and
     #: administered by its account; a group anyone else created on the contract is not
     served: bool = True
 
@@ -75,7 +77,7 @@ class Decision:
     nullifier: int | None = None
     epoch: int | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "authorized": self.authorized,
             "reason": self.reason.value,
@@ -91,22 +93,9 @@ class Decision:
 # relay checking locally; both reach :meth:`Authorizer.authorize`, which applies them.
 
 
-def json_integer(value: object) -> int | None:
-    """A JSON integer as JSON Schema defines one (``5`` or ``5.0``; JavaScript cannot tell
-    them apart), else None: strings, booleans, fractions, non-finite numbers."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
-
-
 def parse_group_id(value: object) -> int | None:
     """A group id: a JSON integer in ``[0, MAX_GROUP_ID]`` (2^53 - 1), else None."""
-    group_id = json_integer(value)
-    return group_id if group_id is not None and 0 <= group_id <= MAX_GROUP_ID else None
+    return bounded_int(json_integer(value), 0, MAX_GROUP_ID)
 
 
 def parse_proof(value: SemaphoreProof | Mapping[str, Any] | str) -> SemaphoreProof:
@@ -169,13 +158,15 @@ class SqliteNullifierStore:
 
     def __init__(self, path: Path | str) -> None:
         self._connections = ConnectionPerThread(path, durable=True)
-        with self._conn() as conn:
-            conn.execute(
+        create_schema(
+            self._conn(),
+            [
                 "CREATE TABLE IF NOT EXISTS nullifiers ("
                 " group_id INTEGER NOT NULL, nullifier TEXT NOT NULL, epoch INTEGER NOT NULL,"
-                " PRIMARY KEY (group_id, nullifier)) WITHOUT ROWID"
-            )
-            conn.execute("CREATE INDEX IF NOT EXISTS nullifiers_epoch ON nullifiers (group_id, epoch)")
+                " PRIMARY KEY (group_id, nullifier)) WITHOUT ROWID",
+                "CREATE INDEX IF NOT EXISTS nullifiers_epoch ON nullifiers (group_id, epoch)",
+            ],
+        )
 
     def _conn(self) -> sqlite3.Connection:
         return self._connections.get()

@@ -1,8 +1,12 @@
 """The batcher: anchors the outbox's registrations on the ledger, one ``addMembers``
 transaction per batch and group.
 
-A group's pending rows are sent when there are ``batch_size`` of them or when the oldest
-has waited ``batch_interval`` seconds. Each batch is
+A group's pending rows are sent when there are ``batch_size`` of them, when there are at
+least ``batch_min_size`` (the k-anonymity floor of a batch) and the group has waited
+``batch_interval`` seconds, or when it has waited ``batch_max_wait`` seconds whatever its
+size (so a lone registration is not held forever). A batch's commitments go on chain sorted
+by value: their leaf order says nothing about the order in which they arrived
+(docs/privacy.md). Each batch is
 
 1. estimated with ``eth_estimateGas`` of ``addMembers`` (the cost of inserting into a
    LeanIMT grows with the tree's depth, so no fixed cost per member fits every group; the
@@ -36,7 +40,6 @@ logged without values, and the current one is reported by ``/v1/health``.
 from __future__ import annotations
 
 import logging
-import random
 import sqlite3
 import threading
 import time
@@ -48,6 +51,8 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.exceptions import TransactionNotFound
 
+from registry._utils.backoff import Backoff, backoff_delay
+from registry._utils.logs import exc_type
 from registry.service.index import ChainIndex
 from registry.service.indexer import node_call
 from registry.ledger.errors import (
@@ -156,6 +161,8 @@ class Batcher:
         *,
         batch_size: int = 500,
         batch_interval: float = 2.0,
+        batch_min_size: int = 1,
+        batch_max_wait: float | None = None,
         confirmations: int = 2,
         index: ChainIndex | None = None,
         clock: Callable[[], float] = time.time,
@@ -174,6 +181,12 @@ class Batcher:
         self._factory = None if isinstance(registry, RegistryContract) else registry
         self.batch_size = batch_size
         self.batch_interval = batch_interval
+        if batch_min_size < 1:
+            raise ValueError("batch_min_size must be at least 1")
+        #: fewest registrations per batch (the k-anonymity floor) until ``batch_max_wait``
+        self.batch_min_size = batch_min_size
+        #: seconds after which a group's batch goes whatever its size (default: batch_interval)
+        self.batch_max_wait = batch_interval if batch_max_wait is None else max(batch_max_wait, batch_interval)
         self.confirmations = max(confirmations, 1)
         self.index = index
         self.clock = clock
@@ -287,14 +300,14 @@ class Batcher:
         self.stats.errors += 1
         self.stats.last_error = f"{kind}: {type(exc).__name__}"
         level = logging.WARNING if kind in ("ledger_unavailable", "out_of_gas") else logging.ERROR
-        log.log(level, "batcher: %s while %s (%s)", kind, where, type(exc).__name__)
+        log.log(level, "batcher: %s while %s (%s)", kind, where, exc_type(exc))
         return kind
 
     def _defer(self, group_id: int) -> None:
         """A curable failure of this group's batch: wait longer before the next try."""
         failures, _ = self._retry.get(group_id, (0, 0.0))
-        delay = min(RETRY_BASE * 2**failures, RETRY_MAX)
-        self._retry[group_id] = (failures + 1, time.monotonic() + delay * (0.75 + 0.5 * random.random()))
+        delay = backoff_delay(failures + 1, RETRY_BASE, RETRY_MAX, jitter=True)
+        self._retry[group_id] = (failures + 1, time.monotonic() + delay)
 
     def _succeeded(self, group_id: int) -> None:
         """A batch of the group is on chain: no more waiting, and a split batch size grows back."""
@@ -545,7 +558,7 @@ class Batcher:
                 self._pause("fee_above_ceiling")
                 return 0
         for group_id, count, oldest in self.outbox.pending_groups():
-            if not force and count < self.batch_size and now - oldest < self.batch_interval:
+            if not force and not self._due(count, now - oldest):
                 continue
             if not force and self._deferred(group_id):
                 continue
@@ -555,7 +568,7 @@ class Batcher:
                 if not rows:
                     break
                 full = len(rows) >= min(self.batch_size, capacity)
-                if not (force or full or now - rows[0].created_at >= self.batch_interval):
+                if not (force or full or self._due(len(rows), now - oldest)):
                     break
                 sent = self._send_batch(group_id, rows)
                 if sent < 0:
@@ -574,10 +587,18 @@ class Batcher:
         log.warning("batcher: a batch of %d does not fit in a block, splitting", size)
         return True
 
+    def _due(self, count: int, waited: float) -> bool:
+        """Whether ``count`` pending registrations of a group waiting ``waited`` seconds make a batch."""
+        if count >= self.batch_size or waited >= self.batch_max_wait:
+            return True
+        return count >= self.batch_min_size and waited >= self.batch_interval
+
     def _send_batch(self, group_id: int, rows: list[OutboxRow]) -> int:
         """Send one batch; returns the members sent, or -1 if the group must wait."""
         reg = self.registry
         assert reg.tx is not None
+        # Sorted by value: the leaf order on chain is independent of the arrival order.
+        rows = sorted(rows, key=lambda r: r.commitment)
         commitments = [r.commitment for r in rows]
         fn = reg.contract.functions.addMembers(group_id, commitments)
         # While paused, a rough lower bound of the cost is enough to keep waiting: no
@@ -649,11 +670,11 @@ class Batcher:
     def run(self, stop: threading.Event) -> None:
         """Work until ``stop`` is set; failures back off exponentially (with jitter), are
         counted by kind and reported by health until a step goes through."""
-        backoff = 0.0
+        backoff = Backoff(0.25, self.max_backoff, jitter=True)
         while not stop.is_set():
             try:
                 self.step()
-                backoff = 0.0
+                backoff.succeeded()
                 if not self._retry_pending():
                     self.stats.problem = None
                     self.stats.problem_since = None
@@ -661,8 +682,7 @@ class Batcher:
             except Exception as exc:  # the thread must survive anything; health reports it
                 self._note_failure(exc, "running a step")
                 self.needs_reconcile = True
-                backoff = min(max(backoff * 2, 0.25), self.max_backoff)
-                stop.wait(backoff * (0.75 + 0.5 * random.random()))
+                stop.wait(backoff.failed())
                 continue
             stop.wait(self.idle_wait)
 

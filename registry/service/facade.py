@@ -1,6 +1,6 @@
 """The registry service: the library facade that the HTTP layer and the CLI call.
 
-It ties together (data directory layout of issue #4's shared design)
+It ties together (the data directory layout of docs/operations.md)
 
 - the chain index ``index.sqlite`` (:mod:`registry.service.index`, rebuildable) kept up to date by
   the indexer thread (:mod:`registry.service.indexer`),
@@ -74,7 +74,9 @@ from registry.ledger.tx import Transactor
 from registry.storage.access_log import FILE_NAME as ACCESS_LOG_FILE
 from registry.storage.access_log import check_access_log
 from registry.service.outbox import FILE_NAME as OUTBOX_FILE
-from registry.service.outbox import MAX_GROUP_ID, Outbox, RegistryError, check_commitments, check_group_id
+from registry._utils.integers import UINT64_MAX, bounded_int
+from registry._utils.logs import exc_type
+from registry.service.outbox import MAX_GROUP_ID, Outbox, RegistryError, check_commitments, check_group_id, check_int
 from registry.service.settings import Settings
 from registry.storage.sqlite import StoreManifest, check_store
 from zk.field import R
@@ -104,7 +106,6 @@ ADMISSION_STORES: dict[str, tuple[str, ...]] = {ADMISSION_FILE: ADMISSION_TABLES
 #: The chain index's tables: it is rebuildable, so the fix for a damaged one is a reindex.
 INDEX_TABLES = ("meta", "cursor", "blocks", "events", "groups", "members", "roots")
 REINDEX_FIX = "run `zkid reindex` to rebuild it from the ledger"
-_MAX_ROOT_WINDOW = 2**64 - 1
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ class MemberStatus:
     #: why the ledger refused the registration for good (status "refused"): a code
     reason: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "group_id": self.group_id,
             "commitment": str(self.commitment),
@@ -245,6 +246,8 @@ class RegistryService:
             self.operator,
             batch_size=settings.batch_size,
             batch_interval=settings.batch_interval,
+            batch_min_size=settings.batch_min_size,
+            batch_max_wait=settings.batch_max_wait,
             confirmations=settings.confirmations,
             index=index,
             idle_wait=min(0.1, settings.batch_interval / 4),
@@ -391,7 +394,7 @@ class RegistryService:
             try:
                 anchorer = self.anchorer()
             except Exception as exc:  # ledger down or not yet reachable: try again later
-                log.warning("evidence anchoring not ready: %s", type(exc).__name__)
+                log.warning("evidence anchoring not ready: %s", exc_type(exc))
                 stop.wait(delay)
                 delay = min(delay * 2, 30.0)
                 continue
@@ -667,7 +670,7 @@ class RegistryService:
             "message_limit": self.settings.message_limit,
             "clock_skew": self.settings.clock_skew,
             "admin": record.admin,
-            "admission": None if admission is None else admission.to_json(),
+            "admission": None if admission is None else admission.to_dict(),
         }
 
     def group_info(self, group_id: int) -> dict[str, Any]:
@@ -703,8 +706,7 @@ class RegistryService:
                 self._administered(admission["admission_group"])
                 self._check_admission_group(admission["admission_group"])
         window = self._manifest.root_window if root_window is None else root_window
-        if isinstance(window, bool) or not isinstance(window, int) or not 0 <= window <= _MAX_ROOT_WINDOW:
-            raise RegistryError("malformed", "root_window must be an integer number of seconds in [0, 2^64)")
+        window = check_int(window, "root_window", UINT64_MAX)
         try:
             group = self.operator().create_group(root_window=window)
         except LedgerUnavailable as exc:
@@ -725,13 +727,13 @@ class RegistryService:
     # ------------------------------------------------------------------ authorization
 
     def _policy(self, group_id: int) -> GroupPolicy | None:
-        if isinstance(group_id, bool) or not isinstance(group_id, int) or not 0 <= group_id <= MAX_GROUP_ID:
+        if bounded_int(group_id, 0, MAX_GROUP_ID) is None:
             return None
         group = self.index.group(group_id)
         if group is None:
             return None
         s = self.settings
-        # Send groups only (issue #10 §1b): listed by the operator and administered by its
+        # Send groups only (docs/admission.md): listed by the operator and administered by its
         # account; a group anyone else created on the contract gets group_not_served.
         admission = self.admission.get(group_id)
         served = admission is not None and admission.send and group.admin.lower() == self.operator_address.lower()
@@ -790,7 +792,7 @@ class RegistryService:
             unconfirmed = self.outbox.unconfirmed_count()
             oldest = self.outbox.oldest_unsettled()
         except Exception as exc:  # a broken outbox must show, not break the health check
-            log.error("health: the outbox cannot be read (%s)", type(exc).__name__)
+            log.error("health: the outbox cannot be read (%s)", exc_type(exc))
             reasons.append("outbox_unreadable")
             pending = unconfirmed = None
             oldest = None
@@ -814,7 +816,7 @@ class RegistryService:
     @property
     def stall_after(self) -> float:
         """Seconds after which a registration not yet on chain makes health degraded."""
-        return max(60.0, 10 * self.settings.batch_interval)
+        return max(60.0, 10 * self.settings.batch_interval, self.settings.batch_max_wait + 60.0)
 
     def _evidence_health(self) -> dict[str, Any] | None:
         if self.evidence is None:
@@ -827,6 +829,10 @@ class RegistryService:
             "size": self.evidence.size,
             "anchored_size": None if anchor is None else anchor.tree_size,
             "problem": None if anchorer is None else anchorer.problem,
+            # When a record not yet covered is anchored: within anchor_max_delay (or sooner,
+            # after anchor_min_growth records), at most one anchor per anchor_interval.
+            "anchor_max_delay": self.settings.anchor_max_delay,
+            "anchor_due_in": None if anchorer is None else anchorer.due_in(),
         }
 
     def reindex(self) -> None:

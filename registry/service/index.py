@@ -4,7 +4,7 @@ Everything here is derived from the ``ZkIdRegistry`` events (``contracts/ZkIdReg
 each state change emits an event carrying the new root), so ``data_dir/index.sqlite`` may
 be deleted at any time and rebuilt from the chain (:mod:`registry.service.indexer`).
 
-Tables (SQLite in WAL mode, created with sqlite-utils):
+Tables (SQLite in WAL mode):
 
 - ``blocks(number, hash, parent_hash, timestamp)``: the blocks the index relies on (every
   block with an event, the recent ones, the cursor); used to detect reorganisations.
@@ -40,11 +40,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from registry.service.authorization import RootStatus
 from registry.ledger.base import LedgerEvent
-from registry.storage.sqlite import ConnectionPerThread
+from registry.storage.sqlite import ConnectionPerThread, create_schema, transaction
 from zk.tree import LeanIMT
 
 FILE_NAME = "index.sqlite"
@@ -53,6 +51,37 @@ SCHEMA_VERSION = "1"
 KEEP_RECENT_BLOCKS = 256
 
 _ADD_EVENTS = ("MemberAdded", "MembersAdded")
+
+
+#: The tables (plain DDL, as every store: :mod:`registry.storage.sqlite`). The index names
+#: are those sqlite-utils gave them when it created this schema, so older files match.
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)",
+    "CREATE TABLE IF NOT EXISTS cursor (id INTEGER PRIMARY KEY, block INTEGER, head INTEGER, updated_at REAL)",
+    "CREATE TABLE IF NOT EXISTS blocks (number INTEGER PRIMARY KEY, hash TEXT NOT NULL, parent_hash TEXT, timestamp INTEGER)",
+    "CREATE INDEX IF NOT EXISTS idx_blocks_hash ON blocks (hash)",
+    "CREATE TABLE IF NOT EXISTS events (block_hash TEXT, log_index INTEGER, block_number INTEGER NOT NULL,"
+    " tx_hash TEXT NOT NULL, name TEXT NOT NULL, group_id INTEGER, data TEXT NOT NULL,"
+    " PRIMARY KEY (block_hash, log_index))",
+    "CREATE INDEX IF NOT EXISTS idx_events_block_number ON events (block_number)",
+    "CREATE INDEX IF NOT EXISTS idx_events_tx_hash ON events (tx_hash)",
+    "CREATE INDEX IF NOT EXISTS idx_events_group_id_block_number ON events (group_id, block_number)",
+    "CREATE TABLE IF NOT EXISTS groups (group_id INTEGER PRIMARY KEY, admin TEXT NOT NULL, root_window INTEGER NOT NULL,"
+    " created_block INTEGER NOT NULL, created_tx TEXT, pending_admin TEXT)",
+    "CREATE TABLE IF NOT EXISTS members (group_id INTEGER, idx INTEGER, commitment TEXT NOT NULL,"
+    " block_number INTEGER NOT NULL, tx_hash TEXT, removed INTEGER NOT NULL, PRIMARY KEY (group_id, idx))",
+    "CREATE INDEX IF NOT EXISTS idx_members_group_id_commitment ON members (group_id, commitment)",
+    "CREATE INDEX IF NOT EXISTS idx_members_block_number ON members (block_number)",
+    "CREATE TABLE IF NOT EXISTS member_history (block_number INTEGER, log_index INTEGER, group_id INTEGER, idx INTEGER,"
+    " old_commitment TEXT, old_block_number INTEGER, old_tx_hash TEXT, old_removed INTEGER,"
+    " PRIMARY KEY (block_number, log_index))",
+    "CREATE TABLE IF NOT EXISTS roots (group_id INTEGER, root TEXT NOT NULL, created_block INTEGER,"
+    " created_log_index INTEGER, created_time INTEGER NOT NULL, superseded_block INTEGER, superseded_time INTEGER,"
+    " PRIMARY KEY (group_id, created_block, created_log_index))",
+    "CREATE INDEX IF NOT EXISTS idx_roots_root ON roots (root)",
+    "CREATE INDEX IF NOT EXISTS idx_roots_group_id_root ON roots (group_id, root)",
+    "CREATE INDEX IF NOT EXISTS idx_roots_superseded_block ON roots (superseded_block)",
+)
 
 
 class IndexInconsistency(RuntimeError):
@@ -164,94 +193,7 @@ class ChainIndex:
         self._connections.close()
 
     def _create_schema(self) -> None:
-        db = sqlite_utils.Database(self._conn())
-        db.table("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
-        db.table("cursor").create(
-            {"id": int, "block": int, "head": int, "updated_at": float}, pk="id", if_not_exists=True
-        )
-        db.table("blocks").create(
-            {"number": int, "hash": str, "parent_hash": str, "timestamp": int},
-            pk="number",
-            not_null={"hash"},
-            if_not_exists=True,
-        )
-        db.table("blocks").create_index(["hash"], if_not_exists=True)
-        db.table("events").create(
-            {
-                "block_hash": str,
-                "log_index": int,
-                "block_number": int,
-                "tx_hash": str,
-                "name": str,
-                "group_id": int,
-                "data": str,
-            },
-            pk=("block_hash", "log_index"),
-            not_null={"block_number", "tx_hash", "name", "data"},
-            if_not_exists=True,
-        )
-        db.table("events").create_index(["block_number"], if_not_exists=True)
-        db.table("events").create_index(["tx_hash"], if_not_exists=True)
-        db.table("events").create_index(["group_id", "block_number"], if_not_exists=True)
-        db.table("groups").create(
-            {
-                "group_id": int,
-                "admin": str,
-                "root_window": int,
-                "created_block": int,
-                "created_tx": str,
-                "pending_admin": str,
-            },
-            pk="group_id",
-            not_null={"admin", "root_window", "created_block"},
-            if_not_exists=True,
-        )
-        db.table("members").create(
-            {
-                "group_id": int,
-                "idx": int,
-                "commitment": str,
-                "block_number": int,
-                "tx_hash": str,
-                "removed": int,
-            },
-            pk=("group_id", "idx"),
-            not_null={"commitment", "block_number", "removed"},
-            if_not_exists=True,
-        )
-        db.table("members").create_index(["group_id", "commitment"], if_not_exists=True)
-        db.table("members").create_index(["block_number"], if_not_exists=True)
-        db.table("member_history").create(
-            {
-                "block_number": int,
-                "log_index": int,
-                "group_id": int,
-                "idx": int,
-                "old_commitment": str,
-                "old_block_number": int,
-                "old_tx_hash": str,
-                "old_removed": int,
-            },
-            pk=("block_number", "log_index"),
-            if_not_exists=True,
-        )
-        db.table("roots").create(
-            {
-                "group_id": int,
-                "root": str,
-                "created_block": int,
-                "created_log_index": int,
-                "created_time": int,
-                "superseded_block": int,
-                "superseded_time": int,
-            },
-            pk=("group_id", "created_block", "created_log_index"),
-            not_null={"root", "created_time"},
-            if_not_exists=True,
-        )
-        db.table("roots").create_index(["root"], if_not_exists=True)
-        db.table("roots").create_index(["group_id", "root"], if_not_exists=True)
-        db.table("roots").create_index(["superseded_block"], if_not_exists=True)
+        create_schema(self._conn(), _SCHEMA)
         version = self._meta("schema_version")
         if version is None:
             self._set_meta("schema_version", SCHEMA_VERSION)
@@ -300,18 +242,13 @@ class ChainIndex:
 
     def _wipe(self, meta: tuple[str, str] | None = None) -> None:
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             for table in ("cursor", "blocks", "events", "groups", "members", "member_history", "roots"):
                 conn.execute(f"DELETE FROM {table}")
             if meta is not None:
                 self._set_meta(*meta)
             # Whatever the outbox took as mined is checked against the chain again.
             self._set_meta("rolled_back_from", "0")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         self._trees.clear()
         self._pruned_below = 0
 
@@ -395,63 +332,67 @@ class ChainIndex:
         with self.lock:
             conn = self._conn()
             touched: set[int] = set()
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                if rollback_to is not None:
-                    touched |= self._rollback(rollback_to)
-                    self._load_trees(touched)
-                    # Remembered in the rollback's own transaction, so that the outbox is
-                    # told even if the process dies right after (see rolled_back_from).
-                    mark = self._meta("rolled_back_from")
-                    first = rollback_to + 1 if mark is None else min(int(mark), rollback_to + 1)
-                    self._set_meta("rolled_back_from", str(first))
-                self._timestamps = {b.hash: b.timestamp for b in blocks if b.timestamp is not None}
-                for b in blocks:
-                    stored = self.block_hash(b.number)
-                    if stored is not None and stored != b.hash and self._has_events(stored):
-                        raise IndexInconsistency(
-                            f"block {b.number} changed without a rollback (a reorganisation was missed)"
-                        )
+                with transaction(conn):
+                    if rollback_to is not None:
+                        touched |= self._rollback(rollback_to)
+                        self._load_trees(touched)
+                        # Remembered in the rollback's own transaction, so that the outbox is
+                        # told even if the process dies right after (see rolled_back_from).
+                        mark = self._meta("rolled_back_from")
+                        first = rollback_to + 1 if mark is None else min(int(mark), rollback_to + 1)
+                        self._set_meta("rolled_back_from", str(first))
+                    self._store_blocks(blocks)
+                    fresh = self._record_events(events, touched)
+                    self._apply_fresh(fresh)
                     conn.execute(
-                        "INSERT INTO blocks (number, hash, parent_hash, timestamp) VALUES (?, ?, ?, ?)"
-                        " ON CONFLICT(number) DO UPDATE SET hash = excluded.hash,"
-                        " parent_hash = coalesce(excluded.parent_hash, CASE WHEN hash = excluded.hash"
-                        " THEN parent_hash END),"
-                        " timestamp = coalesce(excluded.timestamp, CASE WHEN hash = excluded.hash"
-                        " THEN timestamp END)",
-                        (b.number, b.hash, b.parent_hash, b.timestamp),
+                        "INSERT INTO cursor (id, block, head, updated_at) VALUES (1, ?, ?, ?)"
+                        " ON CONFLICT(id) DO UPDATE SET block = excluded.block, head = excluded.head,"
+                        " updated_at = excluded.updated_at",
+                        (cursor, max(head, cursor), time.time()),
                     )
-                fresh = self._record_events(events, touched)
-                applied = len(fresh)
-                run: list[LedgerEvent] = []  # consecutive additions to one group
-                for ev in fresh:
-                    if ev.name in _ADD_EVENTS:
-                        if run and run[0].args["groupId"] != ev.args["groupId"]:
-                            self._apply_additions(run)
-                            run = []
-                        run.append(ev)
-                        continue
-                    if run:
-                        self._apply_additions(run)
-                        run = []
-                    self._apply_event(ev)
-                if run:
-                    self._apply_additions(run)
-                conn.execute(
-                    "INSERT INTO cursor (id, block, head, updated_at) VALUES (1, ?, ?, ?)"
-                    " ON CONFLICT(id) DO UPDATE SET block = excluded.block, head = excluded.head,"
-                    " updated_at = excluded.updated_at",
-                    (cursor, max(head, cursor), time.time()),
-                )
-                self._prune(cursor)
-                conn.execute("COMMIT")
+                    self._prune(cursor)
             except BaseException:
-                conn.execute("ROLLBACK")
                 # The trees of touched groups may hold half-applied changes: reload them.
                 if touched:
                     self._load_trees(touched)
                 raise
-            return applied
+            return len(fresh)
+
+    def _store_blocks(self, blocks: Sequence[BlockRef]) -> None:
+        """Store (or refresh) ``blocks``; a stored block with events may not change silently."""
+        conn = self._conn()
+        self._timestamps = {b.hash: b.timestamp for b in blocks if b.timestamp is not None}
+        for b in blocks:
+            stored = self.block_hash(b.number)
+            if stored is not None and stored != b.hash and self._has_events(stored):
+                raise IndexInconsistency(f"block {b.number} changed without a rollback (a reorganisation was missed)")
+            conn.execute(
+                "INSERT INTO blocks (number, hash, parent_hash, timestamp) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(number) DO UPDATE SET hash = excluded.hash,"
+                " parent_hash = coalesce(excluded.parent_hash, CASE WHEN hash = excluded.hash"
+                " THEN parent_hash END),"
+                " timestamp = coalesce(excluded.timestamp, CASE WHEN hash = excluded.hash"
+                " THEN timestamp END)",
+                (b.number, b.hash, b.parent_hash, b.timestamp),
+            )
+
+    def _apply_fresh(self, fresh: Sequence[LedgerEvent]) -> None:
+        """Apply newly recorded events in order, consecutive additions to one group as one run."""
+        run: list[LedgerEvent] = []
+        for ev in fresh:
+            if ev.name in _ADD_EVENTS:
+                if run and run[0].args["groupId"] != ev.args["groupId"]:
+                    self._apply_additions(run)
+                    run = []
+                run.append(ev)
+                continue
+            if run:
+                self._apply_additions(run)
+                run = []
+            self._apply_event(ev)
+        if run:
+            self._apply_additions(run)
 
     def _has_events(self, block_hash: str) -> bool:
         row = self._conn().execute("SELECT 1 FROM events WHERE block_hash = ? LIMIT 1", (block_hash,)).fetchone()
@@ -758,20 +699,15 @@ class ChainIndex:
 
     def member(self, group_id: int, commitment: int) -> MemberRecord | None:
         """The live leaf holding ``commitment`` (None if absent or removed)."""
-        row = self._conn().execute(
-            "SELECT idx, block_number, tx_hash FROM members WHERE group_id = ? AND commitment = ? AND removed = 0"
-            " ORDER BY idx LIMIT 1",
-            (group_id, str(commitment)),
-        ).fetchone()
-        if row is None:
-            return None
-        return MemberRecord(group_id, int(row[0]), commitment, int(row[1]), str(row[2]), False)
+        return self._leaf(group_id, commitment, " AND removed = 0 ORDER BY idx LIMIT 1")
 
     def last_leaf_of(self, group_id: int, commitment: int) -> MemberRecord | None:
         """The most recently changed leaf that holds or held ``commitment`` (removed included)."""
+        return self._leaf(group_id, commitment, " ORDER BY block_number DESC, idx DESC LIMIT 1")
+
+    def _leaf(self, group_id: int, commitment: int, rest: str) -> MemberRecord | None:
         row = self._conn().execute(
-            "SELECT idx, block_number, tx_hash, removed FROM members WHERE group_id = ? AND commitment = ?"
-            " ORDER BY block_number DESC, idx DESC LIMIT 1",
+            "SELECT idx, block_number, tx_hash, removed FROM members WHERE group_id = ? AND commitment = ?" + rest,
             (group_id, str(commitment)),
         ).fetchone()
         if row is None:

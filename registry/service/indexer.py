@@ -33,6 +33,8 @@ from web3 import Web3
 from web3.exceptions import BlockNotFound, ProviderConnectionError
 from web3.types import RPCEndpoint
 
+from registry._utils.backoff import Backoff
+from registry._utils.logs import exc_type
 from registry.service.index import BlockRef, ChainIndex
 from registry.ledger.base import LedgerEvent
 from registry.ledger.deploy import Manifest
@@ -174,18 +176,19 @@ class Indexer:
 
     def run(self, stop: threading.Event) -> None:
         """Sync until ``stop`` is set, backing off while the ledger is unreachable."""
-        delay = self.poll_interval
+        backoff = Backoff(2 * self.poll_interval, self.max_backoff)
         while not stop.is_set():
             try:
                 self.sync_once(stop)
+                backoff.succeeded()
                 delay = self.poll_interval
             except LedgerUnavailable as exc:
-                log.warning("ledger unreachable, indexer retrying in %.1f s: %s", delay, exc)
-                delay = min(max(delay * 2, self.poll_interval), self.max_backoff)
+                delay = backoff.failed()
+                log.warning("ledger unreachable (%s), indexer retrying in %.1f s", exc_type(exc), delay)
             except Exception as exc:  # keep the thread alive; the error is reported by health
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
-                log.error("indexer sync failed: %s", type(exc).__name__)  # its text may quote commitments
-                delay = min(max(delay * 2, self.poll_interval), self.max_backoff)
+                log.error("indexer sync failed: %s", exc_type(exc))  # its text may quote commitments
+                delay = backoff.failed()
             stop.wait(delay)
 
     # ------------------------------------------------------------------ sync

@@ -21,6 +21,14 @@ Row states::
 last state dump, a deep reorganisation): the indexer records every rollback and the
 batcher reopens the rows above it (:meth:`Outbox.reopen_from`).
 
+Privacy (docs/privacy.md): the rows hold commitments, so they hold no time finer than the
+hour (``created_at``/``updated_at`` are the start of a UTC hour) and no arrival-ordered id
+(``id`` is a random 62-bit integer, the table's rowid: the b-tree is sorted by it, not by
+arrival). How long a registration has waited, which the batcher and health need to the
+second, is kept in memory only (:meth:`Outbox.pending_groups`, :meth:`Outbox.oldest_unsettled`).
+Schema 2 brought this; opening an older outbox rewrites its rows (random ids, hours) and
+the file (``VACUUM``), so no page keeps the old ids or times.
+
 ``attempts`` counts broadcasts. A commitment can be in at most one active
 (pending/sent/included) row per group (a partial unique index), which makes "already
 pending" an atomic check.
@@ -28,6 +36,7 @@ pending" an atomic check.
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import threading
 import time
@@ -36,7 +45,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from registry.storage.sqlite import ConnectionPerThread
+from registry.errors import RegistryError as RegistryError  # re-exported: raised here and by the facade
+from registry._utils.integers import MAX_GROUP_ID as MAX_GROUP_ID  # re-exported: the API bound (docs/api.md)
+from registry._utils.integers import bounded_int, range_text
+from registry.storage.sqlite import ConnectionPerThread, transaction
 from zk.field import R
 
 FILE_NAME = "outbox.sqlite"
@@ -45,46 +57,21 @@ STATES = ("pending", "sent", "included", "final", "failed")
 ACTIVE_STATES = ("pending", "sent", "included")
 #: ``PRAGMA user_version`` of the current layout (0: before ``final`` existed, when
 #: ``included`` meant confirmed).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Resolution of the times stored beside commitments (seconds).
+TIME_RESOLUTION = 3600
+
+
+def coarse_time(t: float) -> int:
+    """``t`` rounded down to :data:`TIME_RESOLUTION` (the start of its UTC hour)."""
+    return int(t) // TIME_RESOLUTION * TIME_RESOLUTION
+
+
+def random_id() -> int:
+    """A row id that says nothing about arrival: uniform in [1, 2^62]."""
+    return secrets.randbits(62) + 1
 #: Most commitments accepted in one ``enqueue`` call (one request of a client).
 MAX_PER_CALL = 1000
-#: Group ids are sequential from 0 on chain, and the relay scope carries them as uint64;
-#: SQLite integers are signed 64-bit.
-# Group ids stay within 2**53 - 1 so that JSON numbers survive every parser (JS, floats).
-MAX_GROUP_ID = 2**53 - 1
-
-# HTTP statuses of the machine-readable codes (the HTTP layer uses ``RegistryError.status``).
-STATUS_BY_CODE = {
-    "malformed": 400,
-    "invalid_commitment": 400,
-    "forbidden": 403,
-    "unknown_group": 404,
-    "not_member": 404,
-    "unknown_root": 404,
-    "duplicate": 409,
-    "pending": 409,
-    "too_many": 413,
-    "backlog_full": 503,
-    "ledger_unavailable": 503,
-    "not_deployed": 503,
-    "not_configured": 503,
-    "ledger_error": 502,
-    "deployment_mismatch": 503,
-}
-
-
-class RegistryError(Exception):
-    """A refusal with a machine-readable ``code``, the HTTP ``status`` to answer with and a
-    human ``message``. Raised by the outbox and the service facade (re-exported there)."""
-
-    def __init__(self, code: str, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status if status is not None else STATUS_BY_CODE.get(code, 400)
-
-    def __repr__(self) -> str:
-        return f"RegistryError({self.code!r}, {self.message!r}, status={self.status})"
 
 
 @dataclass(frozen=True)
@@ -119,10 +106,17 @@ def _row(values: Sequence[Any]) -> OutboxRow:
     )
 
 
+def check_int(value: object, name: str, high: int, low: int = 0) -> int:
+    """``value`` if it is an integer in ``[low, high]``, else ``RegistryError("malformed")``
+    naming the field and the range (never the value)."""
+    checked = bounded_int(value, low, high)
+    if checked is None:
+        raise RegistryError("malformed", f"{name} must be an integer in {range_text(low, high)}")
+    return checked
+
+
 def check_group_id(group_id: object) -> int:
-    if isinstance(group_id, bool) or not isinstance(group_id, int) or not 0 <= group_id <= MAX_GROUP_ID:
-        raise RegistryError("malformed", "group id must be an integer in [0, 2^63)")
-    return group_id
+    return check_int(group_id, "group_id", MAX_GROUP_ID)
 
 
 def check_commitments(commitments: object) -> list[int]:
@@ -139,8 +133,11 @@ def check_commitments(commitments: object) -> list[int]:
             raise RegistryError("invalid_commitment", f"commitment {i} is not an integer")
         if not 0 < c < R:
             raise RegistryError("invalid_commitment", f"commitment {i} is not in the field (0 < c < r)")
-    if len(set(values)) != len(values):
-        raise RegistryError("duplicate", "a commitment is repeated in the request")
+    seen: set[int] = set()
+    for c in values:
+        if c in seen:  # named (the caller's own value), not its position: what to remove
+            raise RegistryError("duplicate", f"commitment {c} is repeated in the request")
+        seen.add(c)
     return values
 
 
@@ -168,6 +165,10 @@ class Outbox:
         # Writers of this process queue here rather than in SQLite's busy handler, whose
         # sleeps (milliseconds) would cut the throughput of concurrent registrations.
         self._write_lock = threading.Lock()
+        #: group -> wall time since which it has had registrations not yet on chain (memory
+        #: only: the store keeps hours; after a restart a group counts from when it is seen)
+        self._since: dict[int, float] = {}
+        self._since_lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = self._conn()
         self._migrate(conn)
@@ -181,40 +182,65 @@ class Outbox:
         exists = conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'registrations'"
         ).fetchone()
-        with self._write_lock:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                if exists and version < 1:
-                    # The state CHECK changes: rebuild the table; confirmed rows become final.
-                    conn.execute("ALTER TABLE registrations RENAME TO registrations_v0")
-                    for name in ("registrations_active", "registrations_lookup", "registrations_state", "registrations_tx"):
-                        conn.execute(f"DROP INDEX IF EXISTS {name}")
-                self._create(conn)
-                if exists and version < 1:
-                    conn.execute(
-                        f"INSERT INTO registrations ({_COLUMNS}) SELECT id, group_id, commitment,"
-                        " CASE state WHEN 'included' THEN 'final' ELSE state END, tx_hash, attempts,"
-                        " created_at, updated_at, block_number, last_error FROM registrations_v0"
-                    )
-                    conn.execute("DROP TABLE registrations_v0")
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        with self._write_lock, transaction(conn):
+            if exists and version < 1:
+                # The state CHECK changes: rebuild the table; confirmed rows become final.
+                conn.execute("ALTER TABLE registrations RENAME TO registrations_v0")
+                for name in ("registrations_active", "registrations_lookup", "registrations_state", "registrations_tx"):
+                    conn.execute(f"DROP INDEX IF EXISTS {name}")
+            self._create(conn)
+            if exists and version < 1:
+                conn.execute(
+                    f"INSERT INTO registrations ({_COLUMNS}) SELECT id, group_id, commitment,"
+                    " CASE state WHEN 'included' THEN 'final' ELSE state END, tx_hash, attempts,"
+                    " created_at, updated_at, block_number, last_error FROM registrations_v0"
+                )
+                conn.execute("DROP TABLE registrations_v0")
+            if exists and version < 2:
+                self._rekey(conn)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        if exists and version < 2:
+            # The old ids and times may survive in free pages and the WAL: rewrite the file.
+            conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    @staticmethod
+    def _rekey(conn: sqlite3.Connection) -> None:
+        """Schema 1 -> 2: random ids instead of AUTOINCREMENT ones, times to the hour."""
+        conn.execute("ALTER TABLE registrations RENAME TO registrations_v1")
+        for name in ("registrations_active", "registrations_lookup", "registrations_state", "registrations_tx", "registrations_block"):
+            conn.execute(f"DROP INDEX IF EXISTS {name}")
+        Outbox._create(conn)
+        old = conn.execute(
+            "SELECT group_id, commitment, state, tx_hash, attempts, created_at, updated_at, block_number, last_error"
+            " FROM registrations_v1 ORDER BY commitment"
+        ).fetchall()
+        used: set[int] = set()
+        for values in old:
+            new_id = random_id()
+            while new_id in used:
+                new_id = random_id()
+            used.add(new_id)
+            conn.execute(
+                f"INSERT INTO registrations ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (new_id, *values[:5], coarse_time(float(values[5])), coarse_time(float(values[6])), *values[7:]),
+            )
+        conn.execute("DROP TABLE registrations_v1")
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone():
+            conn.execute("DELETE FROM sqlite_sequence WHERE name IN ('registrations', 'registrations_v0', 'registrations_v1')")
 
     @staticmethod
     def _create(conn: sqlite3.Connection) -> None:
         for statement in (
             """CREATE TABLE IF NOT EXISTS registrations (
-                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                id INTEGER PRIMARY KEY,
                 group_id INTEGER NOT NULL,
                 commitment TEXT NOT NULL,
                 state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'included', 'final', 'failed')),
                 tx_hash TEXT,
                 attempts INTEGER NOT NULL DEFAULT 0,
-                created_at REAL NOT NULL,
-                updated_at REAL NOT NULL,
+                created_at INTEGER NOT NULL,
+                updated_at INTEGER NOT NULL,
                 block_number INTEGER,
                 last_error TEXT
             )""",
@@ -241,15 +267,8 @@ class Outbox:
 
     def _write(self, sql: str, params: Iterable[Sequence[Any]]) -> int:
         conn = self._conn()
-        with self._write_lock:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                cur = conn.executemany(sql, params)
-                changed = cur.rowcount
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        with self._write_lock, transaction(conn):
+            changed = conn.executemany(sql, params).rowcount
         return int(changed)
 
     # ------------------------------------------------------------------ accepting
@@ -266,39 +285,39 @@ class Outbox:
         if self.is_member is not None:
             for i, c in enumerate(values):
                 if self.is_member(group, c):
-                    raise RegistryError("duplicate", f"commitment {i} is already a member of group {group}")
-        now = self._clock()
+                    raise RegistryError("duplicate", f"commitment {c} is already a member of group {group}")
+        arrived = self._clock()
+        now = coarse_time(arrived)
         conn = self._conn()
-        with self._write_lock:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                if self.max_backlog is not None:
-                    (waiting,) = conn.execute(
-                        "SELECT count(*) FROM registrations WHERE state IN ('pending', 'sent') AND group_id = ?",
-                        (group,),
-                    ).fetchone()
-                    if int(waiting) + len(values) > self.max_backlog:
-                        raise RegistryError(
-                            "backlog_full",
-                            f"group {group} has {int(waiting)} registrations waiting for the ledger; try again later",
-                        )
-                ids = []
-                for i, c in enumerate(values):
-                    try:
-                        cur = conn.execute(
-                            "INSERT INTO registrations (group_id, commitment, state, created_at, updated_at)"
-                            " VALUES (?, ?, 'pending', ?, ?)",
-                            (group, str(c), now, now),
-                        )
-                    except sqlite3.IntegrityError:
-                        raise RegistryError(
-                            "duplicate", f"commitment {i} is already registered in group {group}"
-                        ) from None
-                    ids.append(int(cur.lastrowid or 0))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        with self._write_lock, transaction(conn):
+            if self.max_backlog is not None:
+                (waiting,) = conn.execute(
+                    "SELECT count(*) FROM registrations WHERE state IN ('pending', 'sent') AND group_id = ?",
+                    (group,),
+                ).fetchone()
+                if int(waiting) + len(values) > self.max_backlog:
+                    raise RegistryError(
+                        "backlog_full",
+                        f"group {group} has {int(waiting)} registrations waiting for the ledger; try again later",
+                    )
+            ids = []
+            for i, c in enumerate(values):
+                row_id = random_id()
+                while conn.execute("SELECT 1 FROM registrations WHERE id = ?", (row_id,)).fetchone():
+                    row_id = random_id()
+                try:
+                    conn.execute(
+                        "INSERT INTO registrations (id, group_id, commitment, state, created_at, updated_at)"
+                        " VALUES (?, ?, ?, 'pending', ?, ?)",
+                        (row_id, group, str(c), now, now),
+                    )
+                except sqlite3.IntegrityError:
+                    raise RegistryError(
+                        "duplicate", f"commitment {c} is already registered (pending) in group {group}"
+                    ) from None
+                ids.append(row_id)
+        with self._since_lock:
+            self._since.setdefault(group, arrived)
         return [
             OutboxRow(i, group, c, "pending", None, 0, now, now, None, None) for i, c in zip(ids, values)
         ]
@@ -309,7 +328,7 @@ class Outbox:
         """The active (pending/sent/included) row of a commitment, else its most recent row."""
         row = self._conn().execute(
             f"SELECT {_COLUMNS} FROM registrations WHERE group_id = ? AND commitment = ?"
-            " ORDER BY state IN ('pending', 'sent', 'included') DESC, id DESC LIMIT 1",
+            " ORDER BY state IN ('pending', 'sent', 'included') DESC, state = 'final' DESC, updated_at DESC LIMIT 1",
             (group_id, str(commitment)),
         ).fetchone()
         return None if row is None else _row(row)
@@ -348,30 +367,51 @@ class Outbox:
         row = self._conn().execute("SELECT count(*) FROM registrations WHERE state = 'included'").fetchone()
         return int(row[0])
 
+    def _waiting_since(self, groups: Iterable[int]) -> dict[int, float]:
+        """Since when each of ``groups`` (those with rows not yet on chain) has been waiting,
+        from memory (a group first seen now, e.g. after a restart, counts from now); groups
+        no longer listed are forgotten."""
+        now = self._clock()
+        with self._since_lock:
+            since = {g: self._since.get(g, now) for g in groups}
+            self._since = dict(since)
+        return since
+
     def oldest_unsettled(self) -> float | None:
-        """``created_at`` of the oldest registration not yet on chain (None if none)."""
-        row = self._conn().execute(
-            "SELECT min(created_at) FROM registrations WHERE state IN ('pending', 'sent')"
-        ).fetchone()
-        return None if row is None or row[0] is None else float(row[0])
+        """Since when (wall time, this process's memory) the longest-waiting group has had
+        registrations not yet on chain (None if none)."""
+        groups = [int(g) for (g,) in self._conn().execute(
+            "SELECT DISTINCT group_id FROM registrations WHERE state IN ('pending', 'sent')"
+        )]
+        since = self._waiting_since(groups)
+        return min(since.values()) if since else None
 
     def pending_groups(self) -> list[tuple[int, int, float]]:
-        """(group_id, pending count, oldest created_at) of every group with pending rows."""
-        return [
-            (int(g), int(n), float(t))
-            for g, n, t in self._conn().execute(
-                "SELECT group_id, count(*), min(created_at) FROM registrations"
-                " WHERE state = 'pending' GROUP BY group_id ORDER BY min(created_at)"
+        """(group_id, pending count, waiting since) of every group with pending rows, the
+        longest-waiting first; "since" is :meth:`oldest_unsettled`'s, per group."""
+        counts = {
+            int(g): int(n)
+            for g, n in self._conn().execute(
+                "SELECT group_id, count(*) FROM registrations WHERE state IN ('pending', 'sent') GROUP BY group_id"
             )
-        ]
+        }
+        pending = {
+            int(g): int(n)
+            for g, n in self._conn().execute(
+                "SELECT group_id, count(*) FROM registrations WHERE state = 'pending' GROUP BY group_id"
+            )
+        }
+        since = self._waiting_since(counts)
+        return sorted(((g, n, since[g]) for g, n in pending.items()), key=lambda t: (t[2], t[0]))
 
     def take_pending(self, group_id: int, limit: int) -> list[OutboxRow]:
-        """The oldest ``limit`` pending rows of a group (nothing is changed)."""
+        """``limit`` pending rows of a group, the oldest hours first and, within an hour, in
+        the random order of their ids (not arrival order); nothing is changed."""
         return [
             _row(r)
             for r in self._conn().execute(
                 f"SELECT {_COLUMNS} FROM registrations WHERE state = 'pending' AND group_id = ?"
-                " ORDER BY id LIMIT ?",
+                " ORDER BY created_at, id LIMIT ?",
                 (group_id, limit),
             )
         ]
@@ -390,7 +430,7 @@ class Outbox:
 
     def mark_attempt(self, ids: Sequence[int]) -> None:
         """Count a broadcast about to happen (before it, so a crash cannot hide it)."""
-        now = self._clock()
+        now = coarse_time(self._clock())
         self._write(
             "UPDATE registrations SET attempts = attempts + 1, updated_at = ? WHERE id = ? AND state = 'pending'",
             [(now, i) for i in ids],
@@ -398,7 +438,7 @@ class Outbox:
 
     def mark_sent(self, ids: Sequence[int], tx_hash: str | None) -> None:
         """Broadcast (or found on chain in a transaction not yet known: ``tx_hash`` None)."""
-        now = self._clock()
+        now = coarse_time(self._clock())
         self._write(
             "UPDATE registrations SET state = 'sent', tx_hash = ?, block_number = NULL, updated_at = ?,"
             " last_error = NULL WHERE id = ? AND state IN ('pending', 'sent', 'included', 'final')",
@@ -409,7 +449,7 @@ class Outbox:
         self, ids: Sequence[int], block_number: int | None, tx_hash: str | None = None, *, final: bool = True
     ) -> None:
         """Mined at ``block_number``; ``final`` once it has the required confirmations."""
-        now = self._clock()
+        now = coarse_time(self._clock())
         self._write(
             "UPDATE registrations SET state = ?, block_number = ?, tx_hash = coalesce(?, tx_hash),"
             " updated_at = ?, last_error = NULL WHERE id = ? AND state IN ('pending', 'sent', 'included')",
@@ -418,7 +458,7 @@ class Outbox:
 
     def mark_pending(self, ids: Sequence[int], error: str | None = None) -> None:
         """Back to pending (the transaction vanished or reverted curably)."""
-        now = self._clock()
+        now = coarse_time(self._clock())
         self._write(
             "UPDATE registrations SET state = 'pending', tx_hash = NULL, block_number = NULL,"
             " updated_at = ?, last_error = coalesce(?, last_error) WHERE id = ? AND state IN ('pending', 'sent')",
@@ -427,7 +467,7 @@ class Outbox:
 
     def mark_failed(self, ids: Sequence[int], error: str) -> None:
         """Refused for good; ``error`` starts with a reason code (``code: text``)."""
-        now = self._clock()
+        now = coarse_time(self._clock())
         self._write(
             "UPDATE registrations SET state = 'failed', updated_at = ?, last_error = ?"
             " WHERE id = ? AND state IN ('pending', 'sent')",
@@ -438,7 +478,7 @@ class Outbox:
         """The chain no longer holds blocks from ``block_number`` on (a rollback): rows
         recorded as mined there go back to ``sent`` (their transaction is looked up again).
         Returns how many."""
-        now = self._clock()
+        now = coarse_time(self._clock())
         conn = self._conn()
         with self._write_lock:
             cur = conn.execute(

@@ -12,6 +12,8 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
+from registry._utils.integers import MAX_GROUP_ID
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ZKID_", extra="forbid", toml_file=None)
@@ -20,6 +22,10 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="HTTP bind address.")
     port: int = Field(8545 + 1000, ge=0, le=65535, description="HTTP port (0 = pick a free one).")
     ledger_port: int = Field(8545, ge=1, le=65535, description="Port of the local Anvil started by `zkid up`.")
+    ledger_block_time: int = Field(
+        5, ge=0, le=3600,
+        description="Seconds between the blocks the local Anvil started by `zkid up` mines when idle, so statuses reach final (0: blocks only for transactions).",
+    )
     rpc_url: str | None = Field(None, description="EVM JSON-RPC URL; unset = the local ledger of data_dir.")
     manifest: Path | None = Field(None, description="Deployment manifest; default data_dir/deployment.json.")
     keystore: Path | None = Field(None, description="Encrypted operator keystore (required off Anvil).")
@@ -29,7 +35,15 @@ class Settings(BaseSettings):
     poll_interval: float = Field(0.5, gt=0, le=60, description="Seconds between chain polls.")
     log_chunk: int = Field(2000, ge=1, le=100_000, description="Blocks per eth_getLogs request during backfill.")
     batch_size: int = Field(500, ge=1, le=2000, description="Most commitments per addMembers transaction.")
-    batch_interval: float = Field(2.0, gt=0, le=3600, description="Oldest pending registration waits at most this long.")
+    batch_interval: float = Field(
+        2.0, gt=0, le=3600, description="A group's batch of at least batch_min_size goes once it waited this long (s)."
+    )
+    batch_min_size: int = Field(
+        8, ge=1, le=2000, description="Fewest registrations per batch (k-anonymity floor; docs/privacy.md) until batch_max_wait."
+    )
+    batch_max_wait: float = Field(
+        60.0, gt=0, le=86_400, description="A batch smaller than batch_min_size goes anyway after this many seconds."
+    )
     epoch_length: int = Field(600, ge=1, description="Relay epoch length in seconds (docs/authorization.md).")
     message_limit: int = Field(100, ge=1, le=2**32 - 1, description="Send slots per identity per epoch.")
     clock_skew: int = Field(
@@ -52,7 +66,7 @@ class Settings(BaseSettings):
         200_000, ge=1, description="Registrations of one group waiting for the ledger; beyond it, 503 backlog_full."
     )
     admission_group: int | None = Field(
-        None, ge=0, le=2**53 - 1, description="Admission group of new groups created without a policy (policy zk; docs/admission.md)."
+        None, ge=0, le=MAX_GROUP_ID, description="Admission group of new groups created without a policy (policy zk; docs/admission.md)."
     )
     anchor_interval: float = Field(60.0, ge=0, description="At most one evidence anchor transaction per this many seconds.")
     anchor_min_growth: int = Field(1000, ge=1, description="Anchor once this many evidence records are unanchored...")

@@ -1,14 +1,23 @@
-"""The connection log: when a client IP address talked to the registry, and nothing else.
+"""The connection log: how often a client IP address talked to the registry in an hour, and nothing else.
 
-Privacy rule (docs/api.md, docs/authorization.md "What is stored and logged"): the
-registry keeps, for abuse handling only, ``(unix time in whole seconds, client IP)``
-rows in ``data_dir/access.log.sqlite`` and deletes them once they are older than
-``settings.access_log_hours`` (at most 72). No path, method, header, body, status or
-user agent is ever written: paths carry commitments and roots, bodies carry proofs.
+Privacy rule (docs/privacy.md, docs/api.md, docs/authorization.md "What is stored and
+logged"): the registry keeps, for abuse handling only, ``(hour, client IP, requests)``
+rows in ``data_dir/access.log.sqlite`` (``hour``: the Unix time of the start of the UTC
+hour) and deletes them once they are older than ``settings.access_log_hours`` (at most
+72). No path, method, header, body, status or user agent is ever written: paths carry
+commitments and roots, bodies carry proofs.
 
-Rows are deduplicated per (second, IP) in memory and written by a background thread in
-small transactions, so that logging costs the request path a dict lookup, not a disk
-write; a crash loses at most the last flush interval, which for this log is acceptable.
+Why hours and counts (docs/privacy.md "Connection log"): every other store (outbox,
+nullifiers, blobs, evidence) holds identifiers; a log of ``(second, IP)`` rows sorts
+the IPs in arrival order, and arrival order joins them to those identifiers. An hour
+bucket holds every client of that hour with no order among them: the rows are keyed by
+``(hour, ip)`` (``WITHOUT ROWID``, no arrival-ordered id) and an hour is written only once
+it is over, in one transaction, in key order, so neither the table, the page layout nor
+the WAL records which IP of the hour came first. The current hour stays in memory
+(:meth:`AccessLog.rows` includes it); a crash loses it, which for this log is
+acceptable. Blocking a flood needs no disk: the per-IP rate limits are in memory
+(registry/web/rate_limit.py); what an operator needs afterwards (which addresses sent how
+many requests in which hour) is what is kept.
 """
 
 from __future__ import annotations
@@ -20,10 +29,14 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from registry.storage.sqlite import check_store, close_connection, connect
+from registry.storage.sqlite import check_store, close_connection, connect, create_schema, transaction
 
 FILE_NAME = "access.log.sqlite"
 MAX_HOURS = 72
+#: Resolution of the log (seconds): one row per client IP and UTC hour.
+BUCKET = 3600
+#: ``PRAGMA user_version`` of the layout (0: ``(at, ip)`` rows to the second).
+SCHEMA_VERSION = 1
 #: Only a log: a damaged one is deleted, not restored.
 DELETE_FIX = "delete it (it only holds connection times; a new log is started)"
 
@@ -35,9 +48,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class AccessLog:
-    """``(time, ip)`` rows in SQLite with bounded retention.
+    """``(hour, ip, requests)`` rows in SQLite with bounded retention.
 
-    ``record`` is cheap and thread-safe; ``flush`` writes what was recorded; ``purge``
+    ``record`` is cheap and thread-safe; ``flush`` writes the hours that are over; ``purge``
     deletes rows older than the retention. ``start`` runs both in a daemon thread
     (flush every ``flush_interval`` s, purge every ``purge_interval`` s) and purges once
     immediately, so a registry restarted after a long stop never serves old rows.
@@ -61,7 +74,7 @@ class AccessLog:
         self._flush_interval = flush_interval
         self._purge_interval = purge_interval
         self._clock = clock
-        self._pending: dict[tuple[int, str], None] = {}  # insertion-ordered set
+        self._pending: dict[tuple[int, str], int] = {}  # (hour, ip) -> requests not yet written
         self._lock = threading.Lock()
         self._db_lock = threading.Lock()
         self._stop = threading.Event()
@@ -69,44 +82,88 @@ class AccessLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         check_access_log(self.path)
         self._db = connect(self.path, durable=False)  # a log, not an acknowledged write
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS connections ("
-            " at INTEGER NOT NULL, ip TEXT NOT NULL, PRIMARY KEY (at, ip)) WITHOUT ROWID"
-        )
+        self._db.execute("PRAGMA secure_delete=ON")  # purged rows are zeroed, not left in free space
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Create the table; fold a log of an earlier version (``(at, ip)`` to the second)
+        into hour buckets, then rewrite the file (``VACUUM``) and empty the WAL so that no
+        page keeps a row to the second."""
+        db = self._db
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(f"{self.path} was written by a newer version (schema {version} > {SCHEMA_VERSION})")
+        columns = [str(r[1]) for r in db.execute("PRAGMA table_info(connections)")]
+        with transaction(db):
+            if columns and "hour" not in columns:
+                db.execute("ALTER TABLE connections RENAME TO connections_v0")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS connections (hour INTEGER NOT NULL, ip TEXT NOT NULL,"
+                " requests INTEGER NOT NULL, PRIMARY KEY (hour, ip)) WITHOUT ROWID"
+            )
+            if columns and "hour" not in columns:
+                db.execute(
+                    f"INSERT INTO connections (hour, ip, requests) SELECT (at / {BUCKET}) * {BUCKET} AS h, ip, count(*)"
+                    " FROM connections_v0 GROUP BY h, ip ORDER BY h, ip"
+                )
+                db.execute("DROP TABLE connections_v0")
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        if columns and "hour" not in columns:
+            db.execute("VACUUM")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # ------------------------------------------------------------------ recording
 
     def record(self, ip: str | None, when: float | None = None) -> None:
-        """Remember that ``ip`` connected at ``when`` (default: now), to the second."""
-        at = int(self._clock() if when is None else when)
-        key = (at, ip if ip else "unknown")
+        """Count a request of ``ip`` at ``when`` (default: now) in its hour."""
+        hour = int(self._clock() if when is None else when) // BUCKET * BUCKET
+        key = (hour, ip if ip else "unknown")
         with self._lock:
-            self._pending[key] = None
+            self._pending[key] = self._pending.get(key, 0) + 1
 
-    def flush(self) -> int:
-        """Write the recorded rows; return how many were new."""
+    def flush(self, *, final: bool = False) -> int:
+        """Write the hours that are over (every hour with ``final``, at close), in one
+        transaction in key order; return how many ``(hour, ip)`` rows were new."""
+        current = int(self._clock()) // BUCKET * BUCKET
         with self._lock:
-            rows = list(self._pending)
-            self._pending.clear()
+            due = sorted(k for k in self._pending if final or k[0] < current)
+            rows = [(h, ip, self._pending.pop((h, ip))) for h, ip in due]
         if not rows:
             return 0
         with self._db_lock:
-            before = self._db.total_changes
-            self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR IGNORE INTO connections (at, ip) VALUES (?, ?)", rows)
-            self._db.execute("COMMIT")
-            return self._db.total_changes - before
+            existing = sum(
+                1 for h, ip, _ in rows
+                if self._db.execute("SELECT 1 FROM connections WHERE hour = ? AND ip = ?", (h, ip)).fetchone()
+            )
+            with transaction(self._db, immediate=False):
+                self._db.executemany(
+                    "INSERT INTO connections (hour, ip, requests) VALUES (?, ?, ?)"
+                    " ON CONFLICT (hour, ip) DO UPDATE SET requests = requests + excluded.requests",
+                    rows,
+                )
+            # The WAL would keep the page images of earlier hours in write order: fold it.
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return len(rows) - existing
 
     def purge(self, now: float | None = None) -> int:
-        """Delete rows older than the retention; return how many went."""
+        """Delete the hours older than the retention; return how many rows went."""
         cutoff = int((self._clock() if now is None else now) - self.retention_s)
+        with self._lock:
+            for key in [k for k in self._pending if k[0] + BUCKET <= cutoff]:
+                del self._pending[key]
         with self._db_lock:
-            return self._db.execute("DELETE FROM connections WHERE at < ?", (cutoff,)).rowcount
+            # An hour goes once all of it is older than the retention.
+            return int(self._db.execute("DELETE FROM connections WHERE hour + ? <= ?", (BUCKET, cutoff)).rowcount)
 
-    def rows(self) -> list[tuple[int, str]]:
-        """Everything stored (tests, an operator answering an abuse report)."""
+    def rows(self) -> list[tuple[int, str, int]]:
+        """``(hour, ip, requests)``: everything stored plus the hour not yet written (tests,
+        an operator answering an abuse report)."""
         with self._db_lock:
-            return [(int(a), str(i)) for a, i in self._db.execute("SELECT at, ip FROM connections ORDER BY at, ip")]
+            stored = {(int(h), str(i)): int(n) for h, i, n in self._db.execute("SELECT hour, ip, requests FROM connections")}
+        with self._lock:
+            for key, n in self._pending.items():
+                stored[key] = stored.get(key, 0) + n
+        return [(h, i, n) for (h, i), n in sorted(stored.items())]
 
     # ------------------------------------------------------------------ background thread
 
@@ -132,7 +189,7 @@ class AccessLog:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
-        self.flush()
+        self.flush(final=True)
         self.purge()
         with self._db_lock:
             close_connection(self._db)
@@ -180,7 +237,7 @@ def client_ip(scope: Scope) -> str | None:
 
 
 class AccessLogMiddleware:
-    """ASGI middleware recording ``(time, client IP)`` of each HTTP request and nothing else."""
+    """ASGI middleware counting each HTTP request against ``(hour, client IP)`` and nothing else."""
 
     def __init__(self, app: ASGIApp, log: AccessLog) -> None:
         self.app = app

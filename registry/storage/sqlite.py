@@ -17,6 +17,18 @@ Also how they close and how a service checks them at start (docs/operations.md):
   has another one, i.e. a fresh file with the right schema (or another directory's store)
   put in place of the lost one, which would pass every other check and forget every
   claimed nullifier.
+
+Transactions and schemas, one way each:
+
+- every multi-statement write runs in :func:`transaction` (``BEGIN IMMEDIATE``, ``COMMIT``,
+  ``ROLLBACK`` on any exception, including a failed ``COMMIT``): no store writes its own
+  ``BEGIN``/``COMMIT``/``ROLLBACK``;
+- every schema is plain SQL DDL (``CREATE TABLE/INDEX IF NOT EXISTS``) applied by
+  :func:`create_schema` in one transaction. The durable stores need constraints
+  sqlite-utils' ``Table.create`` cannot state (``CHECK``, partial unique indexes,
+  ``AUTOINCREMENT``, ``WITHOUT ROWID``), so DDL is the one way that serves them all;
+  sqlite-utils is not used for schemas (nor for queries: parameterised SQL on
+  :mod:`sqlite3` is what every store reads best).
 """
 
 from __future__ import annotations
@@ -28,7 +40,8 @@ import re
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 from zk import strict_json
@@ -57,6 +70,32 @@ def connect(path: Path | str, *, durable: bool, timeout: float = 30.0) -> sqlite
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
     return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection, *, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+    """Run the ``with`` block in one transaction on an autocommit connection (:func:`connect`).
+
+    ``BEGIN IMMEDIATE`` (takes the write lock at once, so two writers never deadlock on an
+    upgrade) or, with ``immediate=False``, a deferred ``BEGIN``; ``COMMIT`` when the block
+    ends; ``ROLLBACK`` and re-raise if the block or the ``COMMIT`` raises (nothing of it is
+    kept). Callers serialise their own use of ``conn`` (one connection, one transaction).
+    """
+    conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:  # SQLite may have rolled back already (e.g. SQLITE_FULL)
+            conn.execute("ROLLBACK")
+        raise
+
+
+def create_schema(conn: sqlite3.Connection, statements: Iterable[str]) -> None:
+    """Apply a store's DDL (``CREATE ... IF NOT EXISTS`` statements) in one transaction."""
+    with transaction(conn):
+        for statement in statements:
+            conn.execute(statement)
 
 
 class ConnectionPerThread:

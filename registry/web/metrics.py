@@ -1,7 +1,9 @@
-"""Metrics that show floods and abuse without identifying anyone (issue #10 §4).
+"""Prometheus metrics of the registry's HTTP API, none of which identifies anyone.
 
-Series added to the registry's ``/metrics`` (docs/api.md "Metrics"; the alerting rules
-in docs/alerts.yml use them):
+:class:`Metrics`: requests, latency and authorization outcomes by route *template*, and
+gauges read from ``service.health()`` at scrape time. :class:`TrafficMetrics`: the series
+that show floods and abuse (docs/api.md "Metrics"; the alerting rules in docs/alerts.yml
+use them):
 
 - ``zkid_http_refusals_total{route,code}``: every answer with status >= 400, by route
   *template* and machine-readable error code (our own vocabulary, never a value).
@@ -19,13 +21,18 @@ import json
 import logging
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from registry.service.authorization import Reason
+from registry.service.batcher import FAILURE_KINDS
 from registry.web.rate_limit import IpRateLimiter
+
+if TYPE_CHECKING:
+    from registry.service.facade import RegistryService
 
 log = logging.getLogger(__name__)
 
@@ -91,3 +98,68 @@ def error_code(body: Any) -> str:
     error = data.get("error") if isinstance(data, dict) else None
     value = error.get("code") if isinstance(error, dict) else None
     return value if isinstance(value, str) and _CODE.fullmatch(value) else "other"
+
+
+class Metrics:
+    """Prometheus metrics of one app (its own registry: several apps can live in a process)."""
+
+    def __init__(self, service: RegistryService) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "zkid_http_requests", "HTTP requests by route template, method and status.",
+            ["route", "method", "status"], registry=self.registry,
+        )
+        self.latency = Histogram(
+            "zkid_http_request_duration_seconds", "Time to answer, by route template.",
+            ["route"], registry=self.registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+        )
+        self.authorizations = Counter(
+            "zkid_authorizations", "POST /v1/authorize outcomes by reason (`ok` = authorized).",
+            ["reason"], registry=self.registry,
+        )
+        for reason in Reason:
+            self.authorizations.labels(reason.value)
+        self.registry.register(_ServiceCollector(service))
+
+
+class _ServiceCollector(Collector):
+    """Gauges read from ``service.health()`` at scrape time."""
+
+    def __init__(self, service: RegistryService) -> None:
+        self.service = service
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        try:
+            health = self.service.health()
+        except Exception as exc:  # noqa: BLE001 - a scrape must not fail
+            log.warning("health() failed during a metrics scrape: %s", type(exc).__name__)
+            health = {"ledger": "down"}
+        up = GaugeMetricFamily("zkid_ledger_up", "1 if the ledger node answers.")
+        up.add_metric([], 1.0 if health.get("ledger") == "up" else 0.0)
+        yield up
+        failures = CounterMetricFamily(
+            "zkid_batcher_failures", "Batcher failures by kind (docs/api.md).", labels=["kind"]
+        )
+        counts = self.service.batcher.stats.failures
+        for kind in FAILURE_KINDS:
+            failures.add_metric([kind], float(counts.get(kind, 0)))
+        yield failures
+        degraded = GaugeMetricFamily("zkid_health_degraded", "1 per reason /v1/health gives now.", labels=["reason"])
+        for reason in health.get("reasons", []) or []:
+            degraded.add_metric([str(reason)], 1.0)
+        yield degraded
+        for key, name, doc in (
+            ("outbox_pending", "zkid_outbox_pending", "Registrations accepted but not yet on chain."),
+            ("outbox_unconfirmed", "zkid_outbox_unconfirmed", "Registrations mined, not yet final."),
+            ("oldest_pending_seconds", "zkid_oldest_pending_seconds", "Age of the oldest registration not yet on chain."),
+            ("indexed_block", "zkid_indexed_block", "Last block applied to the index."),
+            ("head_block", "zkid_head_block", "Latest block of the ledger node."),
+            ("lag_blocks", "zkid_index_lag_blocks", "Blocks between the head and the index."),
+        ):
+            value = health.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                gauge = GaugeMetricFamily(name, doc)
+                gauge.add_metric([], float(value))
+                yield gauge
+

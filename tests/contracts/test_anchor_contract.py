@@ -89,7 +89,7 @@ def test_sizes_must_grow(deployed: Deployment) -> None:
 def test_only_the_registrar_registers_so_a_log_name_cannot_be_squatted(
     deployed: Deployment, make_transactor: Any
 ) -> None:
-    """Issue #17 point 2: registration was first come, first served; anyone could take a
+    """Registration was first come, first served; anyone could take a
     log's name first and anchor size 2^64-1, and the real log could never anchor again."""
     registrar = deployed.anchor
     squatter_tx = make_transactor(7)
@@ -140,7 +140,7 @@ def test_operator_access_control(deployed: Deployment, make_transactor: Any) -> 
 
 
 def test_two_step_owner_transfer_resets_operators(deployed: Deployment, make_transactor: Any) -> None:
-    """Issue #17 point 2: the transfer was one step and old operators kept their rights."""
+    """The transfer was one step and old operators kept their rights."""
     owner = deployed.anchor
     owner_address = owner.tx.address  # type: ignore[union-attr]
     alice_tx, bob_tx, carol_tx = make_transactor(1), make_transactor(2), make_transactor(4)

@@ -14,7 +14,7 @@ import pytest
 
 from registry.ledger import errors as E
 from registry.ledger.deploy import Deployment
-from registry.ledger.registry_contract import parse_proof
+from registry.ledger.registry_contract import parse_proof, proof_tuple
 from tests.jsbridge import run_js
 from zk.field import Q, R
 
@@ -130,7 +130,7 @@ def test_contract_checks_the_depth(deployed: Deployment, group: int, js: dict[st
     reg = deployed.registry
     good = parse_proof(js["proofs"][0])
     for depth in (0, 33):
-        raw = (depth,) + good.as_tuple()[1:]
+        raw = (depth,) + proof_tuple(good)[1:]
         with pytest.raises(E.MerkleTreeDepthNotSupported):
             reg.tx.transact(reg.contract.functions.validateProof(group, raw))  # type: ignore[union-attr]
 

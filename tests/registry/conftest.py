@@ -7,7 +7,6 @@ Anvil per xdist worker, the contracts deployed once, a snapshot reverted after e
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import pytest
 
 from registry.ledger.deploy import save_manifest
 from registry.service.settings import Settings
+from tests.support.registry import Registry, running_registry
 from zk.field import R
 
 # A large odd multiplier: (i + seed) * _SPREAD mod r gives distinct, well spread field elements.
@@ -29,35 +29,17 @@ def make_commitments(n: int, seed: int = 1) -> list[int]:
     return values
 
 
-class FakeClock:
-    """An injectable clock the test moves by hand."""
-
-    def __init__(self, now: float) -> None:
-        self.now = float(now)
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
-    """Poll ``predicate`` until it returns a truthy value (a bounded wait, never a timing
-    assertion: the timeout only turns a hang into a failure)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not reached within {timeout} s")
-        time.sleep(interval)
-
-
 @pytest.fixture
 def commitments() -> Callable[..., list[int]]:
     return make_commitments
+
+
+@pytest.fixture(scope="module")
+def registry(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A real registry (Anvil, service, HTTP on loopback) shared by the tests of a module;
+    a module that needs other settings defines its own ``registry``."""
+    with running_registry(tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])) as reg:
+        yield reg
 
 
 @pytest.fixture

@@ -29,7 +29,8 @@ from registry.ledger.registry_contract import RegistryContract
 from tests.registry.conftest import make_commitments
 from tests.registry.evidence.support import RELAY, RELAY_KEY
 from zk.evidence.record import EventType, EvidenceRecord, sign_record
-from tests.registry.http_support import zkid_command
+from tests.support.cli import ZKID
+from tests.support.wait import wait_until
 from zk.identity import Identity
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,23 +54,20 @@ class Up:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError(f"zkid up did not stop on signal {sig}; log:\n{self.log.read_text()[-3000:]}") from None
+            raise AssertionError(f"zkid up did not stop on signal {sig}; log:\n{self.log_tail()}") from None
+
+    def log_tail(self) -> str:
+        return self.log.read_text()[-3000:]
+
+    def check_running(self) -> None:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"zkid up exited ({self.proc.returncode}); log:\n{self.log_tail()}")
 
 
 def _wait(predicate: Callable[[], Any], timeout: float, what: str, up: Up | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if up is not None and up.proc.poll() is not None:
-            raise AssertionError(f"zkid up exited ({up.proc.returncode}); log:\n{up.log.read_text()[-3000:]}")
-        try:
-            value = predicate()
-        except httpx.HTTPError:
-            value = None
-        if value:
-            return value
-        time.sleep(0.1)
-    tail = up.log.read_text()[-3000:] if up is not None else ""
-    raise AssertionError(f"timed out waiting for {what}\n{tail}")
+    """``wait_until`` for HTTP predicates, failing early (with its log) if ``up`` exits."""
+    return wait_until(predicate, timeout, what, interval=0.1, ignore=(httpx.HTTPError,),
+                      check=up.check_running if up else None, detail=up.log_tail if up else None)
 
 
 def start_up(data_dir: Path, port: int, ledger_port: int, **env: str) -> Up:
@@ -85,7 +83,7 @@ def start_up(data_dir: Path, port: int, ledger_port: int, **env: str) -> Up:
     environ.pop("ZKID_DATA_DIR", None)
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [*zkid_command(), "up", "--data-dir", str(data_dir), "--port", str(port), "--ledger-port", str(ledger_port)],
+            [*ZKID, "up", "--data-dir", str(data_dir), "--port", str(port), "--ledger-port", str(ledger_port)],
             cwd=ROOT,
             env=environ,
             stdout=out,
@@ -254,7 +252,7 @@ def test_sigterm_exits_cleanly_and_restart_resumes(data_dir: Path) -> None:
 
 
 def _zkid(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*zkid_command(), *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([*ZKID, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
 def test_walkthrough_register_wait_in_a_group_of_5000(data_dir: Path) -> None:

@@ -26,7 +26,8 @@ from typing import Any
 import httpx
 
 from registry.ledger.anvil import LocalLedger, free_port
-from tests.registry.http_support import zkid_command
+from tests.registry.relay.support import fresh_nullifier_store
+from tests.support.cli import ZKID, stop_process
 from tests.registry.test_e2e_faults import ROOT, TOKEN, _wait, start_up
 from zk.identity import Identity
 from zk.proof import generate_proof
@@ -44,7 +45,7 @@ def _authorization(url: str, who: Identity) -> dict[str, Any]:
         info = c.get("/v1/groups/0").json()
         r = c.get(f"/v1/groups/0/proofs/{who.commitment}")
         assert r.status_code == 200, r.text
-    merkle = MerkleProof.from_json(r.json()["merkle_proof"])
+    merkle = MerkleProof.from_dict(r.json()["merkle_proof"])
     digest = hashlib.sha256(b"a blob sent once").digest()
     scope = RelayScope(group_id=0, epoch=epoch_at(time.time(), info["epoch_length"]), slot=0).encode()
     proof = generate_proof(who, merkle, blob_message(digest), scope)
@@ -66,7 +67,7 @@ def _refused_start(data_dir: Path, ledger_port: int, spent: dict[str, Any]) -> t
     environ = {**os.environ, "ZKID_OPERATOR_TOKEN": TOKEN, **ENV}
     environ.pop("ZKID_DATA_DIR", None)
     proc = subprocess.Popen(
-        [*zkid_command(), "up", "--data-dir", str(data_dir), "--port", str(port), "--ledger-port", str(ledger_port)],
+        [*ZKID, "up", "--data-dir", str(data_dir), "--port", str(port), "--ledger-port", str(ledger_port)],
         cwd=ROOT, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
@@ -84,25 +85,7 @@ def _refused_start(data_dir: Path, ledger_port: int, spent: dict[str, Any]) -> t
         output = proc.stdout.read() if proc.stdout is not None else ""
         return proc.returncode, output
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(60)
-        if proc.stdout is not None:
-            proc.stdout.close()
-
-
-def _fresh_nullifier_store(path: Path) -> None:
-    """Replace ``path`` by a new file holding the nullifier store's schema and nothing else."""
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-    db = sqlite3.connect(path)
-    db.execute(
-        "CREATE TABLE nullifiers (group_id INTEGER NOT NULL, nullifier TEXT NOT NULL, epoch INTEGER NOT NULL,"
-        " PRIMARY KEY (group_id, nullifier)) WITHOUT ROWID"
-    )
-    db.execute("CREATE INDEX nullifiers_epoch ON nullifiers (group_id, epoch)")
-    db.commit()
-    db.close()
+        stop_process(proc)
 
 
 def _error_line(code: int, output: str) -> str:
@@ -176,7 +159,7 @@ def _check_stores(tmp_path: Path, data_dir: Path, ledger_port: int) -> None:
     manifest = data_dir / "stores.json"
     kept = manifest.read_bytes()
     for lose_manifest in (False, True):
-        _fresh_nullifier_store(store)
+        fresh_nullifier_store(store)
         if lose_manifest:
             manifest.unlink()
         line = _error_line(*_refused_start(data_dir, ledger_port, spent))
@@ -195,7 +178,7 @@ def _check_stores(tmp_path: Path, data_dir: Path, ledger_port: int) -> None:
     environ = {**os.environ, **ENV}
     environ.pop("ZKID_DATA_DIR", None)
     done = subprocess.run(
-        [*zkid_command(), "reindex", "--data-dir", str(data_dir)],
+        [*ZKID, "reindex", "--data-dir", str(data_dir)],
         cwd=ROOT, env=environ, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr

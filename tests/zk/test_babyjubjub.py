@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.jsbridge import node_available, run_js
+from tests.jsbridge import run_js
+from tests.support.node import needs_node
 from zk import babyjubjub as bj
 from zk.field import R
 
@@ -156,7 +157,7 @@ def test_js_packed_points() -> None:
             assert bj.pack_point(r8) == int.from_bytes(bytes.fromhex(sig["packed"])[:32], "little")
 
 
-@pytest.mark.skipif(not node_available(), reason="node_modules not installed")
+@needs_node
 def test_live_unpack_agrees_with_zk_kit() -> None:
     rng = random.Random(11)
     values = [rng.randrange(R) | (rng.getrandbits(1) << 255) for _ in range(30)]

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.jsbridge import node_available, run_js
+from tests.jsbridge import run_js
+from tests.support.node import needs_node
 from zk.blake512 import blake512
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "blake512.json"
@@ -65,7 +66,7 @@ def test_rejects_non_bytes(bad: Any) -> None:
         blake512(bad)
 
 
-@pytest.mark.skipif(not node_available(), reason="node_modules not installed")
+@needs_node
 @settings(max_examples=1, deadline=None)
 @given(st.lists(st.binary(max_size=300), min_size=12, max_size=12))
 def test_live_cross_check(messages: list[bytes]) -> None:

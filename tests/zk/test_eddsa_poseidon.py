@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.jsbridge import node_available, run_js
+from tests.jsbridge import run_js
+from tests.support.node import needs_node
 from zk import babyjubjub as bj
 from zk.eddsa_poseidon import (
     Signature,
@@ -28,7 +29,6 @@ from zk.eddsa_poseidon import (
 from zk.field import R, FieldError
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "eddsa.json"
-needs_node = pytest.mark.skipif(not node_available(), reason="node_modules not installed")
 
 
 def _decode_key(key: dict[str, str]) -> bytes | str:

@@ -12,14 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.jsbridge import node_available, run_js
+from tests.jsbridge import run_js
+from tests.support.node import needs_node
 from zk.field import R
 from zk.hashing import MAX_TEXT_BYTES, MessageError, hash_message, semaphore_hash, to_bigint
 
 VECTORS = json.loads((Path(__file__).resolve().parents[1] / "vectors" / "hashing.json").read_text("utf-8"))
 TWO_256 = 1 << 256
 
-needs_node = pytest.mark.skipif(not node_available(), reason="node and node_modules are required")
 
 
 def py_input(spec: dict[str, str]) -> Any:

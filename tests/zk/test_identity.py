@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.jsbridge import node_available, run_js
+from tests.jsbridge import run_js
+from tests.support.node import needs_node
 from zk import babyjubjub as bj
 from zk.eddsa_poseidon import Signature
 from zk.field import R
@@ -19,7 +20,6 @@ from zk.identity import Identity
 from zk.poseidon import poseidon2
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "identity.json"
-needs_node = pytest.mark.skipif(not node_available(), reason="node_modules not installed")
 
 
 def _vectors() -> dict[str, Any]:

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.jsbridge import node_available, run_js
+from tests.jsbridge import run_js
+from tests.support.node import needs_node
 from zk import poseidon as fast
 from zk.field import R, FieldError
 from zk.poseidon import poseidon, poseidon2, poseidon2_python
@@ -131,7 +132,7 @@ def test_field_error_is_value_error() -> None:
         poseidon2(R, 0)
 
 
-@pytest.mark.skipif(not node_available(), reason="node_modules not installed")
+@needs_node
 def test_live_cross_check_with_poseidon_lite() -> None:
     rng = random.Random(2024)
     inputs = [[rng.randrange(R) for _ in range(n)] for n in range(1, 17)]

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from tests.jsbridge import run_js
-from tests.zk.groth16.helpers import VECTORS, needs_node, vector
+from tests.support.node import needs_node
+from tests.zk.groth16.helpers import VECTORS, vector
 from zk.field import Q, R
 from zk.groth16 import Proof
 from zk.hashing import MessageError, semaphore_hash

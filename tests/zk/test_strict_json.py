@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 from typing import Any
 
 import pytest
 
+from tests.support.cli import run_python
 from zk import strict_json
 from zk.strict_json import DUPLICATE_KEY, INVALID, MAX_DEPTH, TOO_DEEP, JsonInputError, loads, nesting_depth
 
@@ -126,8 +125,7 @@ def test_no_crash_even_with_a_raised_recursion_limit() -> None:
         "    except strict_json.JsonInputError as exc:\n"
         "        print(exc.code)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
+    out = run_python(code)
     assert out.stdout.split() == [TOO_DEEP, TOO_DEEP]
 
 
@@ -139,8 +137,7 @@ def test_importing_py_ecc_through_zk_keeps_a_sane_recursion_limit() -> None:
         "import registry.cli, eth_account, py_ecc.optimized_bn128, zk.groth16.reference\n"
         "print(before, sys.getrecursionlimit())\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
+    out = run_python(code)
     before, after = out.stdout.split()
     assert int(after) == int(before) < 100_000
     assert strict_json.MAX_DEPTH < int(after)

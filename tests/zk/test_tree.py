@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.jsbridge import node_available, run_js
+from tests.jsbridge import run_js
+from tests.support.node import needs_node
 from zk.field import R, FieldError
 from zk.poseidon import poseidon2
 from zk.tree import (
@@ -24,7 +25,6 @@ from zk.tree import (
 VECTORS = json.loads((Path(__file__).resolve().parents[1] / "vectors" / "tree.json").read_text("utf-8"))
 LEAVES = [int(v) for v in VECTORS["leaves"]]
 
-needs_node = pytest.mark.skipif(not node_available(), reason="node and node_modules are required")
 
 
 def state(tree: LeanIMT) -> dict[str, Any]:
@@ -82,7 +82,7 @@ def test_sequential_inserts() -> None:
         assert state(tree) == {k: step[k] for k in ("root", "depth", "size")}
         for item in step["proofs"]:
             proof = tree.generate_proof(item["i"])
-            assert proof.to_json() == item["proof"]
+            assert proof.to_dict() == item["proof"]
             assert LeanIMT.verify_proof(proof)
 
 
@@ -93,7 +93,7 @@ def test_bulk_builds() -> None:
         if "export" in item:
             assert tree.export() == item["export"]
         for p in item.get("proofs", []):
-            assert tree.generate_proof(p["i"]).to_json() == p["proof"]
+            assert tree.generate_proof(p["i"]).to_dict() == p["proof"]
 
 
 def test_insert_many_onto_existing_trees() -> None:
@@ -111,7 +111,7 @@ def test_scenarios(name: str) -> None:
     for op, expected in zip(scenario["ops"], scenario["states"], strict=True):
         apply(tree, op)
         assert state(tree) == expected, op
-    assert [tree.generate_proof(i).to_json() for i in range(tree.size)] == scenario["proofs"]
+    assert [tree.generate_proof(i).to_dict() for i in range(tree.size)] == scenario["proofs"]
     assert tree.export() == scenario["export"]
     again = LeanIMT.import_(scenario["export"])
     assert again.export() == scenario["export"] and again.leaves == tree.leaves
@@ -286,7 +286,7 @@ def test_proof_object() -> None:
     tree = LeanIMT(leaves=LEAVES[:5])
     proof = tree.generate_proof(4)
     assert proof.siblings == (naive_root(LEAVES[:4]),) and proof.index == 1
-    assert MerkleProof.from_json(proof.to_json()) == proof
+    assert MerkleProof.from_dict(proof.to_dict()) == proof
     assert MerkleProof(proof.root, proof.leaf, proof.index, list(proof.siblings)) == proof  # type: ignore[arg-type]
     with pytest.raises(FieldError):
         MerkleProof(R, proof.leaf, proof.index, proof.siblings)
@@ -297,11 +297,11 @@ def test_proof_object() -> None:
     with pytest.raises(TreeError):
         MerkleProof(proof.root, proof.leaf, True, proof.siblings)
     with pytest.raises(ValueError):
-        MerkleProof.from_json({**proof.to_json(), "root": "0x1"})
+        MerkleProof.from_dict({**proof.to_dict(), "root": "0x1"})
     with pytest.raises(TreeError):
-        MerkleProof.from_json({**proof.to_json(), "extra": 1})
+        MerkleProof.from_dict({**proof.to_dict(), "extra": 1})
     with pytest.raises(TreeError):
-        LeanIMT.verify_proof(proof.to_json())  # type: ignore[arg-type]
+        LeanIMT.verify_proof(proof.to_dict())  # type: ignore[arg-type]
 
 
 def test_single_leaf_tree() -> None:
@@ -439,16 +439,16 @@ def test_live_random_operations() -> None:
     ops = random_ops(rng, tree, 120)
     indices = sorted(set(rng.sample(range(tree.size), min(tree.size, 40)) + [0, tree.size - 1]))
     ours = [tree.generate_proof(i) for i in indices]
-    result = run_js("tree_ops.mjs", {"ops": ops, "proof_indices": indices, "verify": [p.to_json() for p in ours]})
+    result = run_js("tree_ops.mjs", {"ops": ops, "proof_indices": indices, "verify": [p.to_dict() for p in ours]})
     replay = LeanIMT()
     for op, js_state in zip(ops, result["states"], strict=True):
         apply(replay, op)
         assert state(replay) == js_state, op
     assert result["export"] == tree.export()
-    assert [p.to_json() for p in ours] == result["proofs"]
+    assert [p.to_dict() for p in ours] == result["proofs"]
     assert all(result["verified"])
     for p in result["proofs"]:
-        assert LeanIMT.verify_proof(MerkleProof.from_json(p))
+        assert LeanIMT.verify_proof(MerkleProof.from_dict(p))
 
 
 @needs_node
@@ -462,10 +462,10 @@ def test_live_continue_from_python_export() -> None:
     result = run_js("tree_ops.mjs", {"initial": exported, "ops": ops, "proof_indices": list(range(tree.size))})
     assert result["states"][-1] == state(tree)
     assert result["export"] == tree.export()
-    assert result["proofs"] == [tree.generate_proof(i).to_json() for i in range(tree.size)]
+    assert result["proofs"] == [tree.generate_proof(i).to_dict() for i in range(tree.size)]
     # A forged proof is refused by both sides.
-    forged = tree.generate_proof(5).to_json()
+    forged = tree.generate_proof(5).to_dict()
     forged["siblings"][0] = str((int(forged["siblings"][0]) + 1) % R)
     check = run_js("tree_ops.mjs", {"verify": [forged]})
     assert check["verified"] == [False]
-    assert not LeanIMT.verify_proof(MerkleProof.from_json(forged))
+    assert not LeanIMT.verify_proof(MerkleProof.from_dict(forged))

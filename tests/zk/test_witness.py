@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from tests.jsbridge import run_js
-from tests.zk.groth16.helpers import VECTORS, circuit_inputs, needs_node, public_signals, vector
+from tests.support.node import needs_node
+from tests.zk.groth16.helpers import VECTORS, circuit_inputs, public_signals, vector
 from zk.field import R, FieldError
 from zk.witness import (
     WitnessCalculator,

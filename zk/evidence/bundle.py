@@ -75,10 +75,10 @@ from zk.evidence.record import (
     MAX_JSON_INT,
     RecordError,
     SignedRecord,
-    strict_json_loads,
     verify_record_signature,
 )
 from zk.proof import SemaphoreProof, verify_proof
+from zk import strict_json
 
 BUNDLE_VERSION = 1
 MAX_ENTRIES = 16
@@ -330,7 +330,7 @@ class EvidenceBundle:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> EvidenceBundle:
-        return cls.from_dict(strict_json_loads(text, BundleError))
+        return cls.from_dict(strict_json.loads(text, floats=False, error=BundleError))
 
 
 # --- Building ------------------------------------------------------------------------

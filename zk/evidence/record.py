@@ -228,9 +228,9 @@ class EvidenceRecord:
         return encode_typed_data(full_message=self.typed_data())
 
     def record_hash(self) -> bytes:
-        """``keccak256(0x19 0x01 || domainSeparator || hashStruct(record))`` (EIP-712)."""
-        message = self.signable()
-        return keccak(b"\x19\x01" + message.header + message.body)
+        """``keccak256(0x19 0x01 || domainSeparator || hashStruct(record))`` (EIP-712), by
+        the reference encoder (:func:`reference_record_hash`)."""
+        return reference_record_hash(self)
 
     def evidence_id(self) -> str:
         """The record hash in lower-case hex (64 digits, no prefix)."""
@@ -294,16 +294,64 @@ class EvidenceRecord:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> EvidenceRecord:
-        return cls.from_dict(strict_json_loads(text, RecordError))
+        # Duplicate keys, NaN/Infinity, deep nesting and floats refused: none is needed here.
+        return cls.from_dict(strict_json.loads(text, floats=False, error=RecordError))
 
 
-def strict_json_loads(text: str | bytes, error: type[ValueError]) -> Any:
-    """:func:`zk.strict_json.loads` (duplicate keys, NaN/Infinity, deep nesting and
-    floats refused: none is ever needed here), its refusal raised as ``error``."""
-    try:
-        return strict_json.loads(text, floats=False)
-    except strict_json.JsonInputError as exc:
-        raise error(str(exc)) from None
+# --- The record hash: a reference and a fast twin ----------------------------------
+#
+# Both compute EIP-712 ``keccak256(0x19 0x01 || domainSeparator || hashStruct(record))``
+# and take the same argument; tests run the same known-answer vectors (ethers.js) over
+# both (``RECORD_HASHES``). A divergence could not admit a forged record: the issuer is
+# recovered from the signature over the digest the log computes.
+
+
+def reference_record_hash(record: EvidenceRecord) -> bytes:
+    """The record hash by ``eth_account``'s generic EIP-712 encoder (``encode_typed_data``)."""
+    message = record.signable()
+    return keccak(b"\x19\x01" + message.header + message.body)
+
+
+def _type_string(name: str, fields: list[dict[str, str]]) -> bytes:
+    return f"{name}({','.join(f['type'] + ' ' + f['name'] for f in fields)})".encode()
+
+
+# EIP-712 §Definition of hashStruct / encodeType, built from this module's own type lists
+# so the two twins cannot drift apart silently.
+_DOMAIN_TYPEHASH = keccak(_type_string("EIP712Domain", EIP712_DOMAIN_TYPE))
+_RECORD_TYPEHASH = keccak(_type_string("EvidenceRecord", RECORD_TYPE))
+_domain_separators: dict[int, bytes] = {}
+
+
+def record_hash(record: EvidenceRecord) -> bytes:
+    """The record hash by EIP-712 ``encodeData`` of this fixed type, written out (about 10x
+    faster than :func:`reference_record_hash`): what the evidence log computes."""
+    sep = _domain_separators.get(record.chain_id)
+    if sep is None:
+        sep = keccak(
+            _DOMAIN_TYPEHASH
+            + keccak(DOMAIN_NAME.encode())
+            + keccak(DOMAIN_VERSION.encode())
+            + record.chain_id.to_bytes(32, "big")
+        )
+        _domain_separators[record.chain_id] = sep
+    struct = keccak(
+        _RECORD_TYPEHASH
+        + record.version.to_bytes(32, "big")
+        + keccak(record.event.value.encode())
+        + record.event_time.to_bytes(32, "big")
+        + bytes(12)
+        + bytes.fromhex(record.issuer[2:])
+        + record.blob_digest
+        + keccak(b"".join(record.links))
+        + keccak(b"" if record.reason is None else record.reason.value.encode())
+        + keccak(record.region.encode())
+    )
+    return keccak(b"\x19\x01" + sep + struct)
+
+
+#: The twins by name (tests run one suite over both).
+RECORD_HASHES = {"reference": reference_record_hash, "fast": record_hash}
 
 
 # --- Signatures ----------------------------------------------------------------------
@@ -352,7 +400,7 @@ class SignedRecord:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> SignedRecord:
-        return cls.from_dict(strict_json_loads(text, RecordError))
+        return cls.from_dict(strict_json.loads(text, floats=False, error=RecordError))
 
 
 def sign_record(record: EvidenceRecord, private_key: bytes | str) -> SignedRecord:

@@ -9,10 +9,30 @@ Python, used to hold the fast path to account).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+import threading
+from collections.abc import Callable, Sequence
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from zk.groth16.encoding import Proof
+
+
+B = TypeVar("B")
+
+
+class ProcessDefault(Generic[B]):
+    """One instance of a backend per process, built on first use (under a lock, so a key
+    cache is never built twice)."""
+
+    def __init__(self, make: Callable[[], B]) -> None:
+        self._make = make
+        self._value: B | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> B:
+        with self._lock:
+            if self._value is None:
+                self._value = self._make()
+            return self._value
 
 
 class Groth16Error(ValueError):

@@ -36,7 +36,7 @@ import groth16py
 
 from zk.artifacts import check_depth, load_artifacts
 from zk.field import Q, R
-from zk.groth16.backend import Groth16Error
+from zk.groth16.backend import Groth16Error, ProcessDefault
 from zk.groth16.encoding import Proof, ProofEncodingError, public_signals_valid
 
 T = TypeVar("T")
@@ -236,15 +236,10 @@ class FastBackend:
         return proof, public
 
 
-_default: FastBackend | None = None
-_default_lock = threading.Lock()
+_default = ProcessDefault(FastBackend)
 
 
 def default_backend() -> FastBackend:
     """The process-wide fast backend on the default artifacts directory."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = FastBackend()
-        return _default
+    return _default.get()
 

@@ -32,6 +32,7 @@ from py_ecc.optimized_bn128.optimized_curve import add, multiply, neg
 from py_ecc.optimized_bn128.optimized_pairing import final_exponentiate, pairing
 
 from zk.artifacts import check_depth, load_artifacts
+from zk.groth16.backend import ProcessDefault
 from zk.groth16.encoding import (
     G1Point,
     G2Point,
@@ -127,14 +128,9 @@ class ReferenceBackend:
         return verify(self.key(depth), proof, public_signals)
 
 
-_default: ReferenceBackend | None = None
-_default_lock = threading.Lock()
+_default = ProcessDefault(ReferenceBackend)
 
 
 def default_backend() -> ReferenceBackend:
     """The process-wide reference backend on the default artifacts directory."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = ReferenceBackend()
-        return _default
+    return _default.get()

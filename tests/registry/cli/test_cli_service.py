@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from registry.ledger.anvil import free_port
-from tests.registry.http_support import OPERATOR_TOKEN, Registry, running_registry, zkid_command
+from tests.support.registry import OPERATOR_TOKEN, Registry
+from tests.support.cli import ZKID
 from zk.identity import Identity
 from zk.identity_file import encrypt_identity
 
@@ -25,14 +25,8 @@ ENV.pop("ZKID_URL", None)
 
 def zkid(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*zkid_command(), *args], capture_output=True, text=True, env=env or ENV, timeout=300, check=False
+        [*ZKID, *args], capture_output=True, text=True, env=env or ENV, timeout=300, check=False
     )
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    with running_registry(tmp_path_factory.mktemp("cli")) as reg:
-        yield reg
 
 
 def _identity_file(tmp_path: Path, name: str) -> tuple[Identity, Path]:

@@ -59,7 +59,7 @@ def test_group_root_and_proof(tmp_path: Path) -> None:
     root = zkid("group", "root", str(path), "--json")
     assert json.loads(root.stdout) == {"root": str(tree.root), "depth": tree.depth, "size": 5}
     proof = zkid("group", "proof", str(path), str(leaves[3]))
-    assert json.loads(proof.stdout) == tree.generate_proof(3).to_json()
+    assert json.loads(proof.stdout) == tree.generate_proof(3).to_dict()
     outsider = zkid("group", "proof", str(path), "12345")
     assert outsider.returncode == 1
     path.write_text("1\n0x2\n")

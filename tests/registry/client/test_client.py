@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import hashlib
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,8 @@ from registry.client.api import (
     group_from_ledger,
 )
 from registry.relay.authorization import RegistryAuthClient
-from tests.registry.http_support import Registry, running_registry
+from tests.support.net import free_port
+from tests.support.registry import Registry
 from zk.identity import Identity
 from zk.relay_scope import blob_message, decode_scope, epoch_at
 from zk.tree import LeanIMT
@@ -85,12 +84,6 @@ def test_send_slots_never_reuse(tmp_path: Path) -> None:
     again.close()
 
 
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    with running_registry(tmp_path_factory.mktemp("client")) as reg:
-        yield reg
-
-
 def test_registry_client_register_wait_proof_and_send(registry: Registry, tmp_path: Path) -> None:
     alice, bob = Identity("client-alice"), Identity("client-bob")
     seen: list[str] = []
@@ -140,10 +133,7 @@ def test_registry_client_register_wait_proof_and_send(registry: Registry, tmp_pa
         anonymous = acknowledge_anonymously(bob, tree, record_hash, digest)
         anonymous.check(digest)
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with RegistryClient(f"http://127.0.0.1:{port}", timeout=2) as dead, pytest.raises(RegistryClientError) as down:
+    with RegistryClient(f"http://127.0.0.1:{free_port()}", timeout=2) as dead, pytest.raises(RegistryClientError) as down:
         dead.group(0)
     assert down.value.code == "unreachable"
 

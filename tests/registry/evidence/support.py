@@ -12,6 +12,7 @@ from pathlib import Path
 from eth_account import Account
 
 from registry.evidence.log import EvidenceLog, load_or_create_log_key
+from tests.support.net import free_port
 from zk.evidence.record import EventType, EvidenceRecord, SignedRecord, sign_record
 
 RELAY_KEY = hashlib.sha256(b"letro-zkid test relay").digest()
@@ -44,10 +45,7 @@ class Relay:
 
     def __init__(self, target_port: int) -> None:
         self.target = ("127.0.0.1", target_port)
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
+        self.port = free_port()
         self._listener: socket.socket | None = None
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -177,59 +175,3 @@ class CountingRpcProxy:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
-
-
-class _QuietServer:
-    """uvicorn in a thread of the test process, on a free loopback port."""
-
-    def __init__(self, app: object) -> None:
-        import uvicorn
-
-        class Server(uvicorn.Server):
-            def install_signal_handlers(self) -> None:
-                pass
-
-            def capture_signals(self):  # type: ignore[no-untyped-def]
-                import contextlib
-
-                return contextlib.nullcontext()
-
-        # proto=IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on sockets whose proto
-        # says TCP, and without it every response waits ~40 ms for a delayed ACK.
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = Server(uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=2))  # type: ignore[arg-type]
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> str:
-        import time
-
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-        return self.url
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(30)
-        self.sock.close()
-
-
-def serve(app: object) -> _QuietServer:
-    return _QuietServer(app)
-
-
-# A ``zkid`` with the evidence commands, whether or not the lead has registered them yet.
-CLI_SNIPPET = (
-    "import typer\n"
-    "from registry.cli.evidence_commands import register\n"
-    "app = typer.Typer(pretty_exceptions_enable=False)\n"
-    "@app.callback()\n"
-    "def main() -> None: pass\n"
-    "register(app)\n"
-    "app()\n"
-)

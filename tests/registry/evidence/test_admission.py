@@ -1,5 +1,5 @@
 """Who may append to the evidence log (registry/evidence/admission.py), over real HTTP: a
-registry with its own Anvil served by uvicorn on loopback (tests/registry/http_support.py)."""
+registry with its own Anvil served by uvicorn on loopback (tests/support/registry.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import httpx
 import pytest
 from eth_account import Account
 
-from tests.registry.http_support import OPERATOR_TOKEN, Registry, running_registry
+from tests.support.registry import OPERATOR_TOKEN, Registry, running_registry
 from zk.evidence.record import EventType, EvidenceRecord, SignedRecord, sign_record
 
 KNOWN = Account.from_key(hashlib.sha256(b"admission relay known").digest())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -27,8 +28,9 @@ from registry.ledger.anvil import make_web3
 from registry.ledger.tx import Transactor
 from registry.service.facade import RegistryService
 from registry.service.settings import Settings
-from tests.registry.conftest import FakeClock, wait_until
-from tests.registry.http_support import serve_app
+from tests.support.clock import FakeClock
+from tests.support.wait import wait_until
+from tests.support.net import serve_app
 from tests.registry.evidence.support import CountingRpcProxy, Relay, make_records, open_log
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -194,7 +196,7 @@ def test_run_loop_anchors_until_stopped(tmp_path: Path, contract: AnchorContract
 def test_polls_before_an_anchor_is_due_do_not_read_the_ledger(
     tmp_path: Path, anvil: Any, contract: AnchorContract, deployed: Any
 ) -> None:
-    """Deciding "not due" takes no ledger call (issue #9 item 10); counted by a proxy."""
+    """Deciding "not due" takes no ledger call; counted by a proxy."""
     origin = _origin(tmp_path)
     log = open_log(tmp_path, origin)
     _register(deployed, log, contract.tx.address)  # type: ignore[union-attr]
@@ -221,7 +223,7 @@ def test_polls_before_an_anchor_is_due_do_not_read_the_ledger(
 def test_unregistered_or_squatted_log_id_is_refused_without_sending(
     tmp_path: Path, anvil: Any, contract: AnchorContract, deployed: Any, make_transactor: Callable[[int], Transactor]
 ) -> None:
-    """Issue #17 point 2: a log id this account cannot anchor is a standing, named problem
+    """A log id this account cannot anchor is a standing, named problem
     found with view calls; no transaction is attempted."""
     log = open_log(tmp_path, _origin(tmp_path))
     log.append_many(RECORDS[:4])
@@ -249,7 +251,7 @@ def _serve_service(settings: Settings) -> Any:
 
 def test_service_log_name_cannot_be_squatted(registry_settings: Settings, anvil: Any, deployed: Any,
                                              make_transactor: Callable[[int], Transactor]) -> None:
-    """Issue #17 point 2 (Done when): someone else tries to take `letro-zkid/<region>/evidence`
+    """Someone else tries to take `letro-zkid/<region>/evidence`
     first and anchor size 2^64-1; the registry's own log still anchors and its health is ok."""
     settings = registry_settings.model_copy(update={"anchor_interval": 0.0, "anchor_min_growth": 3})
     service, server = _serve_service(settings)
@@ -278,7 +280,7 @@ def test_service_log_name_cannot_be_squatted(registry_settings: Settings, anvil:
 
 def test_service_reports_a_squatted_log_id_in_health(registry_settings: Settings, anvil: Any, deployed: Any,
                                                      make_transactor: Callable[[int], Transactor]) -> None:
-    """Issue #17 point 2: if the log's id is nevertheless someone else's (here the registrar
+    """If the log's id is nevertheless someone else's (here the registrar
     gave it away), /v1/health says `evidence_log_squatted`; the anchorer sends nothing and
     re-checks rarely instead of retrying at its poll rate for ever."""
     with CountingRpcProxy(anvil.rpc_url) as proxy:
@@ -310,3 +312,36 @@ def test_service_reports_a_squatted_log_id_in_health(registry_settings: Settings
                 assert proxy.count("eth_sendRawTransaction") == proxy.count("eth_estimateGas") == 0
         finally:
             service.close()
+
+
+def test_anchorer_logs_failure_types_only(
+    tmp_path: Path, contract: AnchorContract, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Privacy (registry/_utils/logs.py): whatever an anchoring failure's text quotes, the
+    anchorer logs its type (or its refusal code) only, and no traceback."""
+    secret = "4242424242424242424242424242424242"
+    log = open_log(tmp_path, _origin(tmp_path))
+    anchorer = Anchorer(log, contract, min_growth=1, retries=1, backoff=0.0, sleep=lambda _s: None)
+    stop = threading.Event()
+    faults: list[Exception] = [
+        E.LedgerUnavailable(f"node down while sending {secret}"),  # retried, then "unavailable"
+        AnchorRefused(f"checkpoint of {secret} is not consistent"),
+        RuntimeError(f"unexpected {secret}"),
+    ]
+
+    def fail() -> None:
+        fault = faults.pop(0)
+        if not faults:
+            stop.set()
+        raise fault
+
+    monkeypatch.setattr(anchorer, "check_registration", lambda: None)
+    monkeypatch.setattr(anchorer, "_anchor_once", lambda force: anchorer._with_retries("anchoring", fail))
+    with caplog.at_level(logging.DEBUG):
+        anchorer.run(stop, poll=0.01)
+    log.close()
+    assert not faults
+    assert secret not in caplog.text
+    assert all(r.exc_info is None and r.exc_text is None for r in caplog.records)
+    for expected in ("LedgerUnavailable", "evidence_log_inconsistent", "anchoring failed: RuntimeError"):
+        assert expected in caplog.text

@@ -18,13 +18,12 @@ from registry.evidence.log import (
     MalformedRecord,
     default_origin,
     load_or_create_log_key,
-    record_hash,
 )
 from tests.registry.evidence.support import RELAY, make_records, open_log
 from zk.evidence import merkle
 from zk.evidence.note import NoteSigner, open_checkpoint
 from zk.evidence.proof_format import parse_tlog_proof, verify_tlog_proof
-from zk.evidence.record import EventType, EvidenceRecord, ReasonCode
+from zk.evidence.record import EventType, EvidenceRecord, ReasonCode, record_hash
 
 RECORDS = make_records(70)
 

@@ -1,4 +1,4 @@
-"""``zkid evidence verify`` anchored in the verifier's own trust (issue #17): a forked log
+"""``zkid evidence verify`` anchored in the verifier's own trust: a forked log
 anchored on a private EvidenceAnchor copy, a self-signed issuer, an acknowledgement from a
 group someone else made, and missing trust inputs are all refused. Real parts: a real
 Anvil (``-p tests.fixtures.anvil``), the real contracts, a real evidence log in SQLite and
@@ -9,25 +9,23 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 from eth_account import Account
-from typer.testing import CliRunner
 
-from registry.cli.evidence_commands import register
+from registry.cli import app as zkid_app
 from registry.evidence.log import EvidenceLog
 from registry.ledger.anchor_contract import AnchorContract, log_id
 from registry.ledger.artifacts import load_artifact
 from registry.ledger.deploy import save_manifest
 from registry.ledger.registry_contract import RegistryContract
 from registry.ledger.tx import Transactor
-from tests.registry.evidence.support import CHAIN_ID, CLI_SNIPPET, RELAY, RELAY_KEY, make_records, open_log
+from tests.registry.evidence.support import CHAIN_ID, RELAY, RELAY_KEY, make_records, open_log
+from tests.support.cli import invoke, run_zkid
 from zk.evidence import merkle
 from zk.evidence.ack import Acknowledgement, prove_acknowledgement, sign_acknowledgement
 from zk.evidence.bundle import Anchor, EvidenceBundle, build_bundle
@@ -36,21 +34,16 @@ from zk.evidence.record import EventType, EvidenceRecord, SignedRecord, sign_rec
 from zk.identity import Identity
 from zk.tree import LeanIMT
 
-ROOT = Path(__file__).resolve().parents[3]
 RECORDS = make_records(6)
 
 
 def zkid(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", CLI_SNIPPET, "evidence", "verify", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    return run_zkid("evidence", "verify", *args)
 
 
 def zkid_inproc(*args: str) -> subprocess.CompletedProcess[str]:
     """The same command through Typer's runner (for option errors: no process start-up)."""
-    app = typer.Typer()
-    app.callback()(lambda: None)
-    register(app)
-    result = CliRunner().invoke(app, ["evidence", "verify", *args])
+    result = invoke(zkid_app, ["evidence", "verify", *args])
     return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
 
 

@@ -1,4 +1,4 @@
-"""The local ledger keeps its genesis and deployment across restarts and kill -9 (issue #9).
+"""The local ledger keeps its genesis and deployment across restarts and kill -9.
 
 Real Anvil processes on one data directory. Anvil stamps a genesis block with the current
 second at each start and keeps it in its dump beside the chain's own; the tests start each

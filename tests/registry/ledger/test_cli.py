@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 import typer
-from typer.testing import CliRunner
 
 from registry.cli.ledger import register
 from registry.ledger.accounts import anvil_dev_account, write_keystore
 from registry.ledger.anvil import LocalLedger, free_port, make_web3
 from registry.ledger.deploy import load_manifest
 from registry.ledger.registry_contract import RegistryContract
+from tests.support.cli import invoke
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +32,10 @@ def cli() -> typer.Typer:
 def run(cli: typer.Typer, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.delenv("ZKID_KEYSTORE_PASSWORD", raising=False)
     monkeypatch.delenv("ZKID_ANVIL_BIN", raising=False)
-    runner = CliRunner()
+    def run_cli(*args: str, env: dict[str, str] | None = None) -> Any:
+        return invoke(cli, args, env)
 
-    def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
-        return runner.invoke(cli, list(args), env=env)
-
-    return invoke
+    return run_cli
 
 
 @pytest.fixture

@@ -59,7 +59,7 @@ def test_deploy_once_then_find(ledger_tx: Transactor, tmp_path: Path) -> None:
 
     second = ensure_deployment(ledger_tx, tmp_path)
     assert not second.created and second.manifest == m
-    assert Manifest.from_json(data) == m
+    assert Manifest.from_dict(data) == m
 
 
 def test_broken_manifests_are_reported(ledger_tx: Transactor, tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """The reference relay (registry/relay/app.py) served by uvicorn on loopback, authorizing
 locally against the session Anvil with real Semaphore proofs, and sending its evidence to
-a real evidence log (registry/web/evidence_routes.py) served next to it."""
+a real evidence log (registry/web/routes/evidence.py) served next to it."""
 
 from __future__ import annotations
 
@@ -19,12 +19,13 @@ from fastapi import FastAPI
 
 from registry.client.api import SendSlots, build_send_authorization
 from registry.evidence.admission import EvidenceAdmission
-from registry.web.evidence_routes import evidence_router
+from registry.web.routes.evidence import evidence_router
 from registry.evidence.log import EvidenceLog, load_or_create_log_key
 from registry.relay.evidence import KEY_FILE, load_relay_key
-from tests.registry.conftest import wait_until
-from tests.registry.http_support import serve_app
-from tests.registry.relay.support import OffsetClock, running_relay
+from tests.support.wait import wait_until
+from tests.support.net import serve_app
+from tests.registry.relay.support import send_body, running_relay
+from tests.support.clock import OffsetClock
 from zk.evidence.record import EventType, ReasonCode, verify_record_signature
 from zk.identity import Identity
 from zk.proof import generate_proof
@@ -43,16 +44,6 @@ def evidence_log(tmp_path: Path, deployed: Any) -> Iterator[tuple[EvidenceLog, s
     with serve_app(app) as url:
         yield log, url
     log.close()
-
-
-def _body(mailbox: bytes, capability: bytes, blob: bytes, group_id: int, proof: Any) -> dict[str, Any]:
-    return {
-        "mailbox": mailbox.hex(),
-        "pickup_hash": hashlib.sha256(capability).hexdigest(),
-        "blob": base64.b64encode(blob).decode(),
-        "group_id": group_id,
-        "proof": proof.to_dict(),
-    }
 
 
 def _error(response: httpx.Response, status: int, code: str) -> None:
@@ -82,26 +73,26 @@ def test_send_refusals_pickup_ack_purge_and_evidence(
         proof1, digest1 = build_send_authorization(alice, tree, group, blob1, clock(), slots, message_limit=limit)
 
         # Accepted: durable, 201.
-        r = http.post("/v1/blobs", json=_body(mailbox, capability, blob1, group, proof1))
+        r = http.post("/v1/blobs", json=send_body(mailbox, capability, blob1, group, proof1))
         assert r.status_code == 201, r.text
         sent = r.json()
         assert sent["digest"] == digest1.hex() and sent["evidence_id"] is not None
         assert relay.store.exists(sent["id"])
 
         # Refusals, each with its code.
-        _error(http.post("/v1/blobs", json=_body(mailbox, capability, blob1, group, proof1)), 409, "nullifier_reused")
-        _error(http.post("/v1/blobs", json=_body(mailbox, capability, b"another blob", group, proof1)), 403, "message_mismatch")
+        _error(http.post("/v1/blobs", json=send_body(mailbox, capability, blob1, group, proof1)), 409, "nullifier_reused")
+        _error(http.post("/v1/blobs", json=send_body(mailbox, capability, b"another blob", group, proof1)), 403, "message_mismatch")
         epoch = epoch_at(clock(), 600)
         outsider_tree = LeanIMT(leaves=[alice.commitment, bob.commitment, outsider.commitment])
         blob_x = b"from a non-member"
         stranger = generate_proof(
             outsider, outsider_tree, blob_message(hashlib.sha256(blob_x).digest()), RelayScope(group, epoch, 0).encode()
         )
-        _error(http.post("/v1/blobs", json=_body(mailbox, capability, blob_x, group, stranger)), 403, "unknown_root")
+        _error(http.post("/v1/blobs", json=send_body(mailbox, capability, blob_x, group, stranger)), 403, "unknown_root")
         blob_o = b"over the limit"
         over = generate_proof(bob, tree, blob_message(hashlib.sha256(blob_o).digest()), RelayScope(group, epoch, limit).encode())
-        _error(http.post("/v1/blobs", json=_body(mailbox, capability, blob_o, group, over)), 403, "slot_out_of_range")
-        _error(http.post("/v1/blobs", json=_body(mailbox, capability, blob1, group + 1, proof1)), 404, "unknown_group")
+        _error(http.post("/v1/blobs", json=send_body(mailbox, capability, blob_o, group, over)), 403, "slot_out_of_range")
+        _error(http.post("/v1/blobs", json=send_body(mailbox, capability, blob1, group + 1, proof1)), 404, "unknown_group")
         assert relay.store.count() == 1
 
         # Pickup needs the capability.
@@ -128,7 +119,7 @@ def test_send_refusals_pickup_ack_purge_and_evidence(
         blob2 = b"ciphertext two"
         proof2, _ = build_send_authorization(alice, tree, group, blob2, clock(), slots, message_limit=limit)
         assert slots.used(group, epoch_at(clock(), 600)) == [0, 1]
-        r = http.post("/v1/blobs", json=_body(mailbox, capability, blob2, group, proof2))
+        r = http.post("/v1/blobs", json=send_body(mailbox, capability, blob2, group, proof2))
         assert r.status_code == 201, r.text
         assert relay.purge() == 0  # not yet expired
         clock.offset += 3601

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,20 +14,14 @@ import httpx
 import pytest
 
 from registry.service.authorization import Decision, Reason, RootStatus
-from registry.client.api import RegistryClient
 from registry.relay.authorization import LedgerRoots, LocalAuthorizer, RegistryAuthClient, RemoteAuthorizationError
-from tests.registry.http_support import Registry, running_registry
+from tests.support.net import free_port
+from tests.support.registry import Registry, anchored_member
 from tests.registry.relay.support import running_relay
 from zk.identity import Identity
 from zk.proof import SemaphoreProof, generate_proof
 from zk.relay_scope import RelayScope, blob_message, epoch_at
 from zk.tree import LeanIMT, MerkleProof
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_ledger_roots_follow_the_contract(deployed: Any, chain: Any) -> None:
@@ -74,19 +66,8 @@ def test_ledger_roots_follow_the_contract(deployed: Any, chain: Any) -> None:
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    with running_registry(tmp_path_factory.mktemp("relay-auth")) as reg:
-        yield reg
-
-
-@pytest.fixture(scope="module")
 def member(registry: Registry) -> tuple[Identity, MerkleProof]:
-    who = Identity("relay-auth-member")
-    with RegistryClient(registry.url) as client:
-        client.register(0, who.commitment)
-        client.wait_until_anchored(0, who.commitment, timeout=60, interval=0.1)
-        registry.wait_root(0, LeanIMT(leaves=[who.commitment]).root)
-        return who, client.merkle_proof(0, who.commitment)
+    return anchored_member(registry, "relay-auth-member")
 
 
 def _proof(who: Identity, merkle: Any, blob: bytes, group: int, epoch: int, slot: int) -> SemaphoreProof:
@@ -176,7 +157,7 @@ def test_relay_authorizing_through_the_registry(
 def test_unreachable_registry_or_ledger(
     tmp_path: Path, anvil: Any, deployed: Any, member: tuple[Identity, MerkleProof]
 ) -> None:
-    dead = f"http://127.0.0.1:{_free_port()}"
+    dead = f"http://127.0.0.1:{free_port()}"
     with RegistryAuthClient(dead, timeout=2) as remote, pytest.raises(RemoteAuthorizationError):
         remote.authorize({"merkleTreeDepth": 1}, 0, bytes(32))
     body = {"mailbox": "ab" * 32, "pickup_hash": "cd" * 32, "blob": "aGk=", "group_id": 0, "proof": {"x": 1}}

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,33 +15,23 @@ import httpx
 import pytest
 
 from registry.ledger.deploy import save_manifest
+from tests.support.cli import ZKID, wait_serving
+from tests.support.net import free_port
+from tests.support.wait import wait_until
 
-# The relay command on the main app, whether or not the lead has registered it yet.
-SNIPPET = (
-    "from registry.cli import app\n"
-    "if not any(c.name == 'relay' for c in app.registered_commands):\n"
-    "    from registry.cli import relay_commands; relay_commands.register(app)\n"
-    "app(prog_name='zkid')\n"
-)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_zkid_relay_serves_and_refuses_bad_options(tmp_path: Path, anvil: Any, deployed: Any) -> None:
     bad = subprocess.run(
-        [sys.executable, "-c", SNIPPET, "relay", "--data-dir", str(tmp_path), "--auth", "registry"],
+        [*ZKID, "relay", "--data-dir", str(tmp_path), "--auth", "registry"],
         capture_output=True, text=True, timeout=60,
     )
     assert bad.returncode == 2 and "registry_url" in bad.stderr
 
     save_manifest(tmp_path / "relay", deployed.manifest)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-c", SNIPPET, "relay", "--region", "eu-test", "--data-dir", str(tmp_path / "relay"),
+        [*ZKID, "relay", "--region", "eu-test", "--data-dir", str(tmp_path / "relay"),
          "--rpc-url", anvil.rpc_url, "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -70,22 +58,14 @@ def _relay_process(data_dir: Path, rpc_url: str, manifest: Any, *extra: str) -> 
     listens after the app's startup), without an HTTP request that would count against
     the rate limit."""
     save_manifest(data_dir, manifest)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-c", SNIPPET, "relay", "--data-dir", str(data_dir), "--rpc-url", rpc_url,
+        [*ZKID, "relay", "--data-dir", str(data_dir), "--rpc-url", rpc_url,
          "--port", str(port), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else "relay exited"
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the relay did not start"
-                time.sleep(0.05)
+        wait_serving(proc, port, "the relay")
         yield proc, f"http://127.0.0.1:{port}"
     finally:
         if proc.poll() is None:
@@ -149,7 +129,7 @@ def test_forwarded_for_counts_only_from_a_trusted_proxy(tmp_path: Path, anvil: A
 
 def test_trusted_proxy_must_be_an_address(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-c", SNIPPET, "relay", "--data-dir", str(tmp_path), "--rpc-url", "http://127.0.0.1:9",
+        [*ZKID, "relay", "--data-dir", str(tmp_path), "--rpc-url", "http://127.0.0.1:9",
          "--trusted-proxy", "*"],
         capture_output=True, text=True, timeout=60,
     )
@@ -177,9 +157,111 @@ def test_hostile_manifest_or_keystore_is_one_error_line(tmp_path: Path, option: 
         args = ["--auth", "registry", "--registry-url", "http://127.0.0.1:9", "--evidence-url", "http://127.0.0.1:9",
                 "--chain-id", "31337", "--keystore", str(hostile)]
     out = subprocess.run(
-        [sys.executable, "-c", SNIPPET, "relay", "--data-dir", str(tmp_path / "relay"), *args],
+        [*ZKID, "relay", "--data-dir", str(tmp_path / "relay"), *args],
         capture_output=True, text=True, timeout=60, env={**os.environ, "ZKID_RELAY_PASSWORD": "pw"},
     )
     assert out.returncode == 2, (out.returncode, out.stderr[-800:])
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("zkid: error:") and str(hostile) in lines[0], out.stderr[-800:]
+
+
+def _start_relay(*args: str) -> tuple[subprocess.Popen[str], list[str], str]:
+    """``zkid relay args...``; its start-up lines up to the data line, and its URL."""
+    import re
+
+    proc = subprocess.Popen([*ZKID, "relay", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    lines: list[str] = []
+    while not (lines and lines[-1].startswith("data:")):
+        line = proc.stdout.readline()
+        assert line, f"the relay exited ({proc.wait(30)}): {proc.stderr.read() if proc.stderr else ''}"
+        lines.append(line.rstrip("\n"))
+    found = re.match(r"relay: +(http://127\.0\.0\.1:(\d+)) ", lines[0])
+    assert found and found.group(2) != "0", lines
+    return proc, lines, found.group(1)
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    """SIGTERM: the relay stops in order, says so and exits 0; its remaining stdout."""
+    import signal
+
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0
+    rest = proc.stdout.read() if proc.stdout else ""
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+    return rest
+
+
+def test_relay_says_where_it_is_and_when_it_stops(tmp_path: Path, anvil: Any, deployed: Any) -> None:
+    """With ``--port 0``: the real URL, the authorization path, the ledger and the manifest
+    at start; ``relay stopped`` and exit 0 on SIGTERM."""
+    data_dir = tmp_path / "relay"
+    save_manifest(data_dir, deployed.manifest)
+    proc, lines, url = _start_relay("--data-dir", str(data_dir), "--rpc-url", anvil.rpc_url, "--port", "0",
+                                    "--send-group", "0")
+    try:
+        assert lines[1] == "auth:     local, on the ledger (send groups: 0)", lines
+        assert lines[2] == f"ledger:   {anvil.rpc_url}"
+        assert lines[3] == f"manifest: {data_dir.resolve() / 'deployment.json'}"
+        wait_until(lambda: httpx.get(f"{url}/v1/health", timeout=5).json()["status"] == "ok", 60, "health ok",
+                   ignore=(httpx.HTTPError,))
+    finally:
+        rest = _stop(proc) if proc.poll() is None else ""
+    assert rest.strip().splitlines()[-1] == "relay stopped"
+
+
+def test_relay_config_file_busy_port_and_degraded_health(tmp_path: Path) -> None:
+    """``--config`` (TOML, flags win); a busy port is one line naming --port (exit 2, not
+    uvicorn's exit 3 and errno); an unreachable registry and evidence log make health
+    ``degraded`` with both reasons."""
+    import socket
+
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    config = tmp_path / "relay.toml"
+    config.write_text(
+        f'auth = "registry"\nregistry_url = "{dead}"\nevidence_url = "{dead}"\nchain_id = 31337\n'
+        f'region = "from-file"\nport = 0\ndata_dir = "{tmp_path / "relay"}"\nmessage_limit = 7\n'
+    )
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        taken = busy.getsockname()[1]
+        out = subprocess.run([*ZKID, "relay", "--config", str(config), "--port", str(taken)],
+                             capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines() == [
+        f"zkid: error: HTTP port {taken} on 127.0.0.1 is already in use: choose another with --port; --port 0 picks a free one"
+    ]
+
+    proc, lines, url = _start_relay("--config", str(config), "--region", "from-flag")
+    try:
+        assert lines[1] == f"auth:     registry, through {dead}"
+        assert lines[-1].endswith("region: from-flag")  # the flag wins over the file
+
+        def degraded() -> list[str]:
+            health = httpx.get(f"{url}/v1/health", timeout=5).json()
+            reasons: list[str] = health["reasons"]
+            return reasons if health["status"] == "degraded" and len(reasons) >= 2 else []
+
+        reasons = wait_until(degraded, 60, "degraded health", ignore=(httpx.HTTPError,))
+        assert {"registry_unreachable", "evidence_log_unreachable"} <= set(reasons)
+    finally:
+        if proc.poll() is None:
+            _stop(proc)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [('prot = 1\n', "prot"), ('port = "x"\n', "port"), ("port = [\n", "not valid TOML")],
+    ids=["unknown-key", "bad-value", "not-toml"],
+)
+def test_relay_config_errors_are_one_line(tmp_path: Path, content: str, expected: str) -> None:
+    config = tmp_path / "relay.toml"
+    config.write_text(content)
+    out = subprocess.run([*ZKID, "relay", "--config", str(config), "--data-dir", str(tmp_path / "relay")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("zkid: error:") and expected in lines[0], out.stderr

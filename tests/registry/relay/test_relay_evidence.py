@@ -1,12 +1,14 @@
 """The relay's evidence under junk and back-pressure: a real relay (registry/relay/app.py)
-and a real evidence log (registry/web/evidence_routes.py), both served by uvicorn on loopback,
+and a real evidence log (registry/web/routes/evidence.py), both served by uvicorn on loopback,
 the relay authorizing locally against the session Anvil (``-p tests.fixtures.anvil``)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import secrets
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,11 +19,11 @@ from eth_account import Account
 from fastapi import FastAPI
 
 from registry.evidence.admission import EvidenceAdmission
-from registry.web.evidence_routes import evidence_router
+from registry.web.routes.evidence import evidence_router
 from registry.evidence.log import EvidenceLog, load_or_create_log_key
 from registry.relay.evidence import EvidenceEmitter, load_relay_key
-from tests.registry.conftest import wait_until
-from tests.registry.http_support import serve_app
+from tests.support.wait import wait_until
+from tests.support.net import serve_app
 from tests.registry.relay.support import running_relay
 from zk.evidence.record import EventType, ReasonCode
 
@@ -101,3 +103,54 @@ def test_the_emitter_waits_for_registration_and_rate_limits(
         finally:
             emitter.close()
             log.close()
+
+
+SECRET = "4242424242424242424242424242424242"  # stands for a commitment an error might quote
+
+
+def _logged_types_only(caplog: pytest.LogCaptureFixture, expected: str) -> None:
+    assert SECRET not in caplog.text
+    assert all(r.exc_info is None and r.exc_text is None for r in caplog.records)  # no traceback
+    assert expected in caplog.text
+
+
+def test_a_failed_evidence_record_logs_the_error_type_only(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Privacy (registry/_utils/logs.py): the relay logs a failure's type, never its text."""
+    import registry.relay.evidence as relay_evidence
+
+    def failing_sign(*_: object) -> object:  # a fault no real input produces
+        raise ValueError(f"cannot sign for {SECRET}")
+
+    monkeypatch.setattr(relay_evidence, "sign_record", failing_sign)
+    emitter = EvidenceEmitter(tmp_path / "queue.sqlite", load_relay_key(tmp_path), 1, "test", "http://127.0.0.1:9")
+    try:
+        with caplog.at_level(logging.DEBUG):
+            assert emitter.emit(EventType.CONTENT_CONSIGNMENT, hashlib.sha256(b"x").digest()) is None
+        _logged_types_only(caplog, "could not queue an evidence record: ValueError")
+    finally:
+        emitter.close()
+
+
+def test_a_failed_background_task_logs_the_error_type_only(caplog: pytest.LogCaptureFixture) -> None:
+    """The relay's purge/probe loop survives a failure and logs its type only."""
+    import asyncio
+
+    from registry.relay.app import repeat
+
+    calls: list[int] = []
+
+    def purge() -> None:
+        calls.append(1)
+        raise sqlite3.IntegrityError(f"UNIQUE constraint failed: {SECRET}")
+
+    async def two_rounds() -> None:
+        task = asyncio.create_task(repeat(purge, 0.01, "relay purge"))
+        while len(calls) < 2:
+            await asyncio.sleep(0.01)
+        task.cancel()
+
+    with caplog.at_level(logging.DEBUG):
+        asyncio.run(two_rounds())
+    _logged_types_only(caplog, "relay purge failed: IntegrityError")

@@ -23,7 +23,6 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +36,7 @@ from registry.client.api import RegistryClient, RelaySendError, SendSlots, build
 from registry.ledger.anvil import free_port
 from registry.ledger.deploy import save_manifest
 from registry.relay.app import Relay, RelaySettings
-from tests.registry.relay.test_relay_cli import SNIPPET
+from tests.support.cli import ZKID, wait_serving
 from tests.registry.test_e2e_faults import _register, _statuses, _wait, start_up
 from zk.evidence.record import EventType, SignedRecord
 from zk.identity import Identity
@@ -54,19 +53,11 @@ def _relay(data_dir: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], 
     log = data_dir.parent / f"{data_dir.name}-{time.monotonic_ns()}.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-c", SNIPPET, "relay", "--data-dir", str(data_dir), "--port", str(port), *args],
+            [*ZKID, "relay", "--data-dir", str(data_dir), "--port", str(port), *args],
             stdout=out, stderr=subprocess.STDOUT, text=True,
         )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the relay did not start"
-                time.sleep(0.05)
+        wait_serving(proc, port, "the relay", log)
         yield proc, port, log
     finally:
         if proc.poll() is None:

@@ -5,20 +5,17 @@ registry (its own Anvil) in registry mode."""
 
 from __future__ import annotations
 
-import base64
 import errno
 import hashlib
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from registry.client.api import RegistryClient
-from tests.registry.http_support import Registry, running_registry
-from tests.registry.relay.support import running_relay
+from tests.support.registry import Registry, anchored_member
+from tests.registry.relay.support import send_body, running_relay
 from zk.identity import Identity
 from zk.proof import SemaphoreProof, generate_proof
 from zk.relay_scope import RelayScope, blob_message, epoch_at
@@ -27,16 +24,6 @@ from zk.tree import LeanIMT, MerkleProof
 
 def _proof(who: Identity, merkle: Any, blob: bytes, group: int, epoch: int, slot: int) -> SemaphoreProof:
     return generate_proof(who, merkle, blob_message(hashlib.sha256(blob).digest()), RelayScope(group, epoch, slot).encode())
-
-
-def _body(mailbox: bytes, capability: bytes, blob: bytes, group: int, proof: SemaphoreProof) -> dict[str, Any]:
-    return {
-        "mailbox": mailbox.hex(),
-        "pickup_hash": hashlib.sha256(capability).hexdigest(),
-        "blob": base64.b64encode(blob).decode(),
-        "group_id": group,
-        "proof": proof.to_dict(),
-    }
 
 
 def _code(response: httpx.Response) -> str:
@@ -48,16 +35,16 @@ def _conflict_then_other_mailbox(http: httpx.Client, proof_of: Any, group: int) 
     mailbox_conflict, and the very same proof then goes through to another mailbox."""
     taken, owner = secrets.token_bytes(32), secrets.token_bytes(32)
     first = b"first blob, owns the mailbox"
-    r = http.post("/v1/blobs", json=_body(taken, owner, first, group, proof_of(first, 0)))
+    r = http.post("/v1/blobs", json=send_body(taken, owner, first, group, proof_of(first, 0)))
     assert r.status_code == 201, r.text
 
     blob = b"second blob, wrong capability"
     proof = proof_of(blob, 1)
-    r = http.post("/v1/blobs", json=_body(taken, secrets.token_bytes(32), blob, group, proof))
+    r = http.post("/v1/blobs", json=send_body(taken, secrets.token_bytes(32), blob, group, proof))
     assert r.status_code == 409 and _code(r) == "mailbox_conflict", r.text
-    r = http.post("/v1/blobs", json=_body(secrets.token_bytes(32), secrets.token_bytes(32), blob, group, proof))
+    r = http.post("/v1/blobs", json=send_body(secrets.token_bytes(32), secrets.token_bytes(32), blob, group, proof))
     assert r.status_code == 201, r.text  # the slot was not spent by the refusal
-    r = http.post("/v1/blobs", json=_body(secrets.token_bytes(32), secrets.token_bytes(32), blob, group, proof))
+    r = http.post("/v1/blobs", json=send_body(secrets.token_bytes(32), secrets.token_bytes(32), blob, group, proof))
     assert r.status_code == 409 and _code(r) == "nullifier_reused", r.text  # ...and is spent now
 
 
@@ -79,7 +66,7 @@ def test_local_refusals_keep_the_slot(tmp_path: Path, anvil: Any, deployed: Any,
         # a full disk cannot be made for real here).
         blob = b"written on a failing disk"
         proof = _proof(alice, tree, blob, group, epoch, 2)
-        body = _body(secrets.token_bytes(32), secrets.token_bytes(32), blob, group, proof)
+        body = send_body(secrets.token_bytes(32), secrets.token_bytes(32), blob, group, proof)
         with monkeypatch.context() as patch:
             def full(*_args: Any, **_kwargs: Any) -> None:
                 raise OSError(errno.ENOSPC, "No space left on device")
@@ -96,7 +83,7 @@ def test_local_refusals_keep_the_slot(tmp_path: Path, anvil: Any, deployed: Any,
     # Not enough disk room: refused before authorizing (507), the slot stays usable.
     blob = b"no room for this one"
     proof = _proof(alice, tree, blob, group, epoch, 3)
-    body = _body(secrets.token_bytes(32), secrets.token_bytes(32), blob, group, proof)
+    body = send_body(secrets.token_bytes(32), secrets.token_bytes(32), blob, group, proof)
     with running_relay(data, anvil.rpc_url, deployed.manifest, min_free_bytes=2**62) as (url, relay, _app), httpx.Client(
         base_url=url, timeout=60
     ) as http:
@@ -112,19 +99,8 @@ def test_local_refusals_keep_the_slot(tmp_path: Path, anvil: Any, deployed: Any,
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    with running_registry(tmp_path_factory.mktemp("relay-refusals")) as reg:
-        yield reg
-
-
-@pytest.fixture(scope="module")
 def member(registry: Registry) -> tuple[Identity, MerkleProof]:
-    who = Identity("refusal-registry-member")
-    with RegistryClient(registry.url) as client:
-        client.register(0, who.commitment)
-        client.wait_until_anchored(0, who.commitment, timeout=60, interval=0.1)
-        registry.wait_root(0, LeanIMT(leaves=[who.commitment]).root)
-        return who, client.merkle_proof(0, who.commitment)
+    return anchored_member(registry, "refusal-registry-member")
 
 
 def test_registry_mode_conflict_is_refused_before_the_registry_claims(

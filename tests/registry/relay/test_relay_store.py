@@ -28,7 +28,8 @@ from registry.client.api import SendSlots, build_send_authorization
 from registry.ledger.anvil import free_port
 from registry.ledger.deploy import save_manifest
 from registry.relay.store import BlobStore, capability_hash
-from tests.registry.conftest import wait_until
+from tests.support.cli import stop_process
+from tests.support.wait import wait_until
 from zk.identity import Identity
 from zk.tree import LeanIMT
 
@@ -95,11 +96,7 @@ def _relay(data_dir: Path, rpc_url: str, **settings: Any) -> Iterator[tuple[subp
             wait_until(up, timeout=60, interval=0.1)
             yield proc, http
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(60)
-        if proc.stderr is not None:
-            proc.stderr.close()
+        stop_process(proc)
 
 
 class Sender:
@@ -190,7 +187,8 @@ def test_store_erases_unfinished_files_and_moves_an_old_sqlite_store(tmp_path: P
     store = BlobStore(tmp_path / "blobs", legacy=legacy)
     assert not legacy.exists() and not Path(f"{legacy}-wal").exists()
     [moved] = store.pickup(tag, secret)
-    assert (moved.id, moved.blob, moved.received_at, moved.handed_over, moved.acceptance) == ("ab" * 16, blob, 5.0, True, b"\x07" * 32)
+    # Its reception time is kept to the hour only (docs/privacy.md).
+    assert (moved.id, moved.blob, moved.received_at, moved.handed_over, moved.acceptance) == ("ab" * 16, blob, 0.0, True, b"\x07" * 32)
 
     # A temporary file (a put cut short) and a half-erased file (a delete cut short) are
     # erased when the store opens; intact blobs are kept with their flags.
@@ -202,5 +200,39 @@ def test_store_erases_unfinished_files_and_moves_an_old_sqlite_store(tmp_path: P
     store.close()
     again = BlobStore(tmp_path / "blobs")
     assert sorted(p.name for p in (tmp_path / "blobs").iterdir()) == sorted([f"{'ab' * 16}.blob", f"{other}.blob"])
-    assert [(b.id, b.acceptance) for b in again.pickup(tag, secret)] == [("ab" * 16, b"\x07" * 32), (other, b"\x09" * 32)]
-    assert again.purge(7.0) == 2 and list((tmp_path / "blobs").iterdir()) == []
+    # Both received in hour 0: within an hour, in random (id) order.
+    assert sorted((b.id, b.acceptance) for b in again.pickup(tag, secret)) == sorted([("ab" * 16, b"\x07" * 32), (other, b"\x09" * 32)])
+    assert again.purge(3600.0) == 2 and list((tmp_path / "blobs").iterdir()) == []  # their hour is over
+
+
+def test_blob_files_keep_the_hour_only(tmp_path: Path) -> None:
+    """docs/privacy.md: a blob file (mailbox tag inside) holds its reception hour, not the
+    second, in its header and in its modification time, also after in-place updates; a
+    file of an earlier version with a finer time is rounded when the store opens; a blob
+    is purged once the retention has passed since the end of its hour."""
+    import os
+    import struct
+
+    hour = 400_000 * 3600
+    store = BlobStore(tmp_path / "blobs")
+    tag, secret = secrets.token_bytes(32), secrets.token_bytes(32)
+    blob_id = store.put(tag, capability_hash(secret), b"x" * 10, hashlib.sha256(b"x" * 10).digest(), hour + 1234.567)
+    store.set_acceptance(blob_id, b"\x05" * 32)
+    store.pickup(tag, secret)  # sets the handed-over flag in place
+    path = tmp_path / "blobs" / f"{blob_id}.blob"
+    assert struct.unpack(">d", path.read_bytes()[8:16])[0] == float(hour)
+    assert os.stat(path).st_mtime == float(hour)
+    assert store.purge(hour + 3599) == 0 and store.purge(hour + 3600) == 1
+    # A file written with a time to the second (an earlier version) is rounded at open.
+    other = store.put(tag, capability_hash(secret), b"y", hashlib.sha256(b"y").digest(), hour)
+    store.close()
+    path = tmp_path / "blobs" / f"{other}.blob"
+    data = bytearray(path.read_bytes())
+    data[8:16] = struct.pack(">d", hour + 77.25)
+    path.write_bytes(bytes(data))
+    again = BlobStore(tmp_path / "blobs")
+    assert struct.unpack(">d", path.read_bytes()[8:16])[0] == float(hour)
+    assert os.stat(path).st_mtime == float(hour)
+    [picked] = again.pickup(tag, secret)
+    assert picked.received_at == float(hour)
+    again.close()

@@ -21,7 +21,6 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +31,8 @@ import httpx
 from registry.client.api import SendSlots, build_send_authorization
 from registry.ledger.anvil import free_port
 from registry.ledger.deploy import save_manifest
-from tests.registry.relay.test_relay_cli import SNIPPET
+from tests.registry.relay.support import fresh_nullifier_store
+from tests.support.cli import ZKID
 from zk.identity import Identity
 from zk.tree import LeanIMT
 
@@ -41,7 +41,7 @@ EPOCH = 600  # the relay's default epoch length
 
 def _start(data_dir: Path, rpc_url: str, port: int, group: int = 0) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", SNIPPET, "relay", "--data-dir", str(data_dir), "--rpc-url", rpc_url,
+        [*ZKID, "relay", "--data-dir", str(data_dir), "--rpc-url", rpc_url,
          "--port", str(port), "--evidence-url", "http://127.0.0.1:9/unreachable", "--send-group", str(group)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
@@ -77,20 +77,6 @@ def _count(path: Path, table: str) -> int:
         return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
     finally:
         db.close()
-
-
-def _fresh_nullifier_store(path: Path) -> None:
-    """Replace ``path`` by a new file holding the nullifier store's schema and nothing else."""
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-    db = sqlite3.connect(path)
-    db.execute(
-        "CREATE TABLE nullifiers (group_id INTEGER NOT NULL, nullifier TEXT NOT NULL, epoch INTEGER NOT NULL,"
-        " PRIMARY KEY (group_id, nullifier)) WITHOUT ROWID"
-    )
-    db.execute("CREATE INDEX nullifiers_epoch ON nullifiers (group_id, epoch)")
-    db.commit()
-    db.close()
 
 
 def test_relay_checkpoints_on_stop_and_refuses_a_lost_store(tmp_path: Path, anvil: Any, deployed: Any, chain: Any) -> None:
@@ -169,7 +155,7 @@ def test_relay_checkpoints_on_stop_and_refuses_a_lost_store(tmp_path: Path, anvi
     # The manifest lost too: the other stores still carry the directory's id.
     manifest = data_dir / "stores.json"
     kept = {manifest: manifest.read_bytes(), data_dir / "nullifiers.sqlite": (data_dir / "nullifiers.sqlite").read_bytes()}
-    damaged("nullifiers.sqlite", lambda p: (_fresh_nullifier_store(p), manifest.unlink()),
+    damaged("nullifiers.sqlite", lambda p: (fresh_nullifier_store(p), manifest.unlink()),
             "is not the store this data directory had", restore=lambda p: [f.write_bytes(b) for f, b in kept.items()])
     # Both the manifest and the nullifier store moved away (attack review 1b): blobs/ and
     # the evidence queue show the relay has run before.

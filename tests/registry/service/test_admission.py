@@ -1,5 +1,5 @@
-"""Admission policies (registry/service/admission.py, docs/admission.md) and send groups (issue #10
-§1, §1b) on a real registry: real Anvil, real service and HTTP server, real proofs (Python
+"""Admission policies (registry/service/admission.py, docs/admission.md) and send groups
+on a real registry: real Anvil, real service and HTTP server, real proofs (Python
 and the JS SDK), a real local-mode relay."""
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ from registry.ledger.accounts import anvil_dev_account
 from registry.ledger.registry_contract import RegistryContract
 from registry.ledger.tx import Transactor
 from registry.relay.authorization import LocalAuthorizer
-from tests.jsbridge import node_available, run_js
-from tests.registry.http_support import OPERATOR_TOKEN, Registry, running_registry, zkid_command
+from tests.jsbridge import run_js
+from tests.support.node import needs_node
+from tests.support.registry import OPERATOR_TOKEN, Registry
+from tests.support.cli import ZKID
 from tests.registry.relay.support import running_relay
 from zk.admission_scope import AdmissionScope
 from zk.identity import Identity
@@ -33,12 +35,6 @@ from zk.relay_scope import RelayScope, blob_message, epoch_at
 from zk.tree import LeanIMT, MerkleProof
 
 AUTH = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    with running_registry(tmp_path_factory.mktemp("admission")) as reg:
-        yield reg
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +62,7 @@ def _register(http: httpx.Client, group: int, commitment: int, **extra: Any) -> 
 def _merkle(http: httpx.Client, group: int, commitment: int) -> MerkleProof:
     r = http.get(f"/v1/groups/{group}/proofs/{commitment}")
     assert r.status_code == 200, r.text
-    return MerkleProof.from_json(r.json()["merkle_proof"])
+    return MerkleProof.from_dict(r.json()["merkle_proof"])
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +153,7 @@ def test_zk_admission(registry: Registry, http: httpx.Client, zk_groups: tuple[i
         assert str(c).encode() not in raw
 
 
-@pytest.mark.skipif(not node_available(), reason="node and node_modules are needed for the JS SDK")
+@needs_node
 def test_js_sdk_admission_proof_is_accepted(
     registry: Registry, http: httpx.Client, zk_groups: tuple[int, int, list[Identity]]
 ) -> None:
@@ -251,7 +247,7 @@ def test_only_the_operators_groups_authorize_sends(
     registry: Registry, http: httpx.Client, zk_groups: tuple[int, int, list[Identity]], tmp_path: Path
 ) -> None:
     """A group created on the contract by another account and filled without any admission:
-    every send is refused on both authorization paths (issue #10 §1b)."""
+    every send is refused on both authorization paths."""
     group_a, _group_g, persons = zk_groups
     stranger = Transactor(registry.anvil.w3, anvil_dev_account(5), poll_interval=0.01)
     contract = RegistryContract(registry.anvil.w3, registry.manifest.address("ZkIdRegistry"), stranger)
@@ -440,7 +436,7 @@ def _zkid(*args: str, token: bool = False) -> subprocess.CompletedProcess[str]:
     env.pop("ZKID_OPERATOR_TOKEN", None)
     if token:
         env["ZKID_OPERATOR_TOKEN"] = OPERATOR_TOKEN
-    return subprocess.run([*zkid_command(), *args], capture_output=True, text=True, env=env, timeout=300, check=False)
+    return subprocess.run([*ZKID, *args], capture_output=True, text=True, env=env, timeout=300, check=False)
 
 
 def _identity_file(tmp_path: Path, name: str) -> tuple[Identity, Path]:
@@ -569,3 +565,17 @@ def test_zkid_up_opens_group_0_and_says_so(tmp_path: Path) -> None:
             assert up.stop(signal.SIGINT) == 0
     finally:
         LocalLedger(data_dir).down()
+
+
+def test_admission_record_bounds_are_the_apis() -> None:
+    """An admission group is a group id (at most 2^53 - 1, docs/api.md), a round a uint64:
+    the limits are accepted, one more is ``malformed``."""
+    from registry._utils.integers import MAX_GROUP_ID, UINT64_MAX
+    from registry.errors import RegistryError
+    from registry.service.admission import GroupAdmission
+
+    assert GroupAdmission(1, "zk", admission_group=MAX_GROUP_ID, round=UINT64_MAX).admission_group == 2**53 - 1
+    for change in ({"admission_group": MAX_GROUP_ID + 1}, {"round": UINT64_MAX + 1}, {"round": -1}):
+        with pytest.raises(RegistryError) as err:
+            GroupAdmission(1, "zk", **{"admission_group": 0, **change})  # type: ignore[arg-type]
+        assert err.value.code == "malformed" and err.value.status == 400

@@ -16,6 +16,8 @@ from registry.service.authorization import (
     SqliteNullifierStore,
     StaticRoots,
 )
+from tests.support.clock import FakeClock
+from tests.support.wait import run_threads
 from zk.identity import Identity
 from zk.proof import SemaphoreProof, generate_proof
 from zk.relay_scope import RelayScope, blob_message, digest_blob
@@ -117,11 +119,7 @@ def test_sqlite_nullifier_claim_is_atomic(tmp_path: Path) -> None:
         with lock:
             wins.append(ok)
 
-    threads = [threading.Thread(target=claim) for _ in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(claim, 16)
     assert wins.count(True) == 1
     # durable: a new connection sees it
     assert not SqliteNullifierStore(tmp_path / "n.sqlite").claim(1, 777, 10)
@@ -130,14 +128,6 @@ def test_sqlite_nullifier_claim_is_atomic(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- limits at the boundaries
-
-
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_skew_of_half_an_epoch_is_refused_by_the_policy() -> None:

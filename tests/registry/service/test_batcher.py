@@ -20,7 +20,9 @@ from registry.ledger.tx import Transactor
 from registry.service.outbox import Outbox
 from registry.service.facade import RegistryService
 from registry.service.settings import Settings
-from tests.registry.conftest import FakeClock, make_commitments, wait_until
+from tests.registry.conftest import make_commitments
+from tests.support.clock import FakeClock
+from tests.support.wait import wait_until
 
 
 def chain_additions(registry: RegistryContract, group: int, from_block: int) -> Counter[int]:

@@ -21,7 +21,7 @@ from registry.ledger.accounts import anvil_dev_account
 from registry.ledger.registry_contract import RegistryContract
 from registry.ledger.tx import Transactor
 from tests.registry.conftest import make_commitments
-from tests.registry.http_support import running_registry
+from tests.support.registry import running_registry
 
 
 def _health(url: str) -> dict[str, Any]:

@@ -25,8 +25,8 @@ from registry.ledger.tx import Transactor
 from registry.relay.authorization import LocalAuthorizer
 from registry.service.facade import RegistryService
 from registry.service.settings import Settings
-from tests.registry.conftest import FakeClock
-from tests.registry.http_support import running_registry
+from tests.support.clock import FakeClock
+from tests.support.registry import running_registry
 from zk.identity import Identity
 from zk.proof import generate_proof
 from zk.relay_scope import RelayScope, blob_message, epoch_at
@@ -140,7 +140,7 @@ def test_a_stalled_index_refuses_admission_proofs(tmp_path: Path) -> None:
     could otherwise keep admitting with a root the index still takes as current), burns no
     credential, and admits once the index follows the chain again."""
     from registry.client.api import build_admission_proof
-    from tests.registry.http_support import OPERATOR_TOKEN
+    from tests.support.registry import OPERATOR_TOKEN
 
     auth = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
     with running_registry(tmp_path / "registry", index_max_age=1.0) as reg, httpx.Client(base_url=reg.url, timeout=60) as http:

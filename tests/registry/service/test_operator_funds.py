@@ -1,4 +1,4 @@
-"""The operator's money (issue #10, section 3): the batcher never pays more than
+"""The operator's money: the batcher never pays more than
 ``max_fee_per_gas`` per unit of gas nor commits more than ``spend_per_hour``; it pauses
 (registrations still accepted, health says why) and resumes by itself. The backlog of a
 group is bounded (503 ``backlog_full`` with ``Retry-After``). Batches stay within the
@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from tests.registry.conftest import make_commitments
-from tests.registry.http_support import Registry, running_registry
+from tests.support.registry import Registry, running_registry
 
 GWEI = 10**9
 

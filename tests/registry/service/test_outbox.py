@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from registry.service.outbox import MAX_PER_CALL, Outbox, RegistryError
-from tests.registry.conftest import FakeClock, make_commitments
+from registry.service.outbox import MAX_GROUP_ID, MAX_PER_CALL, Outbox, RegistryError
+from tests.registry.conftest import make_commitments
+from tests.support.clock import FakeClock
+from tests.support.wait import run_threads
 from zk.field import R
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -64,6 +66,17 @@ def test_bad_group_id_is_refused(outbox: Outbox, group: object) -> None:
     with pytest.raises(RegistryError) as err:
         outbox.enqueue(group, [1])  # type: ignore[arg-type]
     assert err.value.code == "malformed" and err.value.status == 400
+
+
+def test_group_id_limit_is_the_documented_one(outbox: Outbox) -> None:
+    """docs/api.md: group ids are at most 2^53 - 1; one more is ``malformed``, and the
+    message names the field and the real range."""
+    (row,) = outbox.enqueue(MAX_GROUP_ID, [1])
+    assert row.group_id == MAX_GROUP_ID == 2**53 - 1
+    with pytest.raises(RegistryError) as err:
+        outbox.enqueue(MAX_GROUP_ID + 1, [1])
+    assert err.value.code == "malformed" and err.value.status == 400
+    assert err.value.message == f"group_id must be an integer in [0, {2**53 - 1}]"
 
 
 def test_largest_commitment_is_accepted_never_reduced(outbox: Outbox) -> None:
@@ -136,11 +149,7 @@ def test_concurrent_registrations_of_one_commitment(tmp_path: Path) -> None:
         with lock:
             outcomes.append(result)
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(worker, 8)
     assert sorted(outcomes) == ["duplicate"] * 7 + ["ok"]
     assert len(box.rows()) == 1
     box.close()
@@ -154,7 +163,8 @@ def test_state_transitions_and_queries(tmp_path: Path) -> None:
     box.enqueue(2, make_commitments(2, seed=20))
     assert box.pending_groups() == [(0, 3, 1000.0), (2, 2, 1005.0)]
     taken = box.take_pending(0, 2)
-    assert [r.id for r in taken] == [first[0].id, first[1].id]
+    # Within an hour, in the order of the random ids, not in arrival order.
+    assert [r.id for r in taken] == sorted(r.id for r in first)[:2]
     box.mark_attempt([r.id for r in taken])
     assert [r.attempts for r in box.attempted_pending()] == [1, 1]
     box.mark_sent([r.id for r in taken], "0x" + "cd" * 32)
@@ -181,7 +191,7 @@ def test_rows_survive_reopening(tmp_path: Path) -> None:
     box.enqueue(0, values)
     box.close()
     again = Outbox(path)
-    assert [r.commitment for r in again.rows()] == values
+    assert sorted(r.commitment for r in again.rows()) == sorted(values)
     with pytest.raises(RegistryError):
         again.enqueue(0, [values[2]])
     again.close()
@@ -216,7 +226,7 @@ def test_mined_rows_reopen_when_the_chain_rolls_back(outbox: Outbox) -> None:
     assert back is not None and back.state == "sent" and back.block_number is None and back.tx_hash == "0x" + "0a" * 32
     assert outbox.reopen_from(0) == 1  # the final one too: a rollback can go below it
     assert {r.state for r in outbox.rows()} == {"sent"}
-    assert [r.id for r in outbox.in_flight()] == ids
+    assert [r.id for r in outbox.in_flight()] == sorted(ids)
 
 
 def test_old_outbox_is_migrated_with_confirmed_rows_final(tmp_path: Path) -> None:
@@ -248,3 +258,68 @@ def test_old_outbox_is_migrated_with_confirmed_rows_final(tmp_path: Path) -> Non
     again = Outbox(path)  # opening twice migrates once
     assert again.counts()["final"] == 1
     again.close()
+
+
+def test_rows_keep_hours_and_random_ids_only(tmp_path: Path) -> None:
+    """docs/privacy.md: beside a commitment, no time finer than the hour and no id that
+    grows with arrival; the batcher's waiting time lives in memory."""
+    import sqlite3
+
+    clock = FakeClock(7 * 3600 + 1234.5)
+    path = tmp_path / "o.sqlite"
+    box = Outbox(path, clock=clock)
+    rows = []
+    for value in make_commitments(40, seed=3):
+        rows.append(box.enqueue(0, [value])[0])
+        clock.advance(1.25)
+    assert box.pending_groups() == [(0, 40, 7 * 3600 + 1234.5)]  # from memory, to the second
+    ids = [r.id for r in rows]
+    assert ids != sorted(ids) and ids != sorted(ids, reverse=True)
+    box.mark_sent(ids[:10], "0x" + "ab" * 32)
+    box.close()
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        times = {t for row in db.execute("SELECT created_at, updated_at FROM registrations") for t in row}
+        assert times == {7 * 3600 + 3600 * 0}  # every time is the start of the hour
+        assert db.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone() is None
+        assert "AUTOINCREMENT" not in db.execute("SELECT sql FROM sqlite_master WHERE name = 'registrations'").fetchone()[0]
+
+
+def test_schema_1_outbox_is_rekeyed_and_rewritten(tmp_path: Path) -> None:
+    """An outbox of schema 1 (AUTOINCREMENT ids, times to the microsecond) opens with random
+    ids and hours, and no page of the file keeps the old values."""
+    import sqlite3
+
+    path = tmp_path / "v1.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        CREATE TABLE registrations (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, group_id INTEGER NOT NULL, commitment TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'included', 'final', 'failed')),
+            tx_hash TEXT, attempts INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL,
+            updated_at REAL NOT NULL, block_number INTEGER, last_error TEXT);
+        CREATE UNIQUE INDEX registrations_active ON registrations (group_id, commitment) WHERE state IN ('pending', 'sent', 'included');
+        CREATE TABLE spend (tx_hash TEXT PRIMARY KEY, at REAL NOT NULL, wei INTEGER NOT NULL);
+        INSERT INTO registrations (group_id, commitment, state, created_at, updated_at, block_number, tx_hash)
+            VALUES (0, '5', 'final', 1712345678.123456, 1712345679.654321, 9, '0xaa'),
+                   (0, '6', 'pending', 1712345680.987654, 1712345680.987654, NULL, NULL);
+        PRAGMA user_version = 1;
+        """
+    )
+    conn.commit()
+    conn.close()
+    box = Outbox(path)
+    five, six = box.get(0, 5), box.get(0, 6)
+    assert five is not None and five.state == "final" and five.block_number == 9 and five.tx_hash == "0xaa"
+    assert six is not None and six.state == "pending"
+    assert five.created_at == six.created_at == 1712345678 // 3600 * 3600
+    assert {five.id, six.id}.isdisjoint({1, 2})
+    box.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert db.execute("PRAGMA freelist_count").fetchone()[0] == 0
+    raw = path.read_bytes()
+    for old in (1712345678.123456, 1712345680.987654):
+        import struct
+
+        assert struct.pack(">d", old) not in raw  # SQLite stores REALs big-endian

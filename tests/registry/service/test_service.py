@@ -10,7 +10,9 @@ from registry.service.authorization import Reason
 from registry.ledger.registry_contract import RegistryContract
 from registry.service.facade import RegistryError, RegistryService, reindex
 from registry.service.settings import Settings
-from tests.registry.conftest import FakeClock, make_commitments, wait_until
+from tests.registry.conftest import make_commitments
+from tests.support.clock import FakeClock
+from tests.support.wait import wait_until
 from zk.field import Q, R
 from zk.identity import Identity
 from zk.proof import generate_proof
@@ -69,7 +71,7 @@ def test_refusals_carry_codes_and_statuses(
         return err.value.code, err.value.status
 
     assert code(service.register, 99, [a]) == ("unknown_group", 404)
-    assert code(service.register, 0, [R]) == ("invalid_commitment", 400)
+    assert code(service.register, 0, [R]) == ("invalid_commitment", 422)  # docs/api.md: 422
     assert code(service.register, 0, []) == ("malformed", 400)
     assert code(service.register, -1, [a]) == ("malformed", 400)
     service.register(0, [a])
@@ -81,7 +83,7 @@ def test_refusals_carry_codes_and_statuses(
     assert code(service.register, 0, [a]) == ("duplicate", 409)  # a member on chain
     assert code(service.member_status, 0, b) == ("not_member", 404)
     assert code(service.member_status, 5, b) == ("unknown_group", 404)
-    assert code(service.member_status, 0, 0) == ("invalid_commitment", 400)
+    assert code(service.member_status, 0, 0) == ("invalid_commitment", 422)
     assert code(service.merkle_proof, 0, b) == ("not_member", 404)
     assert code(service.merkle_proof, 5, a) == ("unknown_group", 404)
     assert code(service.group_info, 5) == ("unknown_group", 404)

@@ -11,7 +11,7 @@ from eth_utils.crypto import keccak
 from registry.ledger.anchor_contract import AnchorContract, log_id
 from registry.service.facade import RegistryService
 from registry.service.settings import Settings
-from tests.registry.conftest import wait_until
+from tests.support.wait import wait_until
 from tests.registry.evidence.support import CountingRpcProxy
 from zk.evidence import merkle
 from zk.evidence.record import EventType, EvidenceRecord, SignedRecord, sign_record
@@ -55,6 +55,7 @@ def test_started_service_anchors_evidence(registry_settings: Settings, anvil: An
         health = service.health()
         assert health["evidence"] == {
             "origin": log.origin, "log_id": "0x" + lid.hex(), "size": 9, "anchored_size": 9, "problem": None,
+            "anchor_max_delay": service.settings.anchor_max_delay, "anchor_due_in": None,
         }
     finally:
         service.close()
@@ -64,7 +65,7 @@ LATEST_ANCHOR = "0x" + keccak(b"latestAnchor(bytes32)")[:4].hex()
 
 
 def test_anchorer_reads_the_ledger_only_when_an_anchor_is_due(registry_settings: Settings, anvil: Any) -> None:
-    """Issue #9 item 10: the anchorer thread used to read ``latestAnchor`` on every poll
+    """The anchorer thread used to read ``latestAnchor`` on every poll
     (20 times a second here) while nothing was due. Counted by a proxy in front of Anvil."""
     with CountingRpcProxy(anvil.rpc_url) as proxy:
         settings = registry_settings.model_copy(update={

@@ -1,4 +1,5 @@
-"""The connection log (registry/storage/access_log.py): only (time, IP), bounded retention."""
+"""The connection log (registry/storage/access_log.py): only (hour, IP, requests), bounded retention,
+no order among the clients of an hour (docs/privacy.md)."""
 
 from __future__ import annotations
 
@@ -23,26 +24,81 @@ def _columns(path: Path) -> list[str]:
         return [r[1] for r in db.execute("PRAGMA table_info(connections)")]
 
 
-def test_stores_only_time_and_ip(tmp_path: Path) -> None:
+def test_stores_only_hour_ip_and_count(tmp_path: Path) -> None:
     log = AccessLog(tmp_path / "access.log.sqlite", 72)
     log.record("127.0.0.1", 1000.7)
-    log.record("127.0.0.1", 1000.2)  # same second: one row
+    log.record("127.0.0.1", 1000.2)  # same hour: one row, two requests
     log.record("10.0.0.2", 1000.5)
-    log.record(None, 1001)
-    assert log.flush() == 3
-    assert log.rows() == [(1000, "10.0.0.2"), (1000, "127.0.0.1"), (1001, "unknown")]
+    log.record(None, 3599)
+    log.record("10.0.0.2", 3600)  # the next hour
+    assert log.flush() == 4
+    assert log.rows() == [(0, "10.0.0.2", 1), (0, "127.0.0.1", 2), (0, "unknown", 1), (HOUR, "10.0.0.2", 1)]
     log.close()
-    assert _columns(tmp_path / "access.log.sqlite") == ["at", "ip"]
+    assert _columns(tmp_path / "access.log.sqlite") == ["hour", "ip", "requests"]
 
 
-def test_purge_drops_rows_older_than_retention(tmp_path: Path) -> None:
-    now = 1_000_000.0
+def _stored(path: Path) -> list[tuple[int, str, int]]:
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        return [(int(h), str(i), int(n)) for h, i, n in db.execute("SELECT hour, ip, requests FROM connections ORDER BY hour, ip")]
+
+
+def test_the_current_hour_stays_in_memory_until_it_is_over(tmp_path: Path) -> None:
+    """Written only once the hour is over (or at close), in one transaction: nothing on disk
+    tells which client of the hour came first."""
+    now = [10 * HOUR + 5.0]
+    path = tmp_path / "a.sqlite"
+    log = AccessLog(path, 72, clock=lambda: now[0])
+    log.record("192.0.2.1")
+    log.record("192.0.2.1")
+    assert log.flush() == 0 and _stored(path) == []
+    assert log.rows() == [(10 * HOUR, "192.0.2.1", 2)]  # an operator still sees the current hour
+    now[0] = 11 * HOUR
+    assert log.flush() == 1
+    assert _stored(path) == [(10 * HOUR, "192.0.2.1", 2)]
+    log.record("192.0.2.1")
+    log.close()  # writes the open hour too
+    assert _stored(path) == [(10 * HOUR, "192.0.2.1", 2), (11 * HOUR, "192.0.2.1", 1)]
+
+
+def test_raw_file_shows_no_arrival_order(tmp_path: Path) -> None:
+    """The rows of an hour are written in key order: their bytes in the file (cells are laid
+    out in insertion order within a page) follow the address order, not the arrival order."""
+    path = tmp_path / "a.sqlite"
+    log = AccessLog(path, 72, clock=lambda: 5 * HOUR + 10)
+    arrival = ["203.0.113.7", "203.0.113.2", "203.0.113.9", "203.0.113.1", "203.0.113.5"]
+    for ip in arrival:
+        log.record(ip)
+    log.close()
+    raw = path.read_bytes()
+    positions = {ip: raw.find(ip.encode()) for ip in arrival}
+    assert all(p >= 0 for p in positions.values())
+    by_position = [ip for ip, _ in sorted(positions.items(), key=lambda kv: kv[1])]
+    assert by_position in (sorted(arrival), sorted(arrival, reverse=True))
+    assert by_position != arrival
+
+
+def test_a_log_to_the_second_is_folded_into_hours(tmp_path: Path) -> None:
+    path = tmp_path / "a.sqlite"
+    with sqlite3.connect(path) as db:  # the layout of earlier versions
+        db.execute("CREATE TABLE connections (at INTEGER NOT NULL, ip TEXT NOT NULL, PRIMARY KEY (at, ip)) WITHOUT ROWID")
+        db.executemany("INSERT INTO connections VALUES (?, ?)", [(7200 + 3, "192.0.2.1"), (7200 + 9, "192.0.2.1"), (7200 + 5, "192.0.2.2"), (3 * HOUR, "192.0.2.1")])
+    log = AccessLog(path, 72, clock=lambda: 4 * HOUR)
+    assert log.rows() == [(2 * HOUR, "192.0.2.1", 2), (2 * HOUR, "192.0.2.2", 1), (3 * HOUR, "192.0.2.1", 1)]
+    log.close()
+    assert _columns(path) == ["hour", "ip", "requests"]
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert db.execute("PRAGMA freelist_count").fetchone()[0] == 0  # VACUUM: no page of the old rows left
+
+
+def test_purge_drops_hours_older_than_retention(tmp_path: Path) -> None:
+    now = 1_000_000 // HOUR * HOUR + 1800.0
     log = AccessLog(tmp_path / "a.sqlite", 24, clock=lambda: now)
     for age_h in (0, 1, 23, 25, 100):
         log.record("192.0.2.1", now - age_h * HOUR)
-    log.flush()
+    log.flush(final=True)
     assert log.purge() == 2
-    assert [now - at for at, _ in log.rows()] == [23 * HOUR, 1 * HOUR, 0]
+    assert [(now - h) // HOUR for h, _, _ in log.rows()] == [23, 1, 0]
     log.close()
 
 
@@ -55,21 +111,24 @@ def test_start_purges_leftovers_of_a_previous_run(tmp_path: Path) -> None:
     later = AccessLog(path, 72, clock=lambda: 100 * HOUR + 5)
     later.start()
     try:
-        assert later.rows() == [(100 * HOUR, "192.0.2.2")]
+        assert later.rows() == [(100 * HOUR, "192.0.2.2", 1)]
     finally:
         later.close()
 
 
-def test_background_thread_flushes(tmp_path: Path) -> None:
-    log = AccessLog(tmp_path / "a.sqlite", 72, flush_interval=0.01)
+def test_background_thread_flushes_hours_that_are_over(tmp_path: Path) -> None:
+    now = [20 * HOUR + 1.0]
+    path = tmp_path / "a.sqlite"
+    log = AccessLog(path, 72, flush_interval=0.01, clock=lambda: now[0])
     log.start()
     try:
         log.record("198.51.100.7")
+        now[0] = 21 * HOUR
         for _ in range(500):
-            if log.rows():
+            if _stored(path):
                 break
             time.sleep(0.01)
-        assert [ip for _, ip in log.rows()] == ["198.51.100.7"]
+        assert _stored(path) == [(20 * HOUR, "198.51.100.7", 1)]
     finally:
         log.close()
 
@@ -92,7 +151,7 @@ def test_middleware_records_requests_without_paths_or_bodies(tmp_path: Path) -> 
 
     import httpx
 
-    from tests.registry.http_support import serve_app
+    from tests.support.net import serve_app
 
     log = AccessLog(tmp_path / "a.sqlite", 72)
     app = Starlette(routes=[Route("/secret/{value}", echo, methods=["GET", "POST"])])
@@ -100,9 +159,9 @@ def test_middleware_records_requests_without_paths_or_bodies(tmp_path: Path) -> 
     with serve_app(wrapped) as url, httpx.Client(base_url=url) as client:  # type: ignore[arg-type]
         assert client.get("/secret/123456789").status_code == 200
         assert client.post("/secret/42", content=b"987654321").status_code == 200
-    log.flush()
+    log.flush(final=True)
     rows = log.rows()
-    assert {ip for _, ip in rows} == {"127.0.0.1"}
+    assert {ip for _, ip, _ in rows} == {"127.0.0.1"}
     log.close()
     raw = (tmp_path / "a.sqlite").read_bytes() + b"".join(
         p.read_bytes() for p in tmp_path.glob("a.sqlite-*") if p.is_file()
@@ -125,7 +184,7 @@ def test_real_traffic_leaves_no_values_in_logs_or_the_connection_log(
 
     import httpx
 
-    from tests.registry.http_support import running_registry
+    from tests.support.registry import running_registry
     from zk.identity import Identity
     from zk.proof import generate_proof
     from zk.relay_scope import RelayScope, blob_message, epoch_at
@@ -140,7 +199,7 @@ def test_real_traffic_leaves_no_values_in_logs_or_the_connection_log(
         reg.wait_included(0, values)
         assert c.post("/v1/groups/0/members", json={"commitments": [str(values[0])]}).status_code == 409
         assert c.get(f"/v1/groups/0/members/0{values[1]}").status_code == 422
-        merkle = MerkleProof.from_json(c.get(f"/v1/groups/0/proofs/{values[0]}").json()["merkle_proof"])
+        merkle = MerkleProof.from_dict(c.get(f"/v1/groups/0/proofs/{values[0]}").json()["merkle_proof"])
         info = c.get("/v1/groups/0").json()
         digest = hashlib.sha256(b"private blob").digest()
         scope = RelayScope(0, epoch_at(reg.clock(), info["epoch_length"]), 7).encode()
@@ -178,8 +237,9 @@ def test_real_traffic_leaves_no_values_in_logs_or_the_connection_log(
     leaked = [line[:200] for line in log_text.splitlines() if any(s in line for s in secrets)]
     assert not leaked, f"values in the logs: {leaked[:3]}"
 
-    assert _columns(access_path) == ["at", "ip"]
+    assert _columns(access_path) == ["hour", "ip", "requests"]
     rows = AccessLog(access_path, 72).rows()
-    assert rows and {ip for _, ip in rows} == {"127.0.0.1"}
+    assert rows and {ip for _, ip, _ in rows} == {"127.0.0.1"}
+    assert all(hour % 3600 == 0 for hour, _, _ in rows)
     raw = b"".join(p.read_bytes() for p in access_path.parent.glob("access.log.sqlite*"))
     assert not [s for s in secrets if s.encode() in raw]

@@ -12,7 +12,16 @@ from pathlib import Path
 import pytest
 
 from registry.service.authorization import SqliteNullifierStore
-from registry.storage.sqlite import MANIFEST_FILE, ConnectionPerThread, StoreError, StoreManifest, check_store
+from registry.storage.sqlite import (
+    MANIFEST_FILE,
+    ConnectionPerThread,
+    StoreError,
+    StoreManifest,
+    check_store,
+    connect,
+    create_schema,
+    transaction,
+)
 
 TABLES = {"a.sqlite": ("things",), "b.sqlite": ("others",)}
 
@@ -206,3 +215,27 @@ def test_a_manifest_that_is_not_strict_json_is_refused_in_one_line(tmp_path: Pat
     with pytest.raises(StoreError) as exc:
         StoreManifest(tmp_path)
     assert MANIFEST_FILE in _message(exc)
+
+
+def test_transaction_commits_the_block_or_nothing(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "t.sqlite", durable=True)
+    create_schema(conn, ["CREATE TABLE IF NOT EXISTS t (x INTEGER PRIMARY KEY)", "CREATE INDEX IF NOT EXISTS t_x ON t (x)"])
+    create_schema(conn, ["CREATE TABLE IF NOT EXISTS t (x INTEGER PRIMARY KEY)"])  # idempotent
+    with transaction(conn):
+        conn.execute("INSERT INTO t VALUES (1)")
+        conn.execute("INSERT INTO t VALUES (2)")
+    assert not conn.in_transaction
+    with pytest.raises(sqlite3.IntegrityError):
+        with transaction(conn):
+            conn.execute("INSERT INTO t VALUES (3)")
+            conn.execute("INSERT INTO t VALUES (1)")  # fails: the whole block is undone
+    assert not conn.in_transaction
+    with pytest.raises(KeyboardInterrupt):
+        with transaction(conn, immediate=False):
+            conn.execute("INSERT INTO t VALUES (4)")
+            raise KeyboardInterrupt
+    assert [r[0] for r in conn.execute("SELECT x FROM t ORDER BY x")] == [1, 2]
+    other = connect(tmp_path / "t.sqlite", durable=True)  # committed rows are visible to others
+    assert other.execute("SELECT count(*) FROM t").fetchone()[0] == 2
+    other.close()
+    conn.close()

@@ -3,10 +3,7 @@ anchors, and ``zkid evidence bundle|verify`` as subprocesses (``-p tests.fixture
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,24 +14,20 @@ from fastapi import FastAPI
 
 from registry.evidence.anchorer import Anchorer
 from registry.evidence.admission import EvidenceAdmission
-from registry.web.evidence_routes import evidence_router
+from registry.web.routes.evidence import evidence_router
 from registry.evidence.log import EvidenceLog
 from registry.ledger.anchor_contract import AnchorContract
 from registry.ledger.deploy import save_manifest
 from registry.ledger.tx import Transactor
-from tests.registry.evidence.support import CHAIN_ID, CLI_SNIPPET, RELAY, make_records, open_log, serve
+from tests.registry.evidence.support import CHAIN_ID, RELAY, make_records, open_log
+from tests.support.cli import run_zkid as zkid
+from tests.support.net import serve_app
 from zk.evidence import merkle
 from zk.evidence.bundle import verify_bundle
 from zk.evidence.note import open_checkpoint
 from zk.evidence.proof_format import parse_tlog_proof, verify_tlog_proof
 
-ROOT = Path(__file__).resolve().parents[3]
 RECORDS = make_records(12)
-
-
-def zkid(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", CLI_SNIPPET, *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
 
 
 @pytest.fixture
@@ -45,7 +38,7 @@ def served(tmp_path: Path) -> Iterator[tuple[EvidenceLog, str]]:
     # The test records' relay is registered; "now" is their era (2023).
     admission = EvidenceAdmission(CHAIN_ID, [RELAY], log, clock=lambda: 1_700_000_000.0)
     app.include_router(evidence_router(log, admission=admission))
-    with serve(app) as url:
+    with serve_app(app) as url:
         yield log, url
     log.close()
 

@@ -26,17 +26,18 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from registry.web.app import (
+from registry.web.app import create_app
+from registry.web.models import (
     BASE_FIELD,
     COMMITMENT,
     FIELD,
     MAX_COMMITMENTS_PER_REQUEST,
     MEMBERS_MAX_BODY,
     UINT256,
-    create_app,
 )
 from registry.service.settings import Settings
-from tests.registry.http_support import OPERATOR_TOKEN, Registry, running_registry, serve_app
+from tests.support.registry import OPERATOR_TOKEN, Registry
+from tests.support.net import serve_app
 from zk.field import Q, R
 from zk.identity import Identity
 from zk.proof import generate_proof
@@ -44,12 +45,6 @@ from zk.relay_scope import RelayScope, blob_message, epoch_at
 from zk.tree import LeanIMT, MerkleProof
 
 AUTH = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    with running_registry(tmp_path_factory.mktemp("http")) as reg:
-        yield reg
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +91,7 @@ def _authorization(
     if merkle is None:
         r = client.get(f"/v1/groups/{group_id}/proofs/{who.commitment}")
         assert r.status_code == 200, r.text
-        merkle = MerkleProof.from_json(r.json()["merkle_proof"])
+        merkle = MerkleProof.from_dict(r.json()["merkle_proof"])
     epoch = epoch_at(registry.clock(), info["epoch_length"]) + epoch_shift
     scope = RelayScope(group_id=group_id, epoch=epoch, slot=slot).encode()
     digest = _digest(blob)
@@ -127,6 +122,8 @@ def test_groups_and_group_zero(client: httpx.Client, members: list[Identity]) ->
         ("/v1/groups/-1", 422, "malformed"),
         ("/v1/groups/abc", 422, "malformed"),
         (f"/v1/groups/{2**64}", 422, "malformed"),
+        (f"/v1/groups/{2**53 - 1}", 404, "unknown_group"),  # the documented limit is accepted
+        (f"/v1/groups/{2**53}", 422, "malformed"),  # one more is not
         ("/v1/nothing-here", 404, "not_found"),
     ],
 )
@@ -194,7 +191,7 @@ def test_register_status_and_proof(registry: Registry, client: httpx.Client, mem
 
     r = client.get(f"/v1/groups/0/proofs/{new.commitment}")
     assert r.status_code == 200
-    proof = MerkleProof.from_json(r.json()["merkle_proof"])
+    proof = MerkleProof.from_dict(r.json()["merkle_proof"])
     assert proof.leaf == new.commitment and LeanIMT.verify_proof(proof)
     registry.wait_root(0, registry.contract.root(0))
     assert str(proof.root) == client.get("/v1/groups/0").json()["root"] or LeanIMT.verify_proof(proof)
@@ -363,7 +360,7 @@ def test_authorize_expired_root(registry: Registry, client: httpx.Client) -> Non
     first, second = Identity("http-test-expiry-1"), Identity("http-test-expiry-2")
     assert client.post(f"/v1/groups/{group}/members", json={"commitments": [str(first.commitment)]}).status_code == 202
     registry.wait_included(group, [first.commitment])
-    old = MerkleProof.from_json(client.get(f"/v1/groups/{group}/proofs/{first.commitment}").json()["merkle_proof"])
+    old = MerkleProof.from_dict(client.get(f"/v1/groups/{group}/proofs/{first.commitment}").json()["merkle_proof"])
     assert client.post(f"/v1/groups/{group}/members", json={"commitments": [str(second.commitment)]}).status_code == 202
     registry.wait_included(group, [second.commitment])
     registry.wait_root(group, LeanIMT(leaves=[first.commitment, second.commitment]).root)

@@ -17,8 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from registry.web.rate_limit import IpRateLimiter, RouteLimit, client_key, registry_route_class, retry_after
 from registry.service.settings import Settings
-from tests.registry.conftest import FakeClock, make_commitments
-from tests.registry.http_support import OPERATOR_TOKEN, Registry, running_registry
+from tests.registry.conftest import make_commitments
+from tests.support.clock import FakeClock
+from tests.support.registry import OPERATOR_TOKEN, Registry, running_registry
 
 ROOT = Path(__file__).resolve().parents[3]
 AUTH = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}

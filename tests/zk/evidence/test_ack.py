@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.jsbridge import node_available, run_js
+from tests.jsbridge import run_js
+from tests.support.node import needs_node
 from zk.evidence.ack import (
     ACK_SCOPE_DOMAIN,
     AckError,
@@ -29,7 +30,6 @@ from zk.relay_scope import MAGIC, RelayScope
 from zk.tree import LeanIMT
 
 VECTORS = json.loads((Path(__file__).resolve().parents[2] / "vectors" / "evidence.json").read_text("utf-8"))
-needs_node = pytest.mark.skipif(not node_available(), reason="node and node_modules are required")
 
 RECORD_HASH = bytes.fromhex("ff" * 32)
 BLOB = hashlib.sha256(b"an encrypted blob").digest()

@@ -147,7 +147,7 @@ def test_without_ledger_lookup(world: World) -> None:
     assert verdict.missing_trust == ("anchor_on_ledger",)
 
 
-# --- Trust: every check runs against the verifier's own values (issue #17) ----------
+# --- Trust: every check runs against the verifier's own values ----------------------
 
 
 def test_without_any_trust_nothing_is_valid(world: World) -> None:

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.jsbridge import node_available, run_js
+from tests.jsbridge import run_js
+from tests.support.node import needs_node
 from zk.evidence.note import (
     Checkpoint,
     NoteError,
@@ -28,7 +29,6 @@ from zk.evidence.note import (
 )
 
 VECTORS = json.loads((Path(__file__).resolve().parents[2] / "vectors" / "evidence.json").read_text("utf-8"))
-needs_node = pytest.mark.skipif(not node_available(), reason="node and node_modules are required")
 
 # golang.org/x/mod/sumdb/note note_test.go.
 PETER_VKEY = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"

@@ -13,9 +13,11 @@ from eth_account import Account
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.jsbridge import node_available, run_js
+from tests.jsbridge import run_js
+from tests.support.node import needs_node
 from zk.evidence import merkle
 from zk.evidence.record import (
+    RECORD_HASHES,
     EventType,
     EvidenceRecord,
     ReasonCode,
@@ -27,7 +29,6 @@ from zk.evidence.record import (
 )
 
 VECTORS = json.loads((Path(__file__).resolve().parents[2] / "vectors" / "evidence.json").read_text("utf-8"))
-needs_node = pytest.mark.skipif(not node_available(), reason="node and node_modules are required")
 N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 KEY = b"\x42" * 32
@@ -72,6 +73,14 @@ def test_recorded_ethers_vectors(vector: dict[str, Any]) -> None:
     # RFC 6979 signatures are deterministic: the same bytes as ethers.
     assert "0x" + signed.signature.hex() == vector["signature"]
     assert verify_record_signature(signed)
+
+
+@pytest.mark.parametrize("twin", sorted(RECORD_HASHES))
+@pytest.mark.parametrize("vector", VECTORS["records"], ids=lambda v: v["typedData"]["message"]["event"])
+def test_record_hash_twins_on_the_ethers_vectors(twin: str, vector: dict[str, Any]) -> None:
+    """The reference and the fast record hash give ethers' record hash on every vector."""
+    rec = from_typed(vector["typedData"])
+    assert "0x" + RECORD_HASHES[twin](rec).hex() == vector["recordHash"]
 
 
 def test_leaf_is_the_record_hash() -> None:

@@ -6,16 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
 from py_ecc.fields import bn128_FQ2 as FQ2
 
-from tests.jsbridge import node_available
 from zk.field import Q
 
 VECTORS_PATH = Path(__file__).resolve().parents[2] / "vectors" / "proofs.json"
 VECTORS: list[dict[str, Any]] = json.loads(VECTORS_PATH.read_text("utf-8"))["vectors"]
 
-needs_node = pytest.mark.skipif(not node_available(), reason="node and node_modules are required")
 
 # b / (9 + u), the G2 twist coefficient (EIP-197).
 _B2 = FQ2([

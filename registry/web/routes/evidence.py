@@ -20,7 +20,9 @@ key, chain id, event time, per-relay rate limit): 403 ``unknown_signer``, 422
 ``wrong_chain`` / ``event_time_in_future`` / ``event_time_too_old``, 429 ``rate_limited``
 with ``Retry-After``.
 
-Errors are the registry's ``{"error": {"code", "message"}}`` JSON (docs/api.md).
+Errors are :class:`registry.errors.RegistryError`, answered as the registry's
+``{"error": {"code", "message"}}`` JSON with the status of its one table (docs/api.md),
+also on an app of its own (the routes are :class:`registry.web.errors.ApiRoute`).
 """
 
 from __future__ import annotations
@@ -33,22 +35,20 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from registry.errors import RegistryError
 from registry.evidence.admission import AdmissionRefused, ConfiguredKey, EvidenceAdmission
 from registry.evidence.log import EvidenceLog, EvidenceLogError, MalformedRecord, StoredAnchor
+from registry.web.errors import ApiRoute
+from zk import strict_json
 from zk.evidence import merkle
 from zk.evidence.bundle import Anchor, BundleError, build_bundle
-from zk.evidence.record import RECORD_VERSION, EventType, ReasonCode, RecordError, SignedRecord, strict_json_loads
+from zk.evidence.record import RECORD_VERSION, EventType, ReasonCode, RecordError, SignedRecord
 
 MAX_BODY = 64 * 1024
 MAX_BATCH_BODY = 4 * 1024 * 1024
 MAX_BATCH = 1000
 
 AnchorsLookup = Callable[[int], StoredAnchor | None]
-
-
-def _error(status: int, code: str, detail: str) -> JSONResponse:
-    """The registry's error shape (docs/api.md): ``{"error": {"code", "message"}}``."""
-    return JSONResponse({"error": {"code": code, "message": detail}}, status_code=status)
 
 
 _HEX32 = "^0x[0-9a-f]{64}$"
@@ -92,27 +92,48 @@ def _documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"description": "error: `{\"error\": {\"code\", \"message\"}}`"} for status in statuses}
 
 
-def _log_error(exc: EvidenceLogError) -> JSONResponse:
-    status = {"not_found": 404, "bad_signature": 422}.get(exc.code, 400)
-    return _error(status, exc.code, exc.detail)
+def _log_error(exc: EvidenceLogError) -> RegistryError:
+    return RegistryError(exc.code, exc.detail)
 
 
-async def _body(request: Request, limit: int) -> bytes | JSONResponse:
+def _refused(exc: AdmissionRefused) -> RegistryError:
+    headers = None if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
+    return RegistryError(exc.code, exc.detail, headers=headers)
+
+
+async def _body(request: Request, limit: int) -> bytes:
     chunks: list[bytes] = []
     total = 0
     async for chunk in request.stream():
         total += len(chunk)
         if total > limit:
-            return _error(413, "too_large", f"body larger than {limit} bytes")
+            raise RegistryError("too_large", f"body larger than {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-def _refused(exc: AdmissionRefused) -> JSONResponse:
-    response = _error(exc.status, exc.code, exc.detail)
-    if exc.retry_after is not None:
-        response.headers["Retry-After"] = str(exc.retry_after)
-    return response
+async def _append(log: EvidenceLog, admission: EvidenceAdmission, records: list[SignedRecord]) -> list[tuple[int, str, bool]]:
+    """Admit and append ``records`` (all or nothing): (index, evidence id, created) each."""
+    try:
+        await run_in_threadpool(admission.admit, records, log.known_hashes)
+    except AdmissionRefused as exc:
+        raise _refused(exc) from None
+    try:
+        return await run_in_threadpool(log.append_detailed, records)
+    except EvidenceLogError as exc:
+        raise _log_error(exc) from None
+
+
+def _batch_records(body: bytes) -> list[SignedRecord]:
+    try:
+        data = strict_json.loads(body, floats=False, error=RecordError)
+        if not isinstance(data, dict) or set(data) != {"records"} or not isinstance(data["records"], list):
+            raise RecordError('a batch is {"records": [...]}')
+        if not 1 <= len(data["records"]) <= MAX_BATCH:
+            raise RecordError(f"a batch has 1 to {MAX_BATCH} records")
+        return [SignedRecord.from_dict(r) for r in data["records"]]
+    except RecordError as exc:
+        raise RegistryError("malformed_record", str(exc)) from None
 
 
 #: A relay key in a path: an Ethereum address.
@@ -130,44 +151,52 @@ def evidence_router(
     anchor whose tree contains entry ``index`` (default: the log's ``anchors`` table).
     ``admission`` decides who may append; ``operator`` (a FastAPI dependency checking the
     operator token) guards the relay-key routes, which are absent without it."""
-    lookup = anchors_lookup or log.anchor_covering
-    router = APIRouter()
+    router = APIRouter(route_class=ApiRoute)
+    _relay_key_routes(router, admission, operator)
+    _append_routes(router, log, admission)
+    _read_routes(router, log, anchors_lookup or log.anchor_covering)
+    return router
 
+
+def _relay_key_routes(router: APIRouter, admission: EvidenceAdmission, operator: Callable[..., None] | None) -> None:
     @router.get("/v1/evidence/relays")
     def get_relays() -> Response:
         return JSONResponse({"relays": admission.relays()})
 
-    if operator is not None:
+    if operator is None:
+        return
 
-        @router.put(
-            "/v1/evidence/relays/{address}",
-            status_code=201,
-            responses=_documented(200, 401, 403, 422),
-            dependencies=[Depends(operator)],
-        )
-        def put_relay(address: str = RELAY_ADDRESS) -> Response:
-            try:
-                created = admission.add(address)
-            except ValueError as exc:
-                return _error(422, "bad_address", str(exc))
-            return JSONResponse({"relays": admission.relays(), "created": created}, status_code=201 if created else 200)
+    @router.put(
+        "/v1/evidence/relays/{address}",
+        status_code=201,
+        responses=_documented(200, 401, 403, 422),
+        dependencies=[Depends(operator)],
+    )
+    def put_relay(address: str = RELAY_ADDRESS) -> Response:
+        try:
+            created = admission.add(address)
+        except ValueError as exc:
+            raise RegistryError("bad_address", str(exc)) from None
+        return JSONResponse({"relays": admission.relays(), "created": created}, status_code=201 if created else 200)
 
-        @router.delete(
-            "/v1/evidence/relays/{address}",
-            responses=_documented(401, 403, 404, 409, 422),
-            dependencies=[Depends(operator)],
-        )
-        def delete_relay(address: str = RELAY_ADDRESS) -> Response:
-            try:
-                removed = admission.remove(address)
-            except ConfiguredKey as exc:
-                return _error(409, "configured", str(exc))
-            except ValueError as exc:
-                return _error(422, "bad_address", str(exc))
-            if not removed:
-                return _error(404, "not_found", "no such operator-added relay key")
-            return JSONResponse({"relays": admission.relays()})
+    @router.delete(
+        "/v1/evidence/relays/{address}",
+        responses=_documented(401, 403, 404, 409, 422),
+        dependencies=[Depends(operator)],
+    )
+    def delete_relay(address: str = RELAY_ADDRESS) -> Response:
+        try:
+            removed = admission.remove(address)
+        except ConfiguredKey as exc:
+            raise RegistryError("configured", str(exc)) from None
+        except ValueError as exc:
+            raise RegistryError("bad_address", str(exc)) from None
+        if not removed:
+            raise RegistryError("not_found", "no such operator-added relay key")
+        return JSONResponse({"relays": admission.relays()})
 
+
+def _append_routes(router: APIRouter, log: EvidenceLog, admission: EvidenceAdmission) -> None:
     @router.post(
         "/v1/evidence",
         status_code=201,
@@ -176,20 +205,11 @@ def evidence_router(
     )
     async def post_evidence(request: Request) -> Response:
         body = await _body(request, MAX_BODY)
-        if isinstance(body, JSONResponse):
-            return body
         try:
             signed = SignedRecord.from_json(body)
         except RecordError as exc:
-            return _error(400, "malformed_record", str(exc))
-        try:
-            await run_in_threadpool(admission.admit, [signed], log.known_hashes)
-        except AdmissionRefused as exc:
-            return _refused(exc)
-        try:
-            [(index, evidence_id, created)] = await run_in_threadpool(log.append_detailed, [signed])
-        except EvidenceLogError as exc:
-            return _log_error(exc)
+            raise RegistryError("malformed_record", str(exc)) from None
+        [(index, evidence_id, created)] = await _append(log, admission, [signed])
         checkpoint = await run_in_threadpool(log.checkpoint)
         return JSONResponse(
             {"index": index, "evidence_id": evidence_id, "checkpoint": checkpoint, "created": created},
@@ -203,32 +223,16 @@ def evidence_router(
         openapi_extra=_body_schema({"type": "array", "maxItems": MAX_BATCH, "items": _SIGNED_RECORD}),
     )
     async def post_batch(request: Request) -> Response:
-        body = await _body(request, MAX_BATCH_BODY)
-        if isinstance(body, JSONResponse):
-            return body
-        try:
-            data = strict_json_loads(body, RecordError)
-            if not isinstance(data, dict) or set(data) != {"records"} or not isinstance(data["records"], list):
-                raise RecordError('a batch is {"records": [...]}')
-            if not 1 <= len(data["records"]) <= MAX_BATCH:
-                raise RecordError(f"a batch has 1 to {MAX_BATCH} records")
-            records = [SignedRecord.from_dict(r) for r in data["records"]]
-        except RecordError as exc:
-            return _error(400, "malformed_record", str(exc))
-        try:
-            await run_in_threadpool(admission.admit, records, log.known_hashes)
-        except AdmissionRefused as exc:
-            return _refused(exc)
-        try:
-            results = await run_in_threadpool(log.append_many, records)
-        except EvidenceLogError as exc:
-            return _log_error(exc)
+        records = _batch_records(await _body(request, MAX_BATCH_BODY))
+        results = await _append(log, admission, records)
         checkpoint = await run_in_threadpool(log.checkpoint)
         return JSONResponse(
-            {"results": [{"index": i, "evidence_id": e} for i, e in results], "checkpoint": checkpoint},
+            {"results": [{"index": i, "evidence_id": e} for i, e, _ in results], "checkpoint": checkpoint},
             status_code=201,
         )
 
+
+def _read_routes(router: APIRouter, log: EvidenceLog, lookup: AnchorsLookup) -> None:
     @router.get("/v1/log/checkpoint", response_class=PlainTextResponse)
     def get_checkpoint() -> Response:
         return PlainTextResponse(log.checkpoint())
@@ -239,7 +243,7 @@ def evidence_router(
             proof = log.consistency(first, second)
         except merkle.ProofError as exc:
             # e.g. a size beyond the log, or from > to: there is no such proof to serve
-            return _error(404, "bad_tree_size", str(exc))
+            raise RegistryError("bad_tree_size", str(exc)) from None
         return JSONResponse({"from": first, "to": second, "proof": [h.hex() for h in proof]})
 
     @router.get("/v1/evidence/{evidence_id}", responses=_documented(400, 404))
@@ -247,7 +251,7 @@ def evidence_router(
         try:
             entry = log.get(evidence_id)
         except EvidenceLogError as exc:
-            return _log_error(exc)
+            raise _log_error(exc) from None
         size = log.size
         anchor = lookup(entry.index)
         out: dict[str, Any] = {
@@ -265,23 +269,24 @@ def evidence_router(
         evidence_id: str = EVIDENCE_ID,
         checkpoint: str = Query("anchored", pattern="^(anchored|latest)$"),
     ) -> Response:
-        if checkpoint not in ("anchored", "latest"):
-            return _error(400, "bad_request", "checkpoint is 'anchored' or 'latest'")
-        try:
-            entry = log.get(evidence_id)
-        except EvidenceLogError as exc:
-            return _log_error(exc)
-        stored = log.latest_anchor()
-        if stored is None or stored.tree_size <= entry.index:
-            return _error(409, "not_anchored", "the record is not covered by an anchor yet")
-        anchor = Anchor(stored.chain_id, stored.contract, stored.tx_hash, stored.block_number,
-                        stored.block_time, stored.tree_size, stored.root_hash)
-        size = stored.tree_size if checkpoint == "anchored" else log.size
-        try:
-            bundle = build_bundle([(entry.signed, entry.index)], log, log.checkpoint(size), anchor,
-                                  log.verifier.vkey())
-        except (BundleError, MalformedRecord) as exc:  # the store disagrees with itself
-            return _error(500, "inconsistent_store", str(exc))
-        return Response(json.dumps(bundle.to_dict(), indent=1), media_type="application/json")
+        return _bundle(log, evidence_id, checkpoint)
 
-    return router
+
+def _bundle(log: EvidenceLog, evidence_id: str, checkpoint: str) -> Response:
+    """The evidence bundle of a record against the latest anchored (or latest) checkpoint."""
+    try:
+        entry = log.get(evidence_id)
+    except EvidenceLogError as exc:
+        raise _log_error(exc) from None
+    stored = log.latest_anchor()
+    if stored is None or stored.tree_size <= entry.index:
+        raise RegistryError("not_anchored", "the record is not covered by an anchor yet")
+    anchor = Anchor(stored.chain_id, stored.contract, stored.tx_hash, stored.block_number,
+                    stored.block_time, stored.tree_size, stored.root_hash)
+    size = stored.tree_size if checkpoint == "anchored" else log.size
+    try:
+        bundle = build_bundle([(entry.signed, entry.index)], log, log.checkpoint(size), anchor,
+                              log.verifier.vkey())
+    except (BundleError, MalformedRecord) as exc:  # the store disagrees with itself
+        raise RegistryError("inconsistent_store", str(exc)) from None
+    return Response(json.dumps(bundle.to_dict(), indent=1), media_type="application/json")

@@ -1,23 +1,21 @@
 """A real registry for the HTTP tests: a throw-away Anvil, the contracts deployed into a
 temporary data directory, a ``RegistryService`` with its threads running and the FastAPI
-app served by uvicorn on a free loopback port (in a thread of the test process)."""
+app served by uvicorn on a free loopback port (in a thread of the test process).
+
+The module-scoped ``registry`` fixture (tests/registry/conftest.py) is one of these."""
 
 from __future__ import annotations
 
 import contextlib
-import socket
-import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from fastapi import FastAPI
 
+from registry.client.api import RegistryClient
 from registry.web.app import create_app
 from registry.ledger.accounts import anvil_dev_account
 from registry.ledger.anvil import AnvilProcess
@@ -26,18 +24,14 @@ from registry.ledger.registry_contract import RegistryContract
 from registry.ledger.tx import Transactor
 from registry.service.facade import RegistryService
 from registry.service.settings import Settings
+from tests.support.clock import OffsetClock
+from tests.support.net import serve_app
+from tests.support.wait import wait_until
+from zk.identity import Identity
+from zk.tree import LeanIMT, MerkleProof
 
 OPERATOR_TOKEN = "test-operator-token-0123456789"
-
-
-class Clock:
-    """Wall time plus an offset the test can move (the service's ``clock``)."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
+AUTH = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 
 
 @dataclass
@@ -48,7 +42,7 @@ class Registry:
     app: FastAPI
     anvil: AnvilProcess
     manifest: Manifest
-    clock: Clock
+    clock: OffsetClock
 
     @property
     def contract(self) -> RegistryContract:
@@ -58,12 +52,7 @@ class Registry:
         return httpx.Client(base_url=self.url, timeout=60.0)
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what}")
+        wait_until(predicate, timeout, what, interval=0.1)
 
     def wait_included(self, group_id: int, commitments: list[int], timeout: float = 60.0) -> None:
         def done() -> bool:
@@ -87,53 +76,6 @@ class Registry:
         self.wait_until(done, timeout, "the indexed root")
 
 
-def zkid_command() -> list[str]:
-    """``python -m registry.cli`` once the service commands are wired there; until then the
-    same Typer commands on a private app (the same code path)."""
-    from registry.cli import app
-
-    if any(c.name == "up" for c in app.registered_commands):
-        return [sys.executable, "-m", "registry.cli"]
-    snippet = (
-        "import typer; from registry.cli import service_commands as s; from registry.cli import app as main; "
-        "s.register(main); main(prog_name='zkid')"
-    )
-    return [sys.executable, "-c", snippet]
-
-
-class _ThreadServer(uvicorn.Server):
-    def install_signal_handlers(self) -> None:  # uvicorn < 0.29
-        pass
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:  # the test process keeps its handlers
-        yield
-
-
-@contextlib.contextmanager
-def serve_app(app: FastAPI) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on a free loopback port; yield its base URL."""
-    sock = socket.socket()
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as `zkid up` does (no Nagle delay)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=2)
-    server = _ThreadServer(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
-
-
 @contextlib.contextmanager
 def running_registry(data_dir: Path, **overrides: Any) -> Iterator[Registry]:
     """Anvil + deployment + service + uvicorn; everything stopped on exit."""
@@ -151,7 +93,7 @@ def running_registry(data_dir: Path, **overrides: Any) -> Iterator[Registry]:
         }
         values.update(overrides)
         settings = Settings(**values)
-        clock = Clock()
+        clock = OffsetClock()
         service = RegistryService.open(settings, clock=clock)
         try:
             service.open_default_group()  # as `zkid up` does: group 0 is open (docs/admission.md)
@@ -161,6 +103,15 @@ def running_registry(data_dir: Path, **overrides: Any) -> Iterator[Registry]:
                 yield Registry(url, settings, service, app, anvil, manifest, clock)
         finally:
             service.stop()
-            close = getattr(service, "close", None)
-            if callable(close):
-                close()
+            service.close()
+
+
+def anchored_member(registry: Registry, name: str) -> tuple[Identity, MerkleProof]:
+    """The identity ``name`` registered in the open group 0 of a fresh ``registry``,
+    anchored and indexed, with its Merkle proof (it is the group's only member)."""
+    who = Identity(name)
+    with RegistryClient(registry.url) as client:
+        client.register(0, who.commitment)
+        client.wait_until_anchored(0, who.commitment, timeout=60, interval=0.1)
+        registry.wait_root(0, LeanIMT(leaves=[who.commitment]).root)
+        return who, client.merkle_proof(0, who.commitment)

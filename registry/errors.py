@@ -1,0 +1,115 @@
+"""The error contract of the registry (and the relay): one exception, one table.
+
+A refusal is a :class:`RegistryError` with a machine-readable ``code``, a human ``message``
+(naming the offending field; it may repeat a value the client itself sent, such as the
+commitment a ``duplicate`` refers to, because it goes back only to that client and errors
+are never logged) and the HTTP ``status`` it is
+answered with. The status comes from :data:`STATUS`, the table docs/api.md ("Error codes")
+shows (``tests/registry/web/test_api_docs.py`` checks they are equal). The HTTP layer
+(:mod:`registry.web.errors`) renders it as ``{"error": {"code": ..., "message": ...}}``.
+
+This module imports nothing of the service or the web layer: both import it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+#: HTTP status of each error code of the registry API (docs/api.md "Error codes").
+STATUS: dict[str, int] = {
+    # the request itself
+    "malformed": 400,
+    "duplicate_key": 400,
+    "too_deep": 400,
+    "invalid_commitment": 422,
+    "request_timeout": 408,
+    "too_large": 413,
+    "too_many": 413,
+    "rate_limited": 429,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    # operator token
+    "unauthorized": 401,
+    "forbidden": 403,
+    "operator_disabled": 403,
+    # groups, members, roots
+    "unknown_group": 404,
+    "not_member": 404,
+    "unknown_root": 404,
+    "duplicate": 409,
+    "pending": 409,
+    "backlog_full": 503,
+    "index_stale": 503,
+    # admission (docs/admission.md)
+    "group_not_served": 403,
+    "admission_required": 403,
+    "admission_bad_scope": 403,
+    "admission_wrong_group": 403,
+    "admission_wrong_round": 403,
+    "admission_message_mismatch": 403,
+    "admission_unknown_root": 403,
+    "admission_expired_root": 403,
+    "admission_invalid_proof": 403,
+    "admission_used": 409,
+    "invite_invalid": 403,
+    "invite_expired": 403,
+    "invite_used": 409,
+    "admission_group_not_closed": 409,
+    "admission_group_in_use": 409,
+    # the evidence log (docs/evidence.md)
+    "malformed_record": 400,
+    "bad_signature": 422,
+    "unknown_signer": 403,
+    "wrong_chain": 422,
+    "event_time_in_future": 422,
+    "event_time_too_old": 422,
+    "bad_address": 422,
+    "configured": 409,
+    "bad_tree_size": 404,
+    "not_anchored": 409,
+    # the ledger and the deployment
+    "ledger_unavailable": 503,
+    "ledger_error": 502,
+    "not_deployed": 503,
+    "not_configured": 503,
+    "deployment_mismatch": 503,
+    # bugs
+    "inconsistent_store": 500,
+    "internal": 500,
+}
+
+#: The other status a code is answered with in documented cases (docs/api.md gives both):
+#: ``malformed`` is 422 for a request that breaks the schema (the OpenAPI document), 400
+#: for a schema-valid request the service finds inconsistent and for a bad Content-Length.
+OTHER_STATUS: dict[str, int] = {"malformed": 422}
+
+#: The code of an answer of the schema validator (registry) or the body checks (relay).
+SCHEMA_ERROR = "malformed"
+SCHEMA_STATUS = 422
+
+
+def status_of(code: str) -> int:
+    """The HTTP status of ``code`` (:data:`STATUS`; 400 for a code it does not hold)."""
+    return STATUS.get(code, 400)
+
+
+class RegistryError(Exception):
+    """A refusal: machine-readable ``code``, human ``message``, HTTP ``status`` (default:
+    :func:`status_of` the code) and extra response ``headers`` (e.g. ``Retry-After``).
+    Raised by the service, the HTTP layer, the evidence routes and the relay alike."""
+
+    def __init__(
+        self, code: str, message: str, status: int | None = None, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status if status is not None else status_of(code)
+        self.headers = dict(headers) if headers else None
+
+    def __repr__(self) -> str:
+        return f"RegistryError({self.code!r}, {self.message!r}, status={self.status})"
+
+    def to_dict(self) -> dict[str, dict[str, str]]:
+        """The JSON body of the answer: ``{"error": {"code", "message"}}``."""
+        return {"error": {"code": self.code, "message": self.message}}

@@ -1,0 +1,66 @@
+"""The relay's ``--config`` file: TOML, one key per setting, the format of the registry's
+(registry/service/settings.py); command-line flags win over the file, the file over the
+defaults. docs/settings.md lists every key (tests/registry/test_settings_docs.py checks).
+
+Keys are the flags' names with ``_`` for ``-`` (``send_groups`` and ``trusted_proxies``
+are lists for the repeatable ``--send-group`` and ``--trusted-proxy``), plus a few
+settings that have no flag (the epoch parameters, which must match the registry's).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+#: Flag (function parameter) name -> config key, where they differ.
+PARAM_KEYS = {"send_group": "send_groups", "trusted_proxy": "trusted_proxies"}
+
+
+class RelayConfig(BaseModel):
+    """Every key a relay config file may hold (all optional: unset keys keep the flag's value)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data_dir: Path | None = Field(None, description="Blob store, nullifiers, keys, connection log (default .relay).")
+    host: str | None = Field(None, description="HTTP bind address (default 127.0.0.1).")
+    port: int | None = Field(None, ge=0, le=65535, description="HTTP port (default 9646; 0 picks a free one).")
+    region: str | None = Field(None, description="Region tag of this relay, shown in its evidence (default local).")
+    auth: Literal["local", "registry"] | None = Field(None, description="Authorization path: local (the ledger) or registry.")
+    rpc_url: str | None = Field(None, description="Ledger JSON-RPC URL (local authorization).")
+    manifest: Path | None = Field(None, description="Deployment manifest (default data_dir/deployment.json).")
+    registry_url: str | None = Field(None, description="Registry URL (registry authorization).")
+    evidence_url: str | None = Field(None, description="Evidence log URL (POST /v1/evidence); unset: no evidence.")
+    chain_id: int | None = Field(None, ge=1, description="Chain id of evidence records (default: the manifest's).")
+    keystore: Path | None = Field(None, description="Relay key keystore (default: data_dir/relay.key, generated).")
+    keystore_password_env: str | None = Field(None, description="Environment variable holding the keystore password (default ZKID_RELAY_PASSWORD).")
+    retention_hours: int | None = Field(None, ge=1, description="Undelivered blobs are deleted after this many hours (default 168).")
+    max_body_bytes: int | None = Field(None, ge=1024, description="Largest accepted request (default 1048576).")
+    body_timeout: float | None = Field(None, ge=0.1, le=3600, description="Seconds a request body may take to arrive (default 30).")
+    rate_limit: int | None = Field(None, ge=1, description="Requests per client IP per minute, for sends and reads each (default 120).")
+    send_groups: list[int] | None = Field(None, description="The operator's send groups (local authorization).")
+    operator: str | None = Field(None, description="The operator's account, admin of the send groups (default: the manifest's deployer).")
+    trusted_proxies: list[str] | None = Field(None, description="Reverse proxies (IP or CIDR) whose X-Forwarded-For names the client.")
+    epoch_length: int | None = Field(None, ge=1, description="Relay epoch length in seconds; must match the registry's (default 600).")
+    message_limit: int | None = Field(None, ge=1, le=2**32 - 1, description="Send slots per identity per epoch; must match the registry's (default 100).")
+    clock_skew: int | None = Field(None, ge=0, description="Seconds of clock skew tolerated at an epoch boundary (default 30).")
+    access_log_hours: int | None = Field(None, ge=1, le=72, description="Connection log retention in hours (default 72).")
+
+
+def load_relay_config(path: Path) -> dict[str, Any]:
+    """The keys set in ``path``, checked; ValueError with one line saying what is wrong."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not valid TOML: {exc}") from None
+    try:
+        config = RelayConfig(**raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+        raise ValueError(f"{path}: invalid setting {where}: {first.get('msg')}") from None
+    return config.model_dump(exclude_unset=True)

@@ -1,0 +1,71 @@
+"""``POST /v1/authorize``: check a send authorization (docs/authorization.md).
+
+200 with the decision when authorized; a refusal carries the decision fields *and*
+``{"error": {"code": <reason>, "message"}}`` with the status of :data:`REFUSAL_STATUS`.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from registry.service.authorization import Decision, Reason
+from registry.web.errors import ApiRoute, error_responses
+from registry.web.models import AuthorizeRequest, DecisionModel, ErrorResponse, RefusalModel
+from registry.web.routes import service_of
+
+router = APIRouter(route_class=ApiRoute, tags=["authorization"])
+
+# HTTP status of each refusal reason of POST /v1/authorize (docs/api.md). A request that
+# passes the schema and still holds a malformed proof (points off their curves) is a
+# refused authorization (403 "malformed"); 422 is for requests that break the schema.
+REFUSAL_STATUS: dict[Reason, int] = {
+    Reason.UNKNOWN_GROUP: 404,
+    Reason.NULLIFIER_REUSED: 409,
+    Reason.INDEX_STALE: 503,  # not a verdict on the proof: try again once the index caught up
+}
+REFUSAL_MESSAGE: dict[Reason, str] = {
+    Reason.MALFORMED: "the proof is not a well-formed Semaphore proof (points must be on their curves)",
+    Reason.BAD_SCOPE: "the scope is not a relay-epoch scope",
+    Reason.WRONG_GROUP: "the scope names another group",
+    Reason.UNKNOWN_GROUP: "no such group",
+    Reason.GROUP_NOT_SERVED: "this group is not a send group of this registry's operator",
+    Reason.WRONG_EPOCH: "the scope's epoch is not the current one",
+    Reason.SLOT_OUT_OF_RANGE: "the scope's slot is not below the group's message limit",
+    Reason.MESSAGE_MISMATCH: "the proof's message is not the blob digest",
+    Reason.UNKNOWN_ROOT: "the Merkle root was never a root of this group",
+    Reason.EXPIRED_ROOT: "the Merkle root was superseded longer ago than the group's root window",
+    Reason.INVALID_PROOF: "the proof does not verify",
+    Reason.NULLIFIER_REUSED: "this nullifier was already used (slot taken in this epoch)",
+    Reason.INDEX_STALE: "the registry's chain index lags the ledger too far to judge the root; try again later",
+}
+
+
+
+@router.post(
+    "/v1/authorize",
+    response_model=DecisionModel,
+    responses={
+        **error_responses(413),
+        403: {"model": RefusalModel, "description": "Refused: the `reason` (and `error.code`) says why."},
+        404: {"model": RefusalModel, "description": "Refused: `unknown_group`."},
+        409: {"model": RefusalModel, "description": "Refused: `nullifier_reused`."},
+        422: {"model": ErrorResponse, "description": "Malformed request or proof (`malformed`)."},
+        503: {"model": RefusalModel, "description": "Refused for now: `index_stale` (the index lags the chain)."},
+    },
+    summary="Check a send authorization (docs/authorization.md); 200 only when authorized",
+)
+def authorize(body: AuthorizeRequest, request: Request) -> JSONResponse:
+    digest = bytes.fromhex(body.blob_digest.removeprefix("0x"))
+    decision: Decision = service_of(request).authorize(body.proof.model_dump(), body.group_id, digest)
+    request.app.state.metrics.authorizations.labels(decision.reason.value).inc()
+    data = decision.to_dict()
+    if decision.authorized:
+        return JSONResponse(data)
+    data["error"] = {"code": decision.reason.value, "message": REFUSAL_MESSAGE.get(decision.reason, "refused")}
+    return JSONResponse(data, status_code=refusal_status(decision.reason))
+
+
+def refusal_status(reason: Reason) -> int:
+    """The HTTP status of a refused authorization (403 unless :data:`REFUSAL_STATUS` says otherwise)."""
+    return REFUSAL_STATUS.get(reason, 403)

@@ -1,0 +1,132 @@
+"""Errors that say what to do (issue 18, item 3): each as a real ``zkid`` subprocess, its
+exit code, stdout and stderr checked; against a real registry and relay on loopback where
+the error comes from one."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.registry.relay.support import running_relay
+from tests.support.cli import run_zkid
+from tests.support.registry import Registry
+from zk.identity import Identity
+from zk.identity_file import encrypt_identity
+
+PASSPHRASE = "correct horse battery staple"
+ENV = {**os.environ, "ZKID_PASSPHRASE": PASSPHRASE}
+ENV.pop("ZKID_URL", None)
+ENV.pop("ZKID_OPERATOR_TOKEN", None)
+
+
+def zkid(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return run_zkid(*args, env=env or ENV)
+
+
+def _one_error_line(out: subprocess.CompletedProcess[str]) -> str:
+    lines = out.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("zkid: error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0], out.stderr  # (progress lines may come before it)
+    assert "Traceback" not in out.stderr
+    return errors[0]
+
+
+def _identity_file(tmp_path: Path, name: str) -> tuple[Identity, Path]:
+    who = Identity(name)
+    path = tmp_path / f"{name}.id"
+    path.write_bytes(encrypt_identity(who, PASSPHRASE, scrypt_n=2**14))
+    return who, path
+
+
+@pytest.fixture(scope="module")
+def relay_url(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with running_relay(tmp_path_factory.mktemp("relay"), registry.anvil.rpc_url, registry.manifest, send_groups=(0,)) as (url, _, _):
+        yield url
+
+
+def test_an_empty_passphrase_is_one_line(tmp_path: Path) -> None:
+    out = zkid("identity", "create", "--out", str(tmp_path / "x.id"), env={**ENV, "ZKID_PASSPHRASE": ""})
+    assert out.returncode == 2
+    assert "ZKID_PASSPHRASE is empty" in _one_error_line(out)
+    assert not (tmp_path / "x.id").exists()
+
+
+def test_identity_create_without_out_warns_that_nothing_is_saved(tmp_path: Path) -> None:
+    out = zkid("identity", "create")
+    assert out.returncode == 0 and out.stdout.startswith("commitment: ")
+    assert "not saved" in out.stderr and "--out" in out.stderr
+    saved = zkid("identity", "create", "--out", str(tmp_path / "kept.id"))
+    assert saved.returncode == 0 and saved.stderr == ""
+
+
+def test_duplicate_names_the_commitment(registry: Registry) -> None:
+    value = Identity("cli-errors-duplicate").commitment
+    first = zkid("register", "--url", registry.url, str(value))
+    assert first.returncode == 0, first.stderr
+    again = zkid("register", "--url", registry.url, str(value))
+    assert again.returncode == 1
+    line = _one_error_line(again)
+    assert "duplicate" in line and str(value) in line and "commitment 0 " not in line
+    # In one request: the repeated commitment is named, not its position.
+    other = Identity("cli-errors-repeated").commitment
+    answer = httpx.post(f"{registry.url}/v1/groups/0/members", json={"commitments": [str(Identity("x1").commitment), str(other), str(other)]})
+    assert answer.status_code == 409
+    assert answer.json()["error"]["code"] == "duplicate" and str(other) in answer.json()["error"]["message"]
+
+
+def test_nullifier_reused_on_authorize_suggests_the_next_free_slot(registry: Registry, tmp_path: Path) -> None:
+    _, path = _identity_file(tmp_path, "cli-errors-sender")
+    assert zkid("register", "--url", registry.url, "--identity", str(path), "--wait", "--timeout", "60").returncode == 0
+    registry.wait_root(0, registry.contract.root(0))
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(b"ciphertext")
+    first = zkid("authorize", "--url", registry.url, "--identity", str(path), "--blob", str(blob))
+    assert first.returncode == 0, first.stderr
+    assert "slot 0)" in first.stdout  # the lowest slot of a fresh slots file
+    again = zkid("authorize", "--url", registry.url, "--identity", str(path), "--blob", str(blob), "--slot", "0")
+    assert again.returncode == 1
+    assert again.stdout.startswith("refused: nullifier_reused") and "the next free slot is 1: --slot 1" in again.stdout
+    as_json = zkid("authorize", "--url", registry.url, "--identity", str(path), "--blob", str(blob), "--slot", "0", "--json")
+    assert as_json.returncode == 1
+    assert json.loads(as_json.stdout)["next_slot"] == 1
+    # Without --slot the command takes that free slot itself.
+    picked = zkid("authorize", "--url", registry.url, "--identity", str(path), "--blob", str(blob))
+    assert picked.returncode == 0 and "slot 1)" in picked.stdout
+
+
+def test_a_url_that_is_not_a_registry_is_recognised(registry: Registry, relay_url: str) -> None:
+    relay = zkid("status", "--url", relay_url, "12345")
+    assert relay.returncode == 2
+    line = _one_error_line(relay)
+    assert "is a relay" in line and "--url" in line
+    with_path = zkid("status", "--url", f"{registry.url}/v1", "12345")
+    assert with_path.returncode == 2
+    assert f"try {registry.url}" in _one_error_line(with_path)
+    deeper = zkid("register", "--url", f"{registry.url}/v1/groups/0/members", "12345")
+    assert deeper.returncode == 2 and "without the /v1 API path" in _one_error_line(deeper)
+
+
+def test_errors_come_out_as_json_under_json(registry: Registry) -> None:
+    unknown = zkid("status", "--url", registry.url, str(Identity("cli-errors-nobody").commitment), "--json")
+    assert unknown.returncode == 1
+    assert json.loads(unknown.stdout)["error"]["code"] == "not_member"
+    _one_error_line(unknown)
+    bad = zkid("status", "--url", registry.url, "12x", "--json")
+    assert bad.returncode == 2
+    assert json.loads(bad.stdout)["error"]["code"] == "invalid_input"
+
+
+def test_register_wait_timeout_says_the_registration_is_pending(registry: Registry) -> None:
+    value = Identity("cli-errors-pending").commitment
+    out = zkid("register", "--url", registry.url, str(value), "--wait", "--timeout", "0", "--json")
+    assert out.returncode == 1
+    line = _one_error_line(out)
+    assert "accepted and is still pending" in line and f"zkid status --group 0 {value}" in line
+    data = json.loads(out.stdout)
+    assert data["commitment"] == str(value) and data["error"]["code"] == "still_pending"

@@ -1,0 +1,62 @@
+"""``zkid ... --help`` follows one convention (issue #18 §4, registry/cli/help.py): an
+example in every command's help, values named (never ``<bool>``/``<str>``), defaults
+shown one way, nothing cut at 80 columns; ``zkid --version``."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+import pytest
+import typer.main
+
+from registry.cli import app
+from tests.support.cli import invoke, run_zkid
+
+
+def _commands(group: Any, prefix: list[str]) -> list[list[str]]:
+    paths = []
+    for name, command in sorted(group.commands.items()):
+        if hasattr(command, "commands"):
+            paths.extend(_commands(command, [*prefix, name]))
+        else:
+            paths.append([*prefix, name])
+    return paths
+
+
+COMMANDS = _commands(typer.main.get_command(app), [])
+TYPE_LABEL = re.compile(r"<(?:bool|str|int|float|path|file|dir|text|integer|[a-z]+ range|list\[[a-z]+\])>")
+
+
+def test_the_walk_sees_every_command() -> None:
+    names = {" ".join(c) for c in COMMANDS}
+    assert {"register", "relay", "up", "ledger up", "evidence bundle", "proof generate"} <= names
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c) for c in COMMANDS])
+def test_every_help_has_an_example_and_no_type_noise(command: list[str]) -> None:
+    out = invoke(app, [*command, "--help"], env={"COLUMNS": "80"})
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert re.search(r"Example:\s+(?:\S+=\S+\s+)*zkid ", text), text
+    assert not TYPE_LABEL.search(text), TYPE_LABEL.search(text)
+    assert "[default:" not in text  # defaults are "(default: X)", in the help text
+    assert "…" not in text  # nothing cut
+
+
+def test_help_on_a_real_process_at_80_columns() -> None:
+    """``zkid register --help`` as a user runs it in an 80-column terminal: whole words,
+    named values, the example, exit 0, nothing on stderr."""
+    out = run_zkid("register", "--help", env={**os.environ, "COLUMNS": "80"}, timeout=120)
+    assert out.returncode == 0 and out.stderr == ""
+    assert "--wait " in out.stdout and "--wait <bool>" not in out.stdout and "<str>" not in out.stdout
+    assert "--url URL" in out.stdout and re.search(r"Usage: .* register \[OPTIONS\] \[COMMITMENT\]\n", out.stdout)
+    assert "$ZKID_ADMISSION_PASSPHRASE" in out.stdout  # not cut to "$ZKID_ADMISSION_PASSPHRAS…"
+    assert "zkid register --identity me.id --wait --until final" in out.stdout
+
+
+def test_version() -> None:
+    out = run_zkid("--version", timeout=120)
+    assert out.returncode == 0 and out.stderr == ""
+    assert re.fullmatch(r"zkid \(letro-zkid\) \d+\.\d+\.\d+\S*\n", out.stdout), out.stdout
