@@ -4,9 +4,10 @@ transaction per batch and group.
 A group's pending rows are sent when there are ``batch_size`` of them, when there are at
 least ``batch_min_size`` (the k-anonymity floor of a batch) and the group has waited
 ``batch_interval`` seconds, or when it has waited ``batch_max_wait`` seconds whatever its
-size (so a lone registration is not held forever). A batch's commitments go on chain sorted
-by value: their leaf order says nothing about the order in which they arrived
-(docs/privacy.md). Each batch is
+size (so a lone registration is not held forever). A batch's commitments go on chain in the
+order of their outbox ids, which are random per request (consecutive within one): the leaf
+order keeps a client's own order within its request and says nothing about the order in
+which requests arrived (docs/privacy.md). Each batch is
 
 1. estimated with ``eth_estimateGas`` of ``addMembers`` (the cost of inserting into a
    LeanIMT grows with the tree's depth, so no fixed cost per member fits every group; the
@@ -597,8 +598,9 @@ class Batcher:
         """Send one batch; returns the members sent, or -1 if the group must wait."""
         reg = self.registry
         assert reg.tx is not None
-        # Sorted by value: the leaf order on chain is independent of the arrival order.
-        rows = sorted(rows, key=lambda r: r.commitment)
+        # In id order: random across requests, so the leaf order on chain is independent of
+        # the order in which requests arrived.
+        rows = sorted(rows, key=lambda r: r.id)
         commitments = [r.commitment for r in rows]
         fn = reg.contract.functions.addMembers(group_id, commitments)
         # While paused, a rough lower bound of the cost is enough to keep waiting: no

@@ -23,8 +23,9 @@ batcher reopens the rows above it (:meth:`Outbox.reopen_from`).
 
 Privacy (docs/privacy.md): the rows hold commitments, so they hold no time finer than the
 hour (``created_at``/``updated_at`` are the start of a UTC hour) and no arrival-ordered id
-(``id`` is a random 62-bit integer, the table's rowid: the b-tree is sorted by it, not by
-arrival). How long a registration has waited, which the batcher and health need to the
+(``id`` is random, the table's rowid, so the b-tree is sorted by it, not by arrival; the
+rows of one request get consecutive ids from a random start, which keeps the client's own
+order within its request and orders requests at random). How long a registration has waited, which the batcher and health need to the
 second, is kept in memory only (:meth:`Outbox.pending_groups`, :meth:`Outbox.oldest_unsettled`).
 Schema 2 brought this; opening an older outbox rewrites its rows (random ids, hours) and
 the file (``VACUUM``), so no page keeps the old ids or times.
@@ -300,11 +301,16 @@ class Outbox:
                         "backlog_full",
                         f"group {group} has {int(waiting)} registrations waiting for the ledger; try again later",
                     )
+            # One request's rows get consecutive ids from a random start: a batch keeps the
+            # order the client chose within its request, and orders requests at random.
+            base = random_id()
+            while base + len(values) > 2**62 or conn.execute(
+                "SELECT 1 FROM registrations WHERE id BETWEEN ? AND ? LIMIT 1", (base, base + len(values) - 1)
+            ).fetchone():
+                base = random_id()
             ids = []
             for i, c in enumerate(values):
-                row_id = random_id()
-                while conn.execute("SELECT 1 FROM registrations WHERE id = ?", (row_id,)).fetchone():
-                    row_id = random_id()
+                row_id = base + i
                 try:
                     conn.execute(
                         "INSERT INTO registrations (id, group_id, commitment, state, created_at, updated_at)"

@@ -16,7 +16,7 @@ OpenAPI document at ``/openapi.json``; no HTML documentation page is served (Swa
 and ReDoc would load their scripts from a CDN).
 
 Privacy: nothing here logs a path, body, commitment, root, proof or nullifier. The only
-request record is the connection log (:mod:`registry.storage.access_log`: time and IP); metrics
+request record is the connection log (:mod:`registry.storage.access_log`: hour and IP); metrics
 are labelled by route *template*, method, status and refusal reason, never by value.
 """
 

@@ -53,6 +53,7 @@ from typing import Any
 
 from eth_utils.address import to_checksum_address
 
+from zk import strict_json
 from zk.evidence import merkle
 from zk.evidence.ack import (
     Acknowledgement,
@@ -78,7 +79,6 @@ from zk.evidence.record import (
     verify_record_signature,
 )
 from zk.proof import SemaphoreProof, verify_proof
-from zk import strict_json
 
 BUNDLE_VERSION = 1
 MAX_ENTRIES = 16

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import secrets
 import sqlite3
@@ -16,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from eth_account import Account
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 from registry.evidence.admission import EvidenceAdmission
 from registry.web.routes.evidence import evidence_router
@@ -154,3 +155,36 @@ def test_a_failed_background_task_logs_the_error_type_only(caplog: pytest.LogCap
     with caplog.at_level(logging.DEBUG):
         asyncio.run(two_rounds())
     _logged_types_only(caplog, "relay purge failed: IntegrityError")
+
+
+def test_records_leave_in_shuffled_batches_with_hour_times(tmp_path: Path) -> None:
+    """docs/privacy.md "Batches": eventTime is rounded down to the hour; records wait until
+    ``batch_min`` are due and are then posted in an order unrelated to the events'."""
+    from fastapi.responses import JSONResponse
+
+    received: list[dict[str, Any]] = []
+    app = FastAPI()
+
+    @app.post("/v1/evidence")
+    async def take(request: Request) -> JSONResponse:
+        received.append(json.loads(await request.body())["record"])
+        return JSONResponse({"ok": True}, status_code=201)
+
+    hour = 480_000 * 3600
+    emitter = EvidenceEmitter(
+        tmp_path / "queue.sqlite", secrets.token_bytes(32), 31337, "test", None,
+        clock=lambda: hour + 1234.5, time_resolution=3600, batch_min=8, batch_max_wait=3600.0,
+    )
+    with serve_app(app) as url, httpx.Client(timeout=30) as client:
+        emitter.target_url = url
+        digests = [hashlib.sha256(bytes([i])).digest() for i in range(8)]
+        for d in digests[:7]:
+            assert emitter.emit(EventType.CONTENT_CONSIGNMENT, d) is not None
+        assert emitter.flush_once(client) == 0 and received == []  # 7 < batch_min: held
+        emitter.emit(EventType.CONTENT_CONSIGNMENT, digests[7])
+        assert emitter.flush_once(client) == 8
+    emitter.close()
+    assert {r["eventTime"] for r in received} == {hour}
+    posted = [bytes.fromhex(r["blobDigest"][2:]) for r in received]
+    assert sorted(posted) == sorted(digests)
+    assert posted != digests  # shuffled (the same order by chance: 1 in 40320)

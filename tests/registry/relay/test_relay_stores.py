@@ -151,7 +151,7 @@ def test_relay_checkpoints_on_stop_and_refuses_a_lost_store(tmp_path: Path, anvi
     moved = data_dir / "blobs.moved"
     damaged("blobs", lambda p: p.rename(moved), "is missing", restore=lambda p: moved.rename(p))
     # A fresh file with the right schema in place of the lost store (attack review 1a).
-    damaged("nullifiers.sqlite", _fresh_nullifier_store, "is not the store this data directory had")
+    damaged("nullifiers.sqlite", fresh_nullifier_store, "is not the store this data directory had")
     # The manifest lost too: the other stores still carry the directory's id.
     manifest = data_dir / "stores.json"
     kept = {manifest: manifest.read_bytes(), data_dir / "nullifiers.sqlite": (data_dir / "nullifiers.sqlite").read_bytes()}

@@ -301,3 +301,36 @@ def test_final_rows_are_sent_again_after_a_deep_reorganisation(service: Any, anv
     counts = chain_additions(service.operator(), 0, service.manifest.deployment_block)
     assert all(counts[v] == 1 for v in values)
     assert service.batcher.stats.reopened >= 3
+
+
+def test_batches_wait_for_the_k_anonymity_floor_and_hide_arrival_order(tmp_path: Path, deployed: Any, chain: Any) -> None:
+    """docs/privacy.md "Batches": fewer than batch_min_size registrations wait (until
+    batch_max_wait); a batch goes on chain in outbox id order (random per request), not
+    in arrival order."""
+    clock = FakeClock(1_000.0)
+    box = Outbox(tmp_path / "o.sqlite", clock=clock)
+    batcher = Batcher(
+        box, deployed.registry, batch_size=50, batch_interval=2, batch_min_size=6, batch_max_wait=100,
+        confirmations=1, clock=clock,
+    )
+    values = make_commitments(7, seed=4242)
+    rows = [box.enqueue(0, [v])[0] for v in values[:5]]  # five requests, one after the other
+    clock.advance(5)
+    assert batcher.step() == 0  # 5 < the floor of 6
+    rows.append(box.enqueue(0, [values[5]])[0])
+    assert batcher.step() == 6
+    [tx] = {r.tx_hash for r in box.rows("sent")}
+    [added] = [
+        ev for ev in deployed.registry.decode_receipt(deployed.registry.w3.eth.get_transaction_receipt(tx))
+        if ev.name == "MembersAdded"
+    ]
+    on_chain = [int(c) for c in added.args["commitments"]]
+    assert on_chain == [r.commitment for r in sorted(rows, key=lambda r: r.id)]
+    assert sorted(on_chain) == sorted(values[:6])
+    # A lone registration goes once it waited batch_max_wait.
+    box.enqueue(0, [values[6]])
+    clock.advance(50)
+    assert batcher.step() == 0
+    clock.advance(51)
+    assert batcher.step() == 1
+    box.close()
