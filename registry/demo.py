@@ -32,9 +32,7 @@ network): identities, a group, a proof, and the refusals from the registry's Aut
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import os
 import secrets
 import signal
@@ -189,7 +187,7 @@ class _Relay:
     region: str
     auth: str
     url: str
-    http: Any  # httpx.Client
+    http: Any  # httpx.Client, used through the client SDK (registry/client/messaging.py)
 
 
 @dataclass
@@ -200,7 +198,9 @@ class _Mailbox:
 
     @property
     def pickup_hash(self) -> bytes:
-        return hashlib.sha256(self.secret).digest()
+        from registry.client.messaging import pickup_hash
+
+        return pickup_hash(self.secret)
 
 
 @dataclass
@@ -260,8 +260,7 @@ class _Scenario:
     # -- the run -----------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        import httpx
-
+        from registry.client import RegistryClient
         from registry.ledger.accounts import anvil_dev_account
         from registry.ledger.anvil import AnvilProcess
         from registry.ledger.deploy import deploy_contracts, save_manifest
@@ -310,7 +309,7 @@ class _Scenario:
 
                 registry_url = stack.enter_context(_serve(create_app(service, settings)))
                 self.say("registry", f"serving {registry_url} (authorization, membership, evidence log)")
-                http = stack.enter_context(httpx.Client(base_url=registry_url, timeout=60.0))
+                http = stack.enter_context(RegistryClient(registry_url, timeout=60.0))
                 relays = [self._start_relay(stack, region, auth, anvil.rpc_url, registry_url, manifest) for region, auth in RELAYS]
             self.manifest = manifest
             self.service = service
@@ -504,16 +503,15 @@ class _Scenario:
         self.say("accounts", f"{len(persons)} persons checked; one admission commitment each anchored in group {group_a}")
         return {"group": group_a, "persons": persons}
 
-    def _post(self, relay: _Relay, mailbox: _Mailbox, blob: bytes, group_id: int, proof: Any) -> Any:
-        body = {
-            "mailbox": mailbox.tag.hex(),
-            "pickup_hash": mailbox.pickup_hash.hex(),
-            "blob": base64.b64encode(blob).decode(),
-            "group_id": group_id,
-            "proof": proof.to_dict(),
-        }
+    def _post(self, relay: _Relay, mailbox: _Mailbox, blob: bytes, group_id: int, proof: Any) -> tuple[int, Any]:
+        """``(201, the relay's answer)``, or ``(HTTP status, refusal code)`` (the SDK's send)."""
+        from registry.client.api import RelaySendError, send_blob
+
         self.outcomes.sent += 1
-        return relay.http.post("/v1/blobs", json=body)
+        try:
+            return 201, send_blob(relay.http, mailbox.tag, mailbox.pickup_hash, blob, group_id, proof)
+        except RelaySendError as exc:
+            return exc.status, exc.code
 
     def _timed_proof(self, make: Callable[[], Any]) -> Any:
         started = time.perf_counter()
@@ -545,14 +543,13 @@ class _Scenario:
                         epoch_length=epoch_length, message_limit=limit,
                     )
                 )
-                r = self._post(relay, mailbox, blob, group_id, proof)
-                if r.status_code != 201:
-                    code = r.json().get("error", {}).get("code", r.status_code)
+                status, data = self._post(relay, mailbox, blob, group_id, proof)
+                if status != 201:
+                    code = data
                     self.say(relay.region, f"client {sender} → client {recipient}: refused {code} (expected accepted)", "bold red")
                     self.outcomes.refused[str(code)] += 1
                     self.outcomes.refusals.append({"case": "valid send", "relay": relay.region, "expected": "accepted", "got": str(code)})
                     continue
-                data = r.json()
                 self.outcomes.accepted += 1
                 sent.append(_Sent(sender, recipient, relay, mailbox, blob, proof, digest, data["id"], data.get("evidence_id")))
                 slot = _slot_of(proof)
@@ -560,15 +557,15 @@ class _Scenario:
         return sent
 
     def _refuse(self, case: str, relay: _Relay, expected: str, mailbox: _Mailbox, blob: bytes, group_id: int, proof: Any) -> None:
-        r = self._post(relay, mailbox, blob, group_id, proof)
-        got = "accepted" if r.status_code == 201 else str(r.json().get("error", {}).get("code", r.status_code))
+        status, data = self._post(relay, mailbox, blob, group_id, proof)
+        got = "accepted" if status == 201 else str(data)
         if got != "accepted":
             self.outcomes.refused[got] += 1
         else:
             self.outcomes.accepted += 1
         self.outcomes.refusals.append({"case": case, "relay": relay.region, "auth": relay.auth, "expected": expected, "got": got})
         style = "yellow" if got == expected else "bold red"
-        self.say(relay.region, f"{case}: [{style}]{'refused ' + got if got != 'accepted' else 'ACCEPTED'}[/{style}] (HTTP {r.status_code}; expected {expected})")
+        self.say(relay.region, f"{case}: [{style}]{'refused ' + got if got != 'accepted' else 'ACCEPTED'}[/{style}] (HTTP {status}; expected {expected})")
 
     def _refusals(
         self, relays: list[_Relay], identities: list[Any], group_id: int, epoch_length: int, limit: int,
@@ -633,42 +630,60 @@ class _Scenario:
                 self._refuse(f"proof of blob {s.blob_id[:8]}… on another blob", s.relay, "message_mismatch", scratch, moved, group_id, s.proof)
 
     def _pickups(self, sent: list[_Sent], mailboxes: dict[tuple[int, str], _Mailbox]) -> tuple[int, bool]:
-        from registry.relay.app import CAPABILITY_HEADER
+        from registry.client.messaging import RelayError, pickup
 
         expected: dict[str, _Sent] = {s.blob_id: s for s in sent}
         seen: Counter[str] = Counter()
         content_ok = True
         with self.phase("pickups"):
             wrong = next(iter(mailboxes.values()))
-            r = wrong.relay.http.get(f"/v1/mailboxes/{wrong.tag.hex()}", headers={CAPABILITY_HEADER: secrets.token_hex(32)})
-            self.check("wrong_capability_forbidden", r.status_code == 403)
-            self.say(wrong.relay.region, f"pickup with a wrong capability: refused {r.json().get('error', {}).get('code')}")
+            try:
+                pickup(wrong.relay.http, wrong.tag, secrets.token_bytes(32))
+                refused: RelayError | None = None
+            except RelayError as exc:
+                refused = exc
+            self.check("wrong_capability_forbidden", refused is not None and refused.status == 403)
+            self.say(wrong.relay.region, f"pickup with a wrong capability: refused {None if refused is None else refused.code}")
             for (recipient, _), mb in sorted(mailboxes.items(), key=lambda kv: (kv[0][0], kv[0][1])):
-                header = {CAPABILITY_HEADER: mb.secret.hex()}
-                r = mb.relay.http.get(f"/v1/mailboxes/{mb.tag.hex()}", headers=header)
-                if r.status_code != 200:
-                    raise _DemoError(f"pickup failed at {mb.relay.region}: HTTP {r.status_code}")
-                blobs = r.json()["blobs"]
-                for b in blobs:
-                    s = expected.get(b["id"])
-                    if s is None or base64.b64decode(b["blob"]) != s.blob or b["digest"] != s.digest.hex():
-                        content_ok = False
-                    ack = mb.relay.http.post(f"/v1/blobs/{b['id']}/ack", headers=header)
-                    if ack.status_code == 200 and ack.json().get("deleted") is True:
-                        seen[b["id"]] += 1
-                if blobs:
-                    self.say(mb.relay.region, f"client {recipient} picked up {len(blobs)} blob(s) with its capability; acknowledged, deleted")
+                picked = self._pickup_and_ack(mb, seen)
+                content_ok = content_ok and all(
+                    (s := expected.get(b.id)) is not None and b.blob == s.blob and b.digest == s.digest for b in picked
+                )
+                if picked:
+                    self.say(mb.relay.region, f"client {recipient} picked up {len(picked)} blob(s) with its capability; acknowledged, deleted")
             again = 0
             for mb in mailboxes.values():
-                r = mb.relay.http.get(f"/v1/mailboxes/{mb.tag.hex()}", headers={CAPABILITY_HEADER: mb.secret.hex()})
-                again += len(r.json().get("blobs", [])) if r.status_code == 200 else 1
+                try:
+                    again += len(pickup(mb.relay.http, mb.tag, mb.secret))
+                except RelayError:
+                    again += 1
             self.say("clients", f"second pickup of every mailbox: {again} blob(s) left")
         exactly_once = content_ok and again == 0 and set(seen) == set(expected) and all(v == 1 for v in seen.values())
         self.check("delivered_exactly_once", exactly_once)
         self.check("picked_up_content_matches", content_ok)
         return sum(seen.values()), exactly_once
 
+    @staticmethod
+    def _pickup_and_ack(mb: _Mailbox, seen: Counter[str]) -> list[Any]:
+        """One mailbox's blobs (digests checked by the SDK), each acknowledged; ``seen``
+        counts the acknowledged (deleted) ones."""
+        from registry.client.messaging import RelayError, acknowledge_blob, pickup
+
+        try:
+            picked = pickup(mb.relay.http, mb.tag, mb.secret)
+        except RelayError as exc:
+            raise _DemoError(f"pickup failed at {mb.relay.region}: HTTP {exc.status} {exc.code}") from None
+        for b in picked:
+            try:
+                acknowledge_blob(mb.relay.http, b.id, mb.secret)
+            except RelayError:
+                continue
+            seen[b.id] += 1
+        return picked
+
     def _evidence(self, http: Any, relays: list[_Relay], sent: list[_Sent]) -> dict[str, Any]:
+        from registry.client.messaging import relay_health
+
         o = self.outcomes
         # One record per acceptance and refusal; a consignment and an access record per delivery.
         expected_records = o.accepted + sum(o.refused.values()) + 2 * len(sent)
@@ -676,8 +691,8 @@ class _Scenario:
             deadline = time.monotonic() + 90
             health: dict[str, Any] = {}
             while True:
-                pending = sum(int(r.http.get("/v1/health").json().get("evidence_pending") or 0) for r in relays)
-                health = http.get("/v1/health").json().get("evidence") or {}
+                pending = sum(int(relay_health(r.http).get("evidence_pending") or 0) for r in relays)
+                health = http.health().get("evidence") or {}
                 size, anchored = int(health.get("size") or 0), int(health.get("anchored_size") or 0)
                 if pending == 0 and size >= expected_records and anchored == size:
                     break
@@ -701,26 +716,28 @@ class _Scenario:
         from zk.evidence.bundle import EvidenceBundle, verify_bundle
 
         from registry.cli.evidence_commands import Trust, ledger_checks
-        from registry.client.api import acknowledge
+        from registry.client.api import RegistryClientError, acknowledge
+        from registry.client.messaging import relay_health
 
         with self.phase("bundle"):
             chosen = next((s for s in sent if s.evidence_id), None)
             if chosen is None:
                 self.check("bundle_valid", False)
                 return {"bundle_valid": False, "bundle_checks": {}}
-            r = http.get(f"/v1/evidence/{chosen.evidence_id}/bundle", params={"checkpoint": "anchored"})
-            if r.status_code != 200:
+            try:
+                content = http.evidence_bundle(chosen.evidence_id, "anchored")
+            except RegistryClientError as exc:
                 self.check("bundle_valid", False)
-                self.say("registry", f"bundle fetch failed: HTTP {r.status_code}", "bold red")
+                self.say("registry", f"bundle fetch failed: HTTP {exc.status} {exc.code}", "bold red")
                 return {"bundle_valid": False, "bundle_checks": {}}
-            bundle = EvidenceBundle.from_json(r.content)
+            bundle = EvidenceBundle.from_json(content)
             assert chosen.evidence_id is not None
             # The recipient acknowledges the acceptance record with its ZK-ID key.
             ack = acknowledge(bytes.fromhex(chosen.evidence_id), identities[chosen.recipient])
             bundle = replace(bundle, acknowledgement=ack)
             path = self.root / "bundle.json"
             path.write_text(bundle.to_json())
-            issuers = {r.http.get("/v1/health").json()["issuer"] for r in relays}
+            issuers = {relay_health(r.http)["issuer"] for r in relays}
             assert self.service.evidence is not None
             trusted = self.service.evidence.verifier  # the log key of the registry we run
             # The anchor is read from the EvidenceAnchor contract, as `zkid evidence verify --rpc-url`.

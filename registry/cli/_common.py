@@ -5,13 +5,28 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, NoReturn
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, Optional
 
 import typer
 
 EXIT_OK = 0
 EXIT_INVALID = 1
 EXIT_USAGE = 2
+
+#: Options that several commands share, spelled once.
+TrustedProxy = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--trusted-proxy",
+        help="Reverse proxy (IP or CIDR) whose X-Forwarded-For names the client (repeatable; default: none, the peer address counts).",
+        show_default=False,
+    ),
+]
+SlotsFile = Annotated[
+    Optional[Path],
+    typer.Option("--slots", help="File of the slots this identity used (default: the identity file's name + .slots).", show_default=False),
+]
 
 
 def json_requested() -> bool:
@@ -74,3 +89,11 @@ def base_url(value: str, flag: str, what: str) -> str:
     if parts.query or parts.fragment:
         fail(f"{flag} takes the {what}'s base URL, without a query or fragment")
     return value.rstrip("/")
+
+
+def read_blob(path: Path) -> bytes:
+    """The bytes of ``--blob``: a file, or stdin for ``-``; one line if unreadable."""
+    try:
+        return sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror or exc}")

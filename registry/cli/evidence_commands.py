@@ -29,6 +29,7 @@ import typer
 from registry.cli._common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, fail, print_json
 
 if TYPE_CHECKING:  # the evidence stack imports eth-account: only the commands load it
+    from registry.client import RegistryClient
     from zk.evidence.bundle import AnchorLookup, EvidenceBundle, GroupRootCheck, MemberCheck, TrustedAnchor, Verdict
     from zk.evidence.note import NoteVerifier
 
@@ -55,27 +56,13 @@ def bundle_command(
     the command says how long until then (exit 1), or waits for it with --wait."""
     import time
 
-    import httpx
-
+    from registry.client import RegistryClient
     from zk.evidence.bundle import BundleError, EvidenceBundle
-    from zk.strict_json import loads as loads_strict
 
-    base = url.rstrip("/")
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            resp = httpx.get(f"{base}/v1/evidence/{evidence_id}/bundle", params={"checkpoint": checkpoint}, timeout=30.0)
-        except httpx.HTTPError as exc:
-            fail(f"cannot reach {url}: {exc}")
-        code = ""
-        if resp.status_code != 200:
-            try:
-                error = loads_strict(resp.content).get("error", {})
-                code = str(error.get("code", "")) if isinstance(error, dict) else ""
-            except (ValueError, AttributeError):  # not JSON, or not an object
-                code = ""
-        if resp.status_code == 409 and code == "not_anchored":
-            when = _anchor_eta(httpx, base)
+    with RegistryClient(url) as client:
+        while (content := _fetch_bundle(client, url, evidence_id, checkpoint)) is None:
+            when = _anchor_eta(client)
             if not wait:
                 fail(f"not_anchored: the record is not covered by an anchor yet; {when}: run again then, or add --wait",
                      EXIT_INVALID)
@@ -83,23 +70,39 @@ def bundle_command(
                 fail(f"not_anchored: the record is still not covered by an anchor after {timeout:g} s; {when}", EXIT_INVALID)
             typer.echo(f"waiting for the anchor: {when}", err=True)
             time.sleep(5.0)
-            continue
-        if resp.status_code != 200:
-            fail(f"the registry answered {resp.status_code} {code}".strip())
-        break
     try:
-        EvidenceBundle.from_json(resp.content)
+        EvidenceBundle.from_json(content)
     except (BundleError, ValueError) as exc:
         fail(f"the registry sent a malformed bundle: {exc}")
-    out.write_bytes(resp.content)
+    out.write_bytes(content)
     typer.echo(f"wrote {out}")
 
 
-def _anchor_eta(httpx: Any, base: str) -> str:
-    """When the registry's next anchor is due, from its health (``evidence.anchor_due_in``)."""
+def _fetch_bundle(client: RegistryClient, url: str, evidence_id: str, checkpoint: str) -> bytes | None:
+    """The bundle's bytes, or None while the record is ``not_anchored``; any other failure
+    ends the command with one line (exit 2)."""
+    from registry.client import RegistryClientError
+
     try:
-        evidence = httpx.get(f"{base}/v1/health", timeout=10.0).json().get("evidence") or {}
-    except (httpx.HTTPError, ValueError, AttributeError):
+        return client.evidence_bundle(evidence_id, checkpoint)
+    except RegistryClientError as exc:
+        if exc.status == 0:
+            fail(f"cannot reach {url}: {exc.message}")
+        if exc.status == 409 and exc.code == "not_anchored":
+            return None
+        code = "" if exc.code == "http_error" else exc.code  # http_error: no error object
+        fail(f"the registry answered {exc.status} {code}".strip())
+
+
+def _anchor_eta(client: RegistryClient) -> str:
+    """When the registry's next anchor is due, from its health (``evidence.anchor_due_in``)."""
+    from registry.client import RegistryClientError
+
+    try:
+        evidence = client.health().get("evidence") or {}
+    except (RegistryClientError, AttributeError):
+        evidence = {}
+    if not isinstance(evidence, dict):
         evidence = {}
     due, longest = evidence.get("anchor_due_in"), evidence.get("anchor_max_delay")
     if isinstance(due, (int, float)):
@@ -365,38 +368,11 @@ def verify_command(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable verdict.")] = False,
 ) -> None:
     """Verify an evidence bundle against your own trust inputs; exit 0 valid, 1 invalid, 2 unusable."""
-    from zk.evidence.bundle import BundleError, EvidenceBundle, verify_bundle
-    from zk.evidence.note import NoteError, NoteVerifier
+    from zk.evidence.bundle import verify_bundle
+    from zk.evidence.note import NoteVerifier
 
-    try:
-        text = file.read_bytes()
-    except OSError as exc:
-        fail(f"cannot read {file}: {exc}")
-    try:
-        bundle = EvidenceBundle.from_json(text)
-    except (BundleError, ValueError) as exc:
-        fail(f"{file} is not a readable evidence bundle: {exc}")
-    trust = Trust()
-    if trust_file is not None:
-        _read_trust_file(trust_file, trust)
-    if manifest is not None:
-        _read_manifest(manifest, trust)
-    if log_key is not None:
-        try:
-            verifier = NoteVerifier.from_vkey(log_key)
-        except NoteError as exc:
-            fail(f"bad --log-key: {exc}")
-        if trust.log_key is not None and trust.log_key != verifier:
-            fail("--log-key differs from the trust file's logKey")
-        trust.log_key, trust.log_key_source = verifier, "--log-key"
-    if trusted_relay:
-        trust.relay_keys += [_address(a, "--trusted-relay") for a in trusted_relay]
-        trust.relay_sources.append("--trusted-relay")
-    if trusted_group:
-        if any(g < 0 for g in trusted_group):
-            fail("--trusted-group takes a group id (a non-negative integer)")
-        trust.groups += trusted_group
-        trust.group_sources.append("--trusted-group")
+    bundle = _read_bundle(file)
+    trust = _gather_trust(trust_file, manifest, log_key, trusted_relay, trusted_group)
     missing = _missing_trust(trust, bundle, rpc_url)
     if missing and not no_trust_anchors:
         fail("no trusted " + "; ".join(missing) + ": a bundle proves nothing to a third party without them "
@@ -419,28 +395,77 @@ def verify_command(
         out["records"] = records
         print_json(out)
     else:
-        typer.echo(_headline(verdict, nothing_trusted))
-        typer.echo("trusted values:")
-        for name, entry in _trust_json(trust, rpc_url).items():
-            if entry is None:
-                typer.echo(f"  {name}: none (not anchored in trust)")
-            else:
-                value = entry["value"] if isinstance(entry["value"], str) else ", ".join(map(str, entry["value"]))
-                typer.echo(f"  {name}: {value} (from {entry['source']})")
-        typer.echo("records:")
-        for r in records:
-            who = {True: "trusted relay key", False: "NOT a trusted relay key", None: "not checked"}[r["issuerTrusted"]]
-            typer.echo(f"  #{r['index']:<6} {r['event']:<26} issuer {r['issuer']} ({who})")
-        typer.echo("checks:")
-        for c in verdict.checks:
-            typer.echo(f"  [{c.status:>11}] {c.name}: {c.detail}")
-        typer.echo("timeline:")
-        for e in verdict.timeline:
-            typer.echo(f"  {e.time}  {e.label:<26} {e.reference}")
+        _print_verdict(verdict, nothing_trusted, _trust_json(trust, rpc_url), records)
     if verdict.first_failure is not None:
         raise typer.Exit(EXIT_INVALID)
     # A check without its trusted value passes only when the user asked for that explicitly.
     raise typer.Exit(EXIT_OK if verdict.valid or no_trust_anchors else EXIT_INVALID)
+
+
+def _read_bundle(file: Path) -> EvidenceBundle:
+    from zk.evidence.bundle import BundleError, EvidenceBundle
+
+    try:
+        text = file.read_bytes()
+    except OSError as exc:
+        fail(f"cannot read {file}: {exc}")
+    try:
+        return EvidenceBundle.from_json(text)
+    except (BundleError, ValueError) as exc:
+        fail(f"{file} is not a readable evidence bundle: {exc}")
+
+
+def _gather_trust(
+    trust_file: Path | None, manifest: Path | None, log_key: str | None, trusted_relay: list[str] | None,
+    trusted_group: list[int] | None,
+) -> Trust:
+    """The verifier's trust inputs from ``--trust``, ``--manifest`` and the flags (never the bundle)."""
+    from zk.evidence.note import NoteError, NoteVerifier
+
+    trust = Trust()
+    if trust_file is not None:
+        _read_trust_file(trust_file, trust)
+    if manifest is not None:
+        _read_manifest(manifest, trust)
+    if log_key is not None:
+        try:
+            verifier = NoteVerifier.from_vkey(log_key)
+        except NoteError as exc:
+            fail(f"bad --log-key: {exc}")
+        if trust.log_key is not None and trust.log_key != verifier:
+            fail("--log-key differs from the trust file's logKey")
+        trust.log_key, trust.log_key_source = verifier, "--log-key"
+    if trusted_relay:
+        trust.relay_keys += [_address(a, "--trusted-relay") for a in trusted_relay]
+        trust.relay_sources.append("--trusted-relay")
+    if trusted_group:
+        if any(g < 0 for g in trusted_group):
+            fail("--trusted-group takes a group id (a non-negative integer)")
+        trust.groups += trusted_group
+        trust.group_sources.append("--trusted-group")
+    return trust
+
+
+def _print_verdict(verdict: Verdict, nothing_trusted: bool, trusted: dict[str, Any], records: list[dict[str, Any]]) -> None:
+    """The text verdict: headline, trusted values, records, checks, timeline."""
+    typer.echo(_headline(verdict, nothing_trusted))
+    typer.echo("trusted values:")
+    for name, entry in trusted.items():
+        if entry is None:
+            typer.echo(f"  {name}: none (not anchored in trust)")
+        else:
+            value = entry["value"] if isinstance(entry["value"], str) else ", ".join(map(str, entry["value"]))
+            typer.echo(f"  {name}: {value} (from {entry['source']})")
+    typer.echo("records:")
+    for r in records:
+        who = {True: "trusted relay key", False: "NOT a trusted relay key", None: "not checked"}[r["issuerTrusted"]]
+        typer.echo(f"  #{r['index']:<6} {r['event']:<26} issuer {r['issuer']} ({who})")
+    typer.echo("checks:")
+    for c in verdict.checks:
+        typer.echo(f"  [{c.status:>11}] {c.name}: {c.detail}")
+    typer.echo("timeline:")
+    for e in verdict.timeline:
+        typer.echo(f"  {e.time}  {e.label:<26} {e.reference}")
 
 
 __all__ = ["register", "evidence_app", "EXIT_USAGE"]

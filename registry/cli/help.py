@@ -1,4 +1,4 @@
-"""One look for every ``zkid ... --help`` (issue #18 §4).
+"""One look for every ``zkid ... --help``.
 
 - Values are named by what they are (``--url URL``, ``--group GROUP``, ``COMMITMENT``),
   never by their Python type (``<str>``, ``<bool>``, ``<int range>``): flags show no value.

@@ -12,17 +12,19 @@ input or an unreachable registry or relay.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional, TypeVar
 
 import typer
 
-from registry.cli._common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, base_url, fail, print_json
+from registry.cli._common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, SlotsFile, base_url, fail, print_json, read_blob
 
 if TYPE_CHECKING:
     from registry.client.api import RegistryClientError, RelaySendError
     from registry.client.messaging import RelayError
+
+T = TypeVar("T")
 
 DEFAULT_REGISTRY = "http://127.0.0.1:9545"
 URL_ENV = "ZKID_URL"
@@ -44,6 +46,14 @@ def _mailbox(text: str) -> bytes:
         return parse_mailbox(text)
     except ValueError as exc:
         fail(f"--mailbox: {exc}")
+
+
+def _pickup_secret(read: Callable[[Path], T], path: Path) -> T:
+    """``read(path)`` of ``--pickup-secret``; an unreadable or malformed file is one line."""
+    try:
+        return read(path)
+    except (OSError, ValueError) as exc:
+        fail(f"--pickup-secret {path}: {exc.strerror or exc}" if isinstance(exc, OSError) else f"--pickup-secret: {exc}")
 
 
 def _registry_fail(exc: RegistryClientError, base: str) -> NoReturn:
@@ -108,10 +118,7 @@ def send(
         Optional[int],
         typer.Option("--slot", help="Send slot of this epoch (default: the lowest one the --slots file has not used).", min=0, show_default=False),
     ] = None,
-    slots_file: Annotated[
-        Optional[Path],
-        typer.Option("--slots", help="File of the slots this identity used (default: the identity file's name + .slots).", show_default=False),
-    ] = None,
+    slots_file: SlotsFile = None,
     ask_proof: Annotated[
         bool,
         typer.Option(
@@ -139,17 +146,11 @@ def send(
     relay_base = base_url(relay, "--relay", "relay")
     registry_base = base_url(registry or os.environ.get(URL_ENV) or DEFAULT_REGISTRY, "--registry", "registry")
     tag = _mailbox(mailbox)
-    try:
-        content = sys.stdin.buffer.read() if str(blob) == "-" else blob.read_bytes()
-    except OSError as exc:
-        fail(f"cannot read {blob}: {exc.strerror or exc}")
+    content = read_blob(blob)
     if not content:
         fail(f"{blob} is empty: there is nothing to send")
     who = load_identity_file(identity)
-    try:
-        secret, created = load_or_create_pickup_secret(pickup_secret)
-    except (OSError, ValueError) as exc:
-        fail(f"--pickup-secret {pickup_secret}: {exc.strerror or exc}" if isinstance(exc, OSError) else f"--pickup-secret: {exc}")
+    secret, created = _pickup_secret(load_or_create_pickup_secret, pickup_secret)
     if created:
         typer.echo(f"pickup secret: created {pickup_secret} (the recipient needs it and the mailbox tag to pick up)", err=True)
     slots = _open_slots(SendSlots, slots_file, identity)
@@ -166,13 +167,18 @@ def send(
         fail(str(exc))
     finally:
         slots.close()
+    _show_sent(result, as_json)
+    raise typer.Exit(EXIT_OK)
+
+
+def _show_sent(result: Any, as_json: bool) -> None:
+    """``zkid send``'s answer: the relay's blob id, the evidence id, the slot used."""
     if as_json:
         print_json(result.to_dict())
-    else:
-        typer.echo(f"accepted: blob id {result.blob_id}")
-        typer.echo(f"evidence id: {result.evidence_id if result.evidence_id is not None else 'none (the relay keeps no evidence log)'}")
-        typer.echo(f"digest {result.digest}, group {result.group_id}, epoch {result.epoch}, slot {result.slot}")
-    raise typer.Exit(EXIT_OK)
+        return
+    typer.echo(f"accepted: blob id {result.blob_id}")
+    typer.echo(f"evidence id: {result.evidence_id if result.evidence_id is not None else 'none (the relay keeps no evidence log)'}")
+    typer.echo(f"digest {result.digest}, group {result.group_id}, epoch {result.epoch}, slot {result.slot}")
 
 
 def _relay_fail(exc: RelayError, relay: str) -> NoReturn:
@@ -213,10 +219,7 @@ def pickup(
     tag = _mailbox(mailbox)
     if ack and out is None:
         fail("--ack needs --out DIR: a blob is erased once acknowledged, so it must be saved first")
-    try:
-        secret = read_pickup_secret(pickup_secret)
-    except (OSError, ValueError) as exc:
-        fail(f"--pickup-secret {pickup_secret}: {exc.strerror or exc}" if isinstance(exc, OSError) else f"--pickup-secret: {exc}")
+    secret = _pickup_secret(read_pickup_secret, pickup_secret)
     try:
         blobs = pickup_mailbox(relay_base, tag, secret)
     except RelayError as exc:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
+import socket
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Annotated, Any, Optional
 
 import typer
 
-from registry.cli._common import fail
+from registry.cli._common import TrustedProxy, fail
 
 
 def relay(
@@ -50,91 +48,83 @@ def relay(
         Optional[str],
         typer.Option("--operator", help="The operator's account, admin of the send groups (default: the manifest's deployer).", show_default=False),
     ] = None,
-    trusted_proxy: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            "--trusted-proxy",
-            help="Reverse proxy (IP or CIDR) whose X-Forwarded-For names the client (repeatable; default: none, the peer address counts).",
-            show_default=False,
-        ),
-    ] = None,
+    trusted_proxy: TrustedProxy = None,
 ) -> None:
     """Run a relay: accept blobs with a send authorization, hand them to the mailbox owner.
 
     It prints its URL, authorization path, ledger and manifest when it serves, and a line
     when it stops (SIGINT or SIGTERM: exit 0)."""
-    import uvicorn
+    flags = {name: value for name, value in locals().items() if name not in ("ctx", "config")}
+    from registry.cli.service_commands import _http_server, _StopSignals
+    from registry.relay.app import create_relay_app
+    from registry.relay.config import check_auth, relay_settings
 
-    from registry.cli.service_commands import _bind, _StopSignals
-    from registry.relay.app import RelaySettings, create_relay_app
-    from registry.relay.config import PARAM_KEYS, load_relay_config
-    from registry.storage.access_log import proxy_options
-
-    given = dict(
-        region=region, data_dir=data_dir, host=host, port=port, auth=auth, rpc_url=rpc_url, manifest=manifest,
-        registry_url=registry_url, evidence_url=evidence_url, chain_id=chain_id, keystore=keystore,
-        keystore_password_env=keystore_password_env, retention_hours=retention_hours, max_body_bytes=max_body_bytes,
-        body_timeout=body_timeout, rate_limit=rate_limit, send_group=send_group, operator=operator,
-        trusted_proxy=trusted_proxy,
-    )
-    extra: dict[str, Any] = {}  # settings without a flag
-    if config is not None:
-        try:
-            from_file = load_relay_config(config)
-        except ValueError as exc:
-            fail(str(exc))
-        keys = {PARAM_KEYS.get(name, name): name for name in given}
-        for key, value in from_file.items():
-            name = keys.get(key)
-            if name is None:
-                extra[key] = value
-            else:
-                source = ctx.get_parameter_source(name)
-                if source is None or source.name == "DEFAULT":
-                    given[name] = value  # flags win over the file
-    o = SimpleNamespace(**given)
-    if o.auth not in ("local", "registry"):
-        fail(f"--auth must be local or registry, not {o.auth!r}")
-    if o.auth == "registry" and not o.registry_url:
-        fail("--auth registry needs --registry-url URL (the registry that authorizes sends; registry_url in --config)")
-    if o.auth == "local" and not o.rpc_url:
-        fail("--auth local needs --rpc-url URL (the ledger's JSON-RPC endpoint; rpc_url in --config)")
+    values, extra = _with_config_file(ctx, config, flags)
     try:
-        # X-Forwarded-For only from the named proxies: uvicorn would believe any peer on
-        # 127.0.0.1, letting a client behind a local proxy pick its rate-limited IP.
-        proxies = proxy_options(o.trusted_proxy or [])
+        check_auth(values)
     except ValueError as exc:
-        fail(f"--trusted-proxy: {exc}")
+        fail(str(exc))
+    proxies = _proxy_options(values["trusted_proxy"])
     try:
-        settings = RelaySettings(
-            data_dir=Path(o.data_dir),
-            region=o.region,
-            auth_mode=o.auth,
-            rpc_url=o.rpc_url,
-            manifest_path=None if o.manifest is None else Path(o.manifest),
-            registry_url=o.registry_url,
-            evidence_url=o.evidence_url,
-            chain_id=o.chain_id,
-            keystore=None if o.keystore is None else Path(o.keystore),
-            keystore_password=os.environ.get(o.keystore_password_env) if o.keystore is not None else None,
-            max_body_bytes=o.max_body_bytes,
-            body_timeout=o.body_timeout,
-            retention_seconds=o.retention_hours * 3600,
-            rate_limit=o.rate_limit,
-            rate_window=60.0,
-            send_groups=None if not o.send_group else tuple(o.send_group),
-            operator=o.operator,
-            **extra,
-        )
+        settings = relay_settings(values, extra, os.environ)
         app = create_relay_app(settings)
     except (ValueError, OSError) as exc:
         fail(f"cannot start the relay: {exc}")
+    sock = _bind_relay(app, values["host"], values["port"])
+    _announce_relay(app, settings, sock, bool(values["send_group"]))
+    signals = _StopSignals()
+    server = _http_server(app, proxies, signals)
+    with signals.installed():
+        server.run(sockets=[sock])
+    typer.echo("relay stopped")
+    raise typer.Exit(0)
+
+
+def _with_config_file(ctx: typer.Context, config: Path | None, flags: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The flags with ``--config``'s keys laid over those left at their default, and the
+    file's settings that have no flag (registry/relay/config.py)."""
+    from registry.relay.config import load_relay_config, with_config
+
+    if config is None:
+        return flags, {}
     try:
-        sock = _bind(o.host, o.port, env=None)  # a busy port: one line naming --port, exit 2
+        from_file = load_relay_config(config)
+    except ValueError as exc:
+        fail(str(exc))
+
+    def is_default(name: str) -> bool:
+        source = ctx.get_parameter_source(name)
+        return source is None or source.name == "DEFAULT"
+
+    return with_config(flags, from_file, is_default)
+
+
+def _proxy_options(trusted: list[str] | None) -> dict[str, Any]:
+    """X-Forwarded-For only from the named proxies: uvicorn would believe any peer on
+    127.0.0.1, letting a client behind a local proxy pick its rate-limited IP."""
+    from registry.storage.access_log import proxy_options
+
+    try:
+        return proxy_options(trusted or [])
+    except ValueError as exc:
+        fail(f"--trusted-proxy: {exc}")
+
+
+def _bind_relay(app: Any, host: str, port: int) -> socket.socket:
+    """The listening socket; a busy port is one line naming --port (exit 2), after the
+    stores the app opened are closed."""
+    from registry.cli.service_commands import _bind
+
+    try:
+        return _bind(host, port, env=None)
     except typer.Exit:
-        app.state.relay.close()  # the stores it opened, before exiting
+        app.state.relay.close()
         raise
-    if o.auth == "local" and not o.send_group:
+
+
+def _announce_relay(app: Any, settings: Any, sock: socket.socket, send_groups_given: bool) -> None:
+    """The start-up lines: where it serves, its authorization path, data and evidence key."""
+    if settings.auth_mode == "local" and not send_groups_given:
         # Fail closed: on the ledger an admission group looks like any other operator group.
         typer.echo(
             "relay: no --send-group given: local authorization refuses every send (group_not_served); "
@@ -157,33 +147,6 @@ def relay(
         # The registry's operator must register this address (docs/evidence.md).
         typer.echo(f"relay evidence key: {relay_state.evidence.address} (register it with the registry's --relay-key)")
     sys.stdout.flush()
-
-    class _Server(uvicorn.Server):
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:  # ours: stop in order, then exit 0
-            yield
-
-    # Privacy: no access log; the relay's connection log (time, IP) is the only request record.
-    # A bounded graceful shutdown: open connections (a client holding a half-sent body)
-    # get 5 s, then the stores are closed and checkpointed anyway.
-    server = _Server(
-        uvicorn.Config(
-            app, log_config=None, access_log=False, server_header=False, lifespan="on", timeout_graceful_shutdown=5,
-            **proxies,
-        )
-    )
-    signals = _StopSignals()
-
-    def stop(signum: int) -> None:
-        server.should_exit = True
-        if signum < 0:  # a second signal: do not wait for open connections
-            server.force_exit = True
-
-    signals.on_signal = stop
-    with signals.installed():
-        server.run(sockets=[sock])
-    typer.echo("relay stopped")
-    raise typer.Exit(0)
 
 
 def register(app: typer.Typer) -> None:

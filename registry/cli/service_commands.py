@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
 
-from registry.cli._common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, fail, print_json
+from registry.cli._common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, SlotsFile, TrustedProxy, fail, print_json
 
 if TYPE_CHECKING:
     from registry.client import RegistryClient, RegistryClientError
@@ -56,14 +56,6 @@ TokenEnv = Annotated[
 RelayKey = Annotated[
     Optional[list[str]],
     typer.Option("--relay-key", help="Relay signing address allowed to append evidence (repeatable; adds to ZKID_RELAY_KEYS / config).", show_default=False),
-]
-TrustedProxy = Annotated[
-    Optional[list[str]],
-    typer.Option(
-        "--trusted-proxy",
-        help="Reverse proxy (IP or CIDR) whose X-Forwarded-For names the client (repeatable; default: none, the peer address counts).",
-        show_default=False,
-    ),
 ]
 Url = Annotated[Optional[str], typer.Option("--url", help=f"Registry URL (default: ${URL_ENV} or {DEFAULT_URL}).", show_default=False)]
 Group = Annotated[int, typer.Option("--group", help="Group id.", min=0)]
@@ -181,6 +173,34 @@ class _StopSignals:
                 signal.signal(s, handler)
 
 
+def _http_server(app: Any, proxies: dict[str, Any], signals: _StopSignals) -> Any:
+    """The uvicorn server of ``zkid up|serve|relay``: no access log (privacy: the connection
+    log is the only request record), no server header, a bounded graceful shutdown (open
+    connections get 5 s), X-Forwarded-For only from ``proxies`` (uvicorn would believe any
+    peer on 127.0.0.1). A stop signal ends it; a second one does not wait for connections."""
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:  # ours (``signals``) are installed instead
+            yield
+
+    server = _Server(
+        uvicorn.Config(
+            app, log_config=None, access_log=False, server_header=False, timeout_graceful_shutdown=5, lifespan="on",
+            **proxies,
+        )
+    )
+
+    def stop(signum: int) -> None:
+        server.should_exit = True
+        if signum < 0:  # a second signal: do not wait for open connections
+            server.force_exit = True
+
+    signals.on_signal = stop
+    return server
+
+
 def _run(
     settings: Settings, ledger_info: str, signals: _StopSignals, *, local: bool = False, sock: socket.socket | None = None
 ) -> None:
@@ -190,16 +210,9 @@ def _run(
 
     ``local`` (`zkid up`): the deployment's group 0 is ``open`` unless the operator set a
     policy (docs/admission.md), and the start-up lines say so."""
-    import uvicorn
-
     from registry.storage.access_log import proxy_options
     from registry.web.app import create_app
     from registry.service.facade import RegistryError, RegistryService
-
-    class _Server(uvicorn.Server):
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:  # ours are installed already
-            yield
 
     try:
         service = RegistryService.open(settings)
@@ -211,54 +224,11 @@ def _run(
         app = create_app(service, settings)
         if sock is None:
             sock = _bind(settings.host, settings.port)
-        host, port = sock.getsockname()[:2]
-        shown = f"[{host}]" if ":" in host else host
-        config = uvicorn.Config(
-            app,
-            log_config=None,
-            access_log=False,  # privacy: the connection log is the only request record
-            server_header=False,
-            timeout_graceful_shutdown=5,
-            lifespan="on",
-            # X-Forwarded-For only from the configured proxies (uvicorn would believe 127.0.0.1).
-            **proxy_options(settings.trusted_proxies),
-        )
-        server = _Server(config)
-
-        def stop(signum: int) -> None:
-            server.should_exit = True
-            if signum < 0:  # a second signal: do not wait for open connections
-                server.force_exit = True
-
-        signals.on_signal = stop
+        server = _http_server(app, proxy_options(settings.trusted_proxies), signals)
         if signals.received is not None:
             return
         service.start()
-        typer.echo(f"registry: http://{shown}:{port}  (API /v1, OpenAPI /docs, metrics /metrics)")
-        typer.echo(f"ledger:   {ledger_info}")
-        typer.echo(f"data:     {settings.data_dir}  region: {settings.region}")
-        if local:
-            record = service.open_default_group()
-            if record.policy == "open":
-                typer.echo(
-                    f"admission: group {record.group_id} is open (the local default: anyone may register, "
-                    "bounded by the per-IP limits); set a policy with `zkid admission set`"
-                )
-            else:
-                from registry.cli.admission_commands import describe
-
-                typer.echo(f"admission: group {record.group_id}: {describe(record.to_dict())}")
-        admission = getattr(app.state, "evidence_admission", None)
-        if admission is not None:
-            trusted = admission.trusted()
-            if trusted:
-                typer.echo(f"evidence: {len(trusted)} relay key(s) may append")
-            else:
-                typer.echo(
-                    "evidence: no relay key registered, every record is refused; add one with --relay-key ADDRESS "
-                    "(a relay prints its address), ZKID_RELAY_KEYS, or PUT /v1/evidence/relays/ADDRESS (operator)"
-                )
-        sys.stdout.flush()
+        _announce_registry(service, app, settings, sock, ledger_info, local)
         server.run(sockets=[sock])
     finally:
         signals.on_signal = None
@@ -267,6 +237,38 @@ def _run(
         if callable(close):
             close()
         log.info("registry stopped")
+
+
+def _announce_registry(service: Any, app: Any, settings: Settings, sock: socket.socket, ledger_info: str, local: bool) -> None:
+    """The start-up lines of ``zkid up|serve``: where it serves, the ledger, the data, the
+    default group's admission (``local``) and who may append evidence."""
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    typer.echo(f"registry: http://{shown}:{port}  (API /v1, OpenAPI /docs, metrics /metrics)")
+    typer.echo(f"ledger:   {ledger_info}")
+    typer.echo(f"data:     {settings.data_dir}  region: {settings.region}")
+    if local:
+        record = service.open_default_group()
+        if record.policy == "open":
+            typer.echo(
+                f"admission: group {record.group_id} is open (the local default: anyone may register, "
+                "bounded by the per-IP limits); set a policy with `zkid admission set`"
+            )
+        else:
+            from registry.cli.admission_commands import describe
+
+            typer.echo(f"admission: group {record.group_id}: {describe(record.to_dict())}")
+    admission = getattr(app.state, "evidence_admission", None)
+    if admission is not None:
+        trusted = admission.trusted()
+        if trusted:
+            typer.echo(f"evidence: {len(trusted)} relay key(s) may append")
+        else:
+            typer.echo(
+                "evidence: no relay key registered, every record is refused; add one with --relay-key ADDRESS "
+                "(a relay prints its address), ZKID_RELAY_KEYS, or PUT /v1/evidence/relays/ADDRESS (operator)"
+            )
+    sys.stdout.flush()
 
 
 @contextlib.contextmanager
@@ -588,25 +590,8 @@ def register_member(
     with _registry(base) as client:
         data = client.register_body(group, body, token)
     if wait:
-        deadline = time.monotonic() + timeout
-        shown_status: Any = None
-        shown_confirmations: Any = None
-        while not _reached(data, until):
-            if data.get("status") != shown_status or data.get("confirmations") != shown_confirmations:
-                shown_status, shown_confirmations = data.get("status"), data.get("confirmations")
-                typer.echo(f"waiting for {until}: {_show_member(data)}", err=True)
-            if time.monotonic() > deadline:
-                shown = f"{group} --identity {identity}" if identity is not None else f"{group} {value}"
-                _fail_with(
-                    data,
-                    as_json,
-                    "still_pending",
-                    f"the registration was accepted and is still {data.get('status')} (not yet {_UNTIL[until]}) "
-                    f"after {timeout:g} s; it stays queued: follow it with `zkid status --group {shown}`",
-                )
-            time.sleep(0.5)
-            with _registry(base) as client:
-                data = client.status(group, int(value))
+        shown = f"{group} --identity {identity}" if identity is not None else f"{group} {value}"
+        data = _wait_until(base, group, int(value), data, until, timeout, as_json, shown)
     if data.get("status") == "refused":
         _fail_with(data, as_json, "refused", f"the ledger refused the registration for good: {data.get('reason', 'refused')}")
     if as_json:
@@ -616,6 +601,32 @@ def register_member(
 
 
 _UNTIL = {"included": "on chain and indexed", "final": "final"}
+
+
+def _wait_until(
+    base: str, group: int, commitment: int, data: dict[str, Any], until: str, timeout: float, as_json: bool, shown: str
+) -> dict[str, Any]:
+    """``register --wait``: poll the member's status until ``until`` (or a refusal), with a
+    progress line on stderr per change; past ``timeout``, exit 1 (``still_pending``)."""
+    deadline = time.monotonic() + timeout
+    shown_status: Any = None
+    shown_confirmations: Any = None
+    while not _reached(data, until):
+        if data.get("status") != shown_status or data.get("confirmations") != shown_confirmations:
+            shown_status, shown_confirmations = data.get("status"), data.get("confirmations")
+            typer.echo(f"waiting for {until}: {_show_member(data)}", err=True)
+        if time.monotonic() > deadline:
+            _fail_with(
+                data,
+                as_json,
+                "still_pending",
+                f"the registration was accepted and is still {data.get('status')} (not yet {_UNTIL[until]}) "
+                f"after {timeout:g} s; it stays queued: follow it with `zkid status --group {shown}`",
+            )
+        time.sleep(0.5)
+        with _registry(base) as client:
+            data = client.status(group, commitment)
+    return data
 
 
 def _reached(data: dict[str, Any], until: str) -> bool:
@@ -708,10 +719,7 @@ def authorize(
             show_default=False,
         ),
     ] = None,
-    slots_file: Annotated[
-        Optional[Path],
-        typer.Option("--slots", help="File of the slots this identity used (default: the identity file's name + .slots).", show_default=False),
-    ] = None,
+    slots_file: SlotsFile = None,
     as_json: AsJson = False,
 ) -> None:
     """Prove a send authorization for a blob and ask the registry to check it.
@@ -725,15 +733,13 @@ def authorize(
     from registry.cli.zk_commands import load_identity_file
     from registry.client.api import SendSlots, SlotsExhaustedError
 
-    try:
-        content = sys.stdin.buffer.read() if str(blob) == "-" else blob.read_bytes()
-    except OSError as exc:
-        fail(f"cannot read {blob}: {exc.strerror or exc}")
+    from registry.cli._common import read_blob
+
+    content = read_blob(blob)
     who = load_identity_file(identity)
     base = _url(url)
     with _registry(base, EXIT_USAGE) as client:
-        info = client.group(group)
-    limit, epoch_length = int(info["message_limit"]), int(info["epoch_length"])
+        epoch_length, limit = client.send_parameters(group)
     if slot is not None and slot >= limit:
         fail(f"slot must be below the group's message limit {limit}")
     with _registry(base) as client:
@@ -762,13 +768,7 @@ def authorize(
     answer["slot"] = slot
     hint = ""
     if data.get("reason") == "nullifier_reused":
-        free = next((s for s in range(limit) if s not in set(slots.used(group, epoch))), None)
-        answer["next_slot"] = free
-        hint = (
-            f" (slot {slot} of epoch {epoch} was used already; the next free slot is {free}: --slot {free}, or leave out --slot)"
-            if free is not None
-            else f" (every slot of epoch {epoch} is used; the next epoch starts in {_next_epoch_in(epoch, epoch_length)} s)"
-        )
+        answer["next_slot"], hint = _reused_slot_hint(slots.used(group, epoch), slot, epoch, limit, epoch_length)
     slots.close()
     if as_json:
         print_json(answer)
@@ -777,6 +777,14 @@ def authorize(
     else:
         typer.echo(f"refused: {data.get('reason')}{hint}")
     raise typer.Exit(EXIT_OK if data["authorized"] else EXIT_INVALID)
+
+
+def _reused_slot_hint(used: list[int], slot: int, epoch: int, limit: int, epoch_length: int) -> tuple[int | None, str]:
+    """After ``nullifier_reused``: the next free slot of the epoch (None: all used) and a hint."""
+    free = next((s for s in range(limit) if s not in set(used)), None)
+    if free is not None:
+        return free, f" (slot {slot} of epoch {epoch} was used already; the next free slot is {free}: --slot {free}, or leave out --slot)"
+    return None, f" (every slot of epoch {epoch} is used; the next epoch starts in {_next_epoch_in(epoch, epoch_length)} s)"
 
 
 def _next_epoch_in(epoch: int, epoch_length: int) -> int:

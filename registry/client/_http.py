@@ -53,12 +53,15 @@ class RegistryClientError(Exception):
         return self.code != "unreachable"
 
 
-def request(http: httpx.Client | None, method: str, url: str, *, timeout: float = DEFAULT_TIMEOUT, **kwargs: Any) -> httpx.Response:
+def request(http: httpx.Client | None, method: str, url: str, *, timeout: float | None = None, **kwargs: Any) -> httpx.Response:
     """Send one request (with ``http``, or a one-off client when None); transport
-    failures become :class:`RegistryClientError` ``unreachable`` / ``no_answer``."""
+    failures become :class:`RegistryClientError` ``unreachable`` / ``no_answer``.
+    ``timeout``: this request's, else ``http``'s own (:data:`DEFAULT_TIMEOUT` without one)."""
     try:
         if http is None:
-            return httpx.request(method, url, timeout=timeout, **kwargs)
+            return httpx.request(method, url, timeout=DEFAULT_TIMEOUT if timeout is None else timeout, **kwargs)
+        if timeout is not None:
+            kwargs["timeout"] = timeout
         return http.request(method, url, **kwargs)
     except NOT_SENT as exc:
         raise RegistryClientError(0, "unreachable", f"cannot connect: {type(exc).__name__}") from None

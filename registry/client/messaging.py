@@ -209,8 +209,7 @@ def send(
         raise ValueError("a mailbox tag is 32 bytes")
     if not 16 <= len(pickup_secret) <= 64:
         raise ValueError("a pickup secret is 16 to 64 bytes")
-    info = registry.group(group_id)
-    epoch_length, limit = int(info["epoch_length"]), int(info["message_limit"])
+    epoch_length, limit = registry.send_parameters(group_id)
     if slot is not None and not 0 <= slot < limit:
         raise ValueError(f"slot must be in [0, {limit}) (the group's message limit is {limit})")
     merkle = sender_merkle_proof(registry, identity, group_id, ask_proof=ask_proof)
@@ -257,9 +256,10 @@ class PickedBlob:
     received_at: int
 
 
-def _relay_request(relay: httpx.Client | str, method: str, path: str, secret: bytes, timeout: float) -> Any:
-    """One capability request to a relay through the SDK's HTTP layer (registry/client/_http.py)."""
-    headers = {CAPABILITY_HEADER: secret.hex()}
+def _relay_request(relay: httpx.Client | str, method: str, path: str, secret: bytes | None, timeout: float) -> Any:
+    """One request to a relay (with the pickup capability ``secret``, if given) through the
+    SDK's HTTP layer (registry/client/_http.py)."""
+    headers = {} if secret is None else {CAPABILITY_HEADER: secret.hex()}
     try:
         if isinstance(relay, str):
             response = request(None, method, relay.rstrip("/") + path, headers=headers, timeout=timeout)
@@ -296,6 +296,12 @@ def pickup(relay: httpx.Client | str, mailbox: bytes, pickup_secret: bytes, *, t
         if hashlib.sha256(picked.blob).digest() != picked.digest:
             raise RelayError(200, "digest_mismatch", f"blob {picked.id} does not hash to its digest")
     return out
+
+
+def relay_health(relay: httpx.Client | str, *, timeout: float = 10.0) -> dict[str, Any]:
+    """A relay's ``GET /v1/health`` (``region``, ``auth_mode``, ``issuer``,
+    ``evidence_pending``...; docs/relay.md), else :class:`RelayError`."""
+    return dict(_relay_request(relay, "GET", "/v1/health", None, timeout))
 
 
 def acknowledge_blob(relay: httpx.Client | str, blob_id: str, pickup_secret: bytes, *, timeout: float = 60.0) -> None:

@@ -39,7 +39,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
-import httpx
 import requests
 from web3 import Web3
 from web3.exceptions import Web3Exception
@@ -49,7 +48,7 @@ from registry.storage.access_log import AccessLog, AccessLogMiddleware
 from registry.service.authorization import MAX_GROUP_ID, Decision, Reason, SqliteNullifierStore, parse_group_id
 from registry.errors import RegistryError
 from registry.web.errors import install_error_handlers, json_input_error
-from registry.web.middleware import BodyLimitMiddleware
+from registry.web.middleware import BodyLimitMiddleware, ErrorGuardMiddleware
 from registry.ledger.deploy import Manifest, read_manifest
 from registry.ledger.errors import DeploymentError, LedgerError
 from registry.ledger.registry_contract import RegistryContract
@@ -540,11 +539,15 @@ def _ledger_probe(rpc_url: str | None) -> Callable[[], None]:
 
 
 def _registry_probe(url: str) -> Callable[[], None]:
-    health = url.rstrip("/") + "/v1/health"
+    from registry.client import RegistryClient, RegistryClientError
 
     def probe() -> None:
-        # Any HTTP answer means the registry is there; only silence counts as unreachable.
-        httpx.get(health, timeout=PROBE_TIMEOUT)
+        with RegistryClient(url, timeout=PROBE_TIMEOUT) as client:
+            try:
+                client.health()
+            except RegistryClientError as exc:
+                if exc.status == 0:  # only silence counts as unreachable: any HTTP answer means it is there
+                    raise
 
     return probe
 
@@ -698,5 +701,7 @@ def _add_middleware(app: FastAPI, relay: Relay, settings: RelaySettings) -> None
         return Response(generate_latest(metrics_registry), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(BodyLimitMiddleware, limit=body_limit, timeout=settings.body_timeout)
+    # As the registry's: an unexpected exception is a JSON 500 and its type alone is logged.
+    app.add_middleware(ErrorGuardMiddleware)
     app.add_middleware(RateLimitMiddleware, limiter=limiter, classify=relay_route_class)
     app.add_middleware(AccessLogMiddleware, log=relay.access_log)

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from registry._utils.integers import MAX_GROUP_ID, bounded_int
+from registry._utils.integers import MAX_GROUP_ID, UINT64_MAX, bounded_int, json_integer
 from registry.service.authorization import (
     Authorizer,
     Decision,
@@ -36,6 +36,7 @@ from registry.service.authorization import (
 from registry.client._http import RegistryClientError, json_of, request
 from registry.ledger.registry_contract import RegistryContract
 from zk import strict_json
+from zk.field import R
 from zk.proof import SemaphoreProof
 
 
@@ -262,16 +263,18 @@ def _decision_from_json(data: Any, status: int) -> Decision:
         raise RemoteAuthorizationError(f"unexpected registry answer (status {status})")
     try:
         reason = Reason(data["reason"])
-    except ValueError:
-        raise RemoteAuthorizationError(f"unknown reason {data['reason']!r}") from None
+    except (ValueError, TypeError):
+        raise RemoteAuthorizationError("unknown reason in the registry's answer") from None
     authorized = data.get("authorized") is True
     if authorized != (reason is Reason.OK) or authorized != (status == 200):
         raise RemoteAuthorizationError("inconsistent registry answer")
-    nullifier = data.get("nullifier")
-    epoch = data.get("epoch")
-    return Decision(
-        authorized,
-        reason,
-        None if nullifier is None else int(str(nullifier)),
-        None if epoch is None else int(epoch),
-    )
+    # A hostile or broken registry's values are refused like any unreadable answer, never
+    # let through as an exception of their own (the relay would answer a bare 500).
+    nullifier, epoch = data.get("nullifier"), data.get("epoch")
+    if isinstance(nullifier, str) and nullifier.isascii() and nullifier.isdigit() and len(nullifier) <= 78:
+        nullifier = int(nullifier)
+    nullifier = None if nullifier is None else bounded_int(nullifier, 0, R - 1)
+    epoch = None if epoch is None else bounded_int(json_integer(epoch), 0, UINT64_MAX)
+    if (nullifier is None) != (data.get("nullifier") is None) or (epoch is None) != (data.get("epoch") is None):
+        raise RemoteAuthorizationError("unreadable nullifier or epoch in the registry's answer")
+    return Decision(authorized, reason, nullifier, epoch)

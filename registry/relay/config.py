@@ -10,10 +10,14 @@ settings that have no flag (the epoch parameters, which must match the registry'
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+if TYPE_CHECKING:
+    from registry.relay.app import RelaySettings
 
 #: Flag (function parameter) name -> config key, where they differ.
 PARAM_KEYS = {"send_group": "send_groups", "trusted_proxy": "trusted_proxies"}
@@ -64,3 +68,59 @@ def load_relay_config(path: Path) -> dict[str, Any]:
         where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
         raise ValueError(f"{path}: invalid setting {where}: {first.get('msg')}") from None
     return config.model_dump(exclude_unset=True)
+
+
+def with_config(
+    flags: dict[str, Any], from_file: dict[str, Any], is_default: Callable[[str], bool]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The flags (by parameter name) with a config file's keys laid over those left at their
+    default (flags win over the file), and the file's settings that have no flag."""
+    values = dict(flags)
+    extra: dict[str, Any] = {}
+    keys = {PARAM_KEYS.get(name, name): name for name in flags}
+    for key, value in from_file.items():
+        name = keys.get(key)
+        if name is None:
+            extra[key] = value
+        elif is_default(name):
+            values[name] = value
+    return values, extra
+
+
+def check_auth(values: dict[str, Any]) -> None:
+    """The authorization path and what it needs (ValueError: one line naming the flag)."""
+    auth = values["auth"]
+    if auth not in ("local", "registry"):
+        raise ValueError(f"--auth must be local or registry, not {auth!r}")
+    if auth == "registry" and not values["registry_url"]:
+        raise ValueError("--auth registry needs --registry-url URL (the registry that authorizes sends; registry_url in --config)")
+    if auth == "local" and not values["rpc_url"]:
+        raise ValueError("--auth local needs --rpc-url URL (the ledger's JSON-RPC endpoint; rpc_url in --config)")
+
+
+def relay_settings(values: dict[str, Any], extra: dict[str, Any], environ: Mapping[str, str]) -> RelaySettings:
+    """The relay's settings from the flags' ``values`` (parameter names of ``zkid relay``) and
+    the config keys without a flag; the keystore password from ``environ``."""
+    from registry.relay.app import RelaySettings
+
+    o = values
+    return RelaySettings(
+        data_dir=Path(o["data_dir"]),
+        region=o["region"],
+        auth_mode=o["auth"],
+        rpc_url=o["rpc_url"],
+        manifest_path=None if o["manifest"] is None else Path(o["manifest"]),
+        registry_url=o["registry_url"],
+        evidence_url=o["evidence_url"],
+        chain_id=o["chain_id"],
+        keystore=None if o["keystore"] is None else Path(o["keystore"]),
+        keystore_password=environ.get(o["keystore_password_env"]) if o["keystore"] is not None else None,
+        max_body_bytes=o["max_body_bytes"],
+        body_timeout=o["body_timeout"],
+        retention_seconds=o["retention_hours"] * 3600,
+        rate_limit=o["rate_limit"],
+        rate_window=60.0,
+        send_groups=None if not o["send_group"] else tuple(o["send_group"]),
+        operator=o["operator"],
+        **extra,
+    )

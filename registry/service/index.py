@@ -104,8 +104,12 @@ class MemberRecord:
     index: int
     commitment: int
     block_number: int
-    tx_hash: str
+    tx_hash: str | None  # NULL in the members table (a nullable column): None, never "None"
     removed: bool
+
+
+def _text_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,7 @@ class GroupRecord:
     admin: str
     root_window: int
     created_block: int
-    created_tx: str
+    created_tx: str | None
     pending_admin: str | None
 
 
@@ -712,11 +716,11 @@ class ChainIndex:
         ).fetchone()
         if row is None:
             return None
-        return MemberRecord(group_id, int(row[0]), commitment, int(row[1]), str(row[2]), bool(row[3]))
+        return MemberRecord(group_id, int(row[0]), commitment, int(row[1]), _text_or_none(row[2]), bool(row[3]))
 
     def members(self, group_id: int) -> list[MemberRecord]:
         return [
-            MemberRecord(group_id, int(i), int(c), int(b), str(t), bool(r))
+            MemberRecord(group_id, int(i), int(c), int(b), _text_or_none(t), bool(r))
             for i, c, b, t, r in self._conn().execute(
                 "SELECT idx, commitment, block_number, tx_hash, removed FROM members WHERE group_id = ? ORDER BY idx",
                 (group_id,),

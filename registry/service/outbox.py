@@ -169,6 +169,13 @@ class Outbox:
         #: group -> wall time since which it has had registrations not yet on chain (memory
         #: only: the store keeps hours; after a restart a group counts from when it is seen)
         self._since: dict[int, float] = {}
+        #: group -> {row id: wall time of arrival} of the pending rows this process saw
+        #: arrive (memory only): a batch's wait counts from its oldest *pending* row, so a
+        #: registration arriving while an earlier batch is in flight waits for its own floor
+        self._arrived: dict[int, dict[int, float]] = {}
+        #: group -> since when it has had pending rows of unknown arrival (a restart, rows
+        #: back to pending after a vanished transaction)
+        self._unknown_since: dict[int, float] = {}
         self._since_lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = self._conn()
@@ -324,6 +331,7 @@ class Outbox:
                 ids.append(row_id)
         with self._since_lock:
             self._since.setdefault(group, arrived)
+            self._arrived.setdefault(group, {}).update((i, arrived) for i in ids)
         return [
             OutboxRow(i, group, c, "pending", None, 0, now, now, None, None) for i, c in zip(ids, values)
         ]
@@ -394,7 +402,10 @@ class Outbox:
 
     def pending_groups(self) -> list[tuple[int, int, float]]:
         """(group_id, pending count, waiting since) of every group with pending rows, the
-        longest-waiting first; "since" is :meth:`oldest_unsettled`'s, per group."""
+        longest-waiting first. "Since" is the arrival of the group's oldest *pending*
+        registration (memory only; rows of unknown arrival, after a restart, count from when
+        they are first seen): not that of rows already sent, so a registration arriving
+        while an earlier batch is in flight waits for its own k-anonymity floor."""
         counts = {
             int(g): int(n)
             for g, n in self._conn().execute(
@@ -407,8 +418,32 @@ class Outbox:
                 "SELECT group_id, count(*) FROM registrations WHERE state = 'pending' GROUP BY group_id"
             )
         }
-        since = self._waiting_since(counts)
+        self._waiting_since(counts)  # keeps oldest_unsettled's memory in step
+        now = self._clock()
+        since: dict[int, float] = {}
+        with self._since_lock:
+            for g in [g for g in self._arrived if g not in pending]:
+                del self._arrived[g]
+            known = {g: self._arrived.get(g, {}) for g in pending}
+            for g in [g for g in self._unknown_since if g not in pending or pending[g] <= len(known[g])]:
+                del self._unknown_since[g]
+            for g, n in pending.items():
+                times = list(known[g].values())
+                if n > len(times):  # rows of unknown arrival
+                    times.append(self._unknown_since.setdefault(g, now))
+                since[g] = min(times)
         return sorted(((g, n, since[g]) for g, n in pending.items()), key=lambda t: (t[2], t[0]))
+
+    def _left_pending(self, ids: Sequence[int]) -> None:
+        """Forget the arrival of rows that left ``pending`` (sent, mined or failed)."""
+        gone = set(ids)
+        with self._since_lock:
+            for g in list(self._arrived):
+                rows = self._arrived[g]
+                for i in gone & rows.keys():
+                    del rows[i]
+                if not rows:
+                    del self._arrived[g]
 
     def take_pending(self, group_id: int, limit: int) -> list[OutboxRow]:
         """``limit`` pending rows of a group, the oldest hours first and, within an hour, in
@@ -450,6 +485,7 @@ class Outbox:
             " last_error = NULL WHERE id = ? AND state IN ('pending', 'sent', 'included', 'final')",
             [(tx_hash, now, i) for i in ids],
         )
+        self._left_pending(ids)
 
     def mark_included(
         self, ids: Sequence[int], block_number: int | None, tx_hash: str | None = None, *, final: bool = True
@@ -461,6 +497,7 @@ class Outbox:
             " updated_at = ?, last_error = NULL WHERE id = ? AND state IN ('pending', 'sent', 'included')",
             [("final" if final else "included", block_number, tx_hash, now, i) for i in ids],
         )
+        self._left_pending(ids)
 
     def mark_pending(self, ids: Sequence[int], error: str | None = None) -> None:
         """Back to pending (the transaction vanished or reverted curably)."""
@@ -479,6 +516,7 @@ class Outbox:
             " WHERE id = ? AND state IN ('pending', 'sent')",
             [(now, error, i) for i in ids],
         )
+        self._left_pending(ids)
 
     def reopen_from(self, block_number: int) -> int:
         """The chain no longer holds blocks from ``block_number`` on (a rollback): rows

@@ -28,7 +28,7 @@ Transactions and schemas, one way each:
   sqlite-utils' ``Table.create`` cannot state (``CHECK``, partial unique indexes,
   ``AUTOINCREMENT``, ``WITHOUT ROWID``), so DDL is the one way that serves them all;
   sqlite-utils is not used for schemas (nor for queries: parameterised SQL on
-  :mod:`sqlite3` is what every store reads best).
+  :mod:`sqlite3` is what every store reads best), so it is not a dependency.
 """
 
 from __future__ import annotations

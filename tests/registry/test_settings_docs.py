@@ -1,6 +1,6 @@
 """docs/settings.md lists every registry setting (with its ``ZKID_*`` variable), every key
 of the relay's ``--config`` file and every ``ZKID_*`` variable the code reads; and the
-message length limit is stated right (issue #18 §6)."""
+message length limit is stated right."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Errors that say what to do (issue 18, item 3): each as a real ``zkid`` subprocess, its
+"""Errors that say what to do: each as a real ``zkid`` subprocess, its
 exit code, stdout and stderr checked; against a real registry and relay on loopback where
 the error comes from one."""
 

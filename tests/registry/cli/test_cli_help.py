@@ -1,4 +1,4 @@
-"""``zkid ... --help`` follows one convention (issue #18 §4, registry/cli/help.py): an
+"""``zkid ... --help`` follows one convention (registry/cli/help.py, docs/cli.md): an
 example in every command's help, values named (never ``<bool>``/``<str>``), defaults
 shown one way, nothing cut at 80 columns; ``zkid --version``."""
 
@@ -37,7 +37,7 @@ def test_the_walk_sees_every_command() -> None:
 @pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c) for c in COMMANDS])
 def test_every_help_has_an_example_and_no_type_noise(command: list[str]) -> None:
     out = invoke(app, [*command, "--help"], env={"COLUMNS": "80"})
-    assert out.returncode == 0, out.stderr
+    assert out.exit_code == 0, out.output
     text = out.stdout
     assert re.search(r"Example:\s+(?:\S+=\S+\s+)*zkid ", text), text
     assert not TYPE_LABEL.search(text), TYPE_LABEL.search(text)

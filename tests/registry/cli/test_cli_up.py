@@ -1,4 +1,4 @@
-"""``zkid up`` as a real process (issue #18 §2, §5): a busy HTTP port is one line before
+"""``zkid up`` as a real process: a busy HTTP port is one line before
 any ledger or deployment; an idle local ledger still mines, so a registration reaches
 ``final`` (``zkid register --wait --until final``) and the outbox empties, without other
 traffic; SIGTERM stops it with exit 0."""

@@ -14,12 +14,14 @@ from registry.client.api import (
     LedgerMismatchError,
     RegistryClient,
     RegistryClientError,
+    RelaySendError,
     SendSlots,
     SlotsExhaustedError,
     acknowledge,
     acknowledge_anonymously,
     build_send_authorization,
     group_from_ledger,
+    send_blob,
 )
 from registry.relay.authorization import RegistryAuthClient
 from tests.support.net import free_port
@@ -145,3 +147,37 @@ def test_named_acknowledgement() -> None:
     assert ack.verify() and ack.commitment() == who.commitment
     other = acknowledge(hashlib.sha256(b"other").digest(), who)
     assert other.signature != ack.signature
+
+
+@pytest.mark.parametrize("relay", ["ftp://127.0.0.1:21", "closed port"])
+def test_a_send_that_never_left_is_unreachable_and_spends_no_slot(relay: str, tmp_path: Path) -> None:
+    """An unsupported URL scheme or a refused connection: nothing reached a relay, so the
+    proof may be sent again (``unreachable``, not ``no_answer``; docs/relay.md "Retrying a send")."""
+    url = f"http://127.0.0.1:{free_port()}" if relay == "closed port" else relay
+    alice = Identity("client-not-sent")
+    tree = LeanIMT()
+    tree.insert(alice.commitment)
+    slots = SendSlots(tmp_path / "slots.sqlite")
+    proof, _ = build_send_authorization(alice, tree, 0, b"blob", 1_000_000.0, slots)
+    slots.close()
+    with pytest.raises(RelaySendError) as caught:
+        send_blob(url, b"\x01" * 32, b"\x02" * 32, b"blob", 0, proof, timeout=5)
+    assert caught.value.code == "unreachable" and caught.value.status == 0
+    assert not caught.value.sent and not caught.value.slot_spent
+
+
+def test_a_request_timeout_given_by_a_method_reaches_a_shared_client() -> None:
+    """``create_group`` waits up to 180 s (a deployment's transaction): with a client of
+    its own httpx.Client (timeout 5 s) that 180 s must still be the request's timeout."""
+    import httpx
+
+    seen: list[dict[str, Any]] = []
+    url = f"http://127.0.0.1:{free_port()}"
+    http = httpx.Client(base_url=url, timeout=5.0, event_hooks={"request": [lambda r: seen.append(r.extensions["timeout"])]})
+    with http, RegistryClient(url, client=http) as client:
+        with pytest.raises(RegistryClientError) as down:
+            client.create_group({}, "t" * 16)
+        assert down.value.code == "unreachable"
+        with pytest.raises(RegistryClientError):
+            client.health()
+    assert seen[0]["read"] == 180.0 and seen[1]["read"] == 5.0

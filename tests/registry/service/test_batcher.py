@@ -334,3 +334,32 @@ def test_batches_wait_for_the_k_anonymity_floor_and_hide_arrival_order(tmp_path:
     clock.advance(51)
     assert batcher.step() == 1
     box.close()
+
+
+def test_a_registration_arriving_while_a_batch_is_in_flight_waits_for_its_own_floor(
+    tmp_path: Path, deployed: Any, chain: Any
+) -> None:
+    """docs/privacy.md "Batches": the wait that lets a small batch go (batch_max_wait)
+    counts from the oldest *pending* registration. It counted from the group's oldest
+    registration not yet on chain, sent ones included, so one arriving while a batch was
+    in flight (broadcast, not mined) went at once in a batch of its own: under a steady
+    trickle every registration did, and the floor was void."""
+    clock = FakeClock(1_000.0)
+    box = Outbox(tmp_path / "o.sqlite", clock=clock)
+    batcher = Batcher(
+        box, deployed.registry, batch_size=50, batch_interval=2, batch_min_size=6, batch_max_wait=100,
+        confirmations=1, clock=clock,
+    )
+    values = make_commitments(3, seed=4343)
+    box.enqueue(0, [values[0]])
+    clock.advance(101)
+    assert batcher.send_due() == 1  # a lone registration after batch_max_wait: now in flight
+    assert [r.state for r in box.rows()] == ["sent"]
+    box.enqueue(0, [values[1]])  # arrives while that batch is in flight
+    clock.advance(5)
+    assert batcher.step() == 0  # 1 < the floor, and it waited 5 s, not 106
+    assert box.get(0, values[1]).state == "pending"
+    box.enqueue(0, [values[2]])
+    clock.advance(96)  # values[1] has now waited batch_max_wait: both go together
+    assert batcher.step() == 2
+    box.close()

@@ -285,3 +285,26 @@ def test_event_block_without_timestamp_is_refused(index: ChainIndex) -> None:
     with pytest.raises(ValueError):
         index.apply([ch.add(bare, 0, [3])], [bare], cursor=bare.number, head=bare.number)
     assert index.cursor == b1.number
+
+
+def test_a_null_tx_hash_reads_as_none_not_the_string_none(tmp_path: Path) -> None:
+    """``members.tx_hash`` is a nullable column (files written before it was always set):
+    a NULL there is no transaction, not a transaction called "None"."""
+    import sqlite3
+
+    ch = Chain()
+    values = make_commitments(2)
+    b1 = ch.block()
+    path = tmp_path / "index.sqlite"
+    idx = ChainIndex(path)
+    try:
+        idx.apply([ch.create(b1, 0), ch.add(b1, 0, values, log_index=1)], ch.blocks, cursor=b1.number, head=b1.number)
+        with sqlite3.connect(path) as conn:
+            conn.execute("UPDATE members SET tx_hash = NULL WHERE group_id = 0 AND idx = 0")
+        member = idx.member(0, values[0])
+        assert member is not None and member.tx_hash is None
+        assert [m.tx_hash for m in idx.members(0)][0] is None
+        other = idx.member(0, values[1])
+        assert other is not None and other.tx_hash == f"0x{b1.number:060x}{1:04x}"
+    finally:
+        idx.close()
