@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -43,8 +43,10 @@ def register(app: typer.Typer) -> None:
 @evidence_app.command("bundle")
 def bundle_command(
     evidence_id: Annotated[str, typer.Argument(help="Evidence id (64 hex digits).")],
-    url: Annotated[str, typer.Option("--url", help="Registry base URL, e.g. http://127.0.0.1:8080.")],
     out: Annotated[Path, typer.Option("--out", help="Where to write the bundle JSON.")],
+    url: Annotated[
+        Optional[str], typer.Option("--url", help="Registry URL (default: $ZKID_URL or http://127.0.0.1:9545).", show_default=False)
+    ] = None,
     checkpoint: Annotated[str, typer.Option(help="anchored (default) or latest.")] = "anchored",
     wait: Annotated[bool, typer.Option("--wait", help="If the record is not anchored yet, wait until it is (progress on stderr).")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds --wait waits at most.", min=0)] = 900.0,
@@ -56,9 +58,11 @@ def bundle_command(
     the command says how long until then (exit 1), or waits for it with --wait."""
     import time
 
+    from registry.cli.service_commands import _url
     from registry.client import RegistryClient
     from zk.evidence.bundle import BundleError, EvidenceBundle
 
+    url = _url(url)
     deadline = time.monotonic() + timeout
     with RegistryClient(url) as client:
         while (content := _fetch_bundle(client, url, evidence_id, checkpoint)) is None:
@@ -90,6 +94,12 @@ def _fetch_bundle(client: RegistryClient, url: str, evidence_id: str, checkpoint
             fail(f"cannot reach {url}: {exc.message}")
         if exc.status == 409 and exc.code == "not_anchored":
             return None
+        if exc.status == 404 and exc.code == "not_found":
+            fail(
+                f"not_found: the evidence log at {url} has no record {evidence_id} (yet): a relay posts its records "
+                "in batches, and keeps them queued while its key is not registered with the registry (the relay's "
+                "/v1/health shows evidence_pending and evidence_unregistered_key); run again later"
+            )
         code = "" if exc.code == "http_error" else exc.code  # http_error: no error object
         fail(f"the registry answered {exc.status} {code}".strip())
 

@@ -26,6 +26,7 @@ import signal
 import socket
 import sys
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
@@ -101,8 +102,14 @@ def _settings(config: Path | None, token_env: str | None = None, **overrides: An
         return load_settings(config, **overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
-        fail(f"invalid setting {where}: {first.get('msg')}")
+        loc = first.get("loc", ())
+        where = ".".join(str(p) for p in loc) or "settings"
+        if first.get("type") == "extra_forbidden":  # only a file can name an unknown key
+            fail(f"{config}: unknown setting {where} (the settings are listed in docs/settings.md)")
+        origin = f" (${'ZKID_' + str(loc[0]).upper()}" + (f" or {config}" if config is not None else "") + ")" if loc else ""
+        fail(f"invalid setting {where}{origin}: {first.get('msg')}")
+    except tomllib.TOMLDecodeError as exc:
+        fail(f"{config} is not valid TOML: {exc}")
     except (OSError, ValueError) as exc:
         fail(f"cannot load settings: {exc}")
 
@@ -244,7 +251,7 @@ def _announce_registry(service: Any, app: Any, settings: Settings, sock: socket.
     default group's admission (``local``) and who may append evidence."""
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    typer.echo(f"registry: http://{shown}:{port}  (API /v1, OpenAPI /docs, metrics /metrics)")
+    typer.echo(f"registry: http://{shown}:{port}  (API /v1, OpenAPI /openapi.json, metrics /metrics)")
     typer.echo(f"ledger:   {ledger_info}")
     typer.echo(f"data:     {settings.data_dir}  region: {settings.region}")
     if local:
@@ -258,6 +265,10 @@ def _announce_registry(service: Any, app: Any, settings: Settings, sock: socket.
             from registry.cli.admission_commands import describe
 
             typer.echo(f"admission: group {record.group_id}: {describe(record.to_dict())}")
+    evidence_log = getattr(service, "evidence", None)
+    if evidence_log is not None:
+        # The log's verifier key is public: verifiers pin it (`zkid evidence verify --log-key`).
+        typer.echo(f"evidence log key: {evidence_log.verifier.vkey()}  (for zkid evidence verify --log-key)")
     admission = getattr(app.state, "evidence_admission", None)
     if admission is not None:
         trusted = admission.trusted()
@@ -602,6 +613,12 @@ def register_member(
 
 _UNTIL = {"included": "on chain and indexed", "final": "final"}
 
+#: Why a registration waits: the k-anonymity batch floor (docs/privacy.md, docs/settings.md).
+_PENDING_HINT = (
+    " (registrations go on chain in batches: once batch_min_size wait, or after batch_max_wait;"
+    " 8 and 60 s by default)"
+)
+
 
 def _wait_until(
     base: str, group: int, commitment: int, data: dict[str, Any], until: str, timeout: float, as_json: bool, shown: str
@@ -614,7 +631,8 @@ def _wait_until(
     while not _reached(data, until):
         if data.get("status") != shown_status or data.get("confirmations") != shown_confirmations:
             shown_status, shown_confirmations = data.get("status"), data.get("confirmations")
-            typer.echo(f"waiting for {until}: {_show_member(data)}", err=True)
+            why = _PENDING_HINT if data.get("status") == "pending" else ""
+            typer.echo(f"waiting for {until}: {_show_member(data)}{why}", err=True)
         if time.monotonic() > deadline:
             _fail_with(
                 data,

@@ -29,7 +29,7 @@ import httpx
 
 from registry.client._http import DEFAULT_TIMEOUT, RegistryClientError, answer, failure, request
 from registry.storage.sqlite import connect, create_schema, transaction
-from registry._utils.integers import UINT64_MAX
+from registry._utils.integers import UINT64_MAX, bounded_int
 from zk.admission_scope import AdmissionScope
 from zk.field import R
 from zk.identity import Identity
@@ -144,10 +144,10 @@ class RegistryClient:
         """``(epoch_length, message_limit)`` of a group (``GET /v1/groups/{id}``), checked:
         an answer without them as positive integers is ``bad_response``."""
         info = self.group(group_id)
-        values = [info.get(key) for key in ("epoch_length", "message_limit")]
-        if any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= UINT64_MAX for v in values):
+        epoch_length, limit = (bounded_int(info.get(key), 1, UINT64_MAX) for key in ("epoch_length", "message_limit"))
+        if epoch_length is None or limit is None:
             raise RegistryClientError(200, "bad_response", f"group {group_id}'s epoch_length and message_limit are not positive integers")
-        return values[0], values[1]
+        return epoch_length, limit
 
     def register(
         self,

@@ -101,7 +101,10 @@ def load_or_create_log_key(data_dir: Path | str, origin: str) -> NoteSigner:
             return signer
     signer = NoteSigner.from_skey(path.read_text().strip())
     if signer.name != origin:
-        raise ValueError(f"{path} holds the key of {signer.name!r}, not of {origin!r}")
+        raise ValueError(
+            f"{path} holds the key of {signer.name!r}, not of {origin!r}: a log's origin (which names the "
+            "region) is fixed for its data directory; start with the region it was created with, or a new data directory"
+        )
     return signer
 
 

@@ -37,6 +37,11 @@ MAX_HOURS = 72
 BUCKET = 3600
 #: ``PRAGMA user_version`` of the layout (0: ``(at, ip)`` rows to the second).
 SCHEMA_VERSION = 1
+#: Distinct ``(hour, ip)`` counts held in memory before the hour in progress is written
+#: early: an attacker rotating addresses (an IPv6 /64 holds 2^64) must not grow the
+#: registry's memory for an hour. An early write splits that hour's addresses into two
+#: unordered sets (before and after it), a far coarser order than arrival.
+MAX_PENDING = 100_000
 #: Only a log: a damaged one is deleted, not restored.
 DELETE_FIX = "delete it (it only holds connection times; a new log is started)"
 
@@ -64,6 +69,7 @@ class AccessLog:
         flush_interval: float = 1.0,
         purge_interval: float = 600.0,
         clock: Callable[[], float] = time.time,
+        max_pending: int = MAX_PENDING,
     ) -> None:
         if isinstance(retention_hours, bool) or not isinstance(retention_hours, int):
             raise ValueError("retention_hours must be an integer")
@@ -74,6 +80,7 @@ class AccessLog:
         self._flush_interval = flush_interval
         self._purge_interval = purge_interval
         self._clock = clock
+        self._max_pending = max_pending
         self._pending: dict[tuple[int, str], int] = {}  # (hour, ip) -> requests not yet written
         self._lock = threading.Lock()
         self._db_lock = threading.Lock()
@@ -145,6 +152,11 @@ class AccessLog:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             return len(rows) - existing
 
+    def pending_count(self) -> int:
+        """How many ``(hour, ip)`` counts are held in memory, not yet written."""
+        with self._lock:
+            return len(self._pending)
+
     def purge(self, now: float | None = None) -> int:
         """Delete the hours older than the retention; return how many rows went."""
         cutoff = int((self._clock() if now is None else now) - self.retention_s)
@@ -178,7 +190,7 @@ class AccessLog:
     def _run(self) -> None:
         last_purge = time.monotonic()
         while not self._stop.wait(self._flush_interval):
-            self.flush()
+            self.flush(final=self.pending_count() >= self._max_pending)
             if time.monotonic() - last_purge >= self._purge_interval:
                 self.purge()
                 last_purge = time.monotonic()

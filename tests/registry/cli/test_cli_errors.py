@@ -128,5 +128,7 @@ def test_register_wait_timeout_says_the_registration_is_pending(registry: Regist
     assert out.returncode == 1
     line = _one_error_line(out)
     assert "accepted and is still pending" in line and f"zkid status --group 0 {value}" in line
+    # The progress line says why it waits (the batch floor), not only that it does.
+    assert "waiting for included: status pending (registrations go on chain in batches" in out.stderr
     data = json.loads(out.stdout)
     assert data["commitment"] == str(value) and data["error"]["code"] == "still_pending"

@@ -141,3 +141,26 @@ def test_clock_skew_of_half_an_epoch_is_refused_at_start(tmp_path: Path) -> None
     out = zkid(*serve, "--config", str(config))
     assert out.returncode == 2 and "clock_skew (45 s)" in _one_error_line(out)
     assert not (tmp_path / "d").exists()  # refused before anything was created
+
+
+def test_config_file_errors_name_the_file_and_the_setting(tmp_path: Path) -> None:
+    """A bad ``--config`` file or ``ZKID_*`` value is one line saying where the bad value
+    came from (the file, the variable) and which key, in words rather than pydantic's."""
+    data = ["--data-dir", str(tmp_path / "d")]
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("bogus = 1\n")
+    out = zkid("up", *data, "--config", str(unknown))
+    assert out.returncode == 2 and out.stdout == ""
+    assert _one_error_line(out) == f"zkid: error: {unknown}: unknown setting bogus (the settings are listed in docs/settings.md)"
+    typed = tmp_path / "typed.toml"
+    typed.write_text('confirmations = "x"\n')
+    out = zkid("up", *data, "--config", str(typed))
+    assert out.returncode == 2 and f"invalid setting confirmations ($ZKID_CONFIRMATIONS or {typed}):" in _one_error_line(out)
+    out = zkid("up", *data, env={**ENV, "ZKID_CONFIRMATIONS": "x"})
+    assert out.returncode == 2 and "invalid setting confirmations ($ZKID_CONFIRMATIONS):" in _one_error_line(out)
+    broken = tmp_path / "broken.toml"
+    broken.write_text("port = \n")
+    out = zkid("up", *data, "--config", str(broken))
+    assert out.returncode == 2 and f"zkid: error: {broken} is not valid TOML: " in _one_error_line(out)
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "d").exists()  # refused before anything was created

@@ -69,8 +69,15 @@ def test_an_idle_local_ledger_reaches_final(tmp_path: Path) -> None:
             seen.append(line)
             found = re.match(r"registry: (http://127\.0\.0\.1:\d+) ", line)
             url = found.group(1) if found else None
+        assert "OpenAPI /openapi.json" in seen[-1] and "/docs" not in seen[-1], seen[-1]  # /docs is 404
         ledger_line = proc.stdout.readline()
         assert ledger_line.startswith("ledger:") and "a block every 1 s when idle" in ledger_line, ledger_line
+        # The evidence log's public key, which a verifier pins (`zkid evidence verify --log-key`).
+        from zk.evidence.note import NoteSigner
+
+        key_line = next(line for line in iter(proc.stdout.readline, "") if line.startswith(("evidence log key:", "evidence:")))
+        signer = NoteSigner.from_skey((tmp_path / "data" / "log.key").read_text().strip())
+        assert key_line.split()[3] == signer.verifier().vkey(), key_line
 
         out = run_zkid("register", "4242", "--url", url, "--wait", "--until", "final", "--timeout", "180", env=env)
         assert out.returncode == 0, out.stderr

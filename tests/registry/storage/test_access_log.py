@@ -133,6 +133,32 @@ def test_background_thread_flushes_hours_that_are_over(tmp_path: Path) -> None:
         log.close()
 
 
+def test_rotating_addresses_cannot_grow_memory_for_an_hour(tmp_path: Path) -> None:
+    """Many distinct addresses within one hour (an IPv6 /64 rotated): once the bound is
+    reached the hour in progress is written early, so memory stays bounded."""
+    now = [20 * HOUR + 1.0]
+    path = tmp_path / "a.sqlite"
+    log = AccessLog(path, 72, flush_interval=0.01, clock=lambda: now[0], max_pending=50)
+    log.start()
+    try:
+        for i in range(200):
+            log.record(f"2001:db8::{i:x}")
+            if i % 20 == 19:
+                for _ in range(500):
+                    if log.pending_count() < 50:
+                        break
+                    time.sleep(0.01)
+        for _ in range(500):
+            if log.pending_count() < 50:
+                break
+            time.sleep(0.01)
+        assert log.pending_count() < 50
+        assert len(_stored(path)) + log.pending_count() == 200  # nothing lost, all in hour 20
+        assert {h for h, _, _ in log.rows()} == {20 * HOUR}
+    finally:
+        log.close()
+
+
 @pytest.mark.parametrize("hours", [0, 73, -1, 1.5, True])
 def test_retention_is_bounded(tmp_path: Path, hours: object) -> None:
     with pytest.raises(ValueError):

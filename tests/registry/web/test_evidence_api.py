@@ -84,6 +84,26 @@ def test_post_get_round_trip_and_errors(served: tuple[EvidenceLog, str]) -> None
         assert (r.status_code, r.json()["error"]["code"]) == (409, "not_anchored")
 
 
+def test_bundle_cli_explains_a_record_not_in_the_log(served: tuple[EvidenceLog, str], tmp_path: Path) -> None:
+    """``zkid evidence bundle`` for a record the log does not have (yet): one line saying why
+    it may be missing and what to do, exit 2; the registry URL comes from $ZKID_URL like
+    every other client command (no --url needed)."""
+    import os
+
+    log, url = served
+    log.append_many(RECORDS[:1])
+    out = tmp_path / "b.json"
+    r = zkid("evidence", "bundle", "ab" * 32, "--out", str(out), env={**os.environ, "ZKID_URL": url})
+    assert r.returncode == 2 and r.stdout == "", r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("zkid: error: not_found:"), r.stderr
+    assert "queued while its key is not registered" in lines[0] and "run again later" in lines[0]
+    assert not out.exists()
+    # Known but not anchored: exit 1, the time until the anchor is due.
+    r = zkid("evidence", "bundle", RECORDS[0].record.evidence_id(), "--out", str(out), env={**os.environ, "ZKID_URL": url})
+    assert r.returncode == 1 and "not_anchored" in r.stderr and "--wait" in r.stderr, r.stderr
+
+
 def test_bundle_over_http_verifies_with_cli_against_anvil(
     tmp_path: Path, served: tuple[EvidenceLog, str], anvil: Any, deployed: Any, chain: Any,
     make_transactor: Callable[[int], Transactor],
