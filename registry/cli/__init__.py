@@ -17,7 +17,6 @@ import typer.models
 
 app = typer.Typer(
     name="zkid",
-    help="letro-zkid: ZK identities, groups, proofs, the ledger and the registry service.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     # Plain click help and usage errors: Rich's help renderer (rich.markdown, markdown-it,

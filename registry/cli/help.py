@@ -16,7 +16,8 @@ import re
 from typing import Any
 
 import typer
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperGroup
+from typer.models import DefaultPlaceholder
 
 #: An example per command path (without ``zkid``); shown as the help's epilog.
 EXAMPLES: dict[str, str] = {
@@ -82,6 +83,30 @@ class HelpCommand(TyperCommand):
                     formatter.write_dl(records[kind])
 
 
+class HelpGroup(TyperGroup):
+    """A Typer group whose command list shows each command's first sentence whole,
+    wrapped like the rest of the help, never cut with ``...``."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        formatter.width = max(formatter.width or 0, MIN_WIDTH)
+        super().format_help(ctx, formatter)
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=10_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def _unset(cls: Any) -> bool:
+    """Whether a Typer ``cls`` is Typer's own default (None or its placeholder)."""
+    return isinstance(cls, DefaultPlaceholder) or cls is None or cls is TyperGroup
+
+
 def _tidy(param: Any) -> None:
     is_flag = bool(getattr(param, "is_flag", False) or getattr(param, "count", False))
     if param.metavar is None and not is_flag and param.name:
@@ -119,7 +144,11 @@ def tidy(app: typer.Typer, path: str = "") -> None:
         doc = info.help or (info.callback.__doc__ if info.callback else None) or ""
         if example is not None and info.epilog is None and "Example" not in doc:
             info.epilog = f"\b\nExample:\n  {example}"
+    if _unset(app.info.cls):
+        app.info.cls = HelpGroup
     for group in app.registered_groups:
+        if _unset(group.cls):
+            group.cls = HelpGroup
         if group.typer_instance is not None and isinstance(group.name, str):
             tidy(group.typer_instance, f"{path}{group.name} ")
 

@@ -17,7 +17,10 @@ if TYPE_CHECKING:
     from zk.tree import LeanIMT, MerkleProof
 
 identity_app = typer.Typer(help="Create and inspect ZK identities.", no_args_is_help=True)
-group_app = typer.Typer(help="Offline LeanIMT groups over a file of commitments.", no_args_is_help=True)
+group_app = typer.Typer(
+    help="LeanIMT groups: offline over a file of commitments (root, proof); create one on a running registry (create).",
+    no_args_is_help=True,
+)
 proof_app = typer.Typer(help="Generate and verify Semaphore v4 proofs.", no_args_is_help=True)
 
 

@@ -130,6 +130,19 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _read_without_atime(path: Path) -> bytes:
+    """The file's bytes, read without setting its access time (``O_NOATIME``): a pickup
+    must not stamp the blob file with the moment it was read (docs/privacy.md). The flag
+    needs the file's owner; anyone else reads it the ordinary way."""
+    flags = os.O_RDONLY | getattr(os, "O_NOATIME", 0)
+    try:
+        fd = os.open(path, flags)
+    except PermissionError:
+        fd = os.open(path, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
 def erase_file(path: Path) -> None:
     """Overwrite ``path`` with zeros in place, flush it to disk, then unlink it (no-op if
     it does not exist). In place, so on a non-copy-on-write file system the old blocks
@@ -216,7 +229,7 @@ class BlobStore:
     def _read(self, path: Path) -> tuple[_Entry, bytes, bytes] | None:
         """(entry, pickup hash, blob) of a valid file, else None."""
         try:
-            data = path.read_bytes()
+            data = _read_without_atime(path)
         except OSError:
             return None
         if len(data) < _HEADER.size:

@@ -220,6 +220,8 @@ def test_blob_files_keep_the_hour_only(tmp_path: Path) -> None:
     store.set_acceptance(blob_id, b"\x05" * 32)
     store.pickup(tag, secret)  # sets the handed-over flag in place
     path = tmp_path / "blobs" / f"{blob_id}.blob"
+    store.pickup(tag, secret)  # a second pickup (not yet acknowledged) only reads the file
+    assert os.stat(path).st_atime == float(hour)  # the read did not stamp the moment it happened
     assert struct.unpack(">d", path.read_bytes()[8:16])[0] == float(hour)
     assert os.stat(path).st_mtime == float(hour)
     assert store.purge(hour + 3599) == 0 and store.purge(hour + 3600) == 1
