@@ -34,8 +34,8 @@ EXAMPLES: dict[str, str] = {
     "register": "zkid register --identity me.id --wait --until final",
     "status": "zkid status --identity me.id --json",
     "authorize": "zkid authorize --identity me.id --blob message.bin",
-    "send": "zkid send --relay http://127.0.0.1:9646 --identity me.id --blob message.bin --mailbox TAG --pickup-secret pickup.key",
-    "pickup": "zkid pickup --relay http://127.0.0.1:9646 --mailbox TAG --pickup-secret pickup.key --out inbox --ack",
+    "send": "zkid send --relay http://127.0.0.1:9646 --identity alice.id --blob msg.bin --mailbox $(openssl rand -hex 32) --pickup-secret bob.secret",
+    "pickup": "zkid pickup --relay http://127.0.0.1:9646 --mailbox TAG --pickup-secret bob.secret --out inbox --ack",
     "admission set": "ZKID_OPERATOR_TOKEN=... zkid admission set --group 1 --policy open",
     "admission invite create": "ZKID_OPERATOR_TOKEN=... zkid admission invite create --group 1 --count 10 --expires 7d",
     "ledger up": "zkid ledger up --data-dir .data",
@@ -172,5 +172,6 @@ def root(
 ) -> None:
     """letro-zkid: ZK identities, groups, proofs, the ledger, the registry service and relays.
 
-    Shell completion: `zkid --install-completion` (bash, zsh, fish, PowerShell), or
-    `zkid --show-completion` to print the script."""
+    \b
+    Shell completion: `zkid --install-completion` (bash, zsh, fish, PowerShell),
+    or `zkid --show-completion` to print the script."""

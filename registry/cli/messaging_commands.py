@@ -133,10 +133,7 @@ def send(
     Reads the group's parameters and members from the registry, takes a free slot of the
     epoch, proves the send authorization (docs/authorization.md) and posts the blob to
     the relay. Prints the blob id and the evidence id. Exit 0 accepted, 1 refused (the
-    reason is printed), 2 unusable input.
-
-    Example: zkid send --relay http://127.0.0.1:9646 --identity alice.id --blob msg.bin
-    --mailbox $(openssl rand -hex 32) --pickup-secret bob.secret"""
+    reason is printed), 2 unusable input."""
     from registry.client.api import RegistryClient, RegistryClientError, RelaySendError, SendSlots, SlotsExhaustedError
     from registry.client.messaging import load_or_create_pickup_secret, send as send_message
 
@@ -209,9 +206,7 @@ def pickup(
 
     Every blob's SHA-256 digest is checked, and it is written to --out and flushed to disk
     before it is acknowledged. Exit 0 (also for an empty mailbox), 1 refused (a wrong
-    pickup secret), 2 unusable input.
-
-    Example: zkid pickup --relay http://127.0.0.1:9646 --mailbox TAG --pickup-secret bob.secret --out inbox --ack"""
+    pickup secret), 2 unusable input."""
     from registry.client.messaging import RelayError, acknowledge_blob, read_pickup_secret, save_blob
     from registry.client.messaging import pickup as pickup_mailbox
 

@@ -51,6 +51,9 @@ class RelayConfig(BaseModel):
     message_limit: int | None = Field(None, ge=1, le=2**32 - 1, description="Send slots per identity per epoch; must match the registry's (default 100).")
     clock_skew: int | None = Field(None, ge=0, description="Seconds of clock skew tolerated at an epoch boundary (default 30).")
     access_log_hours: int | None = Field(None, ge=1, le=72, description="Connection log retention in hours (default 72).")
+    evidence_time_resolution: int | None = Field(None, ge=1, le=86_400, description="Evidence event times are rounded down to this many seconds (default 3600; docs/privacy.md).")
+    evidence_batch_min: int | None = Field(None, ge=1, le=10_000, description="Evidence records leave in shuffled batches of at least this many (default 8).")
+    evidence_batch_max_wait: float | None = Field(None, ge=0, le=86_400, description="A smaller evidence batch leaves anyway after this many seconds (default 10).")
 
 
 def load_relay_config(path: Path) -> dict[str, Any]:

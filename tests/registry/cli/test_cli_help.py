@@ -60,3 +60,28 @@ def test_version() -> None:
     out = run_zkid("--version", timeout=120)
     assert out.returncode == 0 and out.stderr == ""
     assert re.fullmatch(r"zkid \(letro-zkid\) \d+\.\d+\.\d+\S*\n", out.stdout), out.stdout
+
+
+GROUPS = [[], *sorted({tuple(c[:-1]) for c in COMMANDS if len(c) > 1})]
+
+
+@pytest.mark.parametrize("group", GROUPS, ids=[" ".join(g) or "zkid" for g in GROUPS])
+def test_command_lists_show_whole_sentences(group: list[str]) -> None:
+    """``zkid --help`` and each group's help list their commands by a whole first sentence,
+    wrapped, never cut with "..." (click cuts them to the terminal's width by default)."""
+    out = invoke(app, [*group, "--help"], env={"COLUMNS": "80"})
+    assert out.exit_code == 0, out.output
+    listing = out.stdout.split("Commands:\n", 1)[1]
+    assert "..." not in listing, listing
+    assert re.search(r"\b\w+-\n", out.stdout) is None, out.stdout  # no word broken at a hyphen
+    entries = re.split(r"\n  (?=\S)", "\n" + listing.rstrip())[1:]
+    assert entries and all(" ".join(e.split()).endswith((".", ")")) for e in entries), entries
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c) for c in COMMANDS])
+def test_one_example_per_help(command: list[str]) -> None:
+    """The example is shown once, unwrapped (a wrapped example breaks when copied)."""
+    text = invoke(app, [*command, "--help"], env={"COLUMNS": "80"}).stdout
+    assert text.count("Example:") == 1, text
+    example = text.split("Example:\n", 1)[1].splitlines()[0].strip()
+    assert example.startswith(("zkid ", "ZKID_")), example
