@@ -25,8 +25,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from zk.scope_layout import pack_scope, unpack_scope
+
 MAGIC = b"LZA1"
-_U64 = 1 << 64
 
 
 class AdmissionScopeError(ValueError):
@@ -40,20 +41,10 @@ class AdmissionScope:
 
     def encode(self) -> int:
         """The scope integer an admission proof is made over (layout in the module docstring)."""
-        for name, value in (("group_id", self.group_id), ("round", self.round)):
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _U64:
-                raise AdmissionScopeError(f"{name} out of range")
-        raw = MAGIC + self.group_id.to_bytes(8, "big") + self.round.to_bytes(8, "big") + bytes(12)
-        return int.from_bytes(raw, "big")
+        return pack_scope(MAGIC, (("group_id", self.group_id, 8), ("round", self.round, 8)), AdmissionScopeError)
 
 
 def decode_admission_scope(scope: int) -> AdmissionScope:
     """Parse a scope integer; raise ``AdmissionScopeError`` unless it is exactly in the layout."""
-    if isinstance(scope, bool) or not isinstance(scope, int) or not 0 <= scope < (1 << 256):
-        raise AdmissionScopeError("scope is not a 256-bit unsigned integer")
-    raw = scope.to_bytes(32, "big")
-    if raw[:4] != MAGIC:
-        raise AdmissionScopeError("scope is not an admission scope (bad magic)")
-    if raw[20:] != bytes(12):
-        raise AdmissionScopeError("scope has non-zero reserved bytes")
-    return AdmissionScope(group_id=int.from_bytes(raw[4:12], "big"), round=int.from_bytes(raw[12:20], "big"))
+    group_id, round_ = unpack_scope(scope, MAGIC, (8, 8), AdmissionScopeError, "an admission")
+    return AdmissionScope(group_id=group_id, round=round_)

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from math import ceil
 
+from zk.scope_layout import pack_scope, unpack_scope
+
 MAGIC = b"LZE1"
-_U64 = 1 << 64
-_U32 = 1 << 32
 
 
 class ScopeError(ValueError):
@@ -44,37 +44,14 @@ class RelayScope:
 
     def encode(self) -> int:
         """The scope integer a client proves over (layout in the module docstring)."""
-        for name, value, bound in (
-            ("group_id", self.group_id, _U64),
-            ("epoch", self.epoch, _U64),
-            ("slot", self.slot, _U32),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < bound:
-                raise ScopeError(f"{name} out of range")
-        raw = (
-            MAGIC
-            + self.group_id.to_bytes(8, "big")
-            + self.epoch.to_bytes(8, "big")
-            + self.slot.to_bytes(4, "big")
-            + bytes(8)
-        )
-        return int.from_bytes(raw, "big")
+        fields = (("group_id", self.group_id, 8), ("epoch", self.epoch, 8), ("slot", self.slot, 4))
+        return pack_scope(MAGIC, fields, ScopeError)
 
 
 def decode_scope(scope: int) -> RelayScope:
     """Parse a scope integer; raise ``ScopeError`` unless it is exactly in the scheme's layout."""
-    if isinstance(scope, bool) or not isinstance(scope, int) or not 0 <= scope < (1 << 256):
-        raise ScopeError("scope is not a 256-bit unsigned integer")
-    raw = scope.to_bytes(32, "big")
-    if raw[:4] != MAGIC:
-        raise ScopeError("scope is not a relay-epoch scope (bad magic)")
-    if raw[24:] != bytes(8):
-        raise ScopeError("scope has non-zero reserved bytes")
-    return RelayScope(
-        group_id=int.from_bytes(raw[4:12], "big"),
-        epoch=int.from_bytes(raw[12:20], "big"),
-        slot=int.from_bytes(raw[20:24], "big"),
-    )
+    group_id, epoch, slot = unpack_scope(scope, MAGIC, (8, 8, 4), ScopeError, "a relay-epoch")
+    return RelayScope(group_id=group_id, epoch=epoch, slot=slot)
 
 
 def epoch_at(unix_time: float, epoch_length: int) -> int:

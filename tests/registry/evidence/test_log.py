@@ -101,8 +101,10 @@ def test_log_key_file(tmp_path: Path) -> None:
     mode = stat.S_IMODE(os.stat(tmp_path / "log.key").st_mode)
     assert mode == 0o600
     assert load_or_create_log_key(tmp_path, origin).skey() == signer.skey()
-    with pytest.raises(ValueError, match="holds the key"):
+    with pytest.raises(ValueError, match="holds the key") as refused:
         load_or_create_log_key(tmp_path, "letro-zkid/other/evidence")
+    # What to do about it: the region is fixed for the data directory (`zkid up --region`).
+    assert "start with the region it was created with, or a new data directory" in str(refused.value)
     with pytest.raises(ValueError, match="named"):
         EvidenceLog(tmp_path / "x.sqlite", NoteSigner.generate("other"), origin)
     EvidenceLog(tmp_path / "y.sqlite", signer, origin).close()

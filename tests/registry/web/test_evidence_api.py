@@ -113,9 +113,27 @@ def test_bundle_over_http_verifies_with_cli_against_anvil(
     # Only the registrar (the deployer) registers logs, here for account 5 (docs/evidence.md).
     deployed.anchor.register_log(log.origin, log.verifier.public_key, owner=contract.tx.address)  # type: ignore[union-attr]
     log.append_many(RECORDS[:7])
-    assert Anchorer(log, contract, min_growth=1).anchor_once().status == "anchored"
-    log.append_many(RECORDS[7:10])  # the anchored checkpoint is now older than the latest
     eid = RECORDS[5].record.evidence_id()
+    # `--wait` on a record not yet anchored: waits (progress on stderr), then writes the bundle.
+    import subprocess
+
+    from tests.support.cli import ZKID
+
+    waited = tmp_path / "bundle-waited.json"
+    waiter = subprocess.Popen([*ZKID, "evidence", "bundle", eid, "--url", url, "--out", str(waited), "--wait",
+                               "--timeout", "300"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_line = waiter.stderr.readline() if waiter.stderr is not None else ""
+        assert wait_for_line.startswith("waiting for the anchor"), wait_for_line
+        assert not waited.exists()
+        assert Anchorer(log, contract, min_growth=1).anchor_once().status == "anchored"
+        stdout, stderr = waiter.communicate(timeout=300)
+    finally:
+        if waiter.poll() is None:
+            waiter.kill()
+    assert waiter.returncode == 0 and stdout.startswith("wrote"), stderr
+    assert verify_bundle(waited.read_text(), log.verifier.vkey()).passed
+    log.append_many(RECORDS[7:10])  # the anchored checkpoint is now older than the latest
     got = httpx.get(f"{url}/v1/evidence/{eid}").json()
     assert got["anchor"]["treeSize"] == 7 and got["anchor"]["blockNumber"] > 0
 
