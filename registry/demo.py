@@ -168,15 +168,9 @@ def _interrupt_deferred() -> Iterator[None]:
 def _registry_service(settings: Any) -> Iterator[Any]:
     from registry.service.facade import RegistryService
 
-    service = RegistryService.open(settings)
-    try:
+    with RegistryService.open(settings) as service:  # closing stops the threads first
         service.start()
         yield service
-    finally:
-        service.stop()
-        close = getattr(service, "close", None)
-        if callable(close):
-            close()
 
 
 # ---------------------------------------------------------------------------- scenario

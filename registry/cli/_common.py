@@ -27,6 +27,7 @@ SlotsFile = Annotated[
     Optional[Path],
     typer.Option("--slots", help="File of the slots this identity used (default: the identity file's name + .slots).", show_default=False),
 ]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def json_requested() -> bool:
@@ -54,6 +55,14 @@ def fail(message: str, code: int = EXIT_USAGE, *, reason: str | None = None) -> 
 
 def print_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, sort_keys=False))
+
+
+def print_result(as_json: bool, value: Any, text: str) -> None:
+    """``value`` as JSON under ``--json``, else the line ``text``."""
+    if as_json:
+        print_json(value)
+    else:
+        typer.echo(text)
 
 
 def passphrase(confirm: bool, env: str = "ZKID_PASSPHRASE") -> str:
@@ -89,6 +98,14 @@ def base_url(value: str, flag: str, what: str) -> str:
     if parts.query or parts.fragment:
         fail(f"{flag} takes the {what}'s base URL, without a query or fragment")
     return value.rstrip("/")
+
+
+def read_file(path: Path) -> bytes:
+    """The bytes of ``path``; one line saying why when it cannot be read."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror or exc}")
 
 
 def read_blob(path: Path) -> bytes:

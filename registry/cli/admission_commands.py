@@ -14,7 +14,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from registry.cli._common import EXIT_USAGE, fail, print_json
+from registry.cli._common import EXIT_USAGE, AsJson, fail, print_json
 
 admission_app = typer.Typer(help="Admission policies of the registry's groups (operator).", no_args_is_help=True)
 invite_app = typer.Typer(help="Single-use invite codes of `invite` groups (operator).", no_args_is_help=True)
@@ -24,7 +24,6 @@ _DURATION = re.compile(r"([1-9][0-9]{0,9})([smhd])")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 Url = Annotated[Optional[str], typer.Option("--url", help="Registry URL (default: $ZKID_URL or http://127.0.0.1:9545).", show_default=False)]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def parse_expiry(text: str, now: float) -> int:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from registry.cli._common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, fail, print_json
+from registry.cli._common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, fail, print_json, read_file
 
 if TYPE_CHECKING:  # the evidence stack imports eth-account: only the commands load it
     from registry.client import RegistryClient
@@ -415,10 +415,7 @@ def verify_command(
 def _read_bundle(file: Path) -> EvidenceBundle:
     from zk.evidence.bundle import BundleError, EvidenceBundle
 
-    try:
-        text = file.read_bytes()
-    except OSError as exc:
-        fail(f"cannot read {file}: {exc}")
+    text = read_file(file)
     try:
         return EvidenceBundle.from_json(text)
     except (BundleError, ValueError) as exc:

@@ -22,6 +22,7 @@ import typer
 
 # Only the light defaults here: the ledger modules (web3, eth-account) are imported by the
 # commands that use them, so `zkid --help` and the offline commands do not load them.
+from registry.cli._common import AsJson
 from registry.ledger.defaults import DEFAULT_BLOCK_TIME, DEFAULT_PORT, DEFAULT_ROOT_WINDOW, PASSWORD_ENV
 
 ledger_app = typer.Typer(
@@ -35,7 +36,6 @@ DataDir = Annotated[
     typer.Option("--data-dir", help="Data directory (default: $ZKID_DATA_DIR or ./.data).", show_default=False),
 ]
 Port = Annotated[int, typer.Option("--port", help="Port of the local ledger on 127.0.0.1.", min=1, max=65535)]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:

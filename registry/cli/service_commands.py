@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
 
-from registry.cli._common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, SlotsFile, TrustedProxy, fail, print_json
+from registry.cli._common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, AsJson, SlotsFile, TrustedProxy, fail, print_json
 
 if TYPE_CHECKING:
     from registry.client import RegistryClient, RegistryClientError
@@ -60,7 +60,6 @@ RelayKey = Annotated[
 ]
 Url = Annotated[Optional[str], typer.Option("--url", help=f"Registry URL (default: ${URL_ENV} or {DEFAULT_URL}).", show_default=False)]
 Group = Annotated[int, typer.Option("--group", help="Group id.", min=0)]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 
@@ -473,7 +472,12 @@ def _registry(base: str, code_on_4xx: int = EXIT_INVALID) -> Iterator[RegistryCl
 def _api_fail(exc: RegistryClientError, base: str, code_on_4xx: int = EXIT_INVALID) -> NoReturn:
     """One line for a failed request: exit ``code_on_4xx`` for a 4xx refusal, else 2."""
     if exc.status == 0:
-        fail(f"cannot reach the registry at {base}: {exc.message}", EXIT_USAGE, reason="unreachable")
+        fail(
+            f"cannot reach the registry at {base}: {exc.message}; is it running? (`zkid up` prints its URL; "
+            f"--url or ${URL_ENV} names another)",
+            EXIT_USAGE,
+            reason="unreachable",
+        )
     if exc.code in ("not_found", "method_not_allowed"):  # no such route: not a registry's API
         fail(not_a_registry(base), EXIT_USAGE, reason="not_a_registry")
     if exc.code in ("bad_response", "http_error"):
@@ -669,20 +673,11 @@ def _fail_with(data: dict[str, Any], as_json: bool, reason: str, message: str) -
 def _admission_proof(base: str, group: int, commitment: int, path: Path, admission_group: int) -> dict[str, Any]:
     """Prove, for ``zkid register --admission-identity``, membership in the admission group
     over ``message = commitment`` and the group's current admission round."""
-    from zk.identity_file import decrypt_identity
-
-    from registry.cli._common import passphrase
+    from registry.cli.zk_commands import load_identity_file
     from registry.client.api import RegistryClient, RegistryClientError, build_admission_proof
 
-    try:
-        blob = path.read_bytes()
-    except OSError as exc:
-        fail(f"cannot read {path}: {exc.strerror or exc}")
     env = "ZKID_ADMISSION_PASSPHRASE" if "ZKID_ADMISSION_PASSPHRASE" in os.environ else "ZKID_PASSPHRASE"
-    try:
-        who = decrypt_identity(blob, passphrase(confirm=False, env=env))
-    except ValueError as exc:
-        fail(f"{path}: {exc}")
+    who = load_identity_file(path, env)
     with _registry(base, EXIT_USAGE) as client:
         admission = client.group(group).get("admission")
     if not isinstance(admission, dict) or admission.get("policy") != "zk":

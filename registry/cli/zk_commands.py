@@ -6,11 +6,11 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from registry.cli._common import EXIT_INVALID, EXIT_USAGE, fail, passphrase, print_json
+from registry.cli._common import EXIT_INVALID, EXIT_USAGE, AsJson, fail, passphrase, print_json, print_result, read_file
 
 if TYPE_CHECKING:
     from zk.identity import Identity
@@ -22,6 +22,8 @@ group_app = typer.Typer(
     no_args_is_help=True,
 )
 proof_app = typer.Typer(help="Generate and verify Semaphore v4 proofs.", no_args_is_help=True)
+
+GroupFile = Annotated[Path, typer.Argument(help="One decimal commitment per line, or a JS Group.export() JSON.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -39,16 +41,14 @@ def _read_text(path: Path) -> str:
         fail(f"{path} is not UTF-8 text")
 
 
-def load_identity_file(path: Path) -> Identity:
-    """An identity file written by ``zkid identity create --out`` (encrypted at rest)."""
+def load_identity_file(path: Path, env: str = "ZKID_PASSPHRASE") -> Identity:
+    """An identity file written by ``zkid identity create --out`` (encrypted at rest; the
+    passphrase from ``$env`` or the terminal)."""
     from zk.identity_file import decrypt_identity
 
+    blob = read_file(path)
     try:
-        blob = path.read_bytes()
-    except OSError as exc:
-        fail(f"cannot read {path}: {exc.strerror or exc}")
-    try:
-        return decrypt_identity(blob, passphrase(confirm=False))
+        return decrypt_identity(blob, passphrase(confirm=False, env=env))
     except ValueError as exc:
         fail(f"{path}: {exc}")
 
@@ -105,7 +105,7 @@ def load_group_file(path: Path) -> LeanIMT:
 def identity_create(
     private_key: Optional[str] = typer.Option(None, help="Derive from this text (UTF-8) instead of 32 random bytes."),
     out: Optional[Path] = typer.Option(None, help="Write the identity to FILE, encrypted with a passphrase (ZKID_PASSPHRASE or prompt)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: AsJson = False,
     show_secret: bool = typer.Option(False, help="Also print the secret scalar and the JS SDK export (handle with care)."),
 ) -> None:
     """Create an identity and print its public parts (commitment, public key)."""
@@ -143,33 +143,24 @@ def identity_create(
 @identity_app.command("show")
 def identity_show(
     file: Path = typer.Argument(..., help="Identity file written by `zkid identity create --out`."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: AsJson = False,
 ) -> None:
     """Decrypt an identity file and print its commitment and public key."""
     identity = load_identity_file(file)
     info = {"commitment": str(identity.commitment), "public_key": [str(v) for v in identity.public_key]}
-    if as_json:
-        print_json(info)
-    else:
-        typer.echo(f"commitment: {info['commitment']}")
+    print_result(as_json, info, f"commitment: {info['commitment']}")
 
 
 @group_app.command("root")
-def group_root(
-    file: Path = typer.Argument(..., help="One decimal commitment per line, or a JS Group.export() JSON."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-) -> None:
+def group_root(file: GroupFile, as_json: AsJson = False) -> None:
     """Print the LeanIMT root, depth and size of a group."""
     tree = load_group_file(file)
-    if as_json:
-        print_json({"root": str(tree.root), "depth": tree.depth, "size": tree.size})
-    else:
-        typer.echo(str(tree.root))
+    print_result(as_json, {"root": str(tree.root), "depth": tree.depth, "size": tree.size}, str(tree.root))
 
 
 @group_app.command("proof")
 def group_proof(
-    file: Path = typer.Argument(..., help="One decimal commitment per line, or a JS Group.export() JSON."),
+    file: GroupFile,
     commitment: str = typer.Argument(..., help="The member's commitment (decimal)."),
 ) -> None:
     """Print the Merkle proof of a member in the LeanIMT/Semaphore JSON shape."""

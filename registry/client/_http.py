@@ -16,7 +16,7 @@ Imports only httpx and ``zk.strict_json``: light enough for the CLI's start-up.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -51,6 +51,26 @@ class RegistryClientError(Exception):
     def sent(self) -> bool:
         """Whether the server may have received (and acted on) the request."""
         return self.code != "unreachable"
+
+
+class HttpSession:
+    """An httpx client for one base URL: the caller's (``client``, left open) or one made
+    here and closed by :meth:`close`; a context manager."""
+
+    def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT, client: httpx.Client | None = None) -> None:
+        self.url = url.rstrip("/")
+        self._http = client if client is not None else httpx.Client(base_url=self.url, timeout=timeout)
+        self._owned = client is None
+
+    def close(self) -> None:
+        if self._owned:
+            self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def request(http: httpx.Client | None, method: str, url: str, *, timeout: float | None = None, **kwargs: Any) -> httpx.Response:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from registry.client._http import DEFAULT_TIMEOUT, RegistryClientError, answer, failure, request
+from registry.client._http import HttpSession, RegistryClientError, answer, failure, request
 from registry.storage.sqlite import connect, create_schema, transaction
 from registry._utils.integers import UINT64_MAX, bounded_int
 from zk.admission_scope import AdmissionScope
@@ -73,23 +73,9 @@ def _check_commitment(value: object) -> int:
     return value
 
 
-class RegistryClient:
-    """HTTP client of one registry (httpx, synchronous)."""
-
-    def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT, client: httpx.Client | None = None) -> None:
-        self.url = url.rstrip("/")
-        self._http = client if client is not None else httpx.Client(base_url=self.url, timeout=timeout)
-        self._owned = client is None
-
-    def close(self) -> None:
-        if self._owned:
-            self._http.close()
-
-    def __enter__(self) -> RegistryClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+class RegistryClient(HttpSession):
+    """HTTP client of one registry (httpx, synchronous): ``RegistryClient(url, timeout=...,
+    client=...)``, a context manager (:class:`registry.client._http.HttpSession`)."""
 
     def _request(self, method: str, path: str, *, ok: tuple[int, ...] = (), **kwargs: Any) -> Any:
         """One request (registry/client/_http.py: transport errors, error bodies, strict JSON)."""

@@ -338,22 +338,10 @@ class LocalLedger:
         if block_time is not None and block_time < 0:
             raise ValueError("block_time must be >= 0 seconds (0: no timer)")
         self.block_time = block_time or None  # None / 0: blocks only for transactions
-
-    @property
-    def state_file(self) -> Path:
-        return self.data_dir / STATE_FILE
-
-    @property
-    def saved_state_file(self) -> Path:
-        return self.data_dir / SAVED_STATE_FILE
-
-    @property
-    def pid_file(self) -> Path:
-        return self.data_dir / PID_FILE
-
-    @property
-    def log_file(self) -> Path:
-        return self.data_dir / LOG_FILE
+        self.state_file = self.data_dir / STATE_FILE
+        self.saved_state_file = self.data_dir / SAVED_STATE_FILE
+        self.pid_file = self.data_dir / PID_FILE
+        self.log_file = self.data_dir / LOG_FILE
 
     def _read_pid_file(self) -> dict[str, Any] | None:
         try:

@@ -61,6 +61,32 @@ class LedgerEvent:
     log_index: int
     removed: bool = field(default=False)
 
+    @classmethod
+    def at(cls, name: str, args: dict[str, Any], address: str, log: Mapping[str, Any]) -> LedgerEvent:
+        """Event ``name`` with ``args`` at the position ``log`` names: a web3 log receipt
+        (ints, bytes) or a raw JSON-RPC log (hex strings); hashes as lower-case 0x hex."""
+        return cls(
+            name=name,
+            args=args,
+            address=address,
+            block_number=rpc_int(log["blockNumber"]),
+            block_hash=_hash_hex(log["blockHash"]),
+            tx_hash=_hash_hex(log["transactionHash"]),
+            log_index=rpc_int(log["logIndex"]),
+            removed=bool(log.get("removed", False)),
+        )
+
+
+def rpc_int(value: Any) -> int:
+    """A JSON-RPC quantity: an int, or a string (0x hex, else decimal)."""
+    if isinstance(value, str):
+        return int(value, 16) if value.startswith(("0x", "0X")) else int(value)
+    return int(value)
+
+
+def _hash_hex(value: Any) -> str:
+    return HexBytes(value).to_0x_hex() if isinstance(value, (bytes, bytearray)) else str(value).lower()
+
 
 class BoundContract:
     """A deployed contract of artifact ``ARTIFACT`` at ``address``; ``tx`` signs writes."""
@@ -104,16 +130,7 @@ class BoundContract:
         if name is None:
             return None
         data = self.contract.events[name]().process_log(log)
-        return LedgerEvent(
-            name=name,
-            args=_plain(dict(data["args"])),
-            address=self.address,
-            block_number=int(log["blockNumber"]),
-            block_hash=HexBytes(log["blockHash"]).to_0x_hex(),
-            tx_hash=HexBytes(log["transactionHash"]).to_0x_hex(),
-            log_index=int(log["logIndex"]),
-            removed=bool(log.get("removed", False)),
-        )
+        return LedgerEvent.at(name, _plain(dict(data["args"])), self.address, log)
 
     def decode_receipt(self, receipt: TxReceipt) -> list[LedgerEvent]:
         return [e for e in (self.decode_log(log) for log in receipt["logs"]) if e is not None]

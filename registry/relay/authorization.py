@@ -33,7 +33,7 @@ from registry.service.authorization import (
     RootStatus,
     SqliteNullifierStore,
 )
-from registry.client._http import RegistryClientError, json_of, request
+from registry.client._http import HttpSession, RegistryClientError, json_of, request
 from registry.ledger.registry_contract import RegistryContract
 from zk import strict_json
 from zk.field import R
@@ -182,7 +182,7 @@ def LocalAuthorizer(  # noqa: N802 - a factory that reads as the class it builds
     return Authorizer(table, roots, store, clock=clock)
 
 
-class RegistryAuthClient:
+class RegistryAuthClient(HttpSession):
     """Asks a registry's ``POST /v1/authorize``; returns the registry's :class:`Decision`.
 
     A refusal is a decision (``authorized=False`` with its reason), whatever HTTP status
@@ -191,18 +191,7 @@ class RegistryAuthClient:
     """
 
     def __init__(self, url: str, timeout: float = 10.0, client: httpx.Client | None = None) -> None:
-        self._client = client if client is not None else httpx.Client(base_url=url.rstrip("/"), timeout=timeout)
-        self._owned = client is None
-
-    def close(self) -> None:
-        if self._owned:
-            self._client.close()
-
-    def __enter__(self) -> RegistryAuthClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        super().__init__(url, timeout, client)
 
     def authorize(self, proof: SemaphoreProof | Mapping[str, Any] | str, group_id: int, blob_digest: bytes) -> Decision:
         if isinstance(proof, SemaphoreProof):
@@ -218,7 +207,7 @@ class RegistryAuthClient:
             return Decision(False, Reason.MALFORMED)
         body = {"group_id": group_id, "proof": body_proof, "blob_digest": bytes(blob_digest).hex()}
         try:
-            response = request(self._client, "POST", "/v1/authorize", json=body)
+            response = request(self._http, "POST", "/v1/authorize", json=body)
         except RegistryClientError as exc:
             # Sent, but no answer came back: the registry may have claimed the nullifier.
             what = "no answer from the registry" if exc.sent else "registry unreachable"

@@ -36,7 +36,7 @@ from web3.types import RPCEndpoint
 from registry._utils.backoff import Backoff
 from registry._utils.logs import exc_type
 from registry.service.index import BlockRef, ChainIndex
-from registry.ledger.base import LedgerEvent
+from registry.ledger.base import LedgerEvent, rpc_int
 from registry.ledger.deploy import Manifest
 from registry.ledger.errors import DeploymentError, LedgerError, LedgerUnavailable
 from registry.ledger.registry_contract import RegistryContract
@@ -82,12 +82,6 @@ class _ChainMoved(Exception):
 
 def _hex(value: Any) -> str:
     return HexBytes(value).to_0x_hex()
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, str):
-        return int(value, 16) if value.startswith(("0x", "0X")) else int(value)
-    return int(value)
 
 
 def _too_large(exc: Exception) -> bool:
@@ -322,13 +316,13 @@ class Indexer:
         for lg in logs:
             stamp = lg.get("blockTimestamp")
             if stamp is not None:
-                stamps[str(lg["blockHash"]).lower()] = _int(stamp)
+                stamps[str(lg["blockHash"]).lower()] = rpc_int(stamp)
             else:
-                wanted.add(_int(lg["blockNumber"]))
+                wanted.add(rpc_int(lg["blockNumber"]))
         headers = self._headers(sorted(wanted))
         # Everything read must come from one chain: logs match the headers, headers chain up.
         for lg in logs:
-            ref = headers.get(_int(lg["blockNumber"]))
+            ref = headers.get(rpc_int(lg["blockNumber"]))
             if ref is not None and ref.hash != str(lg["blockHash"]).lower():
                 raise _ChainMoved()
         for n, ref in headers.items():
@@ -401,13 +395,4 @@ class LogDecoder:
         values = abi_decode([k for _, k in plain], bytes.fromhex(data[2:])) if plain else ()
         for (arg, kind), value in zip(plain, values):
             args[arg] = self._value(kind, value)
-        return LedgerEvent(
-            name=name,
-            args=args,
-            address=self.address,
-            block_number=_int(log["blockNumber"]),
-            block_hash=str(log["blockHash"]).lower(),
-            tx_hash=str(log["transactionHash"]).lower(),
-            log_index=_int(log["logIndex"]),
-            removed=bool(log.get("removed", False)),
-        )
+        return LedgerEvent.at(name, args, self.address, log)

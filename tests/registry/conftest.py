@@ -64,12 +64,9 @@ def service(registry_settings: Settings) -> Iterator[Any]:
     ``process_once``), indexed up to the head."""
     from registry.service.facade import RegistryService
 
-    svc = RegistryService.open(registry_settings)
-    try:
+    with RegistryService.open(registry_settings) as svc:
         svc.sync()
         yield svc
-    finally:
-        svc.close()
 
 
 def index_snapshot(idx: Any) -> dict[str, Any]:

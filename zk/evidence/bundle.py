@@ -62,15 +62,7 @@ from zk.evidence.ack import (
     SemaphoreAcknowledgement,
     acknowledgement_from_dict,
 )
-from zk.evidence.note import (
-    Checkpoint,
-    NoteError,
-    NoteVerifier,
-    b64decode_strict,
-    b64encode,
-    open_checkpoint,
-    parse_note,
-)
+from zk.evidence.note import Checkpoint, NoteError, NoteVerifier, b64decode_strict, b64encode, open_checkpoint, parse_note
 from zk.evidence.proof_format import TlogProof, TlogProofError, parse_tlog_proof
 from zk.evidence.record import (
     MAX_JSON_INT,

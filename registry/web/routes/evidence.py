@@ -28,7 +28,8 @@ also on an app of its own (the routes are :class:`registry.web.errors.ApiRoute`)
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -173,10 +174,8 @@ def _relay_key_routes(router: APIRouter, admission: EvidenceAdmission, operator:
         dependencies=[Depends(operator)],
     )
     def put_relay(address: str = RELAY_ADDRESS) -> Response:
-        try:
+        with _relay_key_errors():
             created = admission.add(address)
-        except ValueError as exc:
-            raise RegistryError("bad_address", str(exc)) from None
         return JSONResponse({"relays": admission.relays(), "created": created}, status_code=201 if created else 200)
 
     @router.delete(
@@ -185,15 +184,23 @@ def _relay_key_routes(router: APIRouter, admission: EvidenceAdmission, operator:
         dependencies=[Depends(operator)],
     )
     def delete_relay(address: str = RELAY_ADDRESS) -> Response:
-        try:
+        with _relay_key_errors():
             removed = admission.remove(address)
-        except ConfiguredKey as exc:
-            raise RegistryError("configured", str(exc)) from None
-        except ValueError as exc:
-            raise RegistryError("bad_address", str(exc)) from None
         if not removed:
             raise RegistryError("not_found", "no such operator-added relay key")
         return JSONResponse({"relays": admission.relays()})
+
+
+@contextmanager
+def _relay_key_errors() -> Iterator[None]:
+    """The admission's refusals of a relay key as API errors: ``configured`` (a key from
+    the settings, which the API cannot remove) and ``bad_address``."""
+    try:
+        yield
+    except ConfiguredKey as exc:
+        raise RegistryError("configured", str(exc)) from None
+    except ValueError as exc:
+        raise RegistryError("bad_address", str(exc)) from None
 
 
 def _append_routes(router: APIRouter, log: EvidenceLog, admission: EvidenceAdmission) -> None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
+from fastapi.types import DecoratedCallable
+from pydantic import BaseModel
 
 from registry.web.auth import operator
 from registry.web.errors import ApiRoute, error_responses
@@ -44,24 +48,17 @@ def list_groups(request: Request) -> JSONResponse:
     return JSONResponse({"groups": [group_json(g) for g in service_of(request).groups()]})
 
 
-@router.get(
-    "/v1/groups/{group_id}",
-    response_model=GroupModel,
-    responses=error_responses(404, 422),
-    tags=["groups"],
-    summary="A group: root, size, depth and its authorization parameters",
-)
+def _get_one(path: str, model: type[BaseModel], summary: str) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    """A read of one group or root: 404 when there is none, 422 when the path is malformed."""
+    return router.get(path, response_model=model, responses=error_responses(404, 422), tags=["groups"], summary=summary)
+
+
+@_get_one("/v1/groups/{group_id}", GroupModel, "A group: root, size, depth and its authorization parameters")
 def get_group(group_id: GroupId, request: Request) -> JSONResponse:
     return JSONResponse(group_json(service_of(request).group_info(group_id)))
 
 
-@router.get(
-    "/v1/roots/{root}",
-    response_model=RootInfoModel,
-    responses=error_responses(404, 422),
-    tags=["groups"],
-    summary="Which group a root belongs to and whether it is still valid",
-)
+@_get_one("/v1/roots/{root}", RootInfoModel, "Which group a root belongs to and whether it is still valid")
 def root_info(root: RootPath, request: Request) -> JSONResponse:
     value = parse_field(root, "root", "malformed")
     info = jsonable(service_of(request).root_info(value))

@@ -105,6 +105,7 @@ def test_client_input_errors(args: list[str]) -> None:
 def test_unreachable_registry() -> None:
     out = zkid("status", "--url", f"http://127.0.0.1:{free_port()}", "12345")
     assert out.returncode == 2 and "cannot reach" in _one_error_line(out)
+    assert "is it running? (`zkid up` prints its URL; --url or $ZKID_URL names another)" in out.stderr
     bad = zkid("status", "--url", "ftp://x", "12345")
     assert bad.returncode == 2
 

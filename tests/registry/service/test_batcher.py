@@ -303,16 +303,22 @@ def test_final_rows_are_sent_again_after_a_deep_reorganisation(service: Any, anv
     assert service.batcher.stats.reopened >= 3
 
 
+def _floored_batcher(path: Path, registry: RegistryContract) -> tuple[FakeClock, Outbox, Batcher]:
+    """An outbox and a batcher on a fake clock with a k-anonymity floor of 6 registrations
+    (batch_min_size) that a batch waits for at most 100 s (batch_max_wait)."""
+    clock = FakeClock(1_000.0)
+    box = Outbox(path, clock=clock)
+    batcher = Batcher(
+        box, registry, batch_size=50, batch_interval=2, batch_min_size=6, batch_max_wait=100, confirmations=1, clock=clock
+    )
+    return clock, box, batcher
+
+
 def test_batches_wait_for_the_k_anonymity_floor_and_hide_arrival_order(tmp_path: Path, deployed: Any, chain: Any) -> None:
     """docs/privacy.md "Batches": fewer than batch_min_size registrations wait (until
     batch_max_wait); a batch goes on chain in outbox id order (random per request), not
     in arrival order."""
-    clock = FakeClock(1_000.0)
-    box = Outbox(tmp_path / "o.sqlite", clock=clock)
-    batcher = Batcher(
-        box, deployed.registry, batch_size=50, batch_interval=2, batch_min_size=6, batch_max_wait=100,
-        confirmations=1, clock=clock,
-    )
+    clock, box, batcher = _floored_batcher(tmp_path / "o.sqlite", deployed.registry)
     values = make_commitments(7, seed=4242)
     rows = [box.enqueue(0, [v])[0] for v in values[:5]]  # five requests, one after the other
     clock.advance(5)
@@ -344,12 +350,7 @@ def test_a_registration_arriving_while_a_batch_is_in_flight_waits_for_its_own_fl
     registration not yet on chain, sent ones included, so one arriving while a batch was
     in flight (broadcast, not mined) went at once in a batch of its own: under a steady
     trickle every registration did, and the floor was void."""
-    clock = FakeClock(1_000.0)
-    box = Outbox(tmp_path / "o.sqlite", clock=clock)
-    batcher = Batcher(
-        box, deployed.registry, batch_size=50, batch_interval=2, batch_min_size=6, batch_max_wait=100,
-        confirmations=1, clock=clock,
-    )
+    clock, box, batcher = _floored_batcher(tmp_path / "o.sqlite", deployed.registry)
     values = make_commitments(3, seed=4343)
     box.enqueue(0, [values[0]])
     clock.advance(101)
