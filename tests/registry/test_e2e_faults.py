@@ -128,7 +128,8 @@ def _rpc(ledger_port: int, method: str, *params: Any) -> Any:
 
 def test_sigkill_mid_batch_then_restart_anchors_everything_once(data_dir: Path) -> None:
     ledger_port = free_port()
-    up = start_up(data_dir, free_port(), ledger_port, ZKID_BATCH_SIZE="15")
+    # No block timer (zkid up's idle mining): blocks come only when the test mines them.
+    up = start_up(data_dir, free_port(), ledger_port, ZKID_BATCH_SIZE="15", ZKID_LEDGER_BLOCK_TIME="0")
     contract = _contract(data_dir, ledger_port)
     # Mine only on demand: batches wait in the mempool, so the kill lands between
     # "sent" and "included" (and, for later batches, before "sent").
@@ -150,7 +151,7 @@ def test_sigkill_mid_batch_then_restart_anchors_everything_once(data_dir: Path) 
     assert 0 < contract.size(0) < len(values) and in_flight > 0
 
     # Restart while the killed run's transactions still wait in the mempool; mine later.
-    again = start_up(data_dir, free_port(), ledger_port, ZKID_BATCH_SIZE="15")
+    again = start_up(data_dir, free_port(), ledger_port, ZKID_BATCH_SIZE="15", ZKID_LEDGER_BLOCK_TIME="0")
     try:
         time.sleep(1.0)  # let the new run reconcile and send what it believes is missing
         _rpc(ledger_port, "evm_mine")
