@@ -38,7 +38,7 @@ from zk.hashing import MessageError, semaphore_hash, to_bigint
 from zk.tree import LeanIMT, MerkleProof, merkle_proof_to_circuit_inputs
 from zk.witness import InputValue, semaphore_calculator
 
-__all__ = ["ProofError", "SemaphoreProof", "generate_proof", "verify_proof", "public_signals"]
+__all__ = ["ProofError", "SemaphoreProof", "generate_proof", "load_prover", "verify_proof", "public_signals"]
 
 _TWO_256 = 1 << 256
 _KEYS = ("merkleTreeDepth", "merkleTreeRoot", "nullifier", "message", "scope", "points")
@@ -173,6 +173,15 @@ def verify_proof(proof: SemaphoreProof, backend: str | Groth16Backend = "fast") 
     except ProofEncodingError:
         return False
     return verifier.verify(depth, groth16, signals)
+
+
+def load_prover(depth: int) -> None:
+    """Load the witness generator and the proving key of ``depth`` now, rather than on the
+    first :func:`generate_proof` of that depth (each is loaded once per process), so that
+    the loading can overlap other work. Raises ``ValueError`` subclasses: a depth outside
+    1..32, a missing or altered artifact (``ArtifactError``)."""
+    semaphore_calculator(depth)
+    default_backend().proving_key(depth)
 
 
 def generate_proof(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -13,6 +14,8 @@ import typer
 from registry.cli._common import EXIT_INVALID, EXIT_USAGE, AsJson, fail, passphrase, print_json, print_result, read_file
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from zk.identity import Identity
     from zk.tree import LeanIMT, MerkleProof
 
@@ -44,13 +47,31 @@ def _read_text(path: Path) -> str:
 def load_identity_file(path: Path, env: str = "ZKID_PASSPHRASE") -> Identity:
     """An identity file written by ``zkid identity create --out`` (encrypted at rest; the
     passphrase from ``$env`` or the terminal)."""
+    return start_loading_identity_file(path, env)()
+
+
+def start_loading_identity_file(path: Path, env: str = "ZKID_PASSPHRASE") -> Callable[[], Identity]:
+    """:func:`load_identity_file` begun: the file and the passphrase are read now, on this
+    thread (a prompt needs the terminal), and the key derivation runs on a worker thread
+    while the caller goes on (scrypt releases the GIL, so it overlaps imports and artifact
+    loading). The returned function waits for the identity, or fails with one line."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from zk.identity_file import decrypt_identity
 
     blob = read_file(path)
-    try:
-        return decrypt_identity(blob, passphrase(confirm=False, env=env))
-    except ValueError as exc:
-        fail(f"{path}: {exc}")
+    secret = passphrase(confirm=False, env=env)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zkid-identity")
+    pending = pool.submit(decrypt_identity, blob, secret)
+    pool.shutdown(wait=False)  # the worker ends with its one task
+
+    def identity() -> Identity:
+        try:
+            return pending.result()
+        except ValueError as exc:
+            fail(f"{path}: {exc}")
+
+    return identity
 
 
 def write_new_private_file(path: Path, data: bytes) -> None:
@@ -196,6 +217,19 @@ def load_merkle_proof_file(path: Path) -> MerkleProof:
     return proof
 
 
+def _load_identity_and_the_prover(path: Path, depth: int | None) -> Identity:
+    """:func:`load_identity_file`, loading the prover (its modules; for a known ``depth``
+    also its witness generator and proving key) while scrypt derives the key on the worker
+    thread. A loading error is left for ``generate_proof`` to raise, in its usual order."""
+    decrypted = start_loading_identity_file(path)
+    from zk.proof import load_prover
+
+    if depth is not None:
+        with contextlib.suppress(ValueError):
+            load_prover(depth)
+    return decrypted()
+
+
 @proof_app.command("generate")
 def proof_generate(
     identity: Path = typer.Option(..., help="Identity file (encrypted)."),
@@ -214,22 +248,21 @@ def proof_generate(
     out: Optional[Path] = typer.Option(None, help="Write the proof JSON to FILE instead of stdout."),
 ) -> None:
     """Generate a Semaphore v4 proof (the JS SDK's SemaphoreProof JSON)."""
-    from zk.proof import generate_proof
-
     if (group is None) == (merkle_proof is None):
         fail("give either --group FILE or --merkle-proof FILE")
     source: LeanIMT | MerkleProof
     if merkle_proof is not None:
         source = load_merkle_proof_file(merkle_proof)
-        who = load_identity_file(identity)
+        who = _load_identity_and_the_prover(identity, depth or len(source.siblings) or 1)
         if source.leaf != who.commitment:
             fail(f"{merkle_proof} is the Merkle proof of another commitment, not of {identity}")
     else:
         assert group is not None
         source = load_group_file(group)
-        who = load_identity_file(identity)
+        who = _load_identity_and_the_prover(identity, depth)  # by default it depends on the member
         if source.index_of(who.commitment) is None:
             fail("the identity is not a member of the group")
+    from zk.proof import generate_proof
     try:
         proof = generate_proof(who, source, message, scope, merkle_tree_depth=depth)
     except ValueError as exc:

@@ -141,3 +141,10 @@ def test_importing_py_ecc_through_zk_keeps_a_sane_recursion_limit() -> None:
     before, after = out.stdout.split()
     assert int(after) == int(before) < 100_000
     assert strict_json.MAX_DEPTH < int(after)
+
+
+def test_importing_zk_after_py_ecc_puts_the_recursion_limit_back() -> None:
+    """py_ecc imported first (the limit at 100,000): importing zk puts it back."""
+    code = "import sys, py_ecc\nraised = sys.getrecursionlimit()\nimport zk\nprint(raised, sys.getrecursionlimit())\n"
+    raised, after = map(int, run_python(code).stdout.split())
+    assert raised >= 100_000 and strict_json.MAX_DEPTH < after < 100_000

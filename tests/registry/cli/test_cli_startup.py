@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from registry.cli import app, lazy_app
 
 #: Heavy stacks that neither `zkid --help` nor an offline command may load.
-HEAVY = ("web3", "eth_account", "fastapi", "uvicorn", "rich", "zk.evidence.bundle")
+HEAVY = ("web3", "eth_account", "fastapi", "uvicorn", "rich", "zk.evidence.bundle", "py_ecc")
 
 _PROBE = """
 import json, sys
