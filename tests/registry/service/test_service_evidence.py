@@ -52,6 +52,8 @@ def test_started_service_anchors_evidence(registry_settings: Settings, anvil: An
 
         log.append_many([signed(i, chain_id) for i in range(7, 9)])  # fewer than min_growth: waits max_delay
         wait_until(lambda: (a := contract.latest_anchor(lid)) is not None and a.tree_size == 9, timeout=60)
+        # The anchorer records the anchor in the log once its transaction is mined: after the chain has it.
+        wait_until(lambda: service.health()["evidence"]["anchored_size"] == 9, timeout=60)
         health = service.health()
         assert health["evidence"] == {
             "origin": log.origin, "log_id": "0x" + lid.hex(), "size": 9, "anchored_size": 9, "problem": None,
