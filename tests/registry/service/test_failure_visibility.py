@@ -92,10 +92,14 @@ def test_a_permanent_refusal_is_visible_with_its_reason(tmp_path: Path) -> None:
 def test_a_corrupt_outbox_degrades_health(tmp_path: Path) -> None:
     with running_registry(tmp_path / "data") as reg:
         path = reg.service.outbox.path
+        # Threads stopped first: closing a connection another thread is stepping is a
+        # use-after-free inside CPython's sqlite3 (it crashed a CI worker once).
+        reg.service.stop()
         reg.service.outbox.close()  # every connection closed; the next use reopens the file
         path.write_bytes(b"this is not a database" * 512)
         for suffix in ("-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
+        reg.service.start()
         reg.wait_until(lambda: "batcher_storage" in _health(reg.url)["reasons"], 60, "degraded health")
         health = _health(reg.url)
         assert health["status"] == "degraded" and "outbox_unreadable" in health["reasons"]
