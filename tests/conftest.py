@@ -17,8 +17,9 @@ os.environ.setdefault("ZKID_IP_LIMIT_EXEMPT", "127.0.0.0/8,::1")
 # batch (docs/privacy.md) unless a test sets one (tests/test_linking_attack.py does).
 os.environ.setdefault("ZKID_BATCH_MIN_SIZE", "1")
 
-# The real-Anvil fixtures (one node per xdist worker), shared by ledger and registry tests.
-pytest_plugins = ["tests.fixtures.anvil"]
+# The real-Anvil fixtures (one node per xdist worker), shared by ledger and registry tests,
+# and a real PostgreSQL server per worker for the storage backends (tests/fixtures/postgres.py).
+pytest_plugins = ["tests.fixtures.anvil", "tests.fixtures.postgres"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
