@@ -1,4 +1,4 @@
-"""The registry's delivery-evidence log: an append-only RFC 9162 tree in SQLite.
+"""The registry's delivery-evidence log: an append-only RFC 9162 tree in SQLite or PostgreSQL.
 
 - One entry per signed evidence record (``docs/evidence.md``): the entry is the 32-byte
   EIP-712 record hash, the leaf ``SHA-256(0x00 || record_hash)``.
@@ -6,8 +6,10 @@
   (level 0 = leaf hashes), as :func:`zk.evidence.merkle.nodes_completed_by_append`
   describes, so the log is a :class:`zk.evidence.merkle.TreeReader` whose proofs cost
   ``O(log n)`` indexed reads.
-- SQLite in WAL mode with ``synchronous=FULL``: an append returns only after its
-  transaction is committed (durable across a crash or power loss).
+- SQLite in WAL mode with ``synchronous=FULL``, or the ``zkid_evidence`` schema of a
+  shared PostgreSQL database (:mod:`registry.storage.database`): an append returns only
+  after its transaction is committed (durable across a crash or power loss). Appends are
+  serialised across replicas, so indices stay sequential and unique (:class:`EvidenceLog`).
 - Checkpoints are C2SP signed notes (:mod:`zk.evidence.note`) by the log key; the key is
   named after the origin (default ``letro-zkid/<region>/evidence``) and kept in
   ``<data_dir>/log.key`` (created on first start, mode 0600).
@@ -24,8 +26,10 @@ from collections import OrderedDict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from registry.storage.sqlite import close_connection, connect, create_schema, transaction
+from registry.storage.database import Database, SqliteDatabase
+from registry.storage.migrations import Migration, migrate
 from zk.evidence import merkle
 from zk.evidence.note import Checkpoint, NoteSigner, NoteVerifier, sign_checkpoint
 from zk.evidence.proof_format import TlogProof
@@ -51,6 +55,8 @@ _SCHEMA = (
     block_time INTEGER NOT NULL, recorded_at REAL NOT NULL)""",
     "CREATE TABLE IF NOT EXISTS relay_keys (address TEXT PRIMARY KEY, added_at INTEGER NOT NULL)",
 )
+#: Versioned schema (registry/storage/migrations.py); step 1 is the layout above.
+MIGRATIONS = (Migration(1, _SCHEMA),)
 
 
 class EvidenceLogError(ValueError):
@@ -173,56 +179,82 @@ def verified_hash(signed: object) -> bytes:
 
 
 class EvidenceLog:
-    """See the module docstring. Thread-safe (one connection behind a lock)."""
+    """See the module docstring. Thread-safe; ``database`` is a
+    :class:`registry.storage.database.Database` or the path of an SQLite file.
 
-    def __init__(self, path: Path | str, signer: NoteSigner, origin: str) -> None:
+    Replicas (docs/deployment.md): any number of processes may append to one PostgreSQL
+    log. An append reads the log's size (and, when another writer moved it, the right
+    frontier) inside its serialised transaction, so indices stay sequential and unique
+    across replicas. Per process: ``_size`` (a lower bound, entries are never removed:
+    :attr:`size` re-reads it) and the frontier of this process's last append.
+    """
+
+    def __init__(self, database: Path | str | Database, signer: NoteSigner, origin: str) -> None:
         if signer.name != origin:
             raise ValueError(f"the log key is named {signer.name!r}, the origin is {origin!r}")
-        self.path = Path(path)
+        if isinstance(database, Database):
+            self._db: Database = database
+        else:
+            self._db = SqliteDatabase(database, durable=True)
+        self.path: Path | None = self._db.path if isinstance(self._db, SqliteDatabase) else None
         self.signer = signer
         self.origin = origin
         self._lock = threading.RLock()
-        self._db = connect(self.path, durable=True)
-        create_schema(self._db, _SCHEMA)
-        row = self._db.execute("SELECT value FROM meta WHERE key='origin'").fetchone()
-        if row is None:
-            self._db.execute("INSERT INTO meta VALUES ('origin', ?)", (origin,))
-        elif row[0] != origin:
-            raise ValueError(f"{self.path} is the log of {row[0]!r}, not {origin!r}")
-        self._size = int(self._db.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
-        # The right frontier: the newest complete node of each level (the only nodes an
-        # append needs as left siblings).
+        migrate(self._db, MIGRATIONS)
+        with self._db.transaction() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key='origin'").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO meta (key, value) VALUES ('origin', ?)", (origin,))
+        if row is not None and row[0] != origin:
+            self._db.close()
+            raise ValueError(f"{self._db.describe} is the log of {row[0]!r}, not {origin!r}")
+        with self._db.connection() as conn:
+            self._size = self._read_size(conn)
+        # The right frontier after this process's last append: the newest complete node of
+        # each level (the only nodes an append needs as left siblings), valid for a log of
+        # ``_frontier_size`` entries; any other size reads them from ``nodes``.
         self._frontier: dict[int, tuple[int, bytes]] = {}
-        for level, idx, h in self._db.execute(
-            "SELECT level, idx, hash FROM nodes n WHERE idx = (SELECT MAX(idx) FROM nodes WHERE level = n.level)"
-        ):
-            self._frontier[int(level)] = (int(idx), bytes(h))
+        self._frontier_size = -1
 
     def close(self) -> None:
         with self._lock:
-            close_connection(self._db)  # checkpointed: the main file alone is a full copy
+            self._db.close()  # SQLite: checkpointed, the main file alone is a full copy
+
+    @property
+    def database(self) -> Database:
+        return self._db
 
     @property
     def verifier(self) -> NoteVerifier:
         return self.signer.verifier()
 
+    @staticmethod
+    def _read_size(conn: Any) -> int:
+        # Indices are 0..size-1 without gaps (appends are serialised): max + 1 is the size,
+        # one index lookup where COUNT(*) would scan.
+        return int(conn.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries").fetchone()[0])
+
     # --- TreeReader ------------------------------------------------------------------
 
     @property
     def size(self) -> int:
-        return self._size
+        """The number of entries now (read from the database: another replica may have
+        appended)."""
+        with self._db.connection() as conn:
+            size = self._read_size(conn)
+        with self._lock:
+            self._size = max(self._size, size)
+            return self._size
 
     def leaf_hash(self, index: int) -> bytes:
         return self.subtree_hash(index, 0)
 
     def subtree_hash(self, start: int, level: int) -> bytes:
         width = 1 << level
-        if level < 0 or start < 0 or start % width or start + width > self._size:
+        if level < 0 or start < 0 or start % width or (start + width > self._size and start + width > self.size):
             raise merkle.ProofError("bad_subtree", f"[{start}, {start + width}) is not a complete subtree")
-        with self._lock:
-            row = self._db.execute(
-                "SELECT hash FROM nodes WHERE level=? AND idx=?", (level, start >> level)
-            ).fetchone()
+        with self._db.connection() as conn:
+            row = conn.execute("SELECT hash FROM nodes WHERE level=? AND idx=?", (level, start >> level)).fetchone()
         if row is None:  # the append invariant is broken: the store is damaged
             raise RuntimeError(f"evidence log node ({level}, {start >> level}) is missing")
         return bytes(row[0])
@@ -254,49 +286,68 @@ class EvidenceLog:
         # The hour only (docs/privacy.md): an entry's index already orders it; the relay
         # shuffles its records before posting, so neither says when a blob moved.
         now = int(time.time()) // APPENDED_AT_RESOLUTION * APPENDED_AT_RESOLUTION
-        out: list[tuple[int, str, bool]] = []
-        with self._lock:
-            frontier = dict(self._frontier)
-            size = self._size
-            seen: dict[bytes, int] = {}
-            entry_rows: list[tuple[int, bytes, str, int]] = []
-            node_rows: list[tuple[int, int, bytes]] = []
-            for signed, rh in zip(records, hashes):
-                existing = seen.get(rh)
-                if existing is None:
-                    row = self._db.execute("SELECT idx FROM entries WHERE record_hash=?", (rh,)).fetchone()
-                    existing = None if row is None else int(row[0])
-                if existing is not None:
-                    out.append((existing, rh.hex(), False))
-                    continue
-                index = size
-                size += 1
-                seen[rh] = index
-                leaf = merkle.leaf_hash(rh)
-                entry_rows.append((index, rh, signed.to_json(), now))
-                node_rows.append((0, index, leaf))
-                # Siblings are read from the frontier *before* it moves to this leaf.
-                completed = merkle.nodes_completed_by_append(
-                    index, leaf, lambda lv, pos: self._frontier_node(frontier, lv, pos)
-                )
-                frontier[0] = (index, leaf)
-                for level, position, h in completed:
-                    node_rows.append((level, position, h))
-                    frontier[level] = (position, h)
-                out.append((index, rh.hex(), True))
+        with self._lock, self._db.transaction() as conn:
+            # Serialised with every other writer of this log (BEGIN IMMEDIATE on SQLite, the
+            # store's advisory lock on PostgreSQL): the size read here is the log's.
+            size = self._read_size(conn)
+            frontier = dict(self._frontier) if size == self._frontier_size else {}
+            out, entry_rows, node_rows, size = self._plan(conn, records, hashes, now, size, frontier)
             if entry_rows:
-                with transaction(self._db):
-                    self._db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?)", entry_rows)
-                    self._db.executemany("INSERT INTO nodes VALUES (?, ?, ?)", node_rows)
+                conn.executemany("INSERT INTO entries (idx, record_hash, record_json, appended_at) VALUES (?, ?, ?, ?)", entry_rows)
+                conn.executemany("INSERT INTO nodes (level, idx, hash) VALUES (?, ?, ?)", node_rows)
+        # Committed (the block above raised otherwise).
+        with self._lock:
+            if size >= self._size:
                 self._size = size
-                self._frontier = frontier
+                self._frontier, self._frontier_size = frontier, size
         return out
 
-    def _frontier_node(self, frontier: dict[int, tuple[int, bytes]], level: int, position: int) -> bytes:
+    def _plan(
+        self,
+        conn: Any,
+        records: Sequence[SignedRecord],
+        hashes: Sequence[bytes],
+        now: int,
+        size: int,
+        frontier: dict[int, tuple[int, bytes]],
+    ) -> tuple[list[tuple[int, str, bool]], list[tuple[int, bytes, str, int]], list[tuple[int, int, bytes]], int]:
+        """The rows appending ``records`` to a log of ``size`` entries writes (``frontier``
+        is moved along); returns (result, entry rows, node rows, new size)."""
+        out: list[tuple[int, str, bool]] = []
+        seen: dict[bytes, int] = {}
+        entry_rows: list[tuple[int, bytes, str, int]] = []
+        node_rows: list[tuple[int, int, bytes]] = []
+        for signed, rh in zip(records, hashes):
+            existing = seen.get(rh)
+            if existing is None:
+                row = conn.execute("SELECT idx FROM entries WHERE record_hash=?", (rh,)).fetchone()
+                existing = None if row is None else int(row[0])
+            if existing is not None:
+                out.append((existing, rh.hex(), False))
+                continue
+            index = size
+            size += 1
+            seen[rh] = index
+            leaf = merkle.leaf_hash(rh)
+            entry_rows.append((index, rh, signed.to_json(), now))
+            node_rows.append((0, index, leaf))
+            # Siblings are read from the frontier *before* it moves to this leaf.
+            completed = merkle.nodes_completed_by_append(
+                index, leaf, lambda lv, pos: self._frontier_node(conn, frontier, lv, pos)
+            )
+            frontier[0] = (index, leaf)
+            for level, position, h in completed:
+                node_rows.append((level, position, h))
+                frontier[level] = (position, h)
+            out.append((index, rh.hex(), True))
+        return out, entry_rows, node_rows, size
+
+    @staticmethod
+    def _frontier_node(conn: Any, frontier: dict[int, tuple[int, bytes]], level: int, position: int) -> bytes:
         got = frontier.get(level)
         if got is not None and got[0] == position:
             return got[1]
-        row = self._db.execute("SELECT hash FROM nodes WHERE level=? AND idx=?", (level, position)).fetchone()
+        row = conn.execute("SELECT hash FROM nodes WHERE level=? AND idx=?", (level, position)).fetchone()
         if row is None:
             raise RuntimeError(f"evidence log node ({level}, {position}) is missing")
         return bytes(row[0])
@@ -306,9 +357,9 @@ class EvidenceLog:
     def known_hashes(self, hashes: Collection[bytes]) -> set[bytes]:
         """Which of ``hashes`` (record hashes) are in the log already."""
         found: set[bytes] = set()
-        with self._lock:
+        with self._db.connection() as conn:
             for h in hashes:
-                if self._db.execute("SELECT 1 FROM entries WHERE record_hash=?", (h,)).fetchone() is not None:
+                if conn.execute("SELECT 1 FROM entries WHERE record_hash=?", (h,)).fetchone() is not None:
                     found.add(h)
         return found
 
@@ -317,8 +368,8 @@ class EvidenceLog:
         text = evidence_id.lower().removeprefix("0x") if isinstance(evidence_id, str) else ""
         if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
             raise MalformedRecord("an evidence id is 64 hex digits")
-        with self._lock:
-            row = self._db.execute(
+        with self._db.connection() as conn:
+            row = conn.execute(
                 "SELECT idx, record_json, appended_at FROM entries WHERE record_hash=?", (bytes.fromhex(text),)
             ).fetchone()
         if row is None:
@@ -326,8 +377,8 @@ class EvidenceLog:
         return StoredEntry(int(row[0]), text, SignedRecord.from_json(row[1]), int(row[2]))
 
     def entry_at(self, index: int) -> StoredEntry:
-        with self._lock:
-            row = self._db.execute(
+        with self._db.connection() as conn:
+            row = conn.execute(
                 "SELECT record_hash, record_json, appended_at FROM entries WHERE idx=?", (index,)
             ).fetchone()
         if row is None:
@@ -339,13 +390,13 @@ class EvidenceLog:
 
     def checkpoint(self, size: int | None = None) -> str:
         """The signed checkpoint note of the tree at ``size`` (default: now); cached per size."""
-        n = self._size if size is None else size
-        with self._lock:
-            row = self._db.execute("SELECT note FROM checkpoints WHERE size=?", (n,)).fetchone()
+        n = self.size if size is None else size
+        with self._db.connection() as conn:
+            row = conn.execute("SELECT note FROM checkpoints WHERE size=?", (n,)).fetchone()
             if row is not None:
                 return str(row[0])
             note = sign_checkpoint(Checkpoint(self.origin, n, merkle.root_hash(self, n)), [self.signer])
-            self._db.execute("INSERT OR IGNORE INTO checkpoints VALUES (?, ?)", (n, note))
+            conn.execute("INSERT INTO checkpoints (size, note) VALUES (?, ?) ON CONFLICT (size) DO NOTHING", (n, note))
         return note
 
     def inclusion(self, index: int, size: int | None = None) -> list[bytes]:
@@ -353,7 +404,7 @@ class EvidenceLog:
 
     def tlog_proof(self, index: int, size: int | None = None) -> TlogProof:
         """The C2SP tlog-proof of entry ``index`` against the signed checkpoint at ``size``."""
-        n = self._size if size is None else size
+        n = self.size if size is None else size
         return TlogProof(index, tuple(self.inclusion(index, n)), self.checkpoint(n))
 
     def consistency(self, size1: int, size2: int | None = None) -> list[bytes]:
@@ -362,16 +413,24 @@ class EvidenceLog:
     # --- Anchors ---------------------------------------------------------------------
 
     def record_anchor(self, anchor: StoredAnchor) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO anchors VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        with self._db.connection() as conn:
+            conn.execute(
+                "INSERT INTO anchors (tree_size, root_hash, chain_id, contract, tx_hash, block_number, block_time,"
+                " recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tree_size) DO UPDATE SET"
+                " root_hash = excluded.root_hash, chain_id = excluded.chain_id, contract = excluded.contract,"
+                " tx_hash = excluded.tx_hash, block_number = excluded.block_number,"
+                " block_time = excluded.block_time, recorded_at = excluded.recorded_at",
                 (anchor.tree_size, anchor.root_hash, anchor.chain_id, anchor.contract, anchor.tx_hash,
                  anchor.block_number, anchor.block_time, anchor.recorded_at),
             )
 
     def _anchor_row(self, sql: str, args: tuple[int, ...] = ()) -> StoredAnchor | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM anchors " + sql, args).fetchone()
+        with self._db.connection() as conn:
+            row = conn.execute(
+                "SELECT tree_size, root_hash, chain_id, contract, tx_hash, block_number, block_time, recorded_at"
+                " FROM anchors " + sql,
+                args,
+            ).fetchone()
         if row is None:
             return None
         return StoredAnchor(int(row[0]), bytes(row[1]), int(row[2]), str(row[3]), bytes(row[4]),
@@ -383,20 +442,21 @@ class EvidenceLog:
     # --- Relay keys added by the operator (registry/evidence/admission.py) --------------
 
     def relay_keys(self) -> list[str]:
-        with self._lock:
-            return [str(r[0]) for r in self._db.execute("SELECT address FROM relay_keys ORDER BY address")]
+        with self._db.connection() as conn:
+            return [str(r[0]) for r in conn.execute("SELECT address FROM relay_keys ORDER BY address").fetchall()]
 
     def add_relay_key(self, address: str) -> bool:
         """Store an (EIP-55) relay address; False if it was stored already."""
-        with self._lock:
-            cur = self._db.execute(
-                "INSERT OR IGNORE INTO relay_keys VALUES (?, ?)", (address, int(time.time()))
+        with self._db.connection() as conn:
+            cur = conn.execute(
+                "INSERT INTO relay_keys (address, added_at) VALUES (?, ?) ON CONFLICT (address) DO NOTHING",
+                (address, int(time.time())),
             )
-            return cur.rowcount > 0
+            return int(cur.rowcount) > 0
 
     def remove_relay_key(self, address: str) -> bool:
-        with self._lock:
-            return self._db.execute("DELETE FROM relay_keys WHERE address = ?", (address,)).rowcount > 0
+        with self._db.connection() as conn:
+            return int(conn.execute("DELETE FROM relay_keys WHERE address = ?", (address,)).rowcount) > 0
 
     def anchor_covering(self, index: int) -> StoredAnchor | None:
         """The first recorded anchor whose tree contains entry ``index``."""

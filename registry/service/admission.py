@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,9 +37,11 @@ from typing import Any
 from registry.service.authorization import RootOracle, RootStatus, parse_proof
 from registry._utils.integers import MAX_GROUP_ID, UINT64_MAX
 from registry.service.outbox import RegistryError, check_int
-from registry.storage.sqlite import ConnectionPerThread, create_schema, transaction
-from zk.admission_scope import AdmissionScopeError, decode_admission_scope
+from registry.storage.database import Database, SqliteDatabase
+from registry.storage.migrations import Migration, migrate
+from zk.admission_scope import AdmissionScopeError, AdmissionScopeVersionError, decode_admission_scope
 from zk.proof import SemaphoreProof, verify_proof
+from zk.scope_layout import RegistryRef
 
 FILE_NAME = "admission.sqlite"
 #: Tables the start-up check requires (registry/storage/sqlite.py).
@@ -53,6 +55,8 @@ ADMISSION_MESSAGES: dict[str, str] = {
     "group_not_served": "this registry does not serve this group (no admission policy set by its operator)",
     "admission_required": "this group's admission policy needs a credential (an admission proof or an invite code)",
     "admission_bad_scope": "the admission proof's scope is not an admission scope",
+    "admission_scope_version_unsupported": "the admission proof's scope is LZA1; make it again over an LZA2 scope (docs/admission.md)",
+    "admission_wrong_registry": "the admission proof's scope names another registry (chain id, registry contract)",
     "admission_wrong_group": "the admission proof's scope names another group",
     "admission_wrong_round": "the admission proof's scope names another admission round",
     "admission_message_mismatch": "the admission proof's message is not the registered commitment",
@@ -128,7 +132,7 @@ def hash_invite(code: str) -> str:
     return hashlib.sha256(code.encode("utf-8")).hexdigest()
 
 
-_SCHEMA = (
+_SCHEMA_1 = (
     "CREATE TABLE IF NOT EXISTS group_admission ("
     " group_id INTEGER PRIMARY KEY, policy TEXT NOT NULL, admission_group INTEGER,"
     " round INTEGER NOT NULL, send INTEGER NOT NULL, updated_at REAL NOT NULL)",
@@ -139,77 +143,113 @@ _SCHEMA = (
     " code_hash TEXT PRIMARY KEY, group_id INTEGER NOT NULL, expires_at REAL NOT NULL,"
     " created_at REAL NOT NULL, used_at REAL) WITHOUT ROWID",
 )
+#: The store's schema steps (:mod:`registry.storage.migrations`). 2: a group's ``round``
+#: (up to 2^64 - 1) as TEXT: in an INTEGER column SQLite turned a round above 2^63 - 1 into
+#: an inexact REAL and PostgreSQL (BIGINT) refuses it.
+MIGRATIONS = (
+    Migration(1, _SCHEMA_1),
+    Migration(
+        2,
+        (
+            "CREATE TABLE group_admission_v2 ("
+            " group_id INTEGER PRIMARY KEY, policy TEXT NOT NULL, admission_group INTEGER,"
+            " round TEXT NOT NULL, send INTEGER NOT NULL, updated_at REAL NOT NULL)",
+            "INSERT INTO group_admission_v2 (group_id, policy, admission_group, round, send, updated_at)"
+            " SELECT group_id, policy, admission_group, CAST(round AS TEXT), send, updated_at FROM group_admission",
+            "DROP TABLE group_admission",
+            "ALTER TABLE group_admission_v2 RENAME TO group_admission",
+        ),
+    ),
+)
 
 
 class AdmissionStore:
-    """``admission.sqlite``: group records, admission nullifiers and invite hashes (durable)."""
+    """``admission.sqlite`` (or the PostgreSQL schema ``zkid_admission``, shared by every
+    replica): group records, admission nullifiers and invite hashes (durable).
 
-    def __init__(self, path: Path | str, clock: Callable[[], float] = time.time) -> None:
-        self._connections = ConnectionPerThread(path, durable=True)
+    ``store`` is a path (an SQLite file) or a :class:`Database`. Nothing is kept in memory:
+    every claim is one atomic statement (an insert that a primary key makes win once, an
+    update guarded by ``used_at IS NULL``), so exactly one replica wins a race for a
+    credential."""
+
+    def __init__(self, store: Path | str | Database, clock: Callable[[], float] = time.time) -> None:
+        self._db = store if isinstance(store, Database) else SqliteDatabase(store, durable=True)
         self._clock = clock
-        self._lock = threading.Lock()
-        create_schema(self._conn(), _SCHEMA)
+        # SQLite: writers of this process queue here, not in SQLite's busy handler.
+        self._lock: AbstractContextManager[Any] = threading.Lock() if isinstance(self._db, SqliteDatabase) else nullcontext()
+        migrate(self._db, MIGRATIONS)
 
-    def _conn(self) -> sqlite3.Connection:
-        return self._connections.get()
+    @property
+    def database(self) -> Database:
+        return self._db
 
     def close(self) -> None:
-        self._connections.close()
+        self._db.close()
+
+    def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        """One statement in autocommit; the cursor (its rows are read at once)."""
+        with self._db.connection() as conn:
+            return conn.execute(sql, params)
+
+    def _one(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        with self._db.connection() as conn:
+            return conn.execute(sql, params).fetchone()
 
     # ------------------------------------------------------------ group records
 
     def get(self, group_id: int) -> GroupAdmission | None:
-        row = self._conn().execute(
+        row = self._one(
             "SELECT group_id, policy, admission_group, round, send FROM group_admission WHERE group_id = ?", (group_id,)
-        ).fetchone()
+        )
         if row is None:
             return None
-        return GroupAdmission(int(row[0]), str(row[1]), None if row[2] is None else int(row[2]), int(row[3]), bool(row[4]))
+        return GroupAdmission(int(row[0]), str(row[1]), None if row[2] is None else int(row[2]), _round(row[3]), bool(row[4]))
 
     def put(self, record: GroupAdmission) -> None:
-        # round up to 2^64 - 1 does not fit SQLite's signed INTEGER: stored as text.
-        self._conn().execute(
+        # round up to 2^64 - 1 does not fit a signed 64-bit INTEGER: stored as text.
+        self._execute(
             "INSERT INTO group_admission (group_id, policy, admission_group, round, send, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (group_id) DO UPDATE SET policy = excluded.policy,"
             " admission_group = excluded.admission_group, round = excluded.round, send = excluded.send,"
             " updated_at = excluded.updated_at",
-            (record.group_id, record.policy, _sql_u64(record.admission_group), str(record.round), int(record.send), self._clock()),
+            (record.group_id, record.policy, record.admission_group, str(record.round), int(record.send), self._clock()),
         )
 
     def put_if_absent(self, record: GroupAdmission) -> GroupAdmission:
         """Record ``record`` unless the group has one; return the group's record."""
-        self._conn().execute(
-            "INSERT OR IGNORE INTO group_admission (group_id, policy, admission_group, round, send, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (record.group_id, record.policy, _sql_u64(record.admission_group), str(record.round), int(record.send), self._clock()),
+        self._execute(
+            "INSERT INTO group_admission (group_id, policy, admission_group, round, send, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (record.group_id, record.policy, record.admission_group, str(record.round), int(record.send), self._clock()),
         )
         current = self.get(record.group_id)
         assert current is not None
         return current
 
     def records(self) -> list[GroupAdmission]:
-        rows = self._conn().execute("SELECT group_id FROM group_admission ORDER BY group_id").fetchall()
+        with self._db.connection() as conn:
+            rows = conn.execute("SELECT group_id FROM group_admission ORDER BY group_id").fetchall()
         return [r for r in (self.get(int(row[0])) for row in rows) if r is not None]
 
     # ------------------------------------------------------------ zk credentials
 
     def claim_nullifier(self, group_id: int, round_: int, nullifier: int) -> bool:
         """Record an admission nullifier atomically; False if it was already recorded."""
-        cur = self._conn().execute(
-            "INSERT OR IGNORE INTO admission_nullifiers (group_id, round, nullifier) VALUES (?, ?, ?)",
+        cur = self._execute(
+            "INSERT INTO admission_nullifiers (group_id, round, nullifier) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
             (group_id, str(round_), str(nullifier)),
         )
-        return cur.rowcount == 1
+        return int(cur.rowcount) == 1
 
     def release_nullifier(self, group_id: int, round_: int, nullifier: int) -> None:
         """Undo a claim whose registration the outbox refused (only the claimer calls it)."""
-        self._conn().execute(
+        self._execute(
             "DELETE FROM admission_nullifiers WHERE group_id = ? AND round = ? AND nullifier = ?",
             (group_id, str(round_), str(nullifier)),
         )
 
     def nullifier_count(self) -> int:
-        return int(self._conn().execute("SELECT count(*) FROM admission_nullifiers").fetchone()[0])
+        return int(self._one("SELECT count(*) FROM admission_nullifiers")[0])
 
     # ------------------------------------------------------------ invites
 
@@ -220,8 +260,8 @@ class AdmissionStore:
         if expires_at <= now:
             raise RegistryError("malformed", "expires_at must be in the future")
         codes = [INVITE_PREFIX + secrets.token_hex(16) for _ in range(count)]
-        conn = self._conn()
-        with self._lock, transaction(conn):
+        # All or none; random codes under a primary key: no serialisation across replicas needed.
+        with self._lock, self._db.transaction(serialize=False) as conn:
             conn.executemany(
                 "INSERT INTO invites (code_hash, group_id, expires_at, created_at) VALUES (?, ?, ?, ?)",
                 [(hash_invite(c), group_id, float(expires_at), now) for c in codes],
@@ -235,15 +275,13 @@ class AdmissionStore:
         now = self._clock()
         # The hour only (docs/privacy.md): a use time to the second would join the invite
         # to the connection log and to the registration it admitted.
-        cur = self._conn().execute(
+        cur = self._execute(
             "UPDATE invites SET used_at = ? WHERE code_hash = ? AND group_id = ? AND used_at IS NULL AND expires_at > ?",
             (float(int(now) // 3600 * 3600), digest, group_id, now),
         )
-        if cur.rowcount == 1:
+        if int(cur.rowcount) == 1:
             return digest
-        row = self._conn().execute(
-            "SELECT group_id, expires_at, used_at FROM invites WHERE code_hash = ?", (digest,)
-        ).fetchone()
+        row = self._one("SELECT group_id, expires_at, used_at FROM invites WHERE code_hash = ?", (digest,))
         if row is None or int(row[0]) != group_id:
             raise refusal("invite_invalid")
         if row[2] is not None:
@@ -251,14 +289,17 @@ class AdmissionStore:
         raise refusal("invite_expired")
 
     def release_invite(self, code_hash: str) -> None:
-        self._conn().execute("UPDATE invites SET used_at = NULL WHERE code_hash = ?", (code_hash,))
+        self._execute("UPDATE invites SET used_at = NULL WHERE code_hash = ?", (code_hash,))
 
     def invite_count(self, group_id: int) -> int:
-        return int(self._conn().execute("SELECT count(*) FROM invites WHERE group_id = ?", (group_id,)).fetchone()[0])
+        return int(self._one("SELECT count(*) FROM invites WHERE group_id = ?", (group_id,))[0])
 
 
-def _sql_u64(value: int | None) -> str | None:
-    return None if value is None else str(value)
+def _round(value: object) -> int:
+    """A stored round: decimal text (schema 2). A round above 2^63 - 1 that schema 1 kept
+    in SQLite as an inexact REAL reads as the nearest integer, as it did before."""
+    text = str(value)
+    return int(text) if text.isdigit() else int(float(text))
 
 
 class ZkAdmission:
@@ -271,7 +312,11 @@ class ZkAdmission:
         roots: RootOracle,
         verify: Callable[[SemaphoreProof], bool] = verify_proof,
         clock: Callable[[], float] = time.time,
+        *,
+        registry: RegistryRef,
     ) -> None:
+        """``registry``: this registry's deployment; admission scopes must carry its tag."""
+        self._registry_tag = registry.tag
         self._store = store
         self._roots = roots
         self._verify = verify
@@ -287,8 +332,12 @@ class ZkAdmission:
             raise RegistryError("malformed", "admission_proof is not a well-formed Semaphore proof", 422) from None
         try:
             scope = decode_admission_scope(parsed.scope)
+        except AdmissionScopeVersionError:
+            raise refusal("admission_scope_version_unsupported") from None
         except AdmissionScopeError:
             raise refusal("admission_bad_scope") from None
+        if scope.registry_tag != self._registry_tag:
+            raise refusal("admission_wrong_registry")
         if scope.group_id != record.group_id:
             raise refusal("admission_wrong_group")
         if scope.round != record.round:

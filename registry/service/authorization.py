@@ -20,10 +20,19 @@ from typing import Any, Protocol
 from registry._utils.integers import MAX_GROUP_ID as MAX_GROUP_ID  # re-exported: the bound of parse_group_id
 from registry._utils.integers import bounded_int
 from registry._utils.integers import json_integer as json_integer  # re-exported (registry/web)
-from registry.storage.sqlite import ConnectionPerThread, create_schema
+from registry.storage.database import Database, SqliteDatabase
+from registry.storage.migrations import Migration, migrate
 from zk import strict_json
 from zk.proof import ProofError, SemaphoreProof, verify_proof
-from zk.relay_scope import ScopeError, acceptable_epochs, blob_message, check_epoch_parameters, decode_scope
+from zk.relay_scope import (
+    RegistryRef,
+    ScopeError,
+    ScopeVersionError,
+    acceptable_epochs,
+    blob_message,
+    check_epoch_parameters,
+    decode_scope,
+)
 
 
 class Reason(str, Enum):
@@ -32,6 +41,10 @@ class Reason(str, Enum):
     OK = "ok"
     MALFORMED = "malformed"
     BAD_SCOPE = "bad_scope"
+    #: an LZE1 scope (docs/authorization.md "Migration from LZE1")
+    SCOPE_VERSION_UNSUPPORTED = "scope_version_unsupported"
+    #: the scope's registry tag is another deployment's (chain id, registry contract)
+    WRONG_REGISTRY = "wrong_registry"
     WRONG_GROUP = "wrong_group"
     UNKNOWN_GROUP = "unknown_group"
     GROUP_NOT_SERVED = "group_not_served"
@@ -153,52 +166,75 @@ class MemoryNullifierStore:
             return len(old)
 
 
-class SqliteNullifierStore:
-    """Nullifiers in SQLite: a primary key makes the claim one atomic, durable insert."""
+#: The nullifier store's schema steps (:mod:`registry.storage.migrations`).
+NULLIFIER_MIGRATIONS = (
+    Migration(
+        1,
+        (
+            "CREATE TABLE IF NOT EXISTS nullifiers ("
+            " group_id INTEGER NOT NULL, nullifier TEXT NOT NULL, epoch INTEGER NOT NULL,"
+            " PRIMARY KEY (group_id, nullifier)) WITHOUT ROWID",
+            "CREATE INDEX IF NOT EXISTS nullifiers_epoch ON nullifiers (group_id, epoch)",
+        ),
+    ),
+)
 
-    def __init__(self, path: Path | str) -> None:
-        self._connections = ConnectionPerThread(path, durable=True)
-        create_schema(
-            self._conn(),
-            [
-                "CREATE TABLE IF NOT EXISTS nullifiers ("
-                " group_id INTEGER NOT NULL, nullifier TEXT NOT NULL, epoch INTEGER NOT NULL,"
-                " PRIMARY KEY (group_id, nullifier)) WITHOUT ROWID",
-                "CREATE INDEX IF NOT EXISTS nullifiers_epoch ON nullifiers (group_id, epoch)",
-            ],
-        )
 
-    def _conn(self) -> sqlite3.Connection:
-        return self._connections.get()
+class SqlNullifierStore:
+    """Nullifiers in SQL (an SQLite file, or a PostgreSQL schema shared by every replica
+    and relay of a deployment): the primary key makes the claim one atomic, durable insert,
+    ``INSERT ... ON CONFLICT DO NOTHING`` in autocommit; the one that inserted the row (row
+    count 1) won, so exactly one of any number of concurrent claimers wins, across
+    processes and machines. No lock and no read before the insert; nothing in memory.
+
+    ``store`` is a path (an SQLite file) or a :class:`Database`. The database being
+    unreachable raises :class:`sqlite3.OperationalError` (after the pool's timeout on
+    PostgreSQL), never a False: a claim that was not recorded is not an answer.
+    """
+
+    def __init__(self, store: Path | str | Database) -> None:
+        self._db = store if isinstance(store, Database) else SqliteDatabase(store, durable=True)
+        migrate(self._db, NULLIFIER_MIGRATIONS)
+
+    @property
+    def database(self) -> Database:
+        return self._db
 
     def close(self) -> None:
-        self._connections.close()
+        self._db.close()
+
+    def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        with self._db.connection() as conn:
+            return conn.execute(sql, params)
 
     def claim(self, group_id: int, nullifier: int, epoch: int) -> bool:
-        cur = self._conn().execute(
-            "INSERT OR IGNORE INTO nullifiers (group_id, nullifier, epoch) VALUES (?, ?, ?)",
+        cur = self._execute(
+            "INSERT INTO nullifiers (group_id, nullifier, epoch) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
             (group_id, str(nullifier), epoch),
         )
-        return cur.rowcount == 1
+        return int(cur.rowcount) == 1
 
     def release(self, group_id: int, nullifier: int, epoch: int) -> bool:
         """Undo a claim whose send was not completed (a relay that could not store the blob
         after claiming). Only the claimer may call it: it makes the nullifier usable again."""
-        cur = self._conn().execute(
+        cur = self._execute(
             "DELETE FROM nullifiers WHERE group_id = ? AND nullifier = ? AND epoch = ?",
             (group_id, str(nullifier), epoch),
         )
-        return cur.rowcount == 1
+        return int(cur.rowcount) == 1
 
     def purge(self, group_id: int, before_epoch: int) -> int:
-        cur = self._conn().execute(
-            "DELETE FROM nullifiers WHERE group_id = ? AND epoch < ?", (group_id, before_epoch)
-        )
-        return cur.rowcount
+        cur = self._execute("DELETE FROM nullifiers WHERE group_id = ? AND epoch < ?", (group_id, before_epoch))
+        return int(cur.rowcount)
 
     def count(self) -> int:
-        row = self._conn().execute("SELECT count(*) FROM nullifiers").fetchone()
+        with self._db.connection() as conn:
+            row = conn.execute("SELECT count(*) FROM nullifiers").fetchone()
         return int(row[0])
+
+
+#: The name the relay and older callers use (an SQLite path still works).
+SqliteNullifierStore = SqlNullifierStore
 
 
 class Authorizer:
@@ -212,7 +248,11 @@ class Authorizer:
         nullifiers: NullifierStore,
         verify: Callable[[SemaphoreProof], bool] = verify_proof,
         clock: Callable[[], float] = time.time,
+        *,
+        registry: RegistryRef,
     ) -> None:
+        """``registry``: the deployment whose groups these are; a scope must carry its tag."""
+        self._registry_tag = registry.tag
         if isinstance(policies, Mapping):
             table = dict(policies)
             self._policy: Callable[[int], GroupPolicy | None] = table.get
@@ -245,8 +285,12 @@ class Authorizer:
             return Decision(False, Reason.GROUP_NOT_SERVED)
         try:
             scope = decode_scope(proof.scope)
+        except ScopeVersionError:
+            return Decision(False, Reason.SCOPE_VERSION_UNSUPPORTED)
         except ScopeError:
             return Decision(False, Reason.BAD_SCOPE)
+        if scope.registry_tag != self._registry_tag:
+            return Decision(False, Reason.WRONG_REGISTRY, epoch=scope.epoch)
         if scope.group_id != group_id:
             return Decision(False, Reason.WRONG_GROUP, epoch=scope.epoch)
         now = self._clock()

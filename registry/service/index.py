@@ -4,7 +4,8 @@ Everything here is derived from the ``ZkIdRegistry`` events (``contracts/ZkIdReg
 each state change emits an event carrying the new root), so ``data_dir/index.sqlite`` may
 be deleted at any time and rebuilt from the chain (:mod:`registry.service.indexer`).
 
-Tables (SQLite in WAL mode):
+Tables (SQLite in WAL mode, or the ``zkid_index`` schema of a shared PostgreSQL database:
+:mod:`registry.storage.database`; schema versions: :data:`MIGRATIONS`):
 
 - ``blocks(number, hash, parent_hash, timestamp)``: the blocks the index relies on (every
   block with an event, the recent ones, the cursor); used to detect reorganisations.
@@ -14,35 +15,42 @@ Tables (SQLite in WAL mode):
   ``roots`` (one row per time a root became current: created/superseded block and time).
 - ``member_history``: the previous value of a leaf changed by an update or removal, so a
   reorganisation can restore it; ``cursor``: the last indexed block and the head seen.
+- ``meta``: the deployment, the rollback mark, and the change counters followers read
+  (``serial``, ``generation``, ``generation:<group>``: :meth:`ChainIndex.refresh`).
 
 Root validity follows the contract exactly (``ZkIdRegistry.isRootValid``): the current
 root is valid, a superseded root stays valid while ``now - superseded_time <= root
 window`` (the window of the group now), root 0 never is.
 
 A reorganisation rolls everything above the common ancestor back (``apply(...,
-rollback_to=n)``) in the same SQLite transaction that re-applies the new blocks and moves
+rollback_to=n)``) in the same transaction that re-applies the new blocks and moves
 the cursor (chain indexing practice: bounded ``eth_getLogs`` chunks, block hashes and
 parents stored, idempotent upserts keyed by block hash and log index).
 
 An in-memory :class:`zk.tree.LeanIMT` per group mirrors the leaves; it is rebuilt from the
 ``members`` table at open and after a rollback, and every applied event's ``newRoot`` is
-checked against it, so a missed or misread event is caught at once.
+checked against it, so a missed or misread event is caught at once. With several
+replicas on one PostgreSQL index only the leader writes; followers keep their trees
+current with :meth:`ChainIndex.refresh` (appended leaves are inserted, a group whose
+leaves changed otherwise is reloaded).
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from registry.service.authorization import RootStatus
 from registry.ledger.base import LedgerEvent
-from registry.storage.sqlite import ConnectionPerThread, create_schema, transaction
+from registry.storage.database import Database, SqliteDatabase
+from registry.storage.migrations import Migration, migrate
+from registry.storage.sqlite import transaction as sqlite_transaction
 from zk.tree import LeanIMT
 
 FILE_NAME = "index.sqlite"
@@ -51,6 +59,12 @@ SCHEMA_VERSION = "1"
 KEEP_RECENT_BLOCKS = 256
 
 _ADD_EVENTS = ("MemberAdded", "MembersAdded")
+_LEAF_CHANGES = ("MemberUpdated", "MemberRemoved")
+#: ``meta`` keys bumped by every write that changes the index (``serial``), and by one that
+#: changes leaves other than by appending them (``generation`` for a wipe,
+#: ``generation:<group>`` for a group's rollback, update or removal): ChainIndex.refresh.
+_SERIAL = "serial"
+_GENERATION = "generation"
 
 
 #: The tables (plain DDL, as every store: :mod:`registry.storage.sqlite`). The index names
@@ -82,6 +96,10 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS idx_roots_group_id_root ON roots (group_id, root)",
     "CREATE INDEX IF NOT EXISTS idx_roots_superseded_block ON roots (superseded_block)",
 )
+
+#: Versioned schema (registry/storage/migrations.py): step 1 is the layout above, which
+#: index files from before versioning already have.
+MIGRATIONS = (Migration(1, _SCHEMA),)
 
 
 class IndexInconsistency(RuntimeError):
@@ -163,6 +181,11 @@ def _build_tree(leaves: Sequence[tuple[int, bool]]) -> LeanIMT:
     return tree
 
 
+def _leaf_changes(events: Iterable[LedgerEvent]) -> set[int]:
+    """The groups in which ``events`` update or remove a leaf."""
+    return {int(ev.args["groupId"]) for ev in events if ev.name in _LEAF_CHANGES}
+
+
 def delete_index_files(path: Path | str) -> None:
     """Remove an index database with its WAL and shared-memory files."""
     base = Path(path)
@@ -171,47 +194,78 @@ def delete_index_files(path: Path | str) -> None:
 
 
 class ChainIndex:
-    """The index database at ``path`` plus the in-memory trees. Thread-safe: one SQLite
-    connection per thread; ``lock`` guards writes and the trees (hold it to read a tree
-    consistently, e.g. ``with index.lock: proof = index.tree(g).generate_proof(i)``)."""
+    """The index database plus the in-memory trees.
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    ``database``: a :class:`registry.storage.database.Database` (SQLite file or PostgreSQL
+    schema), or the path of an SQLite file. Thread-safe: every call takes a connection of
+    its own; ``lock`` guards writes and the trees (hold it to read a tree consistently,
+    e.g. ``with index.lock: proof = index.tree(g).generate_proof(i)``).
+
+    Replicas (docs/deployment.md): several processes may open one PostgreSQL index; only
+    the leader's indexer writes it (:meth:`apply`, :meth:`reset`, :meth:`bind`). What is
+    per process is the trees (and ``_pruned_below``, an optimisation): a follower brings
+    them up to date with :meth:`refresh`, and :meth:`apply` does the same inside its
+    serialised transaction before it changes anything, so a follower that becomes leader
+    starts from what the old leader committed. Every other read goes to the database.
+    """
+
+    def __init__(self, database: Path | str | Database) -> None:
+        if isinstance(database, Database):
+            self._db: Database = database
+        else:
+            # Rebuildable from the chain: no fsync per commit needed.
+            self._db = SqliteDatabase(database, durable=False)
+        self.path: Path | None = self._db.path if isinstance(self._db, SqliteDatabase) else None
         self.lock = threading.RLock()
-        # Rebuildable from the chain: no fsync per commit needed.
-        self._connections = ConnectionPerThread(self.path, durable=False, timeout=60)
         self._trees: dict[int, LeanIMT] = {}
         self._timestamps: dict[str, int] = {}
         self._pruned_below = 0
+        # What the trees reflect: the ``serial`` and ``generation`` meta values (see refresh).
+        self._serial: int | None = None
+        self._generations: dict[str, int] = {}
         self._create_schema()
-        with self.lock:
-            self._load_trees()
+        self.refresh()
 
     # ------------------------------------------------------------------ storage
 
-    def _conn(self) -> sqlite3.Connection:
-        return self._connections.get()
+    @property
+    def database(self) -> Database:
+        return self._db
 
     def close(self) -> None:
-        self._connections.close()
+        self._db.close()
 
     def _create_schema(self) -> None:
-        create_schema(self._conn(), _SCHEMA)
-        version = self._meta("schema_version")
-        if version is None:
-            self._set_meta("schema_version", SCHEMA_VERSION)
-        elif version != SCHEMA_VERSION:
-            raise IndexInconsistency(
-                f"index schema {version} is not {SCHEMA_VERSION}: run `zkid reindex` to rebuild {self.path}"
-            )
+        migrate(self._db, MIGRATIONS)
+        with self._db.transaction() as conn:
+            version = self._meta(conn, "schema_version")
+            if version is None:
+                self._set_meta(conn, "schema_version", SCHEMA_VERSION)
+            elif version != SCHEMA_VERSION:
+                raise IndexInconsistency(
+                    f"index schema {version} is not {SCHEMA_VERSION}: run `zkid reindex` to rebuild {self._db.describe}"
+                )
 
-    def _meta(self, key: str) -> str | None:
-        row = self._conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    @contextmanager
+    def _snapshot(self) -> Iterator[Any]:
+        """A read-only transaction seeing one committed state of the whole index."""
+        if isinstance(self._db, SqliteDatabase):
+            with sqlite_transaction(self._db.raw(), immediate=False) as conn:  # WAL: a read snapshot
+                yield conn
+        else:
+            with self._db.transaction(serialize=False) as conn:
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                yield conn
+
+    def _meta(self, conn: Any, key: str) -> str | None:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
-    def _set_meta(self, key: str, value: str) -> None:
-        self._conn().execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+    def _set_meta(self, conn: Any, key: str, value: str) -> None:
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
 
     def bind(self, chain_id: int, registry_address: str, deployment_block_hash: str) -> bool:
         """Tie the index to one deployment; an index of another one is wiped.
@@ -220,21 +274,23 @@ class ChainIndex:
         """
         identity = json.dumps([int(chain_id), registry_address.lower(), deployment_block_hash.lower()])
         with self.lock:
-            if self._meta("deployment") == identity:
-                return False
+            with self._db.connection() as conn:
+                if self._meta(conn, "deployment") == identity:
+                    return False
             self._wipe(meta=("deployment", identity))
             return True
 
     def rolled_back_from(self) -> int | None:
         """The lowest block a rollback removed since :meth:`clear_rollback` last ran
         (None if none): what the outbox must look at again."""
-        value = self._meta("rolled_back_from")
+        with self._db.connection() as conn:
+            value = self._meta(conn, "rolled_back_from")
         return None if value is None else int(value)
 
     def clear_rollback(self, seen: int) -> None:
         """Forget the rollback mark if it is still ``seen`` (a newer, lower one stays)."""
-        with self.lock:
-            self._conn().execute("DELETE FROM meta WHERE key = 'rolled_back_from' AND value = ?", (str(seen),))
+        with self.lock, self._db.connection() as conn:
+            conn.execute("DELETE FROM meta WHERE key = 'rolled_back_from' AND value = ?", (str(seen),))
 
     def reset(self) -> None:
         """Forget everything indexed (kept: the deployment binding); the next sync rebuilds.
@@ -245,21 +301,135 @@ class ChainIndex:
             self._wipe()
 
     def _wipe(self, meta: tuple[str, str] | None = None) -> None:
-        conn = self._conn()
-        with transaction(conn):
+        with self._db.transaction() as conn:
             for table in ("cursor", "blocks", "events", "groups", "members", "member_history", "roots"):
                 conn.execute(f"DELETE FROM {table}")
             if meta is not None:
-                self._set_meta(*meta)
+                self._set_meta(conn, *meta)
             # Whatever the outbox took as mined is checked against the chain again.
-            self._set_meta("rolled_back_from", "0")
+            self._set_meta(conn, "rolled_back_from", "0")
+            seen = self._bump(conn, everything=True)
         self._trees.clear()
         self._pruned_below = 0
+        self._serial, self._generations = seen
+
+    # ------------------------------------------------------------------ replicas
+
+    def _read_serial(self, conn: Any) -> int:
+        value = self._meta(conn, _SERIAL)
+        return 0 if value is None else int(value)
+
+    def _read_generations(self, conn: Any) -> dict[str, int]:
+        rows = conn.execute(
+            "SELECT key, value FROM meta WHERE key = ? OR key LIKE ?", (_GENERATION, _GENERATION + ":%")
+        ).fetchall()
+        return {str(k): int(v) for k, v in rows}
+
+    def _bump(self, conn: Any, groups: Iterable[int] = (), *, everything: bool = False) -> tuple[int, dict[str, int]]:
+        """Record a change in ``meta`` (inside the writing transaction): ``serial`` always,
+        and the generation of ``groups`` (or of the whole index) whose leaves changed other
+        than by appending. Returns the values the trees reflect after the commit."""
+        generations = self._read_generations(conn)
+        keys = [_GENERATION] if everything else [f"{_GENERATION}:{g}" for g in sorted(set(groups))]
+        for key in keys:
+            generations[key] = generations.get(key, 0) + 1
+            self._set_meta(conn, key, str(generations[key]))
+        serial = self._read_serial(conn) + 1
+        self._set_meta(conn, _SERIAL, str(serial))
+        return serial, generations
+
+    def refresh(self) -> bool:
+        """Bring the in-memory trees up to what the database holds (a follower replica
+        calls this periodically; the leader's own writes keep its trees current).
+
+        One read of ``meta.serial`` when nothing changed; otherwise, per group: leaves
+        appended since are inserted (and the tree's root checked against the group's
+        current root); a group whose generation moved (a rollback, an update or removal
+        of a leaf) or every group after a wipe is reloaded whole. Returns whether
+        anything was read. Raises :class:`IndexInconsistency` if a tree cannot be brought
+        to the stored root.
+
+        Whole groups are rebuilt without holding ``lock`` (readers keep the previous trees
+        meanwhile) and swapped in under it, unless :meth:`apply` moved the trees on in the
+        meantime (then its own catch-up stands).
+        """
+        with self.lock:
+            seen = self._serial
+        if seen is not None:
+            with self._db.connection() as conn:  # the common case: one autocommit read
+                if self._read_serial(conn) == seen:
+                    return False
+        with self._snapshot() as conn:
+            return self._catch_up(conn)
+
+    def _catch_up(self, conn: Any) -> bool:
+        """:meth:`refresh` on ``conn`` (a snapshot, or :meth:`apply`'s transaction with
+        ``lock`` held)."""
+        with self.lock:
+            seen, known, have = self._serial, dict(self._generations), set(self._trees)
+        serial = self._read_serial(conn)
+        if seen is not None and serial == seen:
+            return False
+        generations = self._read_generations(conn)
+        ids = [int(r[0]) for r in conn.execute("SELECT group_id FROM groups ORDER BY group_id")]
+        full = seen is None or generations.get(_GENERATION) != known.get(_GENERATION)
+
+        def stale(g: int) -> bool:
+            key = f"{_GENERATION}:{g}"
+            return full or g not in have or generations.get(key) != known.get(key)
+
+        built = {g: self._read_tree(conn, g) for g in ids if stale(g)}  # the slow part
+        with self.lock:
+            if self._serial != seen:
+                return True  # apply caught up (and wrote) meanwhile: its trees are newer
+            for g in set(self._trees) - set(ids):
+                del self._trees[g]
+            self._trees.update(built)
+            for g in ids:
+                if g not in built:
+                    self._extend_tree(conn, g)
+            if full:
+                self._pruned_below = 0
+            self._serial, self._generations = serial, generations
+        return True
+
+    def _extend_tree(self, conn: Any, group_id: int) -> None:
+        """Insert the leaves appended to a group since its tree was built; reload the
+        group if the root then differs from its current root row."""
+        tree = self._trees[group_id]
+        rows = conn.execute(
+            "SELECT idx, commitment, removed FROM members WHERE group_id = ? AND idx >= ? ORDER BY idx",
+            (group_id, tree.size),
+        ).fetchall()
+        if rows:
+            start = tree.size
+            try:
+                tree.insert_many([int(c) for _, c, _ in rows])
+                for i, (idx, _, removed) in enumerate(rows):
+                    if int(idx) != start + i:
+                        raise ValueError("a gap in the leaf indices")
+                    if removed:
+                        tree.remove(start + i)
+            except ValueError:
+                self._load_trees(conn, [group_id])
+        if self._trees[group_id].root != self._current_root(conn, group_id):
+            self._load_trees(conn, [group_id])
+            if self._trees[group_id].root != self._current_root(conn, group_id):
+                raise IndexInconsistency(f"group {group_id}: the stored leaves do not give the stored current root")
+
+    def _current_root(self, conn: Any, group_id: int) -> int:
+        """The group's current root as stored (0: none, as an empty tree's)."""
+        row = conn.execute(
+            "SELECT root FROM roots WHERE group_id = ? AND superseded_block IS NULL"
+            " ORDER BY created_block DESC, created_log_index DESC LIMIT 1",
+            (group_id,),
+        ).fetchone()
+        return 0 if row is None else int(row[0])
 
     # ------------------------------------------------------------------ trees
 
-    def _load_trees(self, groups: Iterable[int] | None = None) -> None:
-        conn = self._conn()
+    def _load_trees(self, conn: Any, groups: Iterable[int] | None = None) -> None:
+        """(Re)build the trees of ``groups`` (default: every group) from ``members``."""
         wanted = None if groups is None else set(groups)
         ids = [int(r[0]) for r in conn.execute("SELECT group_id FROM groups ORDER BY group_id")]
         if wanted is not None:
@@ -269,10 +439,14 @@ class ChainIndex:
         else:
             self._trees.clear()
         for g in ids:
-            rows = conn.execute(
-                "SELECT commitment, removed FROM members WHERE group_id = ? ORDER BY idx", (g,)
-            ).fetchall()
-            self._trees[g] = _build_tree([(int(c), bool(r)) for c, r in rows])
+            self._trees[g] = self._read_tree(conn, g)
+
+    def _read_tree(self, conn: Any, group_id: int) -> LeanIMT:
+        """A group's tree built from its ``members`` rows (the one place a whole tree is read)."""
+        rows = conn.execute(
+            "SELECT commitment, removed FROM members WHERE group_id = ? ORDER BY idx", (group_id,)
+        ).fetchall()
+        return _build_tree([(int(c), bool(r)) for c, r in rows])
 
     def tree(self, group_id: int) -> LeanIMT:
         """The live tree of a group (do not modify it); KeyError if the group is unknown."""
@@ -288,7 +462,8 @@ class ChainIndex:
     # ------------------------------------------------------------------ cursor
 
     def _cursor_row(self) -> tuple[int, int] | None:
-        row = self._conn().execute("SELECT block, head FROM cursor WHERE id = 1").fetchone()
+        with self._db.connection() as conn:
+            row = conn.execute("SELECT block, head FROM cursor WHERE id = 1").fetchone()
         return None if row is None else (int(row[0]), int(row[1]))
 
     @property
@@ -303,18 +478,36 @@ class ChainIndex:
         row = self._cursor_row()
         return None if row is None else row[1]
 
+    def sync_state(self) -> tuple[int, int, float] | None:
+        """(cursor, head seen, wall time of the last complete sync) as the indexer last
+        recorded them (a follower replica's measure of freshness: docs/deployment.md)."""
+        with self._db.connection() as conn:
+            row = conn.execute("SELECT block, head, updated_at FROM cursor WHERE id = 1").fetchone()
+        if row is None or row[2] is None:
+            return None
+        return int(row[0]), int(row[1]), float(row[2])
+
+    def record_sync(self, head: int, at: float) -> None:
+        """The leader's indexer finished a complete sync at wall time ``at`` seeing ``head``
+        (followers read it through :meth:`sync_state`; the cursor itself moves in apply)."""
+        with self._db.connection() as conn:
+            conn.execute(
+                "UPDATE cursor SET head = CASE WHEN block > ? THEN block ELSE ? END, updated_at = ? WHERE id = 1",
+                (head, head, at),
+            )
+
     def block_hash(self, number: int) -> str | None:
-        row = self._conn().execute("SELECT hash FROM blocks WHERE number = ?", (number,)).fetchone()
+        with self._db.connection() as conn:
+            row = conn.execute("SELECT hash FROM blocks WHERE number = ?", (number,)).fetchone()
         return None if row is None else str(row[0])
 
     def stored_blocks(self, below: int, limit: int = 64) -> list[tuple[int, str]]:
         """Stored (number, hash) pairs under ``below``, highest first."""
-        return [
-            (int(n), str(h))
-            for n, h in self._conn().execute(
+        with self._db.connection() as conn:
+            rows = conn.execute(
                 "SELECT number, hash FROM blocks WHERE number < ? ORDER BY number DESC LIMIT ?", (below, limit)
-            )
-        ]
+            ).fetchall()
+        return [(int(n), str(h)) for n, h in rows]
 
     # ------------------------------------------------------------------ applying
 
@@ -334,90 +527,97 @@ class ChainIndex:
         Returns how many events were newly applied. On error nothing changes.
         """
         with self.lock:
-            conn = self._conn()
             touched: set[int] = set()
             try:
-                with transaction(conn):
+                with self._db.transaction() as conn:
+                    # Another replica may have written since this one last looked.
+                    self._catch_up(conn)
                     if rollback_to is not None:
-                        touched |= self._rollback(rollback_to)
-                        self._load_trees(touched)
+                        touched |= self._rollback(conn, rollback_to)
+                        self._load_trees(conn, touched)
                         # Remembered in the rollback's own transaction, so that the outbox is
                         # told even if the process dies right after (see rolled_back_from).
-                        mark = self._meta("rolled_back_from")
+                        mark = self._meta(conn, "rolled_back_from")
                         first = rollback_to + 1 if mark is None else min(int(mark), rollback_to + 1)
-                        self._set_meta("rolled_back_from", str(first))
-                    self._store_blocks(blocks)
-                    fresh = self._record_events(events, touched)
-                    self._apply_fresh(fresh)
+                        self._set_meta(conn, "rolled_back_from", str(first))
+                    self._store_blocks(conn, blocks)
+                    fresh = self._record_events(conn, events, touched)
+                    self._apply_fresh(conn, fresh)
                     conn.execute(
                         "INSERT INTO cursor (id, block, head, updated_at) VALUES (1, ?, ?, ?)"
                         " ON CONFLICT(id) DO UPDATE SET block = excluded.block, head = excluded.head,"
                         " updated_at = excluded.updated_at",
                         (cursor, max(head, cursor), time.time()),
                     )
-                    self._prune(cursor)
+                    self._prune(conn, cursor)
+                    seen = None
+                    if fresh or rollback_to is not None:
+                        changed = touched if rollback_to is not None else _leaf_changes(fresh)
+                        seen = self._bump(conn, changed)
             except BaseException:
                 # The trees of touched groups may hold half-applied changes: reload them.
                 if touched:
-                    self._load_trees(touched)
+                    with self._snapshot() as conn:
+                        self._load_trees(conn, touched)
                 raise
+            if seen is not None:
+                self._serial, self._generations = seen
             return len(fresh)
 
-    def _store_blocks(self, blocks: Sequence[BlockRef]) -> None:
+    def _store_blocks(self, conn: Any, blocks: Sequence[BlockRef]) -> None:
         """Store (or refresh) ``blocks``; a stored block with events may not change silently."""
-        conn = self._conn()
         self._timestamps = {b.hash: b.timestamp for b in blocks if b.timestamp is not None}
         for b in blocks:
-            stored = self.block_hash(b.number)
-            if stored is not None and stored != b.hash and self._has_events(stored):
+            row = conn.execute("SELECT hash FROM blocks WHERE number = ?", (b.number,)).fetchone()
+            stored = None if row is None else str(row[0])
+            if stored is not None and stored != b.hash and self._has_events(conn, stored):
                 raise IndexInconsistency(f"block {b.number} changed without a rollback (a reorganisation was missed)")
             conn.execute(
                 "INSERT INTO blocks (number, hash, parent_hash, timestamp) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT(number) DO UPDATE SET hash = excluded.hash,"
-                " parent_hash = coalesce(excluded.parent_hash, CASE WHEN hash = excluded.hash"
-                " THEN parent_hash END),"
-                " timestamp = coalesce(excluded.timestamp, CASE WHEN hash = excluded.hash"
-                " THEN timestamp END)",
+                " parent_hash = coalesce(excluded.parent_hash, CASE WHEN blocks.hash = excluded.hash"
+                " THEN blocks.parent_hash END),"
+                " timestamp = coalesce(excluded.timestamp, CASE WHEN blocks.hash = excluded.hash"
+                " THEN blocks.timestamp END)",
                 (b.number, b.hash, b.parent_hash, b.timestamp),
             )
 
-    def _apply_fresh(self, fresh: Sequence[LedgerEvent]) -> None:
+    def _apply_fresh(self, conn: Any, fresh: Sequence[LedgerEvent]) -> None:
         """Apply newly recorded events in order, consecutive additions to one group as one run."""
         run: list[LedgerEvent] = []
         for ev in fresh:
             if ev.name in _ADD_EVENTS:
                 if run and run[0].args["groupId"] != ev.args["groupId"]:
-                    self._apply_additions(run)
+                    self._apply_additions(conn, run)
                     run = []
                 run.append(ev)
                 continue
             if run:
-                self._apply_additions(run)
+                self._apply_additions(conn, run)
                 run = []
-            self._apply_event(ev)
+            self._apply_event(conn, ev)
         if run:
-            self._apply_additions(run)
+            self._apply_additions(conn, run)
 
-    def _has_events(self, block_hash: str) -> bool:
-        row = self._conn().execute("SELECT 1 FROM events WHERE block_hash = ? LIMIT 1", (block_hash,)).fetchone()
+    def _has_events(self, conn: Any, block_hash: str) -> bool:
+        row = conn.execute("SELECT 1 FROM events WHERE block_hash = ? LIMIT 1", (block_hash,)).fetchone()
         return row is not None
 
-    def _timestamp(self, block_hash: str) -> int:
+    def _timestamp(self, conn: Any, block_hash: str) -> int:
         known = self._timestamps.get(block_hash)
         if known is not None:
             return known
-        row = self._conn().execute("SELECT timestamp FROM blocks WHERE hash = ?", (block_hash,)).fetchone()
+        row = conn.execute("SELECT timestamp FROM blocks WHERE hash = ?", (block_hash,)).fetchone()
         if row is None or row[0] is None:
             raise ValueError(f"no timestamp for block {block_hash}")
         return int(row[0])
 
-    def _record_events(self, events: Sequence[LedgerEvent], touched: set[int]) -> list[LedgerEvent]:
+    def _record_events(self, conn: Any, events: Sequence[LedgerEvent], touched: set[int]) -> list[LedgerEvent]:
         """Store the event rows not stored yet; return those, in chain order (a log applied
         before is skipped: idempotence keyed by block hash and log index)."""
         ordered = sorted(events, key=lambda e: (e.block_number, e.log_index))
         if not ordered:
             return []
-        conn = self._conn()
         seen = {
             (str(h), int(i))
             for h, i in conn.execute(
@@ -456,9 +656,8 @@ class ChainIndex:
         )
         return fresh
 
-    def _apply_event(self, ev: LedgerEvent) -> None:
+    def _apply_event(self, conn: Any, ev: LedgerEvent) -> None:
         """Derived state of one recorded event other than an addition."""
-        conn = self._conn()
         group = ev.args.get("groupId")
         if group is None:
             return
@@ -486,7 +685,7 @@ class ChainIndex:
                 "UPDATE groups SET root_window = ? WHERE group_id = ?", (int(args["newWindow"]), group_id)
             )
         elif name in ("MemberUpdated", "MemberRemoved"):
-            self._apply_leaf_change(ev, group_id)
+            self._apply_leaf_change(conn, ev, group_id)
 
     def _group_tree(self, ev: LedgerEvent, group_id: int) -> LeanIMT:
         tree = self._trees.get(group_id)
@@ -494,14 +693,13 @@ class ChainIndex:
             raise IndexInconsistency(f"{ev.name} for group {group_id}, which was never created")
         return tree
 
-    def _apply_additions(self, run: Sequence[LedgerEvent]) -> None:
+    def _apply_additions(self, conn: Any, run: Sequence[LedgerEvent]) -> None:
         """Consecutive MemberAdded/MembersAdded events of one group, inserted as one batch.
 
         Each inner node is hashed once for the whole run (a one-leaf event would otherwise
         rehash its whole path); the tree's root must equal the last event's ``newRoot``,
         which pins every leaf, and each event's own ``newRoot`` becomes a root row.
         """
-        conn = self._conn()
         group_id = int(run[0].args["groupId"])
         tree = self._group_tree(run[0], group_id)
         rows = []
@@ -529,8 +727,8 @@ class ChainIndex:
             rows,
         )
         # Each event's root is superseded by the next one's block; the last stays current.
-        times = [self._timestamp(ev.block_hash) for ev in run]
-        self._supersede(group_id, run[0].block_number, times[0])
+        times = [self._timestamp(conn, ev.block_hash) for ev in run]
+        self._supersede(conn, group_id, run[0].block_number, times[0])
         conn.executemany(
             "INSERT INTO roots (group_id, root, created_block, created_log_index, created_time,"
             " superseded_block, superseded_time) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -548,8 +746,7 @@ class ChainIndex:
             ],
         )
 
-    def _apply_leaf_change(self, ev: LedgerEvent, group_id: int) -> None:
-        conn = self._conn()
+    def _apply_leaf_change(self, conn: Any, ev: LedgerEvent, group_id: int) -> None:
         tree = self._group_tree(ev, group_id)
         args = ev.args
         index = int(args["index"])
@@ -587,14 +784,13 @@ class ChainIndex:
                 f"group {group_id}: the tree's root after {ev.name} at block {ev.block_number} "
                 "differs from the event's newRoot"
             )
-        self._new_root(ev, group_id, new_root)
+        self._new_root(conn, ev, group_id, new_root)
 
-    def _new_root(self, ev: LedgerEvent, group_id: int, new_root: int) -> None:
+    def _new_root(self, conn: Any, ev: LedgerEvent, group_id: int, new_root: int) -> None:
         """The group's current root becomes ``new_root`` at ``ev``'s block: the contract stamps
         the replaced root with the block time (root 0 is never recorded)."""
-        conn = self._conn()
-        timestamp = self._timestamp(ev.block_hash)
-        self._supersede(group_id, ev.block_number, timestamp)
+        timestamp = self._timestamp(conn, ev.block_hash)
+        self._supersede(conn, group_id, ev.block_number, timestamp)
         if new_root != 0:
             conn.execute(
                 "INSERT INTO roots (group_id, root, created_block, created_log_index, created_time)"
@@ -602,15 +798,14 @@ class ChainIndex:
                 (group_id, str(new_root), ev.block_number, ev.log_index, timestamp),
             )
 
-    def _supersede(self, group_id: int, block_number: int, timestamp: int) -> None:
-        self._conn().execute(
+    def _supersede(self, conn: Any, group_id: int, block_number: int, timestamp: int) -> None:
+        conn.execute(
             "UPDATE roots SET superseded_block = ?, superseded_time = ? WHERE group_id = ? AND superseded_block IS NULL",
             (block_number, timestamp, group_id),
         )
 
-    def _rollback(self, ancestor: int) -> set[int]:
+    def _rollback(self, conn: Any, ancestor: int) -> set[int]:
         """Undo everything above block ``ancestor``; return the groups whose state changed."""
-        conn = self._conn()
         touched = {
             int(g)
             for (g,) in conn.execute(
@@ -638,12 +833,11 @@ class ChainIndex:
         conn.execute("DELETE FROM events WHERE block_number > ?", (ancestor,))
         conn.execute("DELETE FROM blocks WHERE number > ?", (ancestor,))
         for g in touched:
-            self._recompute_group(g)
+            self._recompute_group(conn, g)
         return touched
 
-    def _recompute_group(self, group_id: int) -> None:
+    def _recompute_group(self, conn: Any, group_id: int) -> None:
         """Admin, pending admin and window of a group from its remaining events."""
-        conn = self._conn()
         rows = conn.execute(
             "SELECT name, data FROM events WHERE group_id = ? AND name IN ('GroupCreated',"
             " 'GroupAdminTransferStarted', 'GroupAdminTransferred', 'RootWindowChanged')"
@@ -670,12 +864,12 @@ class ChainIndex:
             (admin, pending, window, group_id),
         )
 
-    def _prune(self, cursor: int) -> None:
+    def _prune(self, conn: Any, cursor: int) -> None:
         """Forget old blocks without events (the cursor and recent blocks stay)."""
         limit = cursor - KEEP_RECENT_BLOCKS
         if limit <= self._pruned_below:
             return
-        self._conn().execute(
+        conn.execute(
             "DELETE FROM blocks WHERE number >= ? AND number < ?"
             " AND NOT EXISTS (SELECT 1 FROM events WHERE events.block_hash = blocks.hash)",
             (self._pruned_below, limit),
@@ -685,21 +879,21 @@ class ChainIndex:
     # ------------------------------------------------------------------ queries
 
     def group(self, group_id: int) -> GroupRecord | None:
-        row = self._conn().execute(
-            "SELECT group_id, admin, root_window, created_block, created_tx, pending_admin FROM groups"
-            " WHERE group_id = ?",
-            (group_id,),
-        ).fetchone()
+        with self._db.connection() as conn:
+            row = conn.execute(
+                "SELECT group_id, admin, root_window, created_block, created_tx, pending_admin FROM groups"
+                " WHERE group_id = ?",
+                (group_id,),
+            ).fetchone()
         return None if row is None else GroupRecord(int(row[0]), row[1], int(row[2]), int(row[3]), row[4], row[5])
 
     def groups(self) -> list[GroupRecord]:
-        return [
-            GroupRecord(int(r[0]), r[1], int(r[2]), int(r[3]), r[4], r[5])
-            for r in self._conn().execute(
+        with self._db.connection() as conn:
+            rows = conn.execute(
                 "SELECT group_id, admin, root_window, created_block, created_tx, pending_admin FROM groups"
                 " ORDER BY group_id"
-            )
-        ]
+            ).fetchall()
+        return [GroupRecord(int(r[0]), r[1], int(r[2]), int(r[3]), r[4], r[5]) for r in rows]
 
     def member(self, group_id: int, commitment: int) -> MemberRecord | None:
         """The live leaf holding ``commitment`` (None if absent or removed)."""
@@ -710,41 +904,45 @@ class ChainIndex:
         return self._leaf(group_id, commitment, " ORDER BY block_number DESC, idx DESC LIMIT 1")
 
     def _leaf(self, group_id: int, commitment: int, rest: str) -> MemberRecord | None:
-        row = self._conn().execute(
-            "SELECT idx, block_number, tx_hash, removed FROM members WHERE group_id = ? AND commitment = ?" + rest,
-            (group_id, str(commitment)),
-        ).fetchone()
+        with self._db.connection() as conn:
+            row = conn.execute(
+                "SELECT idx, block_number, tx_hash, removed FROM members WHERE group_id = ? AND commitment = ?" + rest,
+                (group_id, str(commitment)),
+            ).fetchone()
         if row is None:
             return None
         return MemberRecord(group_id, int(row[0]), commitment, int(row[1]), _text_or_none(row[2]), bool(row[3]))
 
     def members(self, group_id: int) -> list[MemberRecord]:
-        return [
-            MemberRecord(group_id, int(i), int(c), int(b), _text_or_none(t), bool(r))
-            for i, c, b, t, r in self._conn().execute(
+        with self._db.connection() as conn:
+            rows = conn.execute(
                 "SELECT idx, commitment, block_number, tx_hash, removed FROM members WHERE group_id = ? ORDER BY idx",
                 (group_id,),
-            )
-        ]
+            ).fetchall()
+        return [MemberRecord(group_id, int(i), int(c), int(b), _text_or_none(t), bool(r)) for i, c, b, t, r in rows]
 
     def roots(self, group_id: int) -> list[RootRecord]:
         """Every time a root became current, oldest first."""
-        return [
-            RootRecord(group_id, int(r), int(cb), int(ct), None if sb is None else int(sb), None if st is None else int(st))
-            for r, cb, ct, sb, st in self._conn().execute(
+        with self._db.connection() as conn:
+            rows = conn.execute(
                 "SELECT root, created_block, created_time, superseded_block, superseded_time FROM roots"
                 " WHERE group_id = ? ORDER BY created_block, created_log_index",
                 (group_id,),
-            )
+            ).fetchall()
+        return [
+            RootRecord(group_id, int(r), int(cb), int(ct), None if sb is None else int(sb), None if st is None else int(st))
+            for r, cb, ct, sb, st in rows
         ]
 
     def tx_block(self, tx_hash: str) -> int | None:
         """Block of an indexed transaction of the registry (None if none of its events is indexed)."""
-        row = self._conn().execute("SELECT min(block_number) FROM events WHERE tx_hash = ?", (tx_hash,)).fetchone()
+        with self._db.connection() as conn:
+            row = conn.execute("SELECT min(block_number) FROM events WHERE tx_hash = ?", (tx_hash,)).fetchone()
         return None if row is None or row[0] is None else int(row[0])
 
     def event_count(self) -> int:
-        return int(self._conn().execute("SELECT count(*) FROM events").fetchone()[0])
+        with self._db.connection() as conn:
+            return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
 
     def _latest_root(self, root: int, group_id: int | None) -> tuple[Any, ...] | None:
         sql = (
@@ -755,7 +953,8 @@ class ChainIndex:
         if group_id is not None:
             sql += " AND r.group_id = ?"
             params.append(group_id)
-        row = self._conn().execute(sql + " ORDER BY r.created_block DESC, r.created_log_index DESC LIMIT 1", params).fetchone()
+        with self._db.connection() as conn:
+            row = conn.execute(sql + " ORDER BY r.created_block DESC, r.created_log_index DESC LIMIT 1", params).fetchone()
         return None if row is None else tuple(row)
 
     def root_status(self, group_id: int, root: int, now: float) -> RootStatus:

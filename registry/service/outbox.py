@@ -1,9 +1,18 @@
 """The outbox: registrations accepted from clients and not yet final on the ledger.
 
 A registration is acknowledged only once its row is committed here (SQLite, WAL,
-``synchronous=FULL``), so an acknowledged registration survives a crash, a power cut or
-a ledger outage; the batcher (:mod:`registry.service.batcher`) then anchors it. The outbox is
-the one store that is never rebuilt from the chain (``data_dir/outbox.sqlite``).
+``synchronous=FULL``; or PostgreSQL, whose commit is durable), so an acknowledged
+registration survives a crash, a power cut or a ledger outage; the batcher
+(:mod:`registry.service.batcher`) then anchors it. The outbox is the one store that is never
+rebuilt from the chain (``data_dir/outbox.sqlite``, or the schema ``zkid_outbox``).
+
+Replicas (docs/deployment.md): any number of registry processes may share one PostgreSQL
+outbox. Every replica enqueues; only the leader's batcher moves rows on (``take_pending``,
+``mark_*``, ``reopen_from``, the ``spend`` table). What makes that safe across replicas is in
+the database, not in memory: "already pending" is the partial unique index below (two
+replicas enqueueing one commitment at once: the second insert fails), and every
+multi-statement write runs in one transaction serialised across replicas
+(:meth:`registry.storage.database.Database.transaction`).
 
 Row states::
 
@@ -33,6 +42,10 @@ the file (``VACUUM``), so no page keeps the old ids or times.
 ``attempts`` counts broadcasts. A commitment can be in at most one active
 (pending/sent/included) row per group (a partial unique index), which makes "already
 pending" an atomic check.
+
+Schema versions: :data:`MIGRATIONS` (:mod:`registry.storage.migrations`); step 1 is the
+layout of ``PRAGMA user_version`` 2. SQLite files of user_version 0 and 1 are upgraded to
+it first (SQLite-only code, :meth:`Outbox._upgrade_legacy`).
 """
 
 from __future__ import annotations
@@ -41,7 +54,8 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,15 +63,16 @@ from typing import Any
 from registry.errors import RegistryError as RegistryError  # re-exported: raised here and by the facade
 from registry._utils.integers import MAX_GROUP_ID as MAX_GROUP_ID  # re-exported: the API bound (docs/api.md)
 from registry._utils.integers import bounded_int, range_text
-from registry.storage.sqlite import ConnectionPerThread, transaction
+from registry.storage.database import Database, SqliteDatabase
+from registry.storage.migrations import Migration, SchemaTooNew, migrate
 from zk.field import R
 
 FILE_NAME = "outbox.sqlite"
 STATES = ("pending", "sent", "included", "final", "failed")
 #: Not yet final on the canonical chain.
 ACTIVE_STATES = ("pending", "sent", "included")
-#: ``PRAGMA user_version`` of the current layout (0: before ``final`` existed, when
-#: ``included`` meant confirmed).
+#: ``PRAGMA user_version`` of the last SQLite-only layout (0: before ``final`` existed,
+#: when ``included`` meant confirmed); versions after it are :data:`MIGRATIONS`.
 SCHEMA_VERSION = 2
 #: Resolution of the times stored beside commitments (seconds).
 TIME_RESOLUTION = 3600
@@ -142,30 +157,78 @@ def check_commitments(commitments: object) -> list[int]:
     return values
 
 
-class Outbox:
-    """Durable registrations in ``path``; safe to share between threads (one connection each).
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS registrations (
+        id INTEGER PRIMARY KEY,
+        group_id INTEGER NOT NULL,
+        commitment TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'included', 'final', 'failed')),
+        tx_hash TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        block_number INTEGER,
+        last_error TEXT
+    )""",
+    # "Already pending" across threads and replicas: at most one active row per commitment.
+    "CREATE UNIQUE INDEX IF NOT EXISTS registrations_active ON registrations (group_id, commitment)"
+    " WHERE state IN ('pending', 'sent', 'included')",
+    "CREATE INDEX IF NOT EXISTS registrations_lookup ON registrations (group_id, commitment)",
+    "CREATE INDEX IF NOT EXISTS registrations_state ON registrations (state, group_id, id)",
+    "CREATE INDEX IF NOT EXISTS registrations_tx ON registrations (tx_hash)",
+    "CREATE INDEX IF NOT EXISTS registrations_block ON registrations (block_number)",
+    # What the batcher's transactions cost (wei), for the hourly budget: the most
+    # a transaction may cost when it is sent, its real fee once mined.
+    "CREATE TABLE IF NOT EXISTS spend (tx_hash TEXT PRIMARY KEY, at REAL NOT NULL, wei INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS spend_at ON spend (at)",
+)
 
+#: The outbox's schema steps (:mod:`registry.storage.migrations`): 1 = user_version 2.
+MIGRATIONS = (Migration(1, _SCHEMA),)
+
+
+class Outbox:
+    """Durable registrations; safe to share between threads (SQLite: one connection each;
+    PostgreSQL: a pool) and, on PostgreSQL, between replicas (module docstring).
+
+    ``store`` is a path (an SQLite file, as before) or a :class:`Database`.
     ``is_member(group_id, commitment)``, when given, tells whether a commitment is already a
     member on chain (the chain index): such registrations are refused as duplicates.
+
+    Per process (memory only): the arrival times behind :meth:`pending_groups` and
+    :meth:`oldest_unsettled`. Rows another replica enqueued count, on the leader, from when
+    its batcher first sees them (as rows of unknown arrival after a restart do).
     """
 
     def __init__(
         self,
-        path: Path | str,
+        store: Path | str | Database,
         is_member: Callable[[int, int], bool] | None = None,
         clock: Callable[[], float] = time.time,
         max_backlog: int | None = None,
     ) -> None:
-        self.path = Path(path)
+        #: Called inside every leader-only write transaction (the batcher's transitions,
+        #: reopen_from, record_spend) with its connection; raises to refuse the write when
+        #: this replica no longer leads (registry/service/leadership.py). None: no check.
+        self.fence: Callable[[Any], None] | None = None
+        if isinstance(store, Database):
+            self._db = store
+        else:
+            Path(store).parent.mkdir(parents=True, exist_ok=True)
+            # An acknowledged registration must survive a power cut: fsync on every commit.
+            self._db = SqliteDatabase(store, durable=True)
+        #: the SQLite file (None on PostgreSQL)
+        self.path: Path | None = self._db.path if isinstance(self._db, SqliteDatabase) else None
         self.is_member = is_member
         #: most registrations of one group not yet on chain; beyond: ``backlog_full`` (503)
         self.max_backlog = max_backlog
         self._clock = clock
-        # An acknowledged registration must survive a power cut: fsync on every commit.
-        self._connections = ConnectionPerThread(self.path, durable=True)
-        # Writers of this process queue here rather than in SQLite's busy handler, whose
-        # sleeps (milliseconds) would cut the throughput of concurrent registrations.
-        self._write_lock = threading.Lock()
+        # SQLite: writers of this process queue here rather than in SQLite's busy handler,
+        # whose sleeps (milliseconds) would cut the throughput of concurrent registrations.
+        # PostgreSQL serialises writers in the database (an advisory lock per transaction).
+        self._write_lock: AbstractContextManager[Any] = (
+            threading.Lock() if isinstance(self._db, SqliteDatabase) else nullcontext()
+        )
         #: group -> wall time since which it has had registrations not yet on chain (memory
         #: only: the store keeps hours; after a restart a group counts from when it is seen)
         self._since: dict[int, float] = {}
@@ -177,43 +240,50 @@ class Outbox:
         #: back to pending after a vanished transaction)
         self._unknown_since: dict[int, float] = {}
         self._since_lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = self._conn()
-        self._migrate(conn)
+        if isinstance(self._db, SqliteDatabase):
+            self._upgrade_legacy(self._db)
+        with self._write_lock:
+            migrate(self._db, MIGRATIONS)
 
-    def _migrate(self, conn: sqlite3.Connection) -> None:
+    @property
+    def database(self) -> Database:
+        return self._db
+
+    def _upgrade_legacy(self, db: SqliteDatabase) -> None:
+        """SQLite files from before :data:`MIGRATIONS`: ``PRAGMA user_version`` 0 or 1 ->
+        2 (= step 1); a newer user_version is refused."""
+        conn = db.raw()
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"{self.path} was written by a newer version (schema {version} > {SCHEMA_VERSION})"
-            )
+            raise SchemaTooNew(db.describe, version, SCHEMA_VERSION)
         exists = conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'registrations'"
         ).fetchone()
-        with self._write_lock, transaction(conn):
-            if exists and version < 1:
+        if not exists or version == SCHEMA_VERSION:
+            if version != SCHEMA_VERSION:
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            return
+        with self._write_lock, db.transaction() as tx:
+            if version < 1:
                 # The state CHECK changes: rebuild the table; confirmed rows become final.
-                conn.execute("ALTER TABLE registrations RENAME TO registrations_v0")
+                tx.execute("ALTER TABLE registrations RENAME TO registrations_v0")
                 for name in ("registrations_active", "registrations_lookup", "registrations_state", "registrations_tx"):
-                    conn.execute(f"DROP INDEX IF EXISTS {name}")
-            self._create(conn)
-            if exists and version < 1:
-                conn.execute(
+                    tx.execute(f"DROP INDEX IF EXISTS {name}")
+                self._create(tx)
+                tx.execute(
                     f"INSERT INTO registrations ({_COLUMNS}) SELECT id, group_id, commitment,"
                     " CASE state WHEN 'included' THEN 'final' ELSE state END, tx_hash, attempts,"
                     " created_at, updated_at, block_number, last_error FROM registrations_v0"
                 )
-                conn.execute("DROP TABLE registrations_v0")
-            if exists and version < 2:
-                self._rekey(conn)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        if exists and version < 2:
-            # The old ids and times may survive in free pages and the WAL: rewrite the file.
-            conn.execute("VACUUM")
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                tx.execute("DROP TABLE registrations_v0")
+            self._rekey(tx)
+            tx.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        # The old ids and times may survive in free pages and the WAL: rewrite the file.
+        conn.execute("VACUUM")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @staticmethod
-    def _rekey(conn: sqlite3.Connection) -> None:
+    def _rekey(conn: Any) -> None:
         """Schema 1 -> 2: random ids instead of AUTOINCREMENT ones, times to the hour."""
         conn.execute("ALTER TABLE registrations RENAME TO registrations_v1")
         for name in ("registrations_active", "registrations_lookup", "registrations_state", "registrations_tx", "registrations_block"):
@@ -238,44 +308,31 @@ class Outbox:
             conn.execute("DELETE FROM sqlite_sequence WHERE name IN ('registrations', 'registrations_v0', 'registrations_v1')")
 
     @staticmethod
-    def _create(conn: sqlite3.Connection) -> None:
-        for statement in (
-            """CREATE TABLE IF NOT EXISTS registrations (
-                id INTEGER PRIMARY KEY,
-                group_id INTEGER NOT NULL,
-                commitment TEXT NOT NULL,
-                state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'included', 'final', 'failed')),
-                tx_hash TEXT,
-                attempts INTEGER NOT NULL DEFAULT 0,
-                created_at INTEGER NOT NULL,
-                updated_at INTEGER NOT NULL,
-                block_number INTEGER,
-                last_error TEXT
-            )""",
-            "CREATE UNIQUE INDEX IF NOT EXISTS registrations_active ON registrations (group_id, commitment)"
-            " WHERE state IN ('pending', 'sent', 'included')",
-            "CREATE INDEX IF NOT EXISTS registrations_lookup ON registrations (group_id, commitment)",
-            "CREATE INDEX IF NOT EXISTS registrations_state ON registrations (state, group_id, id)",
-            "CREATE INDEX IF NOT EXISTS registrations_tx ON registrations (tx_hash)",
-            "CREATE INDEX IF NOT EXISTS registrations_block ON registrations (block_number)",
-            # What the batcher's transactions cost (wei), for the hourly budget: the most
-            # a transaction may cost when it is sent, its real fee once mined.
-            "CREATE TABLE IF NOT EXISTS spend (tx_hash TEXT PRIMARY KEY, at REAL NOT NULL, wei INTEGER NOT NULL)",
-            "CREATE INDEX IF NOT EXISTS spend_at ON spend (at)",
-        ):
+    def _create(conn: Any) -> None:
+        for statement in _SCHEMA:
             conn.execute(statement)
 
     # ------------------------------------------------------------------ connections
 
-    def _conn(self) -> sqlite3.Connection:
-        return self._connections.get()
-
     def close(self) -> None:
-        self._connections.close()
+        self._db.close()
+
+    @contextmanager
+    def _writing(self) -> Iterator[Any]:
+        """One write transaction (serialised: this process's lock on SQLite, an advisory
+        lock across replicas on PostgreSQL)."""
+        with self._write_lock, self._db.transaction() as conn:
+            yield conn
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._db.connection() as conn:
+            return list(conn.execute(sql, params).fetchall())
 
     def _write(self, sql: str, params: Iterable[Sequence[Any]]) -> int:
-        conn = self._conn()
-        with self._write_lock, transaction(conn):
+        """A leader-only write (the batcher's transitions): fenced (:attr:`fence`)."""
+        with self._writing() as conn:
+            if self.fence is not None:
+                self.fence(conn)
             changed = conn.executemany(sql, params).rowcount
         return int(changed)
 
@@ -296,8 +353,7 @@ class Outbox:
                     raise RegistryError("duplicate", f"commitment {c} is already a member of group {group}")
         arrived = self._clock()
         now = coarse_time(arrived)
-        conn = self._conn()
-        with self._write_lock, transaction(conn):
+        with self._writing() as conn:
             if self.max_backlog is not None:
                 (waiting,) = conn.execute(
                     "SELECT count(*) FROM registrations WHERE state IN ('pending', 'sent') AND group_id = ?",
@@ -340,12 +396,12 @@ class Outbox:
 
     def get(self, group_id: int, commitment: int) -> OutboxRow | None:
         """The active (pending/sent/included) row of a commitment, else its most recent row."""
-        row = self._conn().execute(
+        rows = self._read(
             f"SELECT {_COLUMNS} FROM registrations WHERE group_id = ? AND commitment = ?"
             " ORDER BY state IN ('pending', 'sent', 'included') DESC, state = 'final' DESC, updated_at DESC LIMIT 1",
             (group_id, str(commitment)),
-        ).fetchone()
-        return None if row is None else _row(row)
+        )
+        return _row(rows[0]) if rows else None
 
     def rows(self, state: str | None = None, group_id: int | None = None) -> list[OutboxRow]:
         where: list[str] = []
@@ -361,25 +417,23 @@ class Outbox:
         sql = f"SELECT {_COLUMNS} FROM registrations"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        return [_row(r) for r in self._conn().execute(sql + " ORDER BY id", params)]
+        return [_row(r) for r in self._read(sql + " ORDER BY id", params)]
 
     def counts(self) -> dict[str, int]:
         result = dict.fromkeys(STATES, 0)
-        for state, n in self._conn().execute("SELECT state, count(*) FROM registrations GROUP BY state"):
+        for state, n in self._read("SELECT state, count(*) FROM registrations GROUP BY state"):
             result[str(state)] = int(n)
         return result
 
     def unsettled_count(self) -> int:
         """Registrations not yet on chain (pending, or sent and not mined)."""
-        row = self._conn().execute(
-            "SELECT count(*) FROM registrations WHERE state IN ('pending', 'sent')"
-        ).fetchone()
-        return int(row[0])
+        ((n,),) = self._read("SELECT count(*) FROM registrations WHERE state IN ('pending', 'sent')")
+        return int(n)
 
     def unconfirmed_count(self) -> int:
         """Registrations mined but without their confirmations yet."""
-        row = self._conn().execute("SELECT count(*) FROM registrations WHERE state = 'included'").fetchone()
-        return int(row[0])
+        ((n,),) = self._read("SELECT count(*) FROM registrations WHERE state = 'included'")
+        return int(n)
 
     def _waiting_since(self, groups: Iterable[int]) -> dict[int, float]:
         """Since when each of ``groups`` (those with rows not yet on chain) has been waiting,
@@ -394,7 +448,7 @@ class Outbox:
     def oldest_unsettled(self) -> float | None:
         """Since when (wall time, this process's memory) the longest-waiting group has had
         registrations not yet on chain (None if none)."""
-        groups = [int(g) for (g,) in self._conn().execute(
+        groups = [int(g) for (g,) in self._read(
             "SELECT DISTINCT group_id FROM registrations WHERE state IN ('pending', 'sent')"
         )]
         since = self._waiting_since(groups)
@@ -408,13 +462,13 @@ class Outbox:
         while an earlier batch is in flight waits for its own k-anonymity floor."""
         counts = {
             int(g): int(n)
-            for g, n in self._conn().execute(
+            for g, n in self._read(
                 "SELECT group_id, count(*) FROM registrations WHERE state IN ('pending', 'sent') GROUP BY group_id"
             )
         }
         pending = {
             int(g): int(n)
-            for g, n in self._conn().execute(
+            for g, n in self._read(
                 "SELECT group_id, count(*) FROM registrations WHERE state = 'pending' GROUP BY group_id"
             )
         }
@@ -450,7 +504,7 @@ class Outbox:
         the random order of their ids (not arrival order); nothing is changed."""
         return [
             _row(r)
-            for r in self._conn().execute(
+            for r in self._read(
                 f"SELECT {_COLUMNS} FROM registrations WHERE state = 'pending' AND group_id = ?"
                 " ORDER BY created_at, id LIMIT ?",
                 (group_id, limit),
@@ -462,7 +516,7 @@ class Outbox:
         between the broadcast and ``mark_sent`` leaves them so)."""
         return [
             _row(r)
-            for r in self._conn().execute(
+            for r in self._read(
                 f"SELECT {_COLUMNS} FROM registrations WHERE state = 'pending' AND attempts > 0 ORDER BY id"
             )
         ]
@@ -523,8 +577,9 @@ class Outbox:
         recorded as mined there go back to ``sent`` (their transaction is looked up again).
         Returns how many."""
         now = coarse_time(self._clock())
-        conn = self._conn()
-        with self._write_lock:
+        with self._writing() as conn:
+            if self.fence is not None:
+                self.fence(conn)
             cur = conn.execute(
                 "UPDATE registrations SET state = 'sent', block_number = NULL, updated_at = ?"
                 " WHERE state IN ('included', 'final') AND block_number >= ?",
@@ -536,7 +591,7 @@ class Outbox:
         """Rows sent or mined but not final: the batcher follows them from their receipts."""
         return [
             _row(r)
-            for r in self._conn().execute(
+            for r in self._read(
                 f"SELECT {_COLUMNS} FROM registrations WHERE state IN ('sent', 'included') ORDER BY id"
             )
         ]
@@ -546,8 +601,9 @@ class Outbox:
     def record_spend(self, tx_hash: str, wei: int) -> None:
         """What a transaction of the batcher costs (its cap when sent, its fee once mined;
         the latest call wins, the time of the first stays)."""
-        conn = self._conn()
-        with self._write_lock:
+        with self._writing() as conn:
+            if self.fence is not None:
+                self.fence(conn)
             conn.execute(
                 "INSERT INTO spend (tx_hash, at, wei) VALUES (?, ?, ?)"
                 " ON CONFLICT(tx_hash) DO UPDATE SET wei = excluded.wei",
@@ -556,9 +612,8 @@ class Outbox:
 
     def spent_since(self, since: float) -> int:
         """Wei spent (or committed by transactions in flight) since ``since``."""
-        return sum(int(w) for (w,) in self._conn().execute("SELECT wei FROM spend WHERE at >= ?", (since,)))
+        return sum(int(w) for (w,) in self._read("SELECT wei FROM spend WHERE at >= ?", (since,)))
 
     def purge_spend(self, before: float) -> None:
-        conn = self._conn()
-        with self._write_lock:
+        with self._write_lock, self._db.connection() as conn:
             conn.execute("DELETE FROM spend WHERE at < ?", (before,))

@@ -2,8 +2,8 @@
 
 Privacy rule (docs/privacy.md, docs/api.md, docs/authorization.md "What is stored and
 logged"): the registry keeps, for abuse handling only, ``(hour, client IP, requests)``
-rows in ``data_dir/access.log.sqlite`` (``hour``: the Unix time of the start of the UTC
-hour) and deletes them once they are older than ``settings.access_log_hours`` (at most
+rows in ``data_dir/access.log.sqlite`` or the ``zkid_access`` schema of a PostgreSQL
+database (``hour``: the Unix time of the start of the UTC hour) and deletes them once they are older than ``settings.access_log_hours`` (at most
 72). No path, method, header, body, status or user agent is ever written: paths carry
 commitments and roots, bodies carry proofs.
 
@@ -25,11 +25,14 @@ from __future__ import annotations
 import ipaddress
 import threading
 import time
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from registry.storage.sqlite import check_store, close_connection, connect, create_schema, transaction
+from registry.storage.database import Database, SqliteDatabase
+from registry.storage.migrations import Migration, migrate
+from registry.storage.sqlite import check_store, transaction as sqlite_transaction
 
 FILE_NAME = "access.log.sqlite"
 MAX_HOURS = 72
@@ -44,6 +47,13 @@ SCHEMA_VERSION = 1
 MAX_PENDING = 100_000
 #: Only a log: a damaged one is deleted, not restored.
 DELETE_FIX = "delete it (it only holds connection times; a new log is started)"
+_TABLE = (
+    "CREATE TABLE IF NOT EXISTS connections (hour INTEGER NOT NULL, ip TEXT NOT NULL,"
+    " requests INTEGER NOT NULL, PRIMARY KEY (hour, ip)) WITHOUT ROWID"
+)
+#: Versioned schema (registry/storage/migrations.py), on SQLite applied after the
+#: file's own ``user_version`` upgrade above (:meth:`AccessLog._upgrade_sqlite`).
+MIGRATIONS = (Migration(1, (_TABLE,)),)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -53,17 +63,25 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class AccessLog:
-    """``(hour, ip, requests)`` rows in SQLite with bounded retention.
+    """``(hour, ip, requests)`` rows with bounded retention, in SQLite (``data_dir/access.log.sqlite``)
+    or the ``zkid_access`` schema of a shared PostgreSQL database.
 
     ``record`` is cheap and thread-safe; ``flush`` writes the hours that are over; ``purge``
     deletes rows older than the retention. ``start`` runs both in a daemon thread
     (flush every ``flush_interval`` s, purge every ``purge_interval`` s) and purges once
     immediately, so a registry restarted after a long stop never serves old rows.
+
+    ``database``: a :class:`registry.storage.database.Database` or the path of an SQLite
+    file. Replicas sharing one PostgreSQL database each count their own requests in
+    memory (per process) and add them to the shared rows (``requests + excluded.requests``),
+    so an hour's row is the sum over the replicas. ``secure_delete``, the WAL checkpoint
+    and the legacy layout upgrade are SQLite-only; on PostgreSQL a purge is a ``DELETE``
+    whose rows stay in the table's files until (auto)vacuum reclaims them (docs/privacy.md).
     """
 
     def __init__(
         self,
-        path: Path | str,
+        database: Path | str | Database,
         retention_hours: int = MAX_HOURS,
         *,
         flush_interval: float = 1.0,
@@ -75,7 +93,6 @@ class AccessLog:
             raise ValueError("retention_hours must be an integer")
         if not 1 <= retention_hours <= MAX_HOURS:
             raise ValueError(f"retention_hours must be between 1 and {MAX_HOURS}")
-        self.path = Path(path)
         self.retention_s = retention_hours * 3600
         self._flush_interval = flush_interval
         self._purge_interval = purge_interval
@@ -86,28 +103,46 @@ class AccessLog:
         self._db_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        check_access_log(self.path)
-        self._db = connect(self.path, durable=False)  # a log, not an acknowledged write
-        self._db.execute("PRAGMA secure_delete=ON")  # purged rows are zeroed, not left in free space
-        self._migrate()
+        if isinstance(database, Database):
+            self._db: Database = database
+        else:
+            self._db = SqliteDatabase(database, durable=False)  # a log, not an acknowledged write
+        self.path: Path | None = None
+        if isinstance(self._db, SqliteDatabase):
+            self.path = self._db.path
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            check_access_log(self.path)
+            self._upgrade_sqlite(self._db)
+        migrate(self._db, MIGRATIONS)
 
-    def _migrate(self) -> None:
-        """Create the table; fold a log of an earlier version (``(at, ip)`` to the second)
-        into hour buckets, then rewrite the file (``VACUUM``) and empty the WAL so that no
-        page keeps a row to the second."""
-        db = self._db
+    @contextmanager
+    def _connection(self, *, transaction: bool = False) -> Iterator[Any]:
+        """This thread's connection (in one transaction if asked); on SQLite with
+        ``secure_delete`` on (a per-connection setting), so purged rows are zeroed, not
+        left in free pages."""
+        if isinstance(self._db, SqliteDatabase):
+            self._db.raw().execute("PRAGMA secure_delete=ON")
+        if transaction:
+            with self._db.transaction() as conn:
+                yield conn
+        else:
+            with self._db.connection() as conn:
+                yield conn
+
+    def _upgrade_sqlite(self, sqlite: SqliteDatabase) -> None:
+        """SQLite only: create the table; fold a log of an earlier version (``(at, ip)``
+        to the second) into hour buckets, then rewrite the file (``VACUUM``) and empty the
+        WAL so that no page keeps a row to the second."""
+        db = sqlite.raw()
+        db.execute("PRAGMA secure_delete=ON")
         version = int(db.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"{self.path} was written by a newer version (schema {version} > {SCHEMA_VERSION})")
         columns = [str(r[1]) for r in db.execute("PRAGMA table_info(connections)")]
-        with transaction(db):
+        with sqlite_transaction(db):
             if columns and "hour" not in columns:
                 db.execute("ALTER TABLE connections RENAME TO connections_v0")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS connections (hour INTEGER NOT NULL, ip TEXT NOT NULL,"
-                " requests INTEGER NOT NULL, PRIMARY KEY (hour, ip)) WITHOUT ROWID"
-            )
+            db.execute(_TABLE)
             if columns and "hour" not in columns:
                 db.execute(
                     f"INSERT INTO connections (hour, ip, requests) SELECT (at / {BUCKET}) * {BUCKET} AS h, ip, count(*)"
@@ -138,18 +173,20 @@ class AccessLog:
         if not rows:
             return 0
         with self._db_lock:
-            existing = sum(
-                1 for h, ip, _ in rows
-                if self._db.execute("SELECT 1 FROM connections WHERE hour = ? AND ip = ?", (h, ip)).fetchone()
-            )
-            with transaction(self._db, immediate=False):
-                self._db.executemany(
+            with self._connection(transaction=True) as conn:
+                existing = sum(
+                    1 for h, ip, _ in rows
+                    if conn.execute("SELECT 1 FROM connections WHERE hour = ? AND ip = ?", (h, ip)).fetchone()
+                )
+                # Another replica may have written the same (hour, ip) rows: counts add up.
+                conn.executemany(
                     "INSERT INTO connections (hour, ip, requests) VALUES (?, ?, ?)"
-                    " ON CONFLICT (hour, ip) DO UPDATE SET requests = requests + excluded.requests",
+                    " ON CONFLICT (hour, ip) DO UPDATE SET requests = connections.requests + excluded.requests",
                     rows,
                 )
-            # The WAL would keep the page images of earlier hours in write order: fold it.
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            if isinstance(self._db, SqliteDatabase):
+                # The WAL would keep the page images of earlier hours in write order: fold it.
+                self._db.raw().execute("PRAGMA wal_checkpoint(TRUNCATE)")
             return len(rows) - existing
 
     def pending_count(self) -> int:
@@ -163,15 +200,17 @@ class AccessLog:
         with self._lock:
             for key in [k for k in self._pending if k[0] + BUCKET <= cutoff]:
                 del self._pending[key]
-        with self._db_lock:
+        with self._db_lock, self._connection() as conn:
             # An hour goes once all of it is older than the retention.
-            return int(self._db.execute("DELETE FROM connections WHERE hour + ? <= ?", (BUCKET, cutoff)).rowcount)
+            return int(conn.execute("DELETE FROM connections WHERE hour + ? <= ?", (BUCKET, cutoff)).rowcount)
 
     def rows(self) -> list[tuple[int, str, int]]:
         """``(hour, ip, requests)``: everything stored plus the hour not yet written (tests,
         an operator answering an abuse report)."""
-        with self._db_lock:
-            stored = {(int(h), str(i)): int(n) for h, i, n in self._db.execute("SELECT hour, ip, requests FROM connections")}
+        with self._db_lock, self._connection() as conn:
+            stored = {
+                (int(h), str(i)): int(n) for h, i, n in conn.execute("SELECT hour, ip, requests FROM connections").fetchall()
+            }
         with self._lock:
             for key, n in self._pending.items():
                 stored[key] = stored.get(key, 0) + n
@@ -204,7 +243,7 @@ class AccessLog:
         self.flush(final=True)
         self.purge()
         with self._db_lock:
-            close_connection(self._db)
+            self._db.close()  # SQLite: the WAL checkpointed into the file first
 
 
 def check_access_log(path: Path | str) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from eth_account import Account
 
 from registry.evidence.log import EvidenceLog, load_or_create_log_key
+from registry.storage.database import open_store_database
 from tests.support.net import free_port
 from zk.evidence.record import EventType, EvidenceRecord, SignedRecord, sign_record
 
@@ -35,9 +36,11 @@ def make_records(n: int, start: int = 0, chain_id: int = CHAIN_ID) -> list[Signe
     return out
 
 
-def open_log(data_dir: Path, origin: str = "letro-zkid/test/evidence") -> EvidenceLog:
+def open_log(data_dir: Path, origin: str = "letro-zkid/test/evidence", database_url: str | None = None) -> EvidenceLog:
+    """The log of ``data_dir`` (its key file there); on SQLite (``database_url`` None) or
+    the PostgreSQL database at ``database_url``."""
     signer = load_or_create_log_key(data_dir, origin)
-    return EvidenceLog(data_dir / "evidence.sqlite", signer, origin)
+    return EvidenceLog(open_store_database(database_url, data_dir, "evidence.sqlite", durable=True), signer, origin)
 
 
 class Relay:

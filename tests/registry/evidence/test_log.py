@@ -1,10 +1,13 @@
-"""The SQLite evidence log against the in-memory reference tree (zk.evidence.merkle)."""
+"""The evidence log against the in-memory reference tree (zk.evidence.merkle), on both
+backends (``database_url``: SQLite file, a real PostgreSQL server), and two replicas
+appending to one database at once."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -28,8 +31,8 @@ from zk.evidence.record import EventType, EvidenceRecord, ReasonCode, record_has
 RECORDS = make_records(70)
 
 
-def test_matches_memory_tree_and_proofs_verify(tmp_path: Path) -> None:
-    log = open_log(tmp_path)
+def test_matches_memory_tree_and_proofs_verify(tmp_path: Path, database_url: str | None) -> None:
+    log = open_log(tmp_path, database_url=database_url)
     ref = merkle.MemoryTree(cache=False)
     # Mixed single and batch appends, so batches straddle subtree boundaries.
     log.append(RECORDS[0])
@@ -54,12 +57,12 @@ def test_matches_memory_tree_and_proofs_verify(tmp_path: Path) -> None:
     assert checkpoint.size == 70
 
 
-def test_durable_across_reopen_and_duplicates_idempotent(tmp_path: Path) -> None:
-    log = open_log(tmp_path)
+def test_durable_across_reopen_and_duplicates_idempotent(tmp_path: Path, database_url: str | None) -> None:
+    log = open_log(tmp_path, database_url=database_url)
     first = log.append_many(RECORDS[:10])
     root, note = log.root(), log.checkpoint()
     log.close()
-    log = open_log(tmp_path)
+    log = open_log(tmp_path, database_url=database_url)
     assert log.size == 10 and log.root() == root and log.checkpoint() == note
     # Appending after reopening continues the same tree (the frontier was reloaded).
     assert log.append(RECORDS[10]) == (10, RECORDS[10].record.evidence_id())
@@ -76,8 +79,8 @@ def test_durable_across_reopen_and_duplicates_idempotent(tmp_path: Path) -> None
     assert (cp.size, cp.root_hash) == (13, log.root())
 
 
-def test_bad_signature_rejected_and_batch_all_or_nothing(tmp_path: Path) -> None:
-    log = open_log(tmp_path)
+def test_bad_signature_rejected_and_batch_all_or_nothing(tmp_path: Path, database_url: str | None) -> None:
+    log = open_log(tmp_path, database_url=database_url)
     other = make_records(1, start=500)[0]
     forged = dataclasses.replace(RECORDS[0], signature=other.signature)  # valid encoding, wrong signer
     with pytest.raises(BadSignature) as info:
@@ -128,3 +131,52 @@ def test_fast_record_hash_equals_reference(
     rec = EvidenceRecord(chain_id=chain_id, event=event, event_time=event_time, issuer=RELAY,
                          blob_digest=digest, region=region, links=tuple(links), reason=reason)
     assert record_hash(rec) == rec.record_hash()
+
+
+def test_two_replicas_appending_at_once_keep_indices_sequential_and_proofs_valid(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    """Two EvidenceLog objects on one database (two replicas), two threads each, appending
+    overlapping batches at once: every record gets one index, the indices are 0..n-1
+    without gaps, and every entry's inclusion proof verifies against one checkpoint."""
+    a = open_log(tmp_path, database_url=database_url)
+    b = open_log(tmp_path, database_url=database_url)
+    a.append(RECORDS[0])  # both replicas have appended before: each keeps a frontier
+    b.append(RECORDS[1])
+    results: dict[str, list[tuple[int, str]]] = {}
+    jobs = {
+        "a1": (a, RECORDS[2:22]), "a2": (a, RECORDS[22:42]),
+        "b1": (b, RECORDS[32:52]), "b2": (b, RECORDS[42:62]),  # 32..41 also sent to a
+    }
+
+    def work(name: str) -> None:
+        log, records = jobs[name]
+        results[name] = [pair for i in range(0, len(records), 4) for pair in log.append_many(records[i : i + 4])]
+
+    threads = [threading.Thread(target=work, args=(name,)) for name in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == sorted(jobs)
+    index_of: dict[str, int] = {}
+    for pairs in results.values():
+        for index, evidence_id in pairs:
+            assert index_of.setdefault(evidence_id, index) == index  # one index per record
+    assert sorted(index_of.values()) == list(range(2, 62))
+    assert a.size == b.size == 62
+    reference = merkle.MemoryTree(cache=False)
+    for i in range(62):
+        reference.append(a.entry_at(i).signed.record.leaf_hash())
+    assert a.root() == b.root() == merkle.root_hash(reference)
+    note = b.checkpoint()
+    for i in range(62):
+        proof = a.tlog_proof(i, 62)
+        assert proof.checkpoint == note
+        checkpoint = verify_tlog_proof(parse_tlog_proof(proof.format()), a.entry_at(i).signed.record.leaf_hash(),
+                                       [a.verifier], a.origin)
+        assert checkpoint.size == 62
+    # and both go on appending where the other left off
+    assert a.append(RECORDS[62])[0] == 62 and b.append(RECORDS[63])[0] == 63
+    a.close()
+    b.close()

@@ -1,17 +1,21 @@
-"""ChainIndex on its own: applying events, idempotence, rollback, root validity, reopening.
+"""ChainIndex on its own: applying events, idempotence, rollback, root validity, reopening,
+and follower replicas keeping their trees current (refresh).
 
 Events are built by hand here (their newRoot computed with an independent LeanIMT); the
-indexer tests check the same things against events of the real contract on Anvil.
+indexer tests check the same things against events of the real contract on Anvil. Every
+test not about SQLite files runs against both backends (``database_url``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from registry.service.authorization import RootStatus
-from registry.service.index import BlockRef, ChainIndex, IndexInconsistency, delete_index_files
+from registry.service.index import FILE_NAME, BlockRef, ChainIndex, IndexInconsistency, delete_index_files
+from registry.storage.database import open_store_database
 from registry.ledger.base import LedgerEvent
 from tests.registry.conftest import make_commitments
 from zk.tree import LeanIMT
@@ -47,9 +51,11 @@ class Chain:
             log_index=log_index,
         )
 
-    def create(self, block: BlockRef, group: int, window: int = 3600, admin: str = ADMIN) -> LedgerEvent:
+    def create(
+        self, block: BlockRef, group: int, window: int = 3600, admin: str = ADMIN, log_index: int = 0
+    ) -> LedgerEvent:
         self.trees[group] = LeanIMT(unique=False)
-        return self.event(block, "GroupCreated", groupId=group, admin=admin, rootWindow=window)
+        return self.event(block, "GroupCreated", log_index, groupId=group, admin=admin, rootWindow=window)
 
     def add(self, block: BlockRef, group: int, values: list[int], log_index: int = 0) -> LedgerEvent:
         self.trees[group].insert_many(values)
@@ -71,11 +77,28 @@ class Chain:
         )
 
 
+OpenIndex = Callable[[], ChainIndex]
+
+
 @pytest.fixture
-def index(tmp_path: Path) -> ChainIndex:
-    idx = ChainIndex(tmp_path / "index.sqlite")
-    yield idx
-    idx.close()
+def open_index(tmp_path: Path, database_url: str | None) -> Iterator[OpenIndex]:
+    """``open_index()``: a ChainIndex on this test's database (the same file or PostgreSQL
+    database on every call: a reopening, or another replica)."""
+    opened: list[ChainIndex] = []
+
+    def make() -> ChainIndex:
+        idx = ChainIndex(open_store_database(database_url, tmp_path, FILE_NAME, durable=False))
+        opened.append(idx)
+        return idx
+
+    yield make
+    for idx in opened:
+        idx.close()
+
+
+@pytest.fixture
+def index(open_index: OpenIndex) -> ChainIndex:
+    return open_index()
 
 
 def snapshot(idx: ChainIndex) -> dict[str, object]:
@@ -233,9 +256,8 @@ def test_recurring_root_counts_its_latest_time(index: ChainIndex) -> None:
     assert index.root_status(0, r_a, now=b4.timestamp + 11) is RootStatus.EXPIRED
 
 
-def test_reopening_rebuilds_trees_with_removed_and_readded_members(tmp_path: Path) -> None:
-    path = tmp_path / "index.sqlite"
-    idx = ChainIndex(path)
+def test_reopening_rebuilds_trees_with_removed_and_readded_members(open_index: OpenIndex) -> None:
+    idx = open_index()
     ch = Chain()
     values = make_commitments(5)
     b1, b2 = ch.block(), ch.block()
@@ -246,7 +268,7 @@ def test_reopening_rebuilds_trees_with_removed_and_readded_members(tmp_path: Pat
     idx.apply(events, ch.blocks, cursor=b3.number, head=b3.number)
     before = snapshot(idx)
     idx.close()
-    again = ChainIndex(path)
+    again = open_index()
     assert snapshot(again) == before
     assert again.tree(0).root == ch.trees[0].root
     member = again.member(0, values[1])
@@ -256,8 +278,8 @@ def test_reopening_rebuilds_trees_with_removed_and_readded_members(tmp_path: Pat
     again.close()
 
 
-def test_bind_to_another_deployment_wipes_and_reset(tmp_path: Path) -> None:
-    idx = ChainIndex(tmp_path / "index.sqlite")
+def test_bind_to_another_deployment_wipes_and_reset(open_index: OpenIndex) -> None:
+    idx = open_index()
     assert idx.bind(1, "0x" + "aa" * 20, "0x" + "01" * 32) is True
     ch = Chain()
     b1 = ch.block()
@@ -271,8 +293,15 @@ def test_bind_to_another_deployment_wipes_and_reset(tmp_path: Path) -> None:
     idx.apply([ch.create(b1, 0)], [b1], cursor=b1.number, head=b1.number)
     idx.reset()
     assert idx.groups() == [] and idx.cursor is None
+
+
+def test_deleting_the_index_files_leaves_nothing(tmp_path: Path) -> None:
+    idx = ChainIndex(tmp_path / FILE_NAME)
+    ch = Chain()
+    b1 = ch.block()
+    idx.apply([ch.create(b1, 0), ch.add(b1, 0, [9], log_index=1)], [b1], cursor=b1.number, head=b1.number)
     idx.close()
-    delete_index_files(tmp_path / "index.sqlite")
+    delete_index_files(tmp_path / FILE_NAME)
     assert not any(tmp_path.iterdir())
 
 
@@ -287,24 +316,123 @@ def test_event_block_without_timestamp_is_refused(index: ChainIndex) -> None:
     assert index.cursor == b1.number
 
 
-def test_a_null_tx_hash_reads_as_none_not_the_string_none(tmp_path: Path) -> None:
+def test_a_null_tx_hash_reads_as_none_not_the_string_none(index: ChainIndex) -> None:
     """``members.tx_hash`` is a nullable column (files written before it was always set):
     a NULL there is no transaction, not a transaction called "None"."""
-    import sqlite3
-
     ch = Chain()
     values = make_commitments(2)
     b1 = ch.block()
-    path = tmp_path / "index.sqlite"
-    idx = ChainIndex(path)
-    try:
-        idx.apply([ch.create(b1, 0), ch.add(b1, 0, values, log_index=1)], ch.blocks, cursor=b1.number, head=b1.number)
-        with sqlite3.connect(path) as conn:
-            conn.execute("UPDATE members SET tx_hash = NULL WHERE group_id = 0 AND idx = 0")
-        member = idx.member(0, values[0])
-        assert member is not None and member.tx_hash is None
-        assert [m.tx_hash for m in idx.members(0)][0] is None
-        other = idx.member(0, values[1])
-        assert other is not None and other.tx_hash == f"0x{b1.number:060x}{1:04x}"
-    finally:
-        idx.close()
+    idx = index
+    idx.apply([ch.create(b1, 0), ch.add(b1, 0, values, log_index=1)], ch.blocks, cursor=b1.number, head=b1.number)
+    with idx.database.connection() as conn:
+        conn.execute("UPDATE members SET tx_hash = NULL WHERE group_id = 0 AND idx = 0")
+    member = idx.member(0, values[0])
+    assert member is not None and member.tx_hash is None
+    assert [m.tx_hash for m in idx.members(0)][0] is None
+    other = idx.member(0, values[1])
+    assert other is not None and other.tx_hash == f"0x{b1.number:060x}{1:04x}"
+
+
+# ---------------------------------------------------------------------------- replicas
+# Two ChainIndex objects on one database: the leader applies, the follower refreshes.
+
+
+def test_a_follower_inserts_appended_leaves_into_its_trees(open_index: OpenIndex) -> None:
+    leader, follower = open_index(), open_index()
+    assert follower.refresh() is False  # nothing written yet: one read, nothing loaded
+    ch = Chain()
+    values = make_commitments(7)
+    b1 = ch.block()
+    leader.apply([ch.create(b1, 0), ch.add(b1, 0, values[:3], log_index=1)], [b1], cursor=b1.number, head=b1.number)
+    with pytest.raises(KeyError):
+        follower.tree(0)
+    assert follower.refresh() is True
+    tree = follower.tree(0)
+    assert tree.root == ch.trees[0].root and follower.has_member(0, values[2])
+    assert follower.refresh() is False  # nothing changed since
+    b2, b3 = ch.block(), ch.block()
+    leader.apply([ch.add(b2, 0, values[3:5])], [b2], cursor=b2.number, head=b2.number)
+    leader.apply([ch.add(b3, 0, values[5:]), ch.create(b3, 1, window=9, log_index=1)], [b3], cursor=b3.number, head=b3.number)
+    assert follower.refresh() is True
+    assert follower.tree(0) is tree  # extended in place, not rebuilt
+    assert tree.export() == leader.tree(0).export() and tree.root == ch.trees[0].root
+    assert follower.tree(1).size == 0
+    assert snapshot(follower) == snapshot(leader)
+
+
+def test_a_follower_reloads_a_group_whose_leaves_changed(open_index: OpenIndex) -> None:
+    leader, follower = open_index(), open_index()
+    ch = Chain()
+    values = make_commitments(6)
+    b1 = ch.block()
+    leader.apply(
+        [ch.create(b1, 0), ch.create(b1, 1, log_index=1), ch.add(b1, 0, values[:3], log_index=2),
+         ch.add(b1, 1, values[3:], log_index=3)],
+        [b1], cursor=b1.number, head=b1.number,
+    )
+    follower.refresh()
+    tree0, tree1 = follower.tree(0), follower.tree(1)
+    b2 = ch.block()
+    leader.apply([ch.remove(b2, 0, 1), ch.update(b2, 0, 2, 4242, log_index=1)], [b2], cursor=b2.number, head=b2.number)
+    assert follower.refresh() is True
+    assert follower.tree(0) is not tree0 and follower.tree(0).root == ch.trees[0].root
+    assert not follower.has_member(0, values[1]) and follower.has_member(0, 4242)
+    assert follower.tree(1) is tree1  # another group: untouched
+    assert snapshot(follower) == snapshot(leader)
+
+
+def test_a_follower_follows_a_rollback_and_a_reset(open_index: OpenIndex) -> None:
+    leader, follower = open_index(), open_index()
+    ch = Chain()
+    values = make_commitments(4)
+    b1 = ch.block()
+    leader.apply([ch.create(b1, 0), ch.add(b1, 0, values[:2], log_index=1)], [b1], cursor=b1.number, head=b1.number)
+    kept_root = ch.trees[0].root
+    b2 = ch.block()
+    leader.apply([ch.add(b2, 0, values[2:]), ch.create(b2, 1, log_index=1)], [b2], cursor=b2.number, head=b2.number)
+    follower.refresh()
+    assert follower.tree(0).size == 4 and follower.tree(1).size == 0
+    ch.number = b1.number
+    alt = ch.block(fork="b")
+    leader.apply([], [alt], cursor=alt.number, head=alt.number, rollback_to=b1.number)
+    assert follower.refresh() is True
+    assert follower.tree(0).root == kept_root and follower.tree(0).size == 2
+    with pytest.raises(KeyError):
+        follower.tree(1)  # created in a vanished block
+    assert snapshot(follower) == snapshot(leader)
+    leader.reset()
+    assert follower.refresh() is True
+    assert follower.groups() == [] and not follower.has_member(0, values[0])
+    with pytest.raises(KeyError):
+        follower.tree(0)
+
+
+def test_a_follower_that_becomes_leader_applies_on_what_the_old_leader_wrote(open_index: OpenIndex) -> None:
+    """No refresh in between: apply catches up inside its serialised transaction (else the
+    newRoot check of the next addition would refuse it)."""
+    old, new = open_index(), open_index()
+    ch = Chain()
+    values = make_commitments(5)
+    b1 = ch.block()
+    old.apply([ch.create(b1, 0), ch.add(b1, 0, values[:2], log_index=1)], [b1], cursor=b1.number, head=b1.number)
+    new.refresh()
+    b2 = ch.block()
+    old.apply([ch.add(b2, 0, values[2:4]), ch.remove(b2, 0, 0, log_index=1)], [b2], cursor=b2.number, head=b2.number)
+    b3 = ch.block()
+    assert new.apply([ch.add(b3, 0, values[4:])], [b3], cursor=b3.number, head=b3.number) == 1
+    assert new.tree(0).root == ch.trees[0].root
+    assert old.refresh() is True and snapshot(old) == snapshot(new)
+
+
+def test_a_follower_refuses_leaves_that_do_not_give_the_stored_root(open_index: OpenIndex) -> None:
+    leader, follower = open_index(), open_index()
+    ch = Chain()
+    b1 = ch.block()
+    leader.apply([ch.create(b1, 0), ch.add(b1, 0, [5, 6], log_index=1)], [b1], cursor=b1.number, head=b1.number)
+    follower.refresh()
+    b2 = ch.block()
+    leader.apply([ch.add(b2, 0, [7])], [b2], cursor=b2.number, head=b2.number)
+    with leader.database.connection() as conn:  # a damaged index: the appended leaf altered
+        conn.execute("UPDATE members SET commitment = ? WHERE group_id = 0 AND idx = 2", ("8",))
+    with pytest.raises(IndexInconsistency):
+        follower.refresh()

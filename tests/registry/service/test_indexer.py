@@ -1,5 +1,6 @@
 """The indexer against a real Anvil: chunked backfill, index == chain, reorganisations,
-rebuild from scratch."""
+rebuild from scratch. The index == chain and reorganisation tests run against both
+backends (``database_url``)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,17 @@ import pytest
 
 from registry.service.index import ChainIndex, delete_index_files
 from registry.service.indexer import Indexer, item_state
+from registry.storage.database import open_store_database
 from registry.ledger.registry_contract import RegistryContract
 from tests.registry.conftest import assert_index_matches_chain, index_snapshot, make_commitments
 from zk.tree import LeanIMT
 
 
-def new_indexer(tmp_path: Path, anvil: Any, deployed: Any, name: str = "index.sqlite", chunk: int = 1000) -> Indexer:
-    return Indexer(anvil.w3, deployed.manifest, ChainIndex(tmp_path / name), confirmations=2, chunk=chunk)
+def new_indexer(
+    tmp_path: Path, anvil: Any, deployed: Any, name: str = "index.sqlite", chunk: int = 1000, database_url: str | None = None
+) -> Indexer:
+    index = ChainIndex(open_store_database(database_url, tmp_path, name, durable=False))
+    return Indexer(anvil.w3, deployed.manifest, index, confirmations=2, chunk=chunk)
 
 
 class Mirror:
@@ -85,9 +90,9 @@ def test_item_state() -> None:
 
 
 def test_index_equals_chain_after_many_changes(
-    tmp_path: Path, anvil: Any, deployed: Any, chain: Any, make_transactor: Any
+    tmp_path: Path, anvil: Any, deployed: Any, chain: Any, make_transactor: Any, database_url: str | None
 ) -> None:
-    indexer = new_indexer(tmp_path, anvil, deployed)
+    indexer = new_indexer(tmp_path, anvil, deployed, database_url=database_url)
     busy_history(anvil, deployed, make_transactor, indexer)
     chain.increase_time(1000)  # group 1 (window 40) now has expired roots, group 0 not
     indexer.sync_once()
@@ -150,11 +155,12 @@ def _calldata(registry: RegistryContract, values: list[int]) -> dict[str, Any]:
 
 
 def test_reorganisation_of_the_last_blocks(
-    tmp_path: Path, anvil: Any, deployed: Any, chain: Any, ledger_tx: Any
+    tmp_path: Path, anvil: Any, deployed: Any, chain: Any, ledger_tx: Any, database_url: str | None
 ) -> None:
     a, b, c, d, e = make_commitments(5, seed=5000)
     reg = deployed.registry
-    indexer = new_indexer(tmp_path, anvil, deployed)
+    indexer = new_indexer(tmp_path, anvil, deployed, database_url=database_url)
+    follower = ChainIndex(open_store_database(database_url, tmp_path, "index.sqlite", durable=False))
     reg.add_members(0, [a])
     indexer.sync_once()
     kept_root = reg.root(0)
@@ -179,9 +185,14 @@ def test_reorganisation_of_the_last_blocks(
     # the root current before the vanished blocks was superseded again, by d's block
     assert [r.root for r in idx.roots(0)].count(kept_root) == 1
     # and a fresh index built from the new chain is identical
-    fresh = new_indexer(tmp_path, anvil, deployed, "fresh.sqlite")
+    fresh = new_indexer(tmp_path, anvil, deployed, "fresh.sqlite", database_url=database_url)
     fresh.sync_once()
     assert index_snapshot(fresh.index) == index_snapshot(idx)
+    # a follower replica on the same database catches up by refreshing
+    assert follower.refresh() is True
+    assert index_snapshot(follower) == index_snapshot(idx)
+    assert follower.has_member(0, e) and not follower.has_member(0, b)
+    follower.close()
     idx.close()
     fresh.index.close()
 

@@ -1,15 +1,22 @@
-"""The outbox: validation, duplicates, durability (real SQLite files, a killed process)."""
+"""The outbox: validation, duplicates, durability (a killed process), schema versions, and
+replicas sharing one database. Every test that is not about SQLite files runs against both
+backends (``database_url``: SQLite files, a real PostgreSQL server)."""
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from registry.service.outbox import MAX_GROUP_ID, MAX_PER_CALL, Outbox, RegistryError
+from registry.service.outbox import FILE_NAME, MAX_GROUP_ID, MAX_PER_CALL, Outbox, RegistryError
+from registry.storage.database import open_store_database
+from registry.storage.migrations import VERSION_TABLE, SchemaTooNew
 from tests.registry.conftest import make_commitments
 from tests.support.clock import FakeClock
 from tests.support.wait import run_threads
@@ -17,12 +24,28 @@ from zk.field import R
 
 ROOT = Path(__file__).resolve().parents[3]
 
+OpenOutbox = Callable[..., Outbox]
+
 
 @pytest.fixture
-def outbox(tmp_path: Path) -> Outbox:
-    box = Outbox(tmp_path / "outbox.sqlite")
-    yield box
-    box.close()
+def open_outbox(tmp_path: Path, database_url: str | None) -> Iterator[OpenOutbox]:
+    """``open_outbox(**kwargs)``: an Outbox on this test's database (the same file or
+    PostgreSQL database on every call: a reopening, or another replica)."""
+    opened: list[Outbox] = []
+
+    def make(**kwargs: Any) -> Outbox:
+        box = Outbox(open_store_database(database_url, tmp_path, FILE_NAME, durable=True), **kwargs)
+        opened.append(box)
+        return box
+
+    yield make
+    for box in opened:
+        box.close()
+
+
+@pytest.fixture
+def outbox(open_outbox: OpenOutbox) -> Outbox:
+    return open_outbox()
 
 
 def test_enqueue_returns_pending_rows(outbox: Outbox) -> None:
@@ -109,9 +132,9 @@ def test_duplicate_of_pending_registration(outbox: Outbox) -> None:
     outbox.enqueue(0, [c])
 
 
-def test_duplicate_of_indexed_member(tmp_path: Path) -> None:
+def test_duplicate_of_indexed_member(open_outbox: OpenOutbox) -> None:
     members = {(0, 11)}
-    box = Outbox(tmp_path / "o.sqlite", is_member=lambda g, c: (g, c) in members)
+    box = open_outbox(is_member=lambda g, c: (g, c) in members)
     with pytest.raises(RegistryError) as err:
         box.enqueue(0, [12, 11])
     assert err.value.code == "duplicate"
@@ -132,9 +155,8 @@ def test_reregistration_after_failure_or_inclusion(outbox: Outbox) -> None:
     assert got is not None and got.state == "final" and got.block_number == 12
 
 
-def test_concurrent_registrations_of_one_commitment(tmp_path: Path) -> None:
-    path = tmp_path / "o.sqlite"
-    box = Outbox(path)
+def test_concurrent_registrations_of_one_commitment(open_outbox: OpenOutbox) -> None:
+    box = open_outbox()
     outcomes: list[str] = []
     lock = threading.Lock()
     barrier = threading.Barrier(8)
@@ -155,9 +177,9 @@ def test_concurrent_registrations_of_one_commitment(tmp_path: Path) -> None:
     box.close()
 
 
-def test_state_transitions_and_queries(tmp_path: Path) -> None:
+def test_state_transitions_and_queries(open_outbox: OpenOutbox) -> None:
     clock = FakeClock(1000.0)
-    box = Outbox(tmp_path / "o.sqlite", clock=clock)
+    box = open_outbox(clock=clock)
     first = box.enqueue(0, make_commitments(3, seed=10))
     clock.advance(5)
     box.enqueue(2, make_commitments(2, seed=20))
@@ -184,33 +206,34 @@ def test_state_transitions_and_queries(tmp_path: Path) -> None:
     box.close()
 
 
-def test_rows_survive_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "o.sqlite"
-    box = Outbox(path)
+def test_rows_survive_reopening(open_outbox: OpenOutbox) -> None:
+    box = open_outbox()
     values = make_commitments(5)
     box.enqueue(0, values)
     box.close()
-    again = Outbox(path)
+    again = open_outbox()
     assert sorted(r.commitment for r in again.rows()) == sorted(values)
     with pytest.raises(RegistryError):
         again.enqueue(0, [values[2]])
     again.close()
 
 
-def test_acknowledged_registration_survives_a_killed_process(tmp_path: Path) -> None:
+def test_acknowledged_registration_survives_a_killed_process(
+    tmp_path: Path, database_url: str | None, open_outbox: OpenOutbox
+) -> None:
     """The process dies (no close, no atexit) right after enqueue returns: the row is there."""
-    path = tmp_path / "o.sqlite"
     script = (
         "import os, sys\n"
-        "from registry.service.outbox import Outbox\n"
-        f"box = Outbox({str(path)!r})\n"
+        "from pathlib import Path\n"
+        "from registry.service.outbox import FILE_NAME, Outbox\n"
+        "from registry.storage.database import open_store_database\n"
+        f"box = Outbox(open_store_database({database_url!r}, Path({str(tmp_path)!r}), FILE_NAME, durable=True))\n"
         "box.enqueue(5, [111, 222])\n"
         "os._exit(0)\n"
     )
     subprocess.run([sys.executable, "-c", script], cwd=ROOT, check=True, timeout=60)
-    box = Outbox(path)
+    box = open_outbox()
     assert sorted(r.commitment for r in box.rows()) == [111, 222]
-    box.close()
 
 
 def test_mined_rows_reopen_when_the_chain_rolls_back(outbox: Outbox) -> None:
@@ -323,3 +346,104 @@ def test_schema_1_outbox_is_rekeyed_and_rewritten(tmp_path: Path) -> None:
         import struct
 
         assert struct.pack(">d", old) not in raw  # SQLite stores REALs big-endian
+
+
+def test_active_rows_are_unique_in_the_database(outbox: Outbox) -> None:
+    """"Already pending" is a unique index, not only the enqueue's own checks: a second
+    active row of one commitment is refused by the database itself, whoever writes it
+    (another replica included); a final row does not block a new registration."""
+    (row,) = outbox.enqueue(4, [4444])
+    insert = (
+        "INSERT INTO registrations (id, group_id, commitment, state, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, 0, 0)"
+    )
+    for state in ("pending", "sent", "included"):
+        with pytest.raises(sqlite3.IntegrityError), outbox.database.transaction(serialize=False) as conn:
+            conn.execute(insert, (row.id + 1, 4, "4444", state))
+    with outbox.database.connection() as conn:
+        conn.execute(insert, (row.id + 1, 4, "4444", "final"))
+    assert len(outbox.rows(group_id=4)) == 2
+
+
+def test_schema_is_versioned_and_a_newer_one_refused(open_outbox: OpenOutbox) -> None:
+    box = open_outbox()
+    box.enqueue(0, [5])
+    with box.database.connection() as conn:
+        assert conn.execute(f"SELECT version FROM {VERSION_TABLE}").fetchall() == [(1,)]
+    box.close()
+    again = open_outbox()
+    assert again.counts()["pending"] == 1  # reopening migrates nothing
+    with again.database.connection() as conn:
+        conn.execute(f"UPDATE {VERSION_TABLE} SET version = 99")
+    with pytest.raises(SchemaTooNew):
+        open_outbox()
+
+
+def test_sqlite_outbox_from_before_versions_adopts_version_1(tmp_path: Path) -> None:
+    """A file of ``PRAGMA user_version`` 2 (the layout before the version table) opens
+    unchanged as version 1; a user_version above 2 is refused."""
+    path = tmp_path / "o.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE registrations (id INTEGER PRIMARY KEY, group_id INTEGER NOT NULL, commitment TEXT NOT NULL,"
+                 " state TEXT NOT NULL, tx_hash TEXT, attempts INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL,"
+                 " updated_at INTEGER NOT NULL, block_number INTEGER, last_error TEXT)")
+    conn.execute("INSERT INTO registrations (id, group_id, commitment, state, created_at, updated_at) VALUES (7, 0, '9', 'pending', 0, 0)")
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+    box = Outbox(path)
+    assert [(r.id, r.commitment) for r in box.rows()] == [(7, 9)]
+    box.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute(f"SELECT version FROM {VERSION_TABLE}").fetchall() == [(1,)]
+        db.execute("PRAGMA user_version = 3")
+    with pytest.raises(SchemaTooNew):
+        Outbox(path)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_two_replicas_race_for_one_commitment(open_outbox: OpenOutbox) -> None:
+    """Two Outbox objects on one PostgreSQL database (two replicas) enqueue the same
+    commitment at the same moment, round after round: exactly one is accepted, the other
+    is told ``duplicate``, and one row exists."""
+    replicas = [open_outbox(), open_outbox()]
+    rounds = 20
+    for value in make_commitments(rounds, seed=70):
+        barrier = threading.Barrier(2)
+        outcomes: list[str] = []
+        lock = threading.Lock()
+
+        def worker(box: Outbox, value: int = value) -> None:
+            barrier.wait()
+            try:
+                box.enqueue(9, [value])
+                result = "ok"
+            except RegistryError as exc:
+                result = exc.code
+            with lock:
+                outcomes.append(result)
+
+        threads = [threading.Thread(target=worker, args=(box,)) for box in replicas]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(outcomes) == ["duplicate", "ok"]
+    assert len(replicas[0].rows(group_id=9)) == rounds
+    assert replicas[1].counts()["pending"] == rounds
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_replicas_see_each_others_writes(open_outbox: OpenOutbox) -> None:
+    """A follower's registration is the leader's to send; the leader's transitions are
+    what the follower reports (nothing of the rows is cached per process)."""
+    follower, leader = open_outbox(), open_outbox()
+    rows = follower.enqueue(1, make_commitments(3, seed=5))
+    assert [g for g, n, _ in leader.pending_groups()] == [1]
+    taken = leader.take_pending(1, 10)
+    assert sorted(r.id for r in taken) == sorted(r.id for r in rows)
+    leader.mark_sent([r.id for r in taken], "0x" + "11" * 32)
+    leader.record_spend("0x" + "11" * 32, 10**15)
+    got = follower.get(1, rows[0].commitment)
+    assert got is not None and got.state == "sent"
+    assert follower.spent_since(0) == 10**15
