@@ -31,6 +31,7 @@ EXAMPLES: dict[str, str] = {
     "up": "zkid up --port 0",
     "serve": "zkid serve --rpc-url https://rpc.example --manifest deployment.json --keystore operator.json",
     "reindex": "zkid reindex --data-dir .data",
+    "migrate": "ZKID_DATABASE_URL=postgresql://zkid:...@db:5432/zkid zkid migrate",
     "register": "zkid register --identity me.id --wait --until final",
     "status": "zkid status --identity me.id --json",
     "authorize": "zkid authorize --identity me.id --blob message.bin",

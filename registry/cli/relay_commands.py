@@ -49,6 +49,15 @@ def relay(
         typer.Option("--operator", help="The operator's account, admin of the send groups (default: the manifest's deployer).", show_default=False),
     ] = None,
     trusted_proxy: TrustedProxy = None,
+    nullifiers: Annotated[
+        Optional[str],
+        typer.Option(
+            "--nullifiers",
+            envvar="ZKID_RELAY_NULLIFIERS",
+            help="postgresql:// URL of a nullifier store shared by the relays of a deployment (local authorization: a proof spent at one is refused at all); default: a SQLite file in DATA_DIR.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run a relay: accept blobs with a send authorization, hand them to the mailbox owner.
 

@@ -59,6 +59,14 @@ RelayKey = Annotated[
     typer.Option("--relay-key", help="Relay signing address allowed to append evidence (repeatable; adds to ZKID_RELAY_KEYS / config).", show_default=False),
 ]
 Url = Annotated[Optional[str], typer.Option("--url", help=f"Registry URL (default: ${URL_ENV} or {DEFAULT_URL}).", show_default=False)]
+DatabaseUrl = Annotated[
+    Optional[str],
+    typer.Option(
+        "--database",
+        help="sqlite: (files in the data directory, the default) or postgresql://user@host:port/db shared by replicas; a password is better given in $ZKID_DATABASE_URL.",
+        show_default=False,
+    ),
+]
 Group = Annotated[int, typer.Option("--group", help="Group id.", min=0)]
 
 
@@ -75,6 +83,7 @@ def register(app: typer.Typer) -> None:
     app.command("up")(up)
     app.command("serve")(serve)
     app.command("reindex")(reindex)
+    app.command("migrate")(migrate_command)
     app.command("register")(register_member)
     app.command("status")(member_status)
     app.command("authorize")(authorize)
@@ -376,8 +385,12 @@ def serve(
     operator_token_env: TokenEnv = TOKEN_ENV,
     relay_key: RelayKey = None,
     trusted_proxy: TrustedProxy = None,
+    database: DatabaseUrl = None,
 ) -> None:
-    """Run the registry against any EVM network with an existing deployment."""
+    """Run the registry against any EVM network with an existing deployment.
+
+    With --database postgresql://... any number of replicas share one database: all serve
+    the API, one at a time (the lease holder) writes to the ledger (docs/deployment.md)."""
     if not manifest.is_file():
         fail(f"manifest {manifest} not found")
     if keystore is not None and not keystore.is_file():
@@ -393,6 +406,7 @@ def serve(
         manifest=manifest.resolve(),
         keystore=keystore.resolve() if keystore is not None else None,
         trusted_proxies=trusted_proxy or None,
+        database_url=database,
     )
     settings = _with_relay_keys(settings, relay_key)
     _configure_logging()
@@ -430,6 +444,31 @@ def reindex(
         fail(f"reindex failed: {type(exc).__name__}: {exc}")
     extra = ", ".join(f"{k} {v}" for k, v in result.items()) if isinstance(result, dict) else ""
     typer.echo(f"index rebuilt from the ledger in {time.monotonic() - t0:.1f} s" + (f": {extra}" if extra else ""))
+
+
+def migrate_command(
+    data_dir: DataDir = None,
+    config: Config = None,
+    database: DatabaseUrl = None,
+    check: Annotated[bool, typer.Option("--check", help="Only report each store's schema version; change nothing (exit 1 if one is behind).")] = False,
+) -> None:
+    """Bring every store's schema to this version of zkid (replicas also do it at start).
+
+    Refuses (exit 1) a database migrated by a newer zkid."""
+    settings = _settings(config, None, data_dir=data_dir, database_url=database)
+    _configure_logging()
+    from registry.service.facade import migrate_stores
+
+    try:
+        report = migrate_stores(settings, apply=not check)
+    except Exception as exc:  # noqa: BLE001 - one line for the operator
+        fail(f"migrate failed: {type(exc).__name__}: {exc}")
+    behind = [name for name, (found, known) in report.items() if found < known]
+    for name, (found, known) in report.items():
+        state = "up to date" if found == known else (f"behind ({found} < {known})" if check else f"migrated {found} -> {known}")
+        typer.echo(f"{name}: schema {known if not check else found}, {state}")
+    if check and behind:
+        raise typer.Exit(EXIT_INVALID)
 
 
 # ---------------------------------------------------------------------------- HTTP clients
@@ -674,12 +713,13 @@ def _admission_proof(base: str, group: int, commitment: int, path: Path, admissi
     """Prove, for ``zkid register --admission-identity``, membership in the admission group
     over ``message = commitment`` and the group's current admission round."""
     from registry.cli.zk_commands import load_identity_file
-    from registry.client.api import RegistryClient, RegistryClientError, build_admission_proof
+    from registry.client.api import RegistryClient, RegistryClientError, build_admission_proof, registry_of
 
     env = "ZKID_ADMISSION_PASSPHRASE" if "ZKID_ADMISSION_PASSPHRASE" in os.environ else "ZKID_PASSPHRASE"
     who = load_identity_file(path, env)
     with _registry(base, EXIT_USAGE) as client:
-        admission = client.group(group).get("admission")
+        info = client.group(group)
+    admission = info.get("admission")
     if not isinstance(admission, dict) or admission.get("policy") != "zk":
         fail(f"group {group} does not admit with admission proofs (its policy: {(admission or {}).get('policy', 'none')})")
     if admission.get("admission_group") != admission_group:
@@ -695,8 +735,8 @@ def _admission_proof(base: str, group: int, commitment: int, path: Path, admissi
     if index is None:
         fail(f"{path} is not a member of admission group {admission_group} (yet: registered admission members need a batch to be on chain)")
     try:
-        proof = build_admission_proof(who, tree.generate_proof(index), group, int(admission["round"]), commitment)
-    except ValueError as exc:
+        proof = build_admission_proof(who, tree.generate_proof(index), group, int(admission["round"]), commitment, registry=registry_of(info))
+    except (ValueError, RegistryClientError) as exc:
         fail(f"cannot prove admission: {exc}")
     return proof.to_dict()
 
@@ -752,7 +792,7 @@ def authorize(
     who = load_identity_file(identity)
     base = _url(url)
     with _registry(base, EXIT_USAGE) as client:
-        epoch_length, limit = client.send_parameters(group)
+        home, epoch_length, limit = client.send_parameters(group)
     if slot is not None and slot >= limit:
         fail(f"slot must be below the group's message limit {limit}")
     with _registry(base) as client:
@@ -770,7 +810,7 @@ def authorize(
             slots.take(group, epoch, slot)
     except SlotsExhaustedError:
         fail(f"all {limit} slots of epoch {epoch} are used; the next epoch starts in {_next_epoch_in(epoch, epoch_length)} s", EXIT_INVALID, reason="slots_exhausted")
-    scope = RelayScope(group_id=group, epoch=epoch, slot=slot)
+    scope = RelayScope.of(home, group, epoch, slot)
     try:
         proof = generate_proof(who, merkle, blob_message(digest), scope.encode())
     except ValueError as exc:

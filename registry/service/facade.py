@@ -77,10 +77,14 @@ from registry.service.outbox import FILE_NAME as OUTBOX_FILE
 from registry._utils.integers import UINT64_MAX, bounded_int
 from registry._utils.logs import exc_type
 from registry.service.outbox import MAX_GROUP_ID, Outbox, RegistryError, check_commitments, check_group_id, check_int
+from registry.service.leadership import MIGRATIONS as LEASE_MIGRATIONS
+from registry.service.leadership import Leadership
 from registry.service.settings import Settings
+from registry.storage.database import Database, open_store_database
+from registry.storage.migrations import migrate
 from registry.storage.sqlite import StoreManifest, check_store
 from zk.field import R
-from zk.relay_scope import acceptable_epochs
+from zk.relay_scope import RegistryRef, acceptable_epochs
 from zk.tree import MerkleProof
 
 __all__ = ["RegistryError", "MemberStatus", "RegistryService", "reindex", "NULLIFIERS_FILE"]
@@ -88,6 +92,8 @@ __all__ = ["RegistryError", "MemberStatus", "RegistryService", "reindex", "NULLI
 log = logging.getLogger("registry.service.facade")
 
 NULLIFIERS_FILE = "nullifiers.sqlite"
+#: The leader lease's store (PostgreSQL only: schema ``zkid_leader``).
+LEADER_FILE = "leader"
 EVIDENCE_FILE = "evidence.sqlite"
 #: Seconds between purges of nullifiers whose epoch can no longer be accepted.
 PURGE_INTERVAL = 60.0
@@ -168,6 +174,64 @@ def load_manifest_file(path: Path) -> Manifest:
         raise RegistryError("not_deployed", f"unusable deployment manifest: {exc}") from None
 
 
+def _check_sqlite_stores(data_dir: Path) -> StoreManifest:
+    """Before anything opens them: SQLite would create an empty store in place of a lost
+    one (StoreError, one line naming the file and the fix)."""
+    stores = StoreManifest(data_dir)
+    stores.check(DURABLE_STORES, together=True)
+    stores.check(ADMISSION_STORES)
+    index_path = data_dir / INDEX_FILE
+    if index_path.exists() and index_path.stat().st_size > 0:  # missing or empty: rebuilt from the chain
+        check_store(index_path, INDEX_TABLES, REINDEX_FIX)
+    check_access_log(data_dir / ACCESS_LOG_FILE)
+    return stores
+
+
+def store_database(settings: Settings, file_name: str, *, durable: bool = True, timeout: float = 10.0) -> Database:
+    """One store's database: ``data_dir/file_name`` (SQLite) or its schema in the
+    PostgreSQL database of ``settings.database_url`` (registry/storage/database.py);
+    ``timeout``: the longest wait for a pooled connection (then sqlite3.OperationalError)."""
+    return open_store_database(
+        settings.database, settings.data_dir, file_name, durable=durable, pool_size=settings.database_pool_size, timeout=timeout
+    )
+
+
+def open_stores(
+    settings: Settings, clock: Callable[[], float]
+) -> tuple[ChainIndex, Outbox, SqliteNullifierStore, EvidenceLog, AdmissionStore, Leadership]:
+    """Open (and migrate) every store of the registry on the configured database, and the
+    leader lease beside the outbox. The evidence log's signing key stays a file in
+    data_dir on every backend (each replica needs the same key: docs/deployment.md)."""
+    data_dir = settings.data_dir
+    opened: list[Any] = []
+    try:
+        index = ChainIndex(store_database(settings, INDEX_FILE, durable=False))
+        opened.append(index)
+        outbox_db = store_database(settings, OUTBOX_FILE)
+        outbox = Outbox(outbox_db, is_member=index.has_member, clock=clock, max_backlog=settings.max_backlog)
+        opened.append(outbox)
+        nullifiers = SqliteNullifierStore(store_database(settings, NULLIFIERS_FILE))
+        opened.append(nullifiers)
+        origin = default_origin(settings.region)
+        evidence = EvidenceLog(store_database(settings, EVIDENCE_FILE), load_or_create_log_key(data_dir, origin), origin)
+        opened.append(evidence)
+        admission = AdmissionStore(store_database(settings, ADMISSION_FILE), clock)
+        opened.append(admission)
+        leadership = Leadership(None)
+        if outbox_db.is_postgres:  # replicas: the lease has a schema of its own (zkid_leader)
+            # A short wait: a renewal that cannot reach the database must fail well within
+            # the lease, and health asks the lease first (one quick answer when it is down).
+            lease_db = store_database(settings, LEADER_FILE, timeout=min(2.0, settings.leader_lease / 3))
+            migrate(lease_db, LEASE_MIGRATIONS)
+            leadership = Leadership(lease_db, lease=settings.leader_lease)
+            opened.append(leadership)
+    except BaseException:
+        for store in reversed(opened):
+            store.close()
+        raise
+    return index, outbox, nullifiers, evidence, admission, leadership
+
+
 class FreshIndexRoots:
     """The index as the :class:`registry.service.authorization.RootOracle` of the registry path,
     answering :attr:`RootStatus.STALE` (refusal ``index_stale``) while the index may lag the
@@ -180,18 +244,36 @@ class FreshIndexRoots:
     chain itself and fails when it cannot.
     """
 
-    def __init__(self, index: ChainIndex, indexer: Indexer, max_age: float, max_lag: int) -> None:
+    def __init__(
+        self, index: ChainIndex, indexer: Indexer, max_age: float, max_lag: int, *, leads: Callable[[], bool] | None = None
+    ) -> None:
         self._index = index
         self._indexer = indexer
         self.max_age = max_age
         self.max_lag = max_lag
+        #: Replicas: whether this one runs the indexer now (None: always, one process).
+        self._leads = leads
 
     def stale(self) -> bool:
+        if self._leads is not None and not self._leads():
+            return self._stale_follower()
         stats = self._indexer.stats
         synced, head, cursor = stats.synced_as_of, stats.head, self._index.cursor
         if synced is None or head is None or cursor is None:
             return True  # never completely synced since this process started
         return time.monotonic() - synced > self.max_age or head - cursor > self.max_lag
+
+    def _stale_follower(self) -> bool:
+        """A follower's view: the leader records each complete sync in the shared index
+        (wall time, so replicas' clocks must agree to well within ``max_age``: NTP)."""
+        try:
+            state = self._index.sync_state()
+        except Exception:  # database away: fail closed
+            return True
+        if state is None:
+            return True
+        cursor, head, at = state
+        return time.time() - at > self.max_age or head - cursor > self.max_lag
 
     def root_status(self, group_id: int, root: int, now: float) -> RootStatus:
         if self.stale():
@@ -217,8 +299,13 @@ class RegistryService:
         clock: Callable[[], float],
         evidence: EvidenceLog | None = None,
         admission: AdmissionStore | None = None,
+        leadership: Leadership | None = None,
     ) -> None:
         self.settings = settings
+        #: Who runs the ledger writers (always this process on SQLite; registry/service/leadership.py).
+        self.leadership = leadership if leadership is not None else Leadership(None)
+        if self.leadership.shared:
+            outbox.fence = self.leadership.fence  # a deposed leader's batcher writes nothing
         self.admission = admission if admission is not None else AdmissionStore(settings.data_dir / ADMISSION_FILE, clock)
         self.evidence = evidence
         self._anchorer: Anchorer | None = None
@@ -256,10 +343,16 @@ class RegistryService:
             spend_per_hour=settings.spend_per_hour,
         )
         # Roots from the index, only while it is fresh (fail closed: index_stale).
-        self.index_roots = FreshIndexRoots(index, self.indexer, settings.index_max_age, settings.index_max_lag)
-        self.authorizer = Authorizer(self._policy, self.index_roots, nullifiers, clock=clock)
+        self.indexer.shared = self.leadership.shared
+        self.index_roots = FreshIndexRoots(
+            index, self.indexer, settings.index_max_age, settings.index_max_lag,
+            leads=self.leadership.is_leader if self.leadership.shared else None,
+        )
+        # Scopes name this deployment (docs/authorization.md: LZE2, LZA2).
+        deployment = RegistryRef(manifest.chain_id, manifest.address("ZkIdRegistry"))
+        self.authorizer = Authorizer(self._policy, self.index_roots, nullifiers, clock=clock, registry=deployment)
         # Admission roots too: a stalled index must not admit with a removed person's root.
-        self.zk_admission = ZkAdmission(self.admission, self.index_roots, clock=clock)
+        self.zk_admission = ZkAdmission(self.admission, self.index_roots, clock=clock, registry=deployment)
         self._last_purge = 0.0
         self._purge_lock = threading.Lock()
         self._stop = threading.Event()
@@ -284,15 +377,7 @@ class RegistryService:
         """
         data_dir = settings.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
-        # Before anything opens them: SQLite would create an empty store in place of a lost
-        # one (StoreError, one line naming the file and the fix).
-        stores = StoreManifest(data_dir)
-        stores.check(DURABLE_STORES, together=True)
-        stores.check(ADMISSION_STORES)
-        index_path = data_dir / INDEX_FILE
-        if index_path.exists() and index_path.stat().st_size > 0:  # missing or empty: rebuilt from the chain
-            check_store(index_path, INDEX_TABLES, REINDEX_FIX)
-        check_access_log(data_dir / ACCESS_LOG_FILE)
+        stores = _check_sqlite_stores(data_dir) if settings.database is None else None
         manifest = load_manifest_file(settings.manifest_path)
         rpc_url = ledger_rpc_url(settings)
         w3 = _web3(rpc_url, 30.0)
@@ -317,13 +402,10 @@ class RegistryService:
                 raise
         if problems:
             raise RegistryError("deployment_mismatch", f"{settings.manifest_path}: {problems[0]}")
-        index = ChainIndex(data_dir / INDEX_FILE)
-        outbox = Outbox(data_dir / OUTBOX_FILE, is_member=index.has_member, clock=clock, max_backlog=settings.max_backlog)
-        nullifiers = SqliteNullifierStore(data_dir / NULLIFIERS_FILE)
-        origin = default_origin(settings.region)
-        evidence = EvidenceLog(data_dir / EVIDENCE_FILE, load_or_create_log_key(data_dir, origin), origin)
-        admission = AdmissionStore(data_dir / ADMISSION_FILE, clock)
-        stores.record([*DURABLE_STORES, *ADMISSION_STORES])
+        opened = open_stores(settings, clock)
+        index, outbox, nullifiers, evidence, admission, leadership = opened
+        if stores is not None:
+            stores.record([*DURABLE_STORES, *ADMISSION_STORES])
         return cls(
             settings,
             w3=w3,
@@ -336,6 +418,7 @@ class RegistryService:
             clock=clock,
             evidence=evidence,
             admission=admission,
+            leadership=leadership,
         )
 
     def operator(self) -> RegistryContract:
@@ -412,21 +495,72 @@ class RegistryService:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Start the indexer and batcher threads (daemons; :meth:`stop` ends them)."""
+        """Start the background threads (daemons; :meth:`stop` ends them).
+
+        Alone on SQLite: the indexer, batcher and anchorer at once. On a shared database:
+        a role thread that keeps the leader lease (registry/service/leadership.py); while
+        this replica leads it runs those three, while it follows it keeps its trees
+        current from the shared index."""
         with self._lifecycle:
             if self._threads:
                 return
             self._stop = threading.Event()
-            self._threads = [
-                threading.Thread(target=self.indexer.run, args=(self._stop,), name="zkid-indexer", daemon=True),
-                threading.Thread(target=self.batcher.run, args=(self._stop,), name="zkid-batcher", daemon=True),
-            ]
-            if self.evidence is not None:
-                self._threads.append(
-                    threading.Thread(target=self._run_anchorer, args=(self._stop,), name="zkid-anchorer", daemon=True)
-                )
+            if self.leadership.shared:
+                self._threads = [threading.Thread(target=self._run_role, args=(self._stop,), name="zkid-role", daemon=True)]
+            else:
+                self._threads = self._leader_threads(self._stop)
             for t in self._threads:
                 t.start()
+
+    def _leader_threads(self, stop: threading.Event) -> list[threading.Thread]:
+        threads = [
+            threading.Thread(target=self.indexer.run, args=(stop,), name="zkid-indexer", daemon=True),
+            threading.Thread(target=self.batcher.run, args=(stop,), name="zkid-batcher", daemon=True),
+        ]
+        if self.evidence is not None:
+            threads.append(threading.Thread(target=self._run_anchorer, args=(stop,), name="zkid-anchorer", daemon=True))
+        return threads
+
+    def _run_role(self, stop: threading.Event) -> None:
+        """Lead while the lease is ours, follow otherwise; renew every third of a lease."""
+        leading: tuple[threading.Event, list[threading.Thread]] | None = None
+        tick = min(self.leadership.lease / 3, max(self.settings.poll_interval, 0.05))
+        try:
+            while not stop.is_set():
+                is_leader = self.leadership.renew()
+                if is_leader and leading is None:
+                    log.info("this replica leads (term token %s)", self.leadership.token)
+                    self.batcher.needs_reconcile = True  # what a former leader left in flight
+                    self.batcher.stats.problem = None  # a previous term's failure (e.g. LostLeadership)
+                    self._anchorer = None
+                    own_stop = threading.Event()
+                    leading = (own_stop, self._leader_threads(own_stop))
+                    for t in leading[1]:
+                        t.start()
+                elif not is_leader and leading is not None:
+                    log.warning("this replica lost the leader lease; following")
+                    self._stop_leading(leading)
+                    leading = None
+                if not is_leader:
+                    self._follow()
+                stop.wait(tick)
+        finally:
+            if leading is not None:
+                self._stop_leading(leading)
+            self.leadership.release()
+
+    @staticmethod
+    def _stop_leading(leading: tuple[threading.Event, list[threading.Thread]]) -> None:
+        leading[0].set()
+        for t in leading[1]:
+            t.join(30.0)
+
+    def _follow(self) -> None:
+        """A follower's tick: bring the in-memory trees up to what the leader indexed."""
+        try:
+            self.index.refresh()
+        except Exception as exc:  # database away: health shows it; try again next tick
+            log.warning("follower refresh failed (%s)", exc_type(exc))
 
     def stop(self, timeout: float = 30.0) -> None:
         with self._lifecycle:
@@ -449,6 +583,7 @@ class RegistryService:
         self.admission.close()
         if self.evidence is not None:
             self.evidence.close()
+        self.leadership.close()
 
     def __enter__(self) -> RegistryService:
         return self
@@ -661,6 +796,10 @@ class RegistryService:
             root, size, depth = tree.root, tree.size, tree.depth
         return {
             "group_id": group,
+            # The global group reference (chain_id, registry_contract, group_id) its
+            # send and admission scopes name (docs/authorization.md: LZE2).
+            "chain_id": self._manifest.chain_id,
+            "registry_contract": self._manifest.address("ZkIdRegistry").lower(),
             "root": str(root),
             "size": size,
             "depth": depth,
@@ -761,29 +900,38 @@ class RegistryService:
     # ------------------------------------------------------------------ operations
 
     def health(self) -> dict[str, Any]:
+        if self.leadership.shared and self.leadership.current()["holder"] is None and self.leadership.last_error is not None:
+            return self._health_database_down()
         head: int | None
         try:
             head = node_call(lambda: int(self._probe.eth.block_number))
         except Exception:
             head = None
-        indexed = self.index.cursor
+        try:
+            indexed = self.index.cursor
+        except Exception as exc:  # the database is away: health says so (database_down)
+            log.warning("health: the index cannot be read (%s)", exc_type(exc))
+            indexed = None
         lag = None if head is None or indexed is None else max(head - indexed, 0)
         reasons: list[str] = []
         if head is None:
             reasons.append("ledger_down")
         elif lag is None or lag > max(10, 2 * self.settings.confirmations + 5):
             reasons.append("index_lagging")
-        if self.indexer.stats.last_error is not None and head is not None:
+        # The ledger writers' state counts only where they run (a follower's are stopped;
+        # what they last saw is history: health is about now).
+        leads = self.leadership.is_leader()
+        if leads and self.indexer.stats.last_error is not None and head is not None:
             reasons.append("indexer_failing")
         if self.index_roots.stale():
             reasons.append("index_stale")  # authorizations are refused until the index catches up
-        if (anchoring := self._anchorer) is not None and anchoring.problem is not None:
+        if leads and (anchoring := self._anchorer) is not None and anchoring.problem is not None:
             reasons.append(anchoring.problem)  # evidence_log_squatted / _unregistered / _inconsistent
         problem = self.batcher.stats.problem
-        if problem is not None and problem != "ledger_unavailable":
+        if leads and problem is not None and problem != "ledger_unavailable":
             reasons.append(f"batcher_{problem}")
         paused = self.batcher.stats.paused
-        if paused is not None:
+        if leads and paused is not None:
             reasons.append(f"batcher_{paused}")
         pending: int | None
         unconfirmed: int | None
@@ -798,6 +946,7 @@ class RegistryService:
             oldest = None
         if oldest is not None and self.clock() - oldest > self.stall_after:
             reasons.append("registrations_stalled")
+        replica = self._replica_health(reasons)
         return {
             "status": "degraded" if reasons else "ok",
             "reasons": reasons,
@@ -811,6 +960,52 @@ class RegistryService:
             "oldest_pending_seconds": None if oldest is None else max(0, int(self.clock() - oldest)),
             "lag_blocks": lag,
             "evidence": self._evidence_health(),
+            **replica,
+        }
+
+    def _health_database_down(self) -> dict[str, Any]:
+        """Health while the shared database does not answer: only what needs no database
+        (one quick answer, not one timeout per store)."""
+        try:
+            head: int | None = node_call(lambda: int(self._probe.eth.block_number))
+        except Exception:
+            head = None
+        reasons = ["database_down"] + (["ledger_down"] if head is None else [])
+        return {
+            "status": "degraded",
+            "reasons": reasons,
+            "region": self.region,
+            "chain_id": self._manifest.chain_id,
+            "ledger": "up" if head is not None else "down",
+            "head_block": head,
+            "indexed_block": None,
+            "outbox_pending": None,
+            "outbox_unconfirmed": None,
+            "oldest_pending_seconds": None,
+            "lag_blocks": None,
+            "evidence": None,
+            "role": "leader" if self.leadership.is_leader() else "follower",
+            "replica": self.leadership.holder,
+            "database": "down",
+            "lease": {"holder": None, "token": None, "expires_in": None},
+        }
+
+    def _replica_health(self, reasons: list[str]) -> dict[str, Any]:
+        """The replica's role, its database and the lease holder (docs/deployment.md)."""
+        lead = self.leadership
+        database = "sqlite"
+        if lead.shared:
+            lease = lead.current()
+            database = "down" if lead.last_error is not None and lease["holder"] is None else "up"
+            if database == "down":
+                reasons.append("database_down")
+        else:
+            lease = None
+        return {
+            "role": "leader" if lead.is_leader() else "follower",
+            "replica": lead.holder if lead.shared else None,
+            "database": database,
+            "lease": lease,
         }
 
     @property
@@ -821,12 +1016,17 @@ class RegistryService:
     def _evidence_health(self) -> dict[str, Any] | None:
         if self.evidence is None:
             return None
-        anchor = self.evidence.latest_anchor()
+        try:
+            anchor = self.evidence.latest_anchor()
+            size: int | None = self.evidence.size
+        except Exception as exc:  # the database is away: health still answers
+            log.warning("health: the evidence log cannot be read (%s)", exc_type(exc))
+            anchor, size = None, None
         anchorer = self._anchorer
         return {
             "origin": self.evidence.origin,
             "log_id": "0x" + log_id(self.evidence.origin, self.evidence.verifier.public_key).hex(),
-            "size": self.evidence.size,
+            "size": size,
             "anchored_size": None if anchor is None else anchor.tree_size,
             "problem": None if anchorer is None else anchorer.problem,
             # When a record not yet covered is anchored: within anchor_max_delay (or sooner,
@@ -844,11 +1044,15 @@ class RegistryService:
 
 
 def reindex(settings: Settings) -> dict[str, Any]:
-    """Delete ``data_dir/index.sqlite`` and rebuild it from the chain (the service must not
-    be running). Returns the indexed block, the number of events and of groups."""
-    delete_index_files(settings.data_dir / INDEX_FILE)
+    """Delete the chain index (``data_dir/index.sqlite``, or the shared PostgreSQL index)
+    and rebuild it from the chain (no registry, or replica, may be running). Returns the
+    indexed block, the number of events and of groups."""
+    if settings.database is None:
+        delete_index_files(settings.data_dir / INDEX_FILE)
     service = RegistryService.open(settings)
     try:
+        if settings.database is not None:
+            service.index.reset()
         started = time.perf_counter()
         service.sync()
         return {
@@ -859,3 +1063,42 @@ def reindex(settings: Settings) -> dict[str, Any]:
         }
     finally:
         service.close()
+
+
+def migrate_stores(settings: Settings, *, apply: bool = True) -> dict[str, tuple[int, int]]:
+    """Each store's schema version before and the version this build knows, by store
+    name; with ``apply`` every store is opened, which migrates it (`zkid migrate`).
+
+    Raises :class:`registry.storage.migrations.SchemaTooNew` for a store ahead of this build."""
+    from registry.evidence.log import MIGRATIONS as EVIDENCE_MIGRATIONS
+    from registry.service.admission import MIGRATIONS as ADMISSION_MIGRATIONS
+    from registry.service.authorization import NULLIFIER_MIGRATIONS
+    from registry.service.index import MIGRATIONS as INDEX_MIGRATIONS
+    from registry.service.outbox import MIGRATIONS as OUTBOX_MIGRATIONS
+    from registry.storage.migrations import SchemaTooNew, schema_version
+
+    known = {
+        **({"leader": (LEADER_FILE, LEASE_MIGRATIONS[-1].version)} if settings.database is not None else {}),
+        "index": (INDEX_FILE, INDEX_MIGRATIONS[-1].version),
+        "outbox": (OUTBOX_FILE, OUTBOX_MIGRATIONS[-1].version),
+        "nullifiers": (NULLIFIERS_FILE, NULLIFIER_MIGRATIONS[-1].version),
+        "evidence": (EVIDENCE_FILE, EVIDENCE_MIGRATIONS[-1].version),
+        "admission": (ADMISSION_FILE, ADMISSION_MIGRATIONS[-1].version),
+    }
+    if settings.database is None:
+        _check_sqlite_stores(settings.data_dir)
+    report: dict[str, tuple[int, int]] = {}
+    for name, (file_name, version) in known.items():
+        db = store_database(settings, file_name)
+        try:
+            found = schema_version(db)
+        finally:
+            db.close()
+        if found > version:
+            raise SchemaTooNew(db.describe, found, version)
+        report[name] = (found, version)
+    if apply:
+        stores = open_stores(settings, time.time)
+        for store in stores:
+            store.close()
+    return report

@@ -138,6 +138,8 @@ class Indexer:
         self.decoder = LogDecoder(self.registry.contract.abi, self.registry.address)  # type: ignore[arg-type]
         self.lock = threading.Lock()
         self.stats = IndexerStats()
+        #: Replicas share the index: record every complete sync in it for the followers.
+        self.shared = False
         index.bind(manifest.chain_id, self.registry.address, manifest.deployment_block_hash)
 
     # ------------------------------------------------------------------ public
@@ -164,6 +166,9 @@ class Indexer:
                 self.stats.last_sync_at = time.time()
                 if stop is None or not stop.is_set():  # a stopped sync may not have reached the head
                     self.stats.synced_as_of = began
+                    if self.shared and self.stats.head is not None:
+                        # Replicas: followers judge freshness by this (FreshIndexRoots).
+                        self.index.record_sync(self.stats.head, time.time() - (time.monotonic() - began))
                 self.stats.last_error = None
                 return applied
             raise LedgerError("the chain kept changing while it was being indexed")

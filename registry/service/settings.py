@@ -27,6 +27,15 @@ class Settings(BaseSettings):
         description="Seconds between the blocks the local Anvil started by `zkid up` mines when idle, so statuses reach final (0: blocks only for transactions).",
     )
     rpc_url: str | None = Field(None, description="EVM JSON-RPC URL; unset = the local ledger of data_dir.")
+    database_url: SecretStr | None = Field(
+        None,
+        description="Where the registry's state lives: unset or sqlite: = SQLite files in data_dir; postgresql://user:pw@host/db = one PostgreSQL database shared by replicas (docs/deployment.md).",
+    )
+    database_pool_size: int = Field(4, ge=1, le=100, description="PostgreSQL connections per store and replica (pool size).")
+    leader_lease: float = Field(
+        5.0, ge=1, le=300,
+        description="Seconds a replica's leadership lasts without renewal (PostgreSQL); a dead leader is replaced within about twice this.",
+    )
     manifest: Path | None = Field(None, description="Deployment manifest; default data_dir/deployment.json.")
     keystore: Path | None = Field(None, description="Encrypted operator keystore (required off Anvil).")
     region: str = Field("local", pattern=r"^[a-z0-9][a-z0-9-]{0,31}$", description="Region tag shown in the API.")
@@ -103,6 +112,23 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Client networks (IP or CIDR) without per-IP limits, e.g. relays authorizing here (env: comma-separated).",
     )
+
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _check_database(cls, value: SecretStr | None) -> SecretStr | None:
+        from registry.storage.database import database_kind
+
+        if value is not None:
+            database_kind(value.get_secret_value())  # DatabaseURLError (a ValueError) names the two forms
+        return value
+
+    @property
+    def database(self) -> str | None:
+        """The database URL (``None``: SQLite files in data_dir)."""
+        if self.database_url is None:
+            return None
+        url = self.database_url.get_secret_value()
+        return None if url in ("", "sqlite:", "sqlite://") else url
 
     @field_validator("data_dir", mode="after")
     @classmethod

@@ -320,11 +320,13 @@ def database_kind(url: str | None) -> str:
     raise DatabaseURLError("a database URL is sqlite: or postgresql://user:password@host:port/dbname")
 
 
-def open_store_database(url: str | None, data_dir: Path, file_name: str, *, durable: bool, pool_size: int = 4) -> Database:
+def open_store_database(
+    url: str | None, data_dir: Path, file_name: str, *, durable: bool, pool_size: int = 4, timeout: float = 10.0
+) -> Database:
     """The database of one store: ``data_dir/file_name`` on SQLite, or the schema
     ``zkid_<file stem>`` of the PostgreSQL database at ``url``."""
     if database_kind(url) == "sqlite":
         return SqliteDatabase(data_dir / file_name, durable=durable)
     assert url is not None
     stem = file_name.split(".", 1)[0].replace("-", "_").lower()
-    return PostgresDatabase(url, f"zkid_{stem}", pool_size=pool_size)
+    return PostgresDatabase(url, f"zkid_{stem}", pool_size=pool_size, timeout=timeout)

@@ -64,12 +64,13 @@ class PostgresServer:
         if not (self.data_dir / "PG_VERSION").exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
             _chown_tree(self.data_dir, self._as)
-            subprocess.run(
+            done = subprocess.run(
                 [str(_bin_dir() / "initdb"), "-D", str(self.data_dir), "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"],
-                check=True,
                 capture_output=True,
                 **self._as,
             )
+            if done.returncode != 0:
+                raise RuntimeError(f"initdb failed ({done.returncode}): {done.stderr.decode(errors='replace')[-500:]}")
 
     @property
     def url(self) -> str:
