@@ -497,6 +497,12 @@ class _Scenario:
         self.say("accounts", f"{len(persons)} persons checked; one admission commitment each anchored in group {group_a}")
         return {"group": group_a, "persons": persons}
 
+    def _home(self) -> Any:
+        """The demo registry's deployment, which every scope names (docs/authorization.md: LZE2)."""
+        from zk.relay_scope import RegistryRef
+
+        return RegistryRef(self.manifest.chain_id, self.manifest.address("ZkIdRegistry"))
+
     def _post(self, relay: _Relay, mailbox: _Mailbox, blob: bytes, group_id: int, proof: Any) -> tuple[int, Any]:
         """``(201, the relay's answer)``, or ``(HTTP status, refusal code)`` (the SDK's send)."""
         from registry.client.api import RelaySendError, send_blob
@@ -534,7 +540,7 @@ class _Scenario:
                 proof, digest = self._timed_proof(
                     lambda: build_send_authorization(
                         identities[sender], proof_of(sender), group_id, blob, time.time(), slots_of(sender),
-                        epoch_length=epoch_length, message_limit=limit,
+                        registry=self._home(), epoch_length=epoch_length, message_limit=limit,
                     )
                 )
                 status, data = self._post(relay, mailbox, blob, group_id, proof)
@@ -592,7 +598,7 @@ class _Scenario:
             blob = b"sealed:" + secrets.token_bytes(64)
             digest = digest_blob(blob)
             over = self._timed_proof(
-                lambda: generate_proof(identities[sender], proof_of(sender), blob_message(digest), RelayScope(group_id, epoch, limit).encode())
+                lambda: generate_proof(identities[sender], proof_of(sender), blob_message(digest), RelayScope.of(self._home(), group_id, epoch, limit).encode())
             )
             for relay in (local, remote[0]):  # refused before its nullifier is spent: both paths see it
                 self._refuse(f"client {sender} over its limit (slot {limit})", relay, "slot_out_of_range", scratch, blob, group_id, over)
@@ -613,7 +619,7 @@ class _Scenario:
             blob = b"sealed:" + secrets.token_bytes(64)
             digest = digest_blob(blob)
             foreign = self._timed_proof(
-                lambda: generate_proof(outsider, fake, blob_message(digest), RelayScope(group_id, epoch_at(time.time(), epoch_length), 0).encode())
+                lambda: generate_proof(outsider, fake, blob_message(digest), RelayScope.of(self._home(), group_id, epoch_at(time.time(), epoch_length), 0).encode())
             )
             for relay in (remote[-1], local):
                 self._refuse("a non-member's proof", relay, "unknown_root", scratch, blob, group_id, foreign)
@@ -822,7 +828,7 @@ def _offline(members: int, as_json: bool) -> None:
 
     sender = identities[members // 2]
     blob = b"an end-to-end encrypted blob, opaque to everyone on the way"
-    scope = RelayScope(group_id=0, epoch=epoch_at(time.time(), 600), slot=0).encode()
+    scope = RelayScope.of(_offline_registry(), 0, epoch_at(time.time(), 600), 0).encode()
     message = blob_message(digest_blob(blob))
 
     t = time.perf_counter()
@@ -862,6 +868,14 @@ def _offline(members: int, as_json: bool) -> None:
         raise typer.Exit(1)
 
 
+def _offline_registry() -> Any:
+    """The stand-in deployment of the offline walkthrough (no ledger): Anvil's chain id and
+    the address of the first contract its first dev account deploys."""
+    from zk.relay_scope import RegistryRef
+
+    return RegistryRef(31337, "0x5fbdb2315678afecb367f032d93f642f64180aa3")
+
+
 def _offline_refusals(
     step: Callable[..., None], identities: list[Any], group: Any, sender: Any, proof: Any, blob: bytes, message: int, scope: int
 ) -> dict[str, str]:
@@ -877,7 +891,7 @@ def _offline_refusals(
     roots = StaticRoots(window=3600)
     roots.set_current(0, group.root, time.time())
     policy = GroupPolicy(group_id=0, epoch_length=600, message_limit=2)
-    authorizer = Authorizer({0: policy}, roots, MemoryNullifierStore())
+    authorizer = Authorizer({0: policy}, roots, MemoryNullifierStore(), registry=_offline_registry())
     digest = digest_blob(blob)
     outcomes: dict[str, str] = {}
 
@@ -888,7 +902,7 @@ def _offline_refusals(
     step("authorize, replay, move to another blob", t, **outcomes)
 
     t = time.perf_counter()
-    over = RelayScope(group_id=0, epoch=epoch_at(time.time(), 600), slot=policy.message_limit).encode()
+    over = RelayScope.of(_offline_registry(), 0, epoch_at(time.time(), 600), policy.message_limit).encode()
     over_limit = generate_proof(sender, group, message, over)
     outcomes["over_epoch_limit"] = authorizer.authorize(over_limit, 0, digest).reason.value
     outsider = Identity()

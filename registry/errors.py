@@ -44,6 +44,8 @@ STATUS: dict[str, int] = {
     "group_not_served": 403,
     "admission_required": 403,
     "admission_bad_scope": 403,
+    "admission_scope_version_unsupported": 403,
+    "admission_wrong_registry": 403,
     "admission_wrong_group": 403,
     "admission_wrong_round": 403,
     "admission_message_mismatch": 403,

@@ -305,7 +305,7 @@ def _client(base: str, ip: str) -> httpx.Client:
 def test_linking_attack_on_data_at_rest(tmp_path: Path) -> None:
     from eth_account import Account
 
-    from registry.client.api import SendSlots, build_send_authorization
+    from registry.client.api import SendSlots, build_send_authorization, registry_of
     from registry.relay.evidence import load_relay_key
     from registry.service.settings import Settings
     from registry.relay.app import RelaySettings
@@ -354,7 +354,7 @@ def test_linking_attack_on_data_at_rest(tmp_path: Path) -> None:
                     merkle = _merkle_proof(MerkleProof, c.get(f"/v1/groups/0/proofs/{people[s].commitment}").json()["merkle_proof"])
                 slots = SendSlots(tmp_path / f"slots-{s}.sqlite")
                 proof, digest = build_send_authorization(
-                    people[s], merkle, 0, blob, time.time(), slots,
+                    people[s], merkle, 0, blob, time.time(), slots, registry=registry_of(info),
                     epoch_length=info["epoch_length"], message_limit=info["message_limit"],
                 )
                 slots.close()

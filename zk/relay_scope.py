@@ -1,23 +1,31 @@
-"""The relay-epoch scope scheme: how a send authorization encodes *when* and *which slot*.
+"""The relay-epoch scope scheme: how a send authorization encodes *whose group*, *when*
+and *which slot*.
 
 A send authorization is a Semaphore v4 proof (``zk.proof``) whose
 
 - ``message`` is the blob's SHA-256 digest read as a big-endian 256-bit integer, so the
   proof cannot be moved to another blob; and whose
-- ``scope`` is a 256-bit integer laid out big-endian as::
+- ``scope`` is a 256-bit integer laid out big-endian as (version 2, ``LZE2``)::
 
-      bytes  0..3   b"LZE1"      magic and version of this scheme
-      bytes  4..11  group id     uint64
-      bytes 12..19  epoch        uint64, floor(unix_time / epoch_length)
-      bytes 20..23  slot         uint32, 0 <= slot < the group's per-epoch limit
-      bytes 24..31  zero
+      bytes  0..3   b"LZE2"        magic and version of this scheme
+      bytes  4..15  registry tag   96 bits: keccak256(uint256 chainId || address registry)[0:12]
+      bytes 16..22  group id       uint56 (group ids are at most 2**53 - 1)
+      bytes 23..27  epoch          uint40, floor(unix_time / epoch_length)
+      bytes 28..31  slot           uint32, 0 <= slot < the group's per-epoch limit
+
+The registry tag (:class:`zk.scope_layout.RegistryRef`) binds the scope to one registry
+deployment, so the scope names a *global* group reference (chain id, registry contract,
+group id): a proof for group 0 of one region's registry is refused (``wrong_registry``)
+as group 0 of another, and one identity's nullifiers in two registries never coincide.
+Version 1 (``LZE1``: group uint64, epoch uint64, slot uint32, zeros) named the group id
+only; such scopes raise :class:`ScopeVersionError` (``scope_version_unsupported``).
 
 The Semaphore nullifier is ``Poseidon2(hash(scope), secret)`` (semaphore.circom), so one
-identity produces exactly one nullifier per (group, epoch, slot): a registry or relay
-that refuses a seen nullifier lets each member send at most ``limit`` blobs per epoch,
-while two different members never collide and nothing links a nullifier to a member.
-The full scheme (epoch length, limits, clock skew) is written down in
-``docs/authorization.md`` for other implementations.
+identity produces exactly one nullifier per (registry, group, epoch, slot): a registry or
+relay that refuses a seen nullifier lets each member send at most ``limit`` blobs per
+epoch, while two different members never collide and nothing links a nullifier to a
+member. The full scheme (layout, migration, epoch length, limits, clock skew) is written
+down in ``docs/authorization.md`` for other implementations.
 """
 
 from __future__ import annotations
@@ -27,31 +35,51 @@ from dataclasses import dataclass
 from fractions import Fraction
 from math import ceil
 
-from zk.scope_layout import pack_scope, unpack_scope
+from zk.scope_layout import RegistryRef as RegistryRef  # re-exported: callers bind scopes to it
+from zk.scope_layout import pack_scope, scope_magic, unpack_scope
 
-MAGIC = b"LZE1"
-
+MAGIC = b"LZE2"
+#: Earlier versions of the scheme, refused with :class:`ScopeVersionError`.
+RETIRED_MAGICS = (b"LZE1",)
+#: Field widths in bytes after the magic: registry tag, group id, epoch, slot.
+WIDTHS = (12, 7, 5, 4)
 
 class ScopeError(ValueError):
     """A scope does not follow the relay-epoch scheme."""
 
 
+class ScopeVersionError(ScopeError):
+    """A relay-epoch scope of a retired version (``LZE1``): docs/authorization.md "Migration"."""
+
+
 @dataclass(frozen=True)
 class RelayScope:
+    """One relay-epoch scope; ``registry_tag`` is :attr:`RegistryRef.tag` of the group's registry."""
+
+    registry_tag: int
     group_id: int
     epoch: int
     slot: int
 
+    @classmethod
+    def of(cls, registry: RegistryRef, group_id: int, epoch: int, slot: int) -> RelayScope:
+        """The scope of group ``group_id`` of ``registry`` (a global group reference)."""
+        return cls(registry.tag, group_id, epoch, slot)
+
     def encode(self) -> int:
         """The scope integer a client proves over (layout in the module docstring)."""
-        fields = (("group_id", self.group_id, 8), ("epoch", self.epoch, 8), ("slot", self.slot, 4))
-        return pack_scope(MAGIC, fields, ScopeError)
+        values = (self.registry_tag, self.group_id, self.epoch, self.slot)
+        names = ("registry_tag", "group_id", "epoch", "slot")
+        return pack_scope(MAGIC, tuple(zip(names, values, WIDTHS)), ScopeError)
 
 
 def decode_scope(scope: int) -> RelayScope:
-    """Parse a scope integer; raise ``ScopeError`` unless it is exactly in the scheme's layout."""
-    group_id, epoch, slot = unpack_scope(scope, MAGIC, (8, 8, 4), ScopeError, "a relay-epoch")
-    return RelayScope(group_id=group_id, epoch=epoch, slot=slot)
+    """Parse a scope integer; raise ``ScopeVersionError`` for an ``LZE1`` scope and
+    ``ScopeError`` unless it is exactly in the scheme's layout (no value is reduced)."""
+    if scope_magic(scope) in RETIRED_MAGICS:
+        raise ScopeVersionError("relay-epoch scope version LZE1 is no longer accepted (LZE2 binds the registry)")
+    tag, group_id, epoch, slot = unpack_scope(scope, MAGIC, WIDTHS, ScopeError, "a relay-epoch")
+    return RelayScope(registry_tag=tag, group_id=group_id, epoch=epoch, slot=slot)
 
 
 def epoch_at(unix_time: float, epoch_length: int) -> int:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from zk import strict_json
-from zk.field import check_scalar, parse_decimal
+from zk.field import R, check_scalar, parse_decimal
 
 __all__ = [
     "HashFn",
@@ -283,6 +283,22 @@ class LeanIMT:
         if not isinstance(raw, list) or not raw or not all(isinstance(level, list) for level in raw):
             raise TreeError("an exported tree is a non-empty JSON array of arrays")
         levels = [[parse_decimal(v, f"node {d}/{i}") for i, v in enumerate(level)] for d, level in enumerate(raw)]
+        return cls.from_levels(levels, hash, verify=verify, unique=unique)
+
+    @classmethod
+    def from_levels(
+        cls, levels: list[list[int]], hash: HashFn | None = None, *, verify: bool = True, unique: bool = True
+    ) -> LeanIMT:
+        """A tree from its levels (leaves first, root last), as ``import_`` but without JSON.
+
+        The lists are taken over, not copied. Shape, values (ints in [0, r)) and membership
+        rules are always checked; ``verify`` recomputes every parent as ``import_`` does.
+        """
+        if not isinstance(levels, list) or not levels or not all(isinstance(level, list) for level in levels):
+            raise TreeError("the levels are a non-empty list of lists")
+        for d, level in enumerate(levels):
+            if level and (set(map(type, level)) != {int} or min(level) < 0 or max(level) >= R):
+                raise TreeError(f"level {d} holds a value that is not a field element")
         if levels == [[]]:
             return cls(hash, unique=unique)
         for d in range(len(levels) - 1):
@@ -291,12 +307,7 @@ class LeanIMT:
         if len(levels[-1]) != 1:
             raise TreeError("the last level must hold exactly the root")
         tree = cls(hash, unique=unique)
-        for i, leaf in enumerate(levels[0]):
-            if leaf == 0:
-                continue
-            if unique and leaf in tree._index:
-                raise TreeError(f"leaf {i} appears more than once")
-            tree._remember(leaf, i)
+        tree._index_leaves(levels[0])
         if verify:
             for d in range(len(levels) - 1):
                 if tree._parents(levels[d], 0) != levels[d + 1]:
@@ -350,6 +361,21 @@ class LeanIMT:
                 node = self._hash(node, level[position + 1])
             position >>= 1
         self._levels[-1][0] = node
+
+    def _index_leaves(self, leaves: list[int]) -> None:
+        """Fill the leaf index of a fresh tree from ``leaves`` (0 = removed, skipped)."""
+        # Fast path: assigning in reverse order leaves each value's lowest index.
+        index = dict(zip(reversed(leaves), range(len(leaves) - 1, -1, -1)))
+        index.pop(0, None)
+        if len(index) + leaves.count(0) == len(leaves):
+            self._index = index
+            return
+        for i, leaf in enumerate(leaves):  # some leaf repeats
+            if leaf == 0:
+                continue
+            if self._unique and leaf in self._index:
+                raise TreeError(f"leaf {i} appears more than once")
+            self._remember(leaf, i)
 
     def _add_duplicate(self, leaf: int, index: int) -> None:
         indices = self._dupes.get(leaf)

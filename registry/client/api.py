@@ -34,7 +34,7 @@ from zk.admission_scope import AdmissionScope
 from zk.field import R
 from zk.identity import Identity
 from zk.proof import SemaphoreProof, generate_proof
-from zk.relay_scope import RelayScope, blob_message, digest_blob, epoch_at
+from zk.relay_scope import RegistryRef, RelayScope, blob_message, digest_blob, epoch_at
 from zk.tree import LeanIMT, MerkleProof
 
 if TYPE_CHECKING:  # web3 and eth-account: imported by the functions that use them
@@ -126,14 +126,14 @@ class RegistryClient(HttpSession):
         """``GET /v1/groups/{id}``: root, size, depth, epoch_length, message_limit, clock_skew..."""
         return dict(self._request("GET", f"/v1/groups/{int(group_id)}"))
 
-    def send_parameters(self, group_id: int) -> tuple[int, int]:
-        """``(epoch_length, message_limit)`` of a group (``GET /v1/groups/{id}``), checked:
-        an answer without them as positive integers is ``bad_response``."""
+    def send_parameters(self, group_id: int) -> tuple[RegistryRef, int, int]:
+        """``(registry, epoch_length, message_limit)`` of a group (``GET /v1/groups/{id}``),
+        checked: an answer without them as positive integers is ``bad_response``."""
         info = self.group(group_id)
         epoch_length, limit = (bounded_int(info.get(key), 1, UINT64_MAX) for key in ("epoch_length", "message_limit"))
         if epoch_length is None or limit is None:
             raise RegistryClientError(200, "bad_response", f"group {group_id}'s epoch_length and message_limit are not positive integers")
-        return epoch_length, limit
+        return registry_of(info), epoch_length, limit
 
     def register(
         self,
@@ -224,7 +224,9 @@ class RegistryClient(HttpSession):
         index = tree.index_of(admission_identity.commitment)
         if index is None:
             raise RegistryClientError(0, "not_member", f"the admission identity is not a member of group {group_a}")
-        proof = build_admission_proof(admission_identity, tree.generate_proof(index), group_id, int(admission["round"]), commitment)
+        proof = build_admission_proof(
+            admission_identity, tree.generate_proof(index), group_id, int(admission["round"]), commitment, registry=registry_of(info)
+        )
         return self.register(group_id, commitment, admission_proof=proof)
 
     def status(self, group_id: int, commitment: int) -> dict[str, Any]:
@@ -267,6 +269,15 @@ class RegistryClient(HttpSession):
         if proof.leaf != value or not LeanIMT.verify_proof(proof):
             raise RegistryClientError(200, "bad_proof", "the registry's Merkle proof does not verify")
         return proof
+
+
+def registry_of(group_info: dict[str, Any]) -> RegistryRef:
+    """The deployment ``(chain_id, registry_contract)`` a ``GET /v1/groups/{id}`` answer
+    names: what the group's scopes must bind (docs/authorization.md); else ``bad_response``."""
+    try:
+        return RegistryRef(group_info.get("chain_id"), group_info.get("registry_contract"))  # type: ignore[arg-type]
+    except ValueError:
+        raise RegistryClientError(200, "bad_response", "the group's chain_id and registry_contract are not a deployment") from None
 
 
 def tree_of_leaves(leaves: list[int]) -> LeanIMT:
@@ -411,17 +422,20 @@ def build_send_authorization(
     now: float,
     slots: SendSlots,
     *,
+    registry: RegistryRef,
     epoch_length: int = 600,
     message_limit: int = 100,
 ) -> tuple[SemaphoreProof, bytes]:
     """A send authorization for ``blob`` (docs/authorization.md): a fresh slot of the epoch
-    containing ``now``, ``message = SHA-256(blob)``; returns the proof and the digest."""
+    containing ``now`` in the LZE2 scope of group ``group_id`` of ``registry`` (the
+    group's home deployment: :meth:`RegistryClient.send_parameters`), ``message =
+    SHA-256(blob)``; returns the proof and the digest."""
     if not isinstance(blob, (bytes, bytearray)):
         raise TypeError("blob must be bytes")
     digest = digest_blob(bytes(blob))
     epoch = epoch_at(now, epoch_length)
     slot = slots.claim(group_id, epoch, message_limit)
-    scope = RelayScope(group_id, epoch, slot).encode()
+    scope = RelayScope.of(registry, group_id, epoch, slot).encode()
     proof = generate_proof(identity, merkle_proof_or_group, blob_message(digest), scope)
     return proof, digest
 
@@ -478,12 +492,14 @@ def build_admission_proof(
     group_id: int,
     round_: int,
     commitment: int,
+    *,
+    registry: RegistryRef,
 ) -> SemaphoreProof:
     """An admission proof (docs/admission.md): membership in the admission group, over
-    ``message = commitment`` and the admission scope (``zk/admission_scope.py``) of
-    ``group_id`` and ``round_``."""
+    ``message = commitment`` and the LZA2 admission scope (``zk/admission_scope.py``) of
+    group ``group_id`` of ``registry`` and ``round_``."""
     value = _check_commitment(commitment)
-    scope = AdmissionScope(group_id, round_).encode()
+    scope = AdmissionScope.of(registry, group_id, round_).encode()
     return generate_proof(admission_identity, merkle_proof_or_group, value, scope)
 
 

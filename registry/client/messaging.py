@@ -209,7 +209,7 @@ def send(
         raise ValueError("a mailbox tag is 32 bytes")
     if not 16 <= len(pickup_secret) <= 64:
         raise ValueError("a pickup secret is 16 to 64 bytes")
-    epoch_length, limit = registry.send_parameters(group_id)
+    home, epoch_length, limit = registry.send_parameters(group_id)
     if slot is not None and not 0 <= slot < limit:
         raise ValueError(f"slot must be in [0, {limit}) (the group's message limit is {limit})")
     merkle = sender_merkle_proof(registry, identity, group_id, ask_proof=ask_proof)
@@ -223,7 +223,7 @@ def send(
         else:
             chosen = slot
             slots.take(group_id, epoch, slot)
-        scope = RelayScope(group_id, epoch, chosen).encode()
+        scope = RelayScope.of(home, group_id, epoch, chosen).encode()
         proof = generate_proof(identity, merkle, blob_message(digest), scope)
         made += 1
         try:

@@ -55,11 +55,12 @@ from registry.ledger.registry_contract import RegistryContract
 from registry.web.rate_limit import IpRateLimiter, RateLimitMiddleware, RouteLimit
 from registry.relay.evidence import EvidenceEmitter, load_relay_key
 from registry.relay.store import DIR_NAME, FILE_NAME, BlobStore, MailboxConflict, StoredBlob, WrongCapability
+from registry.storage.database import database_kind, open_store_database
 from registry.storage.sqlite import MANIFEST_FILE, RESTORE_FIX, StoreError, StoreManifest
 from registry.relay.authorization import LocalAuthorizer, RegistryAuthClient, RemoteAuthorizationError
 from zk import strict_json
 from zk.evidence.record import EventType, ReasonCode
-from zk.relay_scope import acceptable_epochs, check_epoch_parameters, digest_blob
+from zk.relay_scope import RegistryRef, acceptable_epochs, check_epoch_parameters, digest_blob
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,9 @@ STORE_TABLES: dict[str, tuple[str, ...]] = {
     EVIDENCE_QUEUE_FILE: ("evidence_queue",),
 }
 CAPABILITY_HEADER = "X-Pickup-Capability"
+#: Seconds a ledger head read serves root lookups (registry/relay/authorization.py
+#: LedgerRoots): a superseded root may outlast its window by at most this much.
+LEDGER_HEAD_INTERVAL = 0.25
 #: Body limit of the routes other than POST /v1/blobs (they take no body).
 SMALL_BODY = 4096
 
@@ -87,6 +91,8 @@ _EVIDENCE_REASON = {
     Reason.MALFORMED: ReasonCode.INVALID_PROOF,
     Reason.INVALID_PROOF: ReasonCode.INVALID_PROOF,
     Reason.BAD_SCOPE: ReasonCode.SCOPE_MISMATCH,
+    Reason.SCOPE_VERSION_UNSUPPORTED: ReasonCode.SCOPE_MISMATCH,
+    Reason.WRONG_REGISTRY: ReasonCode.SCOPE_MISMATCH,
     Reason.WRONG_GROUP: ReasonCode.SCOPE_MISMATCH,
     Reason.UNKNOWN_GROUP: ReasonCode.SCOPE_MISMATCH,
     Reason.GROUP_NOT_SERVED: ReasonCode.SCOPE_MISMATCH,
@@ -146,9 +152,15 @@ class RelaySettings:
     evidence_time_resolution: int = 3600
     evidence_batch_min: int = 8
     evidence_batch_max_wait: float = 10.0
+    # Local mode: a nullifier store shared by the relays of a deployment (a PostgreSQL URL:
+    # a proof spent at one relay is refused at all; docs/deployment.md); None: a SQLite
+    # file in data_dir, this relay's alone.
+    nullifiers_url: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser().resolve()
+        if self.nullifiers_url is not None and database_kind(self.nullifiers_url) != "postgresql":
+            raise ValueError("nullifiers takes a postgresql:// URL (unset: a SQLite file in the data directory)")
         if self.auth_mode not in ("local", "registry"):
             raise ValueError("auth_mode must be 'local' or 'registry'")
         if self.auth_mode == "registry" and not self.registry_url:
@@ -235,7 +247,7 @@ class Relay:
         # The stores this configuration opens; each must be intact if it should exist
         # (an empty nullifier store would accept spent proofs again).
         opened: list[str] = []
-        if authorizer is None and settings.auth_mode == "local":
+        if authorizer is None and settings.auth_mode == "local" and settings.nullifiers_url is None:
             opened.append(NULLIFIERS_FILE)
         if settings.evidence_url is not None:
             opened.append(EVIDENCE_QUEUE_FILE)
@@ -295,7 +307,9 @@ class Relay:
             w3 = Web3(Web3.HTTPProvider(self.settings.rpc_url, request_kwargs={"timeout": 10}))
             contract = RegistryContract(w3, manifest.address("ZkIdRegistry"))
             # One store (claims by the authorizer, purges below), closed by close().
-            self._nullifiers = SqliteNullifierStore(self.settings.data_dir / NULLIFIERS_FILE)
+            self._nullifiers = SqliteNullifierStore(
+                open_store_database(self.settings.nullifiers_url, self.settings.data_dir, NULLIFIERS_FILE, durable=True)
+            )
             local = LocalAuthorizer(
                 contract,
                 self._nullifiers,
@@ -306,6 +320,10 @@ class Relay:
                 # Only the operator's send groups (docs/admission.md): a group someone
                 # else created on the contract is refused with group_not_served.
                 operator=self.settings.operator or manifest.deployer,
+                # Scopes must name this deployment (docs/authorization.md, LZE2).
+                deployment=RegistryRef(manifest.chain_id, manifest.address("ZkIdRegistry")),
+                # One eth_blockNumber per LEDGER_HEAD_INTERVAL, not three per send (issue 14).
+                head_interval=LEDGER_HEAD_INTERVAL,
                 send_groups=self.settings.send_groups
                 if self.settings.send_groups is not None
                 else (None if self.settings.all_operator_groups else ()),

@@ -38,6 +38,7 @@ from registry.ledger.registry_contract import RegistryContract
 from zk import strict_json
 from zk.field import R
 from zk.proof import SemaphoreProof
+from zk.relay_scope import RegistryRef
 
 
 class RemoteAuthorizationError(RuntimeError):
@@ -60,13 +61,32 @@ class LedgerRoots:
     Answers are cached per chain head: the cache is dropped whenever the block number has
     moved by ``cache_blocks`` or more since it was filled, so a relay costs the node one
     ``eth_blockNumber`` per check plus a few calls per new block.
+
+    ``head_interval`` > 0: the head itself is read at most once per that many seconds
+    (a send's three lookups, and concurrent sends, share one read: each read costs the
+    relay ~1 ms of CPU in web3). A root this view does not know yet (anchored since)
+    is looked up again on a freshly read head, so new roots are never refused for it;
+    a superseded root may count as current for at most ``head_interval`` seconds longer
+    (keep it far below the groups' root window).
+
+    A group's admin, root and root window come from one ``getGroup`` per group and view;
+    ``groupCount`` only grows on the contract, so a group seen to exist is not asked
+    about again (a group a reorg took back has no root: its sends are refused).
     """
 
-    def __init__(self, registry: RegistryContract, cache_blocks: int = 1) -> None:
+    def __init__(
+        self, registry: RegistryContract, cache_blocks: int = 1, head_interval: float = 0.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         if isinstance(cache_blocks, bool) or not isinstance(cache_blocks, int) or cache_blocks < 1:
             raise ValueError("cache_blocks must be a positive integer")
+        if not 0.0 <= head_interval <= 60.0:
+            raise ValueError("head_interval must be in [0, 60] seconds")
         self._registry = registry
         self._cache_blocks = cache_blocks
+        self._head_interval = head_interval
+        self._monotonic = monotonic
+        self._head_at = 0.0
         self._lock = threading.Lock()
         self._block: int | None = None
         self._current: dict[int, int] = {}
@@ -74,9 +94,17 @@ class LedgerRoots:
         self._superseded: dict[tuple[int, int], int] = {}
         self._admins: dict[int, str] = {}
         self._group_count: int | None = None
+        self._groups_seen = 0  # groupCount seen at some head: groups below it exist
 
-    def _refresh(self) -> None:
-        head = int(self._registry.w3.eth.block_number)
+    def _read_head(self) -> int:
+        return int(self._registry.w3.eth.block_number)
+
+    def _refresh(self, force: bool = False) -> None:
+        now = self._monotonic()
+        if not force and self._block is not None and now - self._head_at < self._head_interval:
+            return
+        head = self._read_head()
+        self._head_at = now
         if self._block is None or head < self._block or head - self._block >= self._cache_blocks:
             self._block = head
             self._current.clear()
@@ -87,33 +115,51 @@ class LedgerRoots:
 
     def group_exists(self, group_id: int) -> bool:
         with self._lock:
-            self._refresh()
-            if self._group_count is None:
-                self._group_count = self._registry.group_count()
-            return 0 <= group_id < self._group_count
+            if 0 <= group_id < self._groups_seen:
+                return True
+            for force in (False, True) if self._head_interval > 0 else (False,):
+                self._refresh(force)  # forced: created since the head was read?
+                if self._group_count is None:
+                    self._group_count = self._registry.group_count()
+                    self._groups_seen = max(self._groups_seen, self._group_count)
+                if 0 <= group_id < self._group_count:
+                    return True
+            return False
+
+    def _group(self, group_id: int) -> None:
+        """Admin, current root and root window of the group in this view (the lock held)."""
+        if group_id not in self._current:
+            info = self._registry.group(group_id)
+            self._current[group_id] = info.root
+            self._windows[group_id] = info.root_window
+            self._admins[group_id] = info.admin
 
     def group_admin(self, group_id: int) -> str:
         """The group's admin account on the contract (checksummed address)."""
         with self._lock:
             self._refresh()
-            if group_id not in self._admins:
-                self._admins[group_id] = self._registry.group(group_id).admin
+            self._group(group_id)
             return self._admins[group_id]
 
     def root_status(self, group_id: int, root: int, now: float) -> RootStatus:
         with self._lock:
             self._refresh()
-            if group_id not in self._current:
-                info = self._registry.group(group_id)
-                self._current[group_id] = info.root
-                self._windows[group_id] = info.root_window
-            if root == self._current[group_id] and root != 0:
-                return RootStatus.VALID
-            key = (group_id, root)
-            if key not in self._superseded:
-                self._superseded[key] = self._registry.root_superseded_at(group_id, root)
-            superseded = self._superseded[key]
-            window = self._windows[group_id]
+            status = self._root_status(group_id, root, now)
+            if status is RootStatus.UNKNOWN and self._head_interval > 0:
+                self._refresh(force=True)  # anchored since the head was read?
+                status = self._root_status(group_id, root, now)
+        return status
+
+    def _root_status(self, group_id: int, root: int, now: float) -> RootStatus:
+        """The verdict of the cached view (the lock held)."""
+        self._group(group_id)
+        if root == self._current[group_id] and root != 0:
+            return RootStatus.VALID
+        key = (group_id, root)
+        if key not in self._superseded:
+            self._superseded[key] = self._registry.root_superseded_at(group_id, root)
+        superseded = self._superseded[key]
+        window = self._windows[group_id]
         if superseded == 0:
             return RootStatus.UNKNOWN
         return RootStatus.VALID if now - superseded <= window else RootStatus.EXPIRED
@@ -162,15 +208,23 @@ def LocalAuthorizer(  # noqa: N802 - a factory that reads as the class it builds
     clock: Callable[[], float] = time.time,
     operator: str | None = None,
     send_groups: Collection[int] | None = None,
+    deployment: RegistryRef | None = None,
+    head_interval: float = 0.0,
 ) -> Authorizer:
     """``Authorizer(policies, LedgerRoots(registry), SqliteNullifierStore(nullifiers_path))``.
 
     Without ``policies``, every group existing on the ledger gets the given parameters,
     and is served when it is one of ``send_groups`` administered by ``operator``
     (:func:`ledger_policies`). ``nullifiers_path`` may be an open store (the caller then
-    closes it).
+    closes it); ``head_interval``: see :class:`LedgerRoots`. ``deployment``: the (chain id, registry contract) scopes must name
+    (docs/authorization.md), normally the deployment manifest's; by default ``registry``'s
+    own address on the chain its node reports.
     """
-    roots = LedgerRoots(registry, cache_blocks)
+    if deployment is None:
+        deployment = RegistryRef(int(registry.w3.eth.chain_id), registry.address)
+    elif deployment.contract != registry.address.lower():
+        raise ValueError("the deployment's registry contract is not the contract read for roots")
+    roots = LedgerRoots(registry, cache_blocks, head_interval)
     table = (
         policies
         if policies is not None
@@ -179,7 +233,7 @@ def LocalAuthorizer(  # noqa: N802 - a factory that reads as the class it builds
         )
     )
     store = nullifiers_path if isinstance(nullifiers_path, SqliteNullifierStore) else SqliteNullifierStore(nullifiers_path)
-    return Authorizer(table, roots, store, clock=clock)
+    return Authorizer(table, roots, store, clock=clock, registry=deployment)
 
 
 class RegistryAuthClient(HttpSession):

@@ -126,6 +126,6 @@ def relay_settings(values: dict[str, Any], extra: dict[str, Any], environ: Mappi
         rate_window=60.0,
         send_groups=None if not o["send_group"] else tuple(o["send_group"]),
         operator=o["operator"],
-        nullifiers_url=o["nullifiers"],
+        nullifiers_url=o.get("nullifiers"),
         **extra,
     )

@@ -1,9 +1,17 @@
 """Evidence the relay emits (zk/evidence/record.py): signed EIP-712 records posted to a
 registry's ``POST /v1/evidence`` (registry/web/routes/evidence.py), best effort.
 
-``emit`` signs and appends the record to a local queue table and returns at once; a
-background thread posts queued records and deletes each once the log accepted it (2xx)
-or refused it for good (4xx: retrying would not help). Network errors, 5xx, 429
+``emit`` signs the record (natively, :class:`zk.evidence.record.RecordSigner`) and
+appends it to a local queue table, returning once the row is durable. Concurrent emits
+share one commit (group commit: the first caller to find no commit under way writes
+every row queued so far in one transaction, one fsync; the others wait until the commit
+holding their row is done), so no record hash is handed out before its row is on disk.
+A background thread posts queued records, a batch at a time (``POST /v1/evidence/batch``,
+one request and one log transaction for up to 100 records), and deletes them once the
+log accepted them (2xx) or refused them for good (4xx: retrying would not help). A batch
+refused with any other 4xx (a log without the batch route, a batch over the relay's
+burst, one bad record) is posted again record by record, so one record's refusal never
+drops the others. Network errors, 5xx, 429
 ``rate_limited`` (after its ``Retry-After``) and 403 ``unknown_signer`` (the operator may
 register this relay's key later) are retried with exponential backoff. The blob path
 never waits for the log.
@@ -41,14 +49,16 @@ from registry._utils.backoff import backoff_delay
 from registry._utils.logs import exc_type
 from registry.ledger.accounts import load_keystore
 from registry.ledger.errors import DeploymentError
-from registry.storage.sqlite import close_connection, connect, create_schema
+from registry.storage.sqlite import close_connection, connect, create_schema, transaction
 from registry.client._http import RegistryClientError, error_of, request
 from registry.client._http import retry_after as _retry_after
-from zk.evidence.record import EventType, EvidenceRecord, ReasonCode, record_hash, sign_record
+from zk.evidence.record import EventType, EvidenceRecord, ReasonCode, RecordSigner
 
 log = logging.getLogger(__name__)
 
 KEY_FILE = "relay.key"
+#: Records posted in one batch (``POST /v1/evidence/batch`` takes up to 1000).
+BATCH_SIZE = 100
 
 
 def load_relay_key(data_dir: Path, keystore: Path | None = None, password: str | None = None) -> bytes:
@@ -103,8 +113,15 @@ class EvidenceEmitter:
         self._waiting_since: float | None = None
         if rejection_burst < 0 or rejection_per_minute < 0:
             raise ValueError("rejection_burst and rejection_per_minute must be >= 0")
-        self._key = private_key
-        self.address = Account.from_key(private_key).address
+        self._signer = RecordSigner(private_key)
+        self.address = self._signer.address
+        #: Group commit of queue rows (:meth:`_queue`): rows waiting for the next commit,
+        #: whether a commit is under way; ``_commit_cv`` guards both.
+        self._commit_cv = threading.Condition()
+        self._rows: list[tuple[_Ticket, int, str]] = []
+        self._committing = False
+        #: False once the log answered the batch route with 404/405 (an older log).
+        self._batch_route = True
         self.chain_id = chain_id
         self.region = region
         self.target_url = None if target_url is None else target_url.rstrip("/")
@@ -158,19 +175,49 @@ class EvidenceEmitter:
                 links=links,
                 reason=reason,
             )
-            signed = sign_record(record, self._key)
-            with self._lock:
-                # A random id: the queue's order is not the order of the events.
-                self._db.execute(
-                    "INSERT INTO evidence_queue (id, body) VALUES (?, ?)", (secrets.randbits(62) + 1, signed.to_json())
-                )
-                if self._waiting_since is None:
-                    self._waiting_since = time.monotonic()
+            signed = self._signer.sign(record)
+            # A random id: the queue's order is not the order of the events.
+            self._queue(secrets.randbits(62) + 1, signed.to_json())
+            digest = signed.record_hash
         except Exception as exc:  # evidence is best effort
             log.error("could not queue an evidence record: %s", exc_type(exc))
             return None
         self._wake.set()
-        return record_hash(record)
+        return digest
+
+    def _queue(self, row_id: int, body: str) -> None:
+        """Insert one row; return when it is committed (group commit, module docstring).
+        Raises what the commit raised if the transaction holding this row failed."""
+        ticket = _Ticket()
+        with self._commit_cv:
+            self._rows.append((ticket, row_id, body))
+            while not ticket.done:
+                if self._committing:
+                    self._commit_cv.wait()
+                    continue
+                self._committing = True
+                rows, self._rows = self._rows, []
+                self._commit_cv.release()
+                error: BaseException | None = None
+                try:
+                    self._commit([(i, b) for _, i, b in rows])
+                except BaseException as exc:  # handed to every waiter of this commit
+                    error = exc
+                finally:
+                    self._commit_cv.acquire()
+                    self._committing = False
+                    for t, _, _ in rows:
+                        t.done, t.error = True, error
+                    self._commit_cv.notify_all()
+        if ticket.error is not None:
+            raise ticket.error
+
+    def _commit(self, rows: list[tuple[int, str]]) -> None:
+        with self._lock:
+            with transaction(self._db):
+                self._db.executemany("INSERT INTO evidence_queue (id, body) VALUES (?, ?)", rows)
+            if self._waiting_since is None:
+                self._waiting_since = time.monotonic()
 
     def _take_rejection_token(self) -> bool:
         with self._lock:
@@ -193,7 +240,8 @@ class EvidenceEmitter:
             return int(self._db.execute("SELECT count(*) FROM evidence_queue").fetchone()[0])
 
     def flush_once(self, client: httpx.Client) -> int:
-        """Post every due record once; return how many left the queue."""
+        """Post every due record once (a batch at a time where the log takes batches);
+        return how many left the queue."""
         if self.target_url is None:
             return 0
         now = time.monotonic()
@@ -209,54 +257,76 @@ class EvidenceEmitter:
                 return 0  # a batch hides the order of its records: wait for more
             # Random ids: this is a random order, then shuffled once more.
             rows = self._db.execute(
-                "SELECT id, body, attempts FROM evidence_queue WHERE next_at <= ? ORDER BY id LIMIT 100", (now,)
+                "SELECT id, body, attempts FROM evidence_queue WHERE next_at <= ? ORDER BY id LIMIT ?", (now, BATCH_SIZE)
             ).fetchall()
             secrets.SystemRandom().shuffle(rows)
             if due <= len(rows):
                 self._waiting_since = None
+        if len(rows) > 1 and self._batch_route:
+            done = self._post_batch(client, rows)
+            if done is not None:
+                return done
         done = 0
-        for row_id, body, attempts in rows:
-            retry_after = 0.0
-            hold = False
-            try:
-                response = request(
-                    client, "POST", f"{self.target_url}/v1/evidence", content=body,
-                    headers={"content-type": "application/json"},
-                )
-                status = response.status_code
-                if status in (403, 429) and _error_code(response) in ("unknown_signer", "rate_limited"):
-                    # Not a verdict on the record but on this relay: every record waits.
-                    status = 503
-                    hold = True
-                    retry_after = _retry_after(response)
-                    self.unknown_signer = _error_code(response) == "unknown_signer"
-                    if _error_code(response) == "unknown_signer" and not self._unknown_warned:
-                        self._unknown_warned = True
-                        log.warning("the evidence log does not know this relay's key %s (yet): records wait",
-                                    self.address)
-            except RegistryClientError:  # not sent, or no answer: retried later
-                status = 0
-            with self._lock:
-                if 200 <= status < 300 or 400 <= status < 500:
-                    if status >= 400:
-                        self.dropped += 1
-                        log.warning("the evidence log refused a record (HTTP %d)", status)
-                    else:
-                        self.sent += 1
-                        self.unknown_signer = False
-                    self._db.execute("DELETE FROM evidence_queue WHERE id = ?", (row_id,))
-                    done += 1
-                else:
-                    delay = max(retry_after, backoff_delay(attempts + 1, 0.5, self._max_backoff))
-                    self._db.execute(
-                        "UPDATE evidence_queue SET attempts = attempts + 1, next_at = ? WHERE id = ?",
-                        (time.monotonic() + delay, row_id),
-                    )
-                    if hold:
-                        self._hold_until = time.monotonic() + delay
+        for row in rows:
+            status, retry_after, hold = self._post(client, "/v1/evidence", row[1])
+            done += self._settle([row], status, retry_after, hold)
             if hold:
                 break
         return done
+
+    def _post_batch(self, client: httpx.Client, rows: list[tuple[int, str, int]]) -> int | None:
+        """Post ``rows`` as one batch; how many left the queue, or None when they are to
+        be posted one by one (the log refused the batch as such: module docstring)."""
+        body = '{"records":[' + ",".join(row[1] for row in rows) + "]}"
+        status, retry_after, hold = self._post(client, "/v1/evidence/batch", body)
+        if status in (404, 405):
+            self._batch_route = False  # a log without the batch route
+            return None
+        if 400 <= status < 500 and not hold:
+            return None
+        return self._settle(rows, status, retry_after, hold)
+
+    def _post(self, client: httpx.Client, path: str, body: str) -> tuple[int, float, bool]:
+        """(HTTP status, 0 for no answer; Retry-After; whether every record must wait)."""
+        try:
+            response = request(
+                client, "POST", f"{self.target_url}{path}", content=body, headers={"content-type": "application/json"}
+            )
+        except RegistryClientError:  # not sent, or no answer: retried later
+            return 0, 0.0, False
+        status = response.status_code
+        code = _error_code(response) if status in (403, 429) else None
+        if code not in ("unknown_signer", "rate_limited"):
+            return status, 0.0, False
+        # Not a verdict on the records but on this relay: every record waits.
+        self.unknown_signer = code == "unknown_signer"
+        if self.unknown_signer and not self._unknown_warned:
+            self._unknown_warned = True
+            log.warning("the evidence log does not know this relay's key %s (yet): records wait", self.address)
+        return 503, _retry_after(response), True
+
+    def _settle(self, rows: list[tuple[int, str, int]], status: int, retry_after: float, hold: bool) -> int:
+        """Delete rows the log took (2xx) or refused for good (4xx); back off the others."""
+        with self._lock:
+            if 200 <= status < 300 or 400 <= status < 500:
+                if status >= 400:
+                    self.dropped += len(rows)
+                    log.warning("the evidence log refused a record (HTTP %d)", status)
+                else:
+                    self.sent += len(rows)
+                    self.unknown_signer = False
+                with transaction(self._db):
+                    self._db.executemany("DELETE FROM evidence_queue WHERE id = ?", [(row[0],) for row in rows])
+                return len(rows)
+            delay = max(retry_after, backoff_delay(max(row[2] for row in rows) + 1, 0.5, self._max_backoff))
+            with transaction(self._db):
+                self._db.executemany(
+                    "UPDATE evidence_queue SET attempts = attempts + 1, next_at = ? WHERE id = ?",
+                    [(time.monotonic() + delay, row[0]) for row in rows],
+                )
+            if hold:
+                self._hold_until = time.monotonic() + delay
+            return 0
 
     def _log_suppressed(self) -> None:
         """One line per flush that suppressed rejection records since the last one (counts only)."""
@@ -296,6 +366,16 @@ class EvidenceEmitter:
             self._thread = None
         with self._lock:
             close_connection(self._db)
+
+
+class _Ticket:
+    """One queued row's place in a group commit: done, and the commit's error if any."""
+
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.error: BaseException | None = None
 
 
 def _error_code(response: httpx.Response) -> str | None:

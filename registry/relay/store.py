@@ -11,6 +11,9 @@ pickup hash or digest.
 
 Layout: ``<dir>/<id>.blob``, written as ``<id>.tmp``, flushed, renamed and the directory
 flushed before :meth:`BlobStore.put` returns (a blob is on disk before the relay's 201).
+The directory flush is a group commit (:class:`GroupFsync`): concurrent puts share one
+``fsync`` of the directory, and each put returns only after an ``fsync`` that began after
+its rename, so none returns before its directory entry is durable.
 File format, version 1 (integers big-endian)::
 
     0    magic b"ZKRB" + version 0x01
@@ -130,6 +133,58 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+class GroupFsync:
+    """``fsync`` of one directory shared by concurrent callers (group commit).
+
+    :meth:`sync` returns once an ``fsync`` that *started after the call* has succeeded
+    (whatever the caller did to the directory before calling is then durable), and raises
+    that ``fsync``'s ``OSError`` if it failed. While one ``fsync`` runs, later callers
+    wait and the first of them runs the next one, for all of them."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._cv = threading.Condition()
+        self._started = 0  # fsyncs begun so far (the n-th has number n)
+        self._done = 0  # the last finished
+        self._running = False
+        self._failed: dict[int, OSError] = {}  # number -> error, of recent failures
+        #: fsyncs run, and sync() calls (a test and the benchmark read them)
+        self.fsyncs = 0
+        self.calls = 0
+
+    def sync(self) -> None:
+        with self._cv:
+            self.calls += 1
+            # A sync already running may have begun before the caller's change: wait for the next.
+            target = self._started + 1
+            while self._done < target:
+                if self._running:
+                    self._cv.wait()
+                    continue
+                self._running = True
+                self._started += 1
+                number = self._started
+                self._cv.release()
+                error: OSError | None = None
+                try:
+                    _fsync_dir(self.path)
+                except OSError as exc:
+                    error = exc
+                finally:
+                    self._cv.acquire()
+                    self._running = False
+                    self._done = number
+                    self.fsyncs += 1
+                    if error is not None:
+                        self._failed[number] = error
+                    for old in [n for n in self._failed if n < number - 64]:
+                        del self._failed[old]
+                    self._cv.notify_all()
+            failed = self._failed.get(target)
+        if failed is not None:
+            raise failed
+
+
 def _read_without_atime(path: Path) -> bytes:
     """The file's bytes, read without setting its access time (``O_NOATIME``): a pickup
     must not stamp the blob file with the moment it was read (docs/privacy.md). The flag
@@ -179,6 +234,7 @@ class BlobStore:
         self._mailboxes: dict[bytes, _Mailbox] = {}
         self._pending: dict[bytes, tuple[bytes, int]] = {}  # tag -> (pickup hash, sends in flight)
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.dir_sync = GroupFsync(self.path)
         self._load()
         if legacy is not None and Path(legacy).exists():
             self._migrate(Path(legacy))
@@ -208,7 +264,7 @@ class BlobStore:
                 os.close(fd)
             os.utime(tmp, (now, now))  # no modification time finer than the stored hour
             os.rename(tmp, self._file(blob_id))
-            _fsync_dir(self.path)
+            self.dir_sync.sync()
         except BaseException:
             try:
                 erase_file(tmp)

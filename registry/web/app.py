@@ -32,6 +32,7 @@ from fastapi import FastAPI
 
 from registry.service.authorization import MAX_GROUP_ID
 from registry.service.settings import Settings
+from registry.storage.database import open_store_database
 from registry.storage.access_log import FILE_NAME as ACCESS_LOG_FILE
 from registry.storage.access_log import AccessLog, AccessLogMiddleware, Scope
 from registry.web.auth import operator
@@ -40,7 +41,8 @@ from registry.web.metrics import Metrics, TrafficMetrics
 from registry.web.middleware import BodyLimitMiddleware, ErrorGuardMiddleware, MetricsMiddleware
 from registry.web.models import MEMBERS_MAX_BODY, UINT64_MAX
 from registry.web.rate_limit import RateLimitMiddleware, bearer_exempt, registry_limiter, registry_route_class
-from registry.web.routes import admission, authorize, groups, health, members
+from registry.web.explorer import mount as mount_explorer
+from registry.web.routes import admission, authorize, explorer, groups, health, members
 from zk import strict_json
 
 if TYPE_CHECKING:
@@ -61,7 +63,14 @@ _DESCRIPTION = (
 def create_app(service: RegistryService, settings: Settings) -> FastAPI:
     """The ASGI app. The caller owns ``service`` (``start``/``stop``); the app owns its
     connection log (opened here, flushed and purged in the background while it runs)."""
-    access_log = AccessLog(settings.data_dir / ACCESS_LOG_FILE, settings.access_log_hours)
+    # Not durable (a log of connection times): no fsync per commit on SQLite; on
+    # PostgreSQL the replicas' counts add up in one table (schema zkid_access).
+    access_log = AccessLog(
+        open_store_database(
+            settings.database, settings.data_dir, ACCESS_LOG_FILE, durable=False, pool_size=settings.database_pool_size
+        ),
+        settings.access_log_hours,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -98,6 +107,8 @@ def create_app(service: RegistryService, settings: Settings) -> FastAPI:
     for router in (groups.router, admission.router, members.router, authorize.router, health.router):
         app.include_router(router)
     own_limits = _mount_evidence(app, service, settings)
+    app.include_router(explorer.router)  # read-only JSON of the explorer pages (docs/explorer.md)
+    mount_explorer(app)
 
     # Outermost first at run time: connection log, metrics, refusal counts, per-IP limit
     # (before any body is read), error guard, body limit.

@@ -194,6 +194,8 @@ class RegisterResponse(BaseModel):
 class GroupModel(BaseModel):
     model_config = ConfigDict(extra="allow")
     group_id: int
+    chain_id: int = Field(description="With registry_contract and group_id: the global group reference scopes name (docs/authorization.md).")
+    registry_contract: str = Field(description="The ZkIdRegistry contract's address (lower-case hex).")
     root: str
     size: int
     depth: int

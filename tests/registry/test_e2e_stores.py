@@ -32,6 +32,7 @@ from tests.registry.test_e2e_faults import ROOT, TOKEN, _wait, start_up
 from zk.identity import Identity
 from zk.proof import generate_proof
 from zk.relay_scope import RelayScope, blob_message, epoch_at
+from registry.client.api import registry_of
 from zk.tree import MerkleProof
 
 # Epochs far longer than the test: the spent proof stays in an acceptable epoch, so a
@@ -47,7 +48,7 @@ def _authorization(url: str, who: Identity) -> dict[str, Any]:
         assert r.status_code == 200, r.text
     merkle = MerkleProof.from_dict(r.json()["merkle_proof"])
     digest = hashlib.sha256(b"a blob sent once").digest()
-    scope = RelayScope(group_id=0, epoch=epoch_at(time.time(), info["epoch_length"]), slot=0).encode()
+    scope = RelayScope.of(registry_of(info), 0, epoch_at(time.time(), info["epoch_length"]), 0).encode()
     proof = generate_proof(who, merkle, blob_message(digest), scope)
     return {"group_id": 0, "proof": proof.to_dict(), "blob_digest": digest.hex()}
 

@@ -7,7 +7,7 @@ The module-scoped ``registry`` fixture (tests/registry/conftest.py) is one of th
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,10 +28,16 @@ from tests.support.clock import OffsetClock
 from tests.support.net import serve_app
 from tests.support.wait import wait_until
 from zk.identity import Identity
+from zk.relay_scope import RegistryRef
 from zk.tree import LeanIMT, MerkleProof
 
 OPERATOR_TOKEN = "test-operator-token-0123456789"
 AUTH = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+
+
+def deployment_of(manifest: Manifest) -> RegistryRef:
+    """The (chain id, registry contract) of a deployment manifest: what its scopes name."""
+    return RegistryRef(manifest.chain_id, manifest.address("ZkIdRegistry"))
 
 
 @dataclass
@@ -47,6 +53,11 @@ class Registry:
     @property
     def contract(self) -> RegistryContract:
         return RegistryContract(self.anvil.w3, self.manifest.address("ZkIdRegistry"))
+
+    @property
+    def deployment(self) -> RegistryRef:
+        """(chain id, registry contract): what this registry's scopes name (LZE2, LZA2)."""
+        return deployment_of(self.manifest)
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=60.0)
@@ -77,10 +88,11 @@ class Registry:
 
 
 @contextlib.contextmanager
-def running_registry(data_dir: Path, **overrides: Any) -> Iterator[Registry]:
-    """Anvil + deployment + service + uvicorn; everything stopped on exit."""
+def running_registry(data_dir: Path, anvil_args: Sequence[str] = (), **overrides: Any) -> Iterator[Registry]:
+    """Anvil + deployment + service + uvicorn; everything stopped on exit. ``anvil_args``
+    go to Anvil (e.g. ``["--chain-id", "31338"]`` for a second region's ledger)."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    with AnvilProcess(["--gas-limit", "300000000"], log_file=data_dir / "anvil.log") as anvil:
+    with AnvilProcess(["--gas-limit", "300000000", *anvil_args], log_file=data_dir / "anvil.log") as anvil:
         manifest = deploy_contracts(Transactor(anvil.w3, anvil_dev_account(0), poll_interval=0.01), region="test")
         save_manifest(data_dir, manifest)
         values: dict[str, Any] = {

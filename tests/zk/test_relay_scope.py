@@ -1,11 +1,16 @@
+import json
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 from hypothesis import given, strategies as st
 
+from zk.hashing import semaphore_hash
 from zk.relay_scope import (
+    RegistryRef,
     RelayScope,
     ScopeError,
+    ScopeVersionError,
     acceptable_epochs,
     blob_message,
     check_epoch_parameters,
@@ -15,35 +20,79 @@ from zk.relay_scope import (
 )
 
 
-@given(st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1), st.integers(0, 2**32 - 1))
-def test_scope_round_trip(group_id: int, epoch: int, slot: int) -> None:
-    scope = RelayScope(group_id, epoch, slot)
+HOME = RegistryRef(31337, "0x5fbdb2315678afecb367f032d93f642f64180aa3")
+VECTORS = json.loads((Path(__file__).resolve().parents[1] / "vectors" / "scopes.json").read_text("utf-8"))
+
+
+@given(st.integers(0, 2**96 - 1), st.integers(0, 2**56 - 1), st.integers(0, 2**40 - 1), st.integers(0, 2**32 - 1))
+def test_scope_round_trip(tag: int, group_id: int, epoch: int, slot: int) -> None:
+    scope = RelayScope(tag, group_id, epoch, slot)
     value = scope.encode()
     assert 0 <= value < 2**256
     assert decode_scope(value) == scope
 
 
 def test_scope_layout_known_answer() -> None:
-    value = RelayScope(group_id=7, epoch=0x0102030405060708, slot=3).encode()
+    """The example of docs/authorization.md, byte by byte."""
+    value = RelayScope.of(HOME, group_id=7, epoch=0x0102030405, slot=3).encode()
     assert value.to_bytes(32, "big").hex() == (
-        "4c5a4531" "0000000000000007" "0102030405060708" "00000003" "0000000000000000"
+        "4c5a4532" "73111281a8c62caa0d21f215" "00000000000007" "0102030405" "00000003"
     )
+
+
+@pytest.mark.parametrize("case", VECTORS["relay_scopes"], ids=lambda c: f"{c['chain_id'][:8]}-{c['group_id']}-{c['slot']}")
+def test_scope_vectors_from_js(case: dict[str, str]) -> None:
+    """tests/js/gen_scope_vectors.mjs (ethers' solidityPackedKeccak256, BigInt shifts and
+    @semaphore-protocol/proof's own hash) against zk.relay_scope and zk.hashing."""
+    home = RegistryRef(int(case["chain_id"]), case["registry"])
+    scope = RelayScope.of(home, int(case["group_id"]), int(case["epoch"]), int(case["slot"]))
+    value = scope.encode()
+    assert value == int(case["scope"]) == int(case["scope_hex"], 16)
+    assert semaphore_hash(value) == int(case["circuit_scope"])
+    assert decode_scope(value) == scope
+
+
+LZE1_EXAMPLE = int("4c5a4531" "0000000000000007" "0102030405060708" "00000003" "0000000000000000", 16)
+
+
+@pytest.mark.parametrize("old", [LZE1_EXAMPLE, int.from_bytes(b"LZE1" + bytes(28), "big"), int.from_bytes(b"LZE1" + b"\xff" * 28, "big")])
+def test_version_1_is_refused_by_its_version(old: int) -> None:
+    """An LZE1 scope (docs/authorization.md "Migration from LZE1") is never read as LZE2:
+    it raises ScopeVersionError (``scope_version_unsupported``), a ScopeError."""
+    with pytest.raises(ScopeVersionError):
+        decode_scope(old)
 
 
 @pytest.mark.parametrize(
     "bad",
-    [0, 1, -1, 2**256, int.from_bytes(b"LZE2" + bytes(28), "big"), int.from_bytes(b"LZE1" + bytes(27) + b"\x01", "big")],
+    [0, 1, -1, 2**256, 2**256 + LZE1_EXAMPLE, True, int.from_bytes(b"LZE3" + bytes(28), "big"), int.from_bytes(b"LZA2" + bytes(28), "big")],
 )
 def test_decode_rejects(bad: int) -> None:
-    with pytest.raises(ScopeError):
+    with pytest.raises(ScopeError) as caught:
         decode_scope(bad)
+    assert not isinstance(caught.value, ScopeVersionError)
 
 
-@pytest.mark.parametrize("field,value", [("group_id", 2**64), ("epoch", -1), ("slot", 2**32)])
+@pytest.mark.parametrize(
+    "field,value",
+    [("registry_tag", 2**96), ("group_id", 2**56), ("epoch", -1), ("epoch", 2**40), ("slot", 2**32), ("slot", True)],
+)
 def test_encode_rejects_out_of_range(field: str, value: int) -> None:
-    args = {"group_id": 0, "epoch": 0, "slot": 0, field: value}
+    """Out-of-range values are refused, never truncated or reduced."""
+    args = {"registry_tag": 0, "group_id": 0, "epoch": 0, "slot": 0, field: value}
     with pytest.raises(ScopeError):
         RelayScope(**args).encode()
+
+
+def test_the_scope_binds_the_deployment() -> None:
+    """Same group, epoch and slot at two deployments (another chain id, or another
+    contract on the same chain): different scopes, so different nullifiers and a
+    ``wrong_registry`` refusal at the other one."""
+    other_chain = RegistryRef(31338, HOME.contract)
+    other_contract = RegistryRef(HOME.chain_id, "0x" + "e7" * 20)
+    scopes = {RelayScope.of(r, 0, 100, 0).encode() for r in (HOME, other_chain, other_contract)}
+    assert len(scopes) == 3
+    assert {decode_scope(s).registry_tag for s in scopes} == {HOME.tag, other_chain.tag, other_contract.tag}
 
 
 def test_epochs_and_skew() -> None:

@@ -33,12 +33,15 @@ Canonical encoding, EIP-712 (https://eips.ethereum.org/EIPS/eip-712):
   hex (derived, so identical events are one piece of evidence); the **log entry** is
   the 32-byte record hash, so the RFC 9162 leaf is ``SHA-256(0x00 || record_hash)``.
 
-Signatures are 65-byte ``r || s || v`` secp256k1 signatures over the record hash
-(``eth_account``), ``v`` in {27, 28} and low ``s`` (EIP-2), so each has one encoding.
+Signatures are 65-byte ``r || s || v`` secp256k1 signatures over the record hash, ``v``
+in {27, 28} and low ``s`` (EIP-2), so each has one encoding. They are made natively
+(libsecp256k1 via ``coincurve``, :class:`RecordSigner`), byte for byte what
+``eth_account`` makes for the same key and digest (RFC 6979 deterministic nonces).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -46,8 +49,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from coincurve import PrivateKey as _CoincurveKey
 from eth_keys.datatypes import Signature as _EcdsaSignature
-from eth_account import Account
 from eth_account.messages import SignableMessage, encode_typed_data
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
@@ -136,6 +139,19 @@ class ReasonCode(Enum):
     INTERNAL_ERROR = "internal_error"
 
 
+@functools.lru_cache(maxsize=1024)
+def _is_checksummed(address: str) -> bool:
+    """EIP-55: ``address`` is its own checksummed form (memoised: a relay has one issuer)."""
+    return bool(to_checksum_address(address) == address)
+
+
+@functools.lru_cache(maxsize=1024)
+def _keccak_text(text: str) -> bytes:
+    """keccak256 of a UTF-8 string (EIP-712 ``string`` members), memoised: events, reason
+    codes and regions are a few fixed strings."""
+    return keccak(text.encode())
+
+
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -181,7 +197,7 @@ class EvidenceRecord:
             raise RecordError("eventTime must be UTC seconds in [0, 2^53)")
         if not isinstance(self.issuer, str) or not re.fullmatch(r"0x[0-9a-fA-F]{40}", self.issuer):
             raise RecordError("issuer must be an Ethereum address")
-        if to_checksum_address(self.issuer) != self.issuer:
+        if not _is_checksummed(self.issuer):
             raise RecordError("issuer must be an EIP-55 checksummed address")
         if int(self.issuer, 16) == 0:
             raise RecordError("issuer must not be the zero address")
@@ -321,6 +337,7 @@ def _type_string(name: str, fields: list[dict[str, str]]) -> bytes:
 _DOMAIN_TYPEHASH = keccak(_type_string("EIP712Domain", EIP712_DOMAIN_TYPE))
 _RECORD_TYPEHASH = keccak(_type_string("EvidenceRecord", RECORD_TYPE))
 _domain_separators: dict[int, bytes] = {}
+_EMPTY_KECCAK = keccak(b"")
 
 
 def record_hash(record: EvidenceRecord) -> bytes:
@@ -338,14 +355,14 @@ def record_hash(record: EvidenceRecord) -> bytes:
     struct = keccak(
         _RECORD_TYPEHASH
         + record.version.to_bytes(32, "big")
-        + keccak(record.event.value.encode())
+        + _keccak_text(record.event.value)
         + record.event_time.to_bytes(32, "big")
         + bytes(12)
         + bytes.fromhex(record.issuer[2:])
         + record.blob_digest
-        + keccak(b"".join(record.links))
-        + keccak(b"" if record.reason is None else record.reason.value.encode())
-        + keccak(record.region.encode())
+        + (keccak(b"".join(record.links)) if record.links else _EMPTY_KECCAK)
+        + _keccak_text("" if record.reason is None else record.reason.value)
+        + _keccak_text(record.region)
     )
     return keccak(b"\x19\x01" + sep + struct)
 
@@ -383,6 +400,11 @@ class SignedRecord:
             raise RecordError("record must be an EvidenceRecord")
         _check_signature_encoding(self.signature)
 
+    @functools.cached_property
+    def record_hash(self) -> bytes:
+        """The record's EIP-712 record hash (the module function), computed once."""
+        return record_hash(self.record)
+
     def to_dict(self) -> dict[str, Any]:
         return {"record": self.record.to_dict(), "signature": "0x" + self.signature.hex()}
 
@@ -403,18 +425,57 @@ class SignedRecord:
         return cls.from_dict(strict_json.loads(text, floats=False, error=RecordError))
 
 
-def sign_record(record: EvidenceRecord, private_key: bytes | str) -> SignedRecord:
-    """Sign ``record`` with the issuer's secp256k1 key (EIP-712 via ``eth_account``).
+class RecordSigner:
+    """An issuer's secp256k1 key, parsed once, signing record hashes natively (libsecp256k1
+    through ``coincurve``).
 
-    Refuses a key whose address is not ``record.issuer``.
+    The signature is the one ``eth_account``/``eth_keys`` give for the same key and digest
+    (tests compare them): ECDSA with the RFC 6979 deterministic nonce (HMAC-SHA256),
+    ``s`` normalised to the lower half (EIP-2; libsecp256k1 always signs low-s), encoded
+    ``r || s || v`` with ``v = 27 + recovery id``. Each signature is checked by
+    :class:`SignedRecord` (range, low ``s``, ``v``) before it is returned.
     """
-    account = Account.from_key(private_key)
-    if account.address != record.issuer:
-        raise RecordError("the private key does not belong to the record's issuer")
-    signed = Account.sign_message(record.signable(), account.key)
-    if bytes(signed.message_hash) != record.record_hash():
-        raise RecordError("eth_account signed a different digest")  # defensive: API drift
-    return SignedRecord(record, bytes(signed.signature))
+
+    def __init__(self, private_key: bytes | str) -> None:
+        if isinstance(private_key, str):
+            text = private_key.removeprefix("0x")
+            if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
+                raise RecordError("a private key is 32 bytes (64 hex digits)")
+            private_key = bytes.fromhex(text)
+        if not isinstance(private_key, bytes) or len(private_key) != 32:
+            raise RecordError("a private key is 32 bytes")
+        if not 1 <= int.from_bytes(private_key, "big") < _SECP256K1_N:
+            raise RecordError("the private key is out of range")
+        self._key = _CoincurveKey(private_key)
+        public = self._key.public_key.format(compressed=False)[1:]  # x || y, 64 bytes
+        #: The EIP-55 address of the key: the last 20 bytes of keccak256(x || y).
+        self.address: str = to_checksum_address(keccak(public)[-20:])
+
+    def sign_hash(self, digest: bytes) -> bytes:
+        """The 65-byte ``r || s || v`` signature of a 32-byte digest (no further hashing)."""
+        if not isinstance(digest, bytes) or len(digest) != 32:
+            raise RecordError("a digest to sign is 32 bytes")
+        raw = self._key.sign_recoverable(digest, hasher=None)  # r || s || recovery id (0..3)
+        return raw[:64] + bytes([27 + raw[64]])
+
+    def sign(self, record: EvidenceRecord) -> SignedRecord:
+        """Sign ``record`` (EIP-712 record hash, :func:`record_hash`); refuses a record whose
+        issuer is not this key's address."""
+        if record.issuer != self.address:
+            raise RecordError("the private key does not belong to the record's issuer")
+        digest = record_hash(record)
+        signed = SignedRecord(record, self.sign_hash(digest))
+        signed.__dict__["record_hash"] = digest  # the cached property below, computed once
+        return signed
+
+
+def sign_record(record: EvidenceRecord, private_key: bytes | str) -> SignedRecord:
+    """Sign ``record`` with the issuer's secp256k1 key (EIP-712, :class:`RecordSigner`).
+
+    Refuses a key whose address is not ``record.issuer``. A caller signing many records
+    keeps one :class:`RecordSigner` (the key is parsed once).
+    """
+    return RecordSigner(private_key).sign(record)
 
 
 def recover_issuer(record_hash: bytes, signature: bytes) -> str:

@@ -27,6 +27,8 @@ REFUSAL_STATUS: dict[Reason, int] = {
 REFUSAL_MESSAGE: dict[Reason, str] = {
     Reason.MALFORMED: "the proof is not a well-formed Semaphore proof (points must be on their curves)",
     Reason.BAD_SCOPE: "the scope is not a relay-epoch scope",
+    Reason.SCOPE_VERSION_UNSUPPORTED: "the scope is an LZE1 relay-epoch scope; make the proof again over an LZE2 scope (docs/authorization.md)",
+    Reason.WRONG_REGISTRY: "the scope names another registry deployment (chain id, registry contract)",
     Reason.WRONG_GROUP: "the scope names another group",
     Reason.UNKNOWN_GROUP: "no such group",
     Reason.GROUP_NOT_SERVED: "this group is not a send group of this registry's operator",

@@ -1,5 +1,5 @@
 """The CLI against a server that answers like no registry would: a group without its send
-parameters, or with values of the wrong type. ``zkid send`` and ``zkid authorize`` end
+parameters or its deployment (chain id, registry contract), or with values of the wrong type. ``zkid send`` and ``zkid authorize`` end
 with one error line and exit 2 (the SDK's ``bad_response``), not a traceback."""
 
 from __future__ import annotations
@@ -21,6 +21,12 @@ GROUPS: list[Any] = [
     {"epoch_length": 600, "message_limit": [100]},
     {"epoch_length": 0, "message_limit": 100},
     {"epoch_length": True, "message_limit": 100},
+    # The deployment the scope must name (LZE2, docs/authorization.md): missing (a registry
+    # from before LZE2), or not a chain id and an address.
+    {"epoch_length": 600, "message_limit": 100},
+    {"epoch_length": 600, "message_limit": 100, "chain_id": 0, "registry_contract": "0x" + "11" * 20},
+    {"epoch_length": 600, "message_limit": 100, "chain_id": "31337", "registry_contract": "0x" + "11" * 20},
+    {"epoch_length": 600, "message_limit": 100, "chain_id": 31337, "registry_contract": "0x" + "11" * 19},
 ]
 
 

@@ -21,13 +21,14 @@ from registry.client.api import (
     acknowledge_anonymously,
     build_send_authorization,
     group_from_ledger,
+    registry_of,
     send_blob,
 )
 from registry.relay.authorization import RegistryAuthClient
 from tests.support.net import free_port
 from tests.support.registry import Registry
 from zk.identity import Identity
-from zk.relay_scope import blob_message, decode_scope, epoch_at
+from zk.relay_scope import RegistryRef, blob_message, decode_scope, epoch_at
 from zk.tree import LeanIMT
 
 
@@ -116,13 +117,16 @@ def test_registry_client_register_wait_proof_and_send(registry: Registry, tmp_pa
         slots = SendSlots(tmp_path / "slots.sqlite")
         blob = b"hello relay"
         proof, digest = build_send_authorization(
-            alice, merkle, 0, blob, registry.clock(), slots,
+            alice, merkle, 0, blob, registry.clock(), slots, registry=registry_of(info),
             epoch_length=info["epoch_length"], message_limit=info["message_limit"],
         )
         assert digest == hashlib.sha256(blob).digest() and proof.message == blob_message(digest)
         scope = decode_scope(proof.scope)
         assert (scope.group_id, scope.epoch, scope.slot) == (0, epoch_at(registry.clock(), info["epoch_length"]), 0)
-        second, _ = build_send_authorization(alice, tree, 0, blob, registry.clock(), slots)
+        # The scope names this deployment: the registry's answer is the manifest's (LZE2).
+        assert registry_of(info) == registry.deployment and scope.registry_tag == registry.deployment.tag
+        assert client.send_parameters(0) == (registry.deployment, info["epoch_length"], info["message_limit"])
+        second, _ = build_send_authorization(alice, tree, 0, blob, registry.clock(), slots, registry=registry.deployment)
         assert decode_scope(second.scope).slot == 1 and second.nullifier != proof.nullifier
         with RegistryAuthClient(registry.url) as auth:
             assert auth.authorize(proof, 0, digest).reason is Reason.OK
@@ -158,7 +162,7 @@ def test_a_send_that_never_left_is_unreachable_and_spends_no_slot(relay: str, tm
     tree = LeanIMT()
     tree.insert(alice.commitment)
     slots = SendSlots(tmp_path / "slots.sqlite")
-    proof, _ = build_send_authorization(alice, tree, 0, b"blob", 1_000_000.0, slots)
+    proof, _ = build_send_authorization(alice, tree, 0, b"blob", 1_000_000.0, slots, registry=RegistryRef(31337, "0x" + "11" * 20))
     slots.close()
     with pytest.raises(RelaySendError) as caught:
         send_blob(url, b"\x01" * 32, b"\x02" * 32, b"blob", 0, proof, timeout=5)

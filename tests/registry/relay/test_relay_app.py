@@ -26,6 +26,7 @@ from tests.support.wait import wait_until
 from tests.support.net import serve_app
 from tests.registry.relay.support import send_body, running_relay
 from tests.support.clock import OffsetClock
+from tests.support.registry import deployment_of
 from zk.evidence.record import EventType, ReasonCode, verify_record_signature
 from zk.identity import Identity
 from zk.proof import generate_proof
@@ -70,7 +71,7 @@ def test_send_refusals_pickup_ack_purge_and_evidence(
         slots = SendSlots(tmp_path / "alice-slots.sqlite")
         mailbox, capability = secrets.token_bytes(32), secrets.token_bytes(32)
         blob1 = b"ciphertext one"
-        proof1, digest1 = build_send_authorization(alice, tree, group, blob1, clock(), slots, message_limit=limit)
+        proof1, digest1 = build_send_authorization(alice, tree, group, blob1, clock(), slots, registry=deployment_of(deployed.manifest), message_limit=limit)
 
         # Accepted: durable, 201.
         r = http.post("/v1/blobs", json=send_body(mailbox, capability, blob1, group, proof1))
@@ -86,11 +87,11 @@ def test_send_refusals_pickup_ack_purge_and_evidence(
         outsider_tree = LeanIMT(leaves=[alice.commitment, bob.commitment, outsider.commitment])
         blob_x = b"from a non-member"
         stranger = generate_proof(
-            outsider, outsider_tree, blob_message(hashlib.sha256(blob_x).digest()), RelayScope(group, epoch, 0).encode()
+            outsider, outsider_tree, blob_message(hashlib.sha256(blob_x).digest()), RelayScope.of(deployment_of(deployed.manifest), group, epoch, 0).encode()
         )
         _error(http.post("/v1/blobs", json=send_body(mailbox, capability, blob_x, group, stranger)), 403, "unknown_root")
         blob_o = b"over the limit"
-        over = generate_proof(bob, tree, blob_message(hashlib.sha256(blob_o).digest()), RelayScope(group, epoch, limit).encode())
+        over = generate_proof(bob, tree, blob_message(hashlib.sha256(blob_o).digest()), RelayScope.of(deployment_of(deployed.manifest), group, epoch, limit).encode())
         _error(http.post("/v1/blobs", json=send_body(mailbox, capability, blob_o, group, over)), 403, "slot_out_of_range")
         _error(http.post("/v1/blobs", json=send_body(mailbox, capability, blob1, group + 1, proof1)), 404, "unknown_group")
         assert relay.store.count() == 1
@@ -117,7 +118,7 @@ def test_send_refusals_pickup_ack_purge_and_evidence(
 
         # A second send takes the client's next slot; the retention purge removes it.
         blob2 = b"ciphertext two"
-        proof2, _ = build_send_authorization(alice, tree, group, blob2, clock(), slots, message_limit=limit)
+        proof2, _ = build_send_authorization(alice, tree, group, blob2, clock(), slots, registry=deployment_of(deployed.manifest), message_limit=limit)
         assert slots.used(group, epoch_at(clock(), 600)) == [0, 1]
         r = http.post("/v1/blobs", json=send_body(mailbox, capability, blob2, group, proof2))
         assert r.status_code == 201, r.text

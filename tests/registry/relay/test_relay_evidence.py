@@ -124,7 +124,7 @@ def test_a_failed_evidence_record_logs_the_error_type_only(
     def failing_sign(*_: object) -> object:  # a fault no real input produces
         raise ValueError(f"cannot sign for {SECRET}")
 
-    monkeypatch.setattr(relay_evidence, "sign_record", failing_sign)
+    monkeypatch.setattr(relay_evidence.RecordSigner, "sign", failing_sign)
     emitter = EvidenceEmitter(tmp_path / "queue.sqlite", load_relay_key(tmp_path), 1, "test", "http://127.0.0.1:9")
     try:
         with caplog.at_level(logging.DEBUG):

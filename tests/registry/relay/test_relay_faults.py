@@ -98,6 +98,7 @@ def test_registry_frozen_mid_authorization_answers_authorization_unknown(tmp_pat
         _wait(lambda: _statuses(up.url, [alice.commitment])[0] in ("included", "final"), 60, "anchoring", up)
         with RegistryClient(up.url) as registry:
             path = registry.merkle_proof(0, alice.commitment)
+            home = registry.send_parameters(0)[0]
 
         # The registry too answers a body that does not arrive with 408.
         reg_port = int(up.url.rsplit(":", 1)[1])
@@ -112,7 +113,7 @@ def test_registry_frozen_mid_authorization_answers_authorization_unknown(tmp_pat
             assert http.get("/v1/health").json()["reasons"] == []
             slots = SendSlots(tmp_path / "slots.sqlite")
             blob = b"sealed blob for a frozen registry"
-            proof, _ = build_send_authorization(alice, path, 0, blob, time.time(), slots)
+            proof, _ = build_send_authorization(alice, path, 0, blob, time.time(), slots, registry=home)
             mailbox, capability = secrets.token_bytes(32), secrets.token_bytes(32)
             pickup_hash = hashlib.sha256(capability).digest()
 

@@ -14,16 +14,17 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.registry import Registry, anchored_member
+from tests.support.registry import Registry, anchored_member, deployment_of
 from tests.registry.relay.support import send_body, running_relay
 from zk.identity import Identity
 from zk.proof import SemaphoreProof, generate_proof
-from zk.relay_scope import RelayScope, blob_message, epoch_at
+from zk.relay_scope import RegistryRef, RelayScope, blob_message, epoch_at
 from zk.tree import LeanIMT, MerkleProof
 
 
-def _proof(who: Identity, merkle: Any, blob: bytes, group: int, epoch: int, slot: int) -> SemaphoreProof:
-    return generate_proof(who, merkle, blob_message(hashlib.sha256(blob).digest()), RelayScope(group, epoch, slot).encode())
+def _proof(who: Identity, merkle: Any, blob: bytes, group: int, epoch: int, slot: int, home: RegistryRef) -> SemaphoreProof:
+    scope = RelayScope.of(home, group, epoch, slot).encode()
+    return generate_proof(who, merkle, blob_message(hashlib.sha256(blob).digest()), scope)
 
 
 def _code(response: httpx.Response) -> str:
@@ -60,12 +61,12 @@ def test_local_refusals_keep_the_slot(tmp_path: Path, anvil: Any, deployed: Any,
         base_url=url, timeout=60
     ) as http:
         epoch = epoch_at(relay.clock(), 600)
-        _conflict_then_other_mailbox(http, lambda blob, slot: _proof(alice, tree, blob, group, epoch, slot), group)
+        _conflict_then_other_mailbox(http, lambda blob, slot: _proof(alice, tree, blob, group, epoch, slot, deployment_of(deployed.manifest)), group)
 
         # A write that fails after the claim gives the claim back (the fault is injected:
         # a full disk cannot be made for real here).
         blob = b"written on a failing disk"
-        proof = _proof(alice, tree, blob, group, epoch, 2)
+        proof = _proof(alice, tree, blob, group, epoch, 2, deployment_of(deployed.manifest))
         body = send_body(secrets.token_bytes(32), secrets.token_bytes(32), blob, group, proof)
         with monkeypatch.context() as patch:
             def full(*_args: Any, **_kwargs: Any) -> None:
@@ -82,7 +83,7 @@ def test_local_refusals_keep_the_slot(tmp_path: Path, anvil: Any, deployed: Any,
 
     # Not enough disk room: refused before authorizing (507), the slot stays usable.
     blob = b"no room for this one"
-    proof = _proof(alice, tree, blob, group, epoch, 3)
+    proof = _proof(alice, tree, blob, group, epoch, 3, deployment_of(deployed.manifest))
     body = send_body(secrets.token_bytes(32), secrets.token_bytes(32), blob, group, proof)
     with running_relay(data, anvil.rpc_url, deployed.manifest, min_free_bytes=2**62) as (url, relay, _app), httpx.Client(
         base_url=url, timeout=60
@@ -112,4 +113,4 @@ def test_registry_mode_conflict_is_refused_before_the_registry_claims(
         tmp_path / "relay", registry.settings.rpc_url or "", registry.manifest,
         auth_mode="registry", registry_url=registry.url,
     ) as (url, _relay, _app), httpx.Client(base_url=url, timeout=60) as http:
-        _conflict_then_other_mailbox(http, lambda blob, slot: _proof(who, merkle, blob, 0, epoch, slot), 0)
+        _conflict_then_other_mailbox(http, lambda blob, slot: _proof(who, merkle, blob, 0, epoch, slot, registry.deployment), 0)

@@ -29,6 +29,7 @@ from registry.ledger.anvil import free_port
 from registry.ledger.deploy import save_manifest
 from registry.relay.store import BlobStore, capability_hash
 from tests.support.cli import stop_process
+from tests.support.registry import deployment_of
 from tests.support.wait import wait_until
 from zk.identity import Identity
 from zk.tree import LeanIMT
@@ -107,10 +108,13 @@ class Sender:
         registry.add_members(self.group, [self.identity.commitment])
         self.tree = LeanIMT(leaves=[self.identity.commitment])
         self.slots = SendSlots(tmp_path / f"slots-{self.group}.sqlite")
+        self.home = deployment_of(deployed.manifest)
 
     def send(self, http: httpx.Client, size: int) -> Sent:
         blob, mailbox, capability = secrets.token_bytes(size), secrets.token_bytes(32), secrets.token_bytes(32)
-        proof, digest = build_send_authorization(self.identity, self.tree, self.group, blob, time.time(), self.slots)
+        proof, digest = build_send_authorization(
+            self.identity, self.tree, self.group, blob, time.time(), self.slots, registry=self.home
+        )
         body = {
             "mailbox": mailbox.hex(),
             "pickup_hash": capability_hash(capability).hex(),

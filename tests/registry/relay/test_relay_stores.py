@@ -33,6 +33,7 @@ from registry.ledger.anvil import free_port
 from registry.ledger.deploy import save_manifest
 from tests.registry.relay.support import fresh_nullifier_store
 from tests.support.cli import ZKID
+from tests.support.registry import deployment_of
 from zk.identity import Identity
 from zk.tree import LeanIMT
 
@@ -96,7 +97,7 @@ def test_relay_checkpoints_on_stop_and_refuses_a_lost_store(tmp_path: Path, anvi
             time.sleep(EPOCH - time.time() % EPOCH + 1)
         blob = b"a blob sent once"
         slots = SendSlots(tmp_path / "slots.sqlite")
-        proof, digest = build_send_authorization(alice, tree, group, blob, time.time(), slots)
+        proof, digest = build_send_authorization(alice, tree, group, blob, time.time(), slots, registry=deployment_of(deployed.manifest))
         slots.close()
         capability = secrets.token_bytes(32)
         spent = {

@@ -31,7 +31,7 @@ from zk.admission_scope import AdmissionScope
 from zk.identity import Identity
 from zk.identity_file import encrypt_identity
 from zk.proof import generate_proof
-from zk.relay_scope import RelayScope, blob_message, epoch_at
+from zk.relay_scope import RegistryRef, RelayScope, blob_message, epoch_at
 from zk.tree import LeanIMT, MerkleProof
 
 AUTH = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
@@ -92,8 +92,15 @@ def test_zk_admission(registry: Registry, http: httpx.Client, zk_groups: tuple[i
     new = [Identity(f"admission-new-{i}").commitment for i in range(8)]
     path = [_merkle(http, group_a, p.commitment) for p in persons]
 
-    def proof(who: int, message: int, group: int = group_g, round_: int = 0) -> dict[str, Any]:
-        return build_admission_proof(persons[who], path[who], group, round_, message).to_dict()
+    def proof(who: int, message: int, group: int = group_g, round_: int = 0, home: RegistryRef | None = None) -> dict[str, Any]:
+        home = registry.deployment if home is None else home
+        return build_admission_proof(persons[who], path[who], group, round_, message, registry=home).to_dict()
+
+    # LZA1 (no registry tag), as a client from before LZA2 made it: refused by its version.
+    lza1 = int.from_bytes(b"LZA1" + group_g.to_bytes(8, "big") + bytes(20), "big")
+    old = generate_proof(persons[1], path[1], new[2], lza1).to_dict()
+    # The same admission group and round at another deployment (chain id differs).
+    elsewhere = RegistryRef(registry.deployment.chain_id + 1, registry.deployment.contract)
 
     # A valid admission proof registers C.
     first = proof(0, new[0])
@@ -104,12 +111,14 @@ def test_zk_admission(registry: Registry, http: httpx.Client, zk_groups: tuple[i
         # The same admission credential again in the same round, for another C.
         ("same credential, same round", new[1], proof(0, new[1]), 409, "admission_used"),
         ("scope of another group", new[2], proof(1, new[2], group=group_g + 1000), 403, "admission_wrong_group"),
+        ("LZA1 scope", new[2], old, 403, "admission_scope_version_unsupported"),
+        ("scope of another registry", new[2], proof(1, new[2], home=elsewhere), 403, "admission_wrong_registry"),
         ("scope of another round", new[2], proof(1, new[2], round_=1), 403, "admission_wrong_round"),
         ("a proof for another C", new[3], proof(1, new[2]), 403, "admission_message_mismatch"),
     ]
     outsider = Identity("admission-outsider")
     foreign_tree = LeanIMT(leaves=[*(p.commitment for p in persons), outsider.commitment])
-    non_member = build_admission_proof(outsider, foreign_tree.generate_proof(3), group_g, 0, new[2]).to_dict()
+    non_member = build_admission_proof(outsider, foreign_tree.generate_proof(3), group_g, 0, new[2], registry=registry.deployment).to_dict()
     refusals.append(("non-member", new[2], non_member, 403, "admission_unknown_root"))
     forged = {**proof(1, new[2]), "points": proof(2, new[2])["points"]}  # valid points of another proof
     refusals.append(("forged points", new[2], forged, 403, "admission_invalid_proof"))
@@ -160,7 +169,7 @@ def test_js_sdk_admission_proof_is_accepted(
     group_a, _group_g, persons = zk_groups
     group = _create(http, policy="zk", admission_group=group_a)
     commitment = Identity("admission-js-new").commitment
-    scope = AdmissionScope(group, 0).encode()
+    scope = AdmissionScope.of(registry.deployment, group, 0).encode()
     made = run_js(
         "proof_generate.mjs",
         {
@@ -270,7 +279,8 @@ def test_only_the_operators_groups_authorize_sends(
     digest = hashlib.sha256(blob).digest()
 
     def send_proof(who: Identity, merkle: Any, group: int, slot: int) -> dict[str, Any]:
-        return generate_proof(who, merkle, blob_message(digest), RelayScope(group, epoch, slot).encode()).to_dict()
+        scope = RelayScope.of(registry.deployment, group, epoch, slot).encode()
+        return generate_proof(who, merkle, blob_message(digest), scope).to_dict()
 
     foreign_proofs = [send_proof(s, tree.generate_proof(i), foreign, i) for i, s in enumerate(sybils)]
     unlisted_proof = send_proof(insider, _merkle(http, unlisted, insider.commitment), unlisted, 0)
@@ -390,7 +400,8 @@ def test_a_relay_without_send_groups_refuses_what_the_registry_refuses(
     epoch = epoch_at(registry.clock(), registry.settings.epoch_length)
 
     def body(who: Identity, group: int, slot: int, mailbox: int) -> dict[str, Any]:
-        proof = generate_proof(who, _merkle(http, group, who.commitment), blob_message(digest), RelayScope(group, epoch, slot).encode())
+        scope = RelayScope.of(registry.deployment, group, epoch, slot).encode()
+        proof = generate_proof(who, _merkle(http, group, who.commitment), blob_message(digest), scope)
         return {
             "mailbox": f"{mailbox:02x}" * 32,
             "pickup_hash": hashlib.sha256(b"capability").hexdigest(),

@@ -30,6 +30,7 @@ from tests.support.registry import running_registry
 from zk.identity import Identity
 from zk.proof import generate_proof
 from zk.relay_scope import RelayScope, blob_message, epoch_at
+from tests.support.registry import deployment_of
 from zk.tree import LeanIMT, MerkleProof
 
 BLOB = b"sent by a member about to be removed"
@@ -55,7 +56,7 @@ def test_a_stalled_index_refuses_instead_of_serving_a_removed_members_root(tmp_p
         path: MerkleProof = tree.generate_proof(0)
 
         def prove(slot: int) -> dict[str, object]:
-            scope = RelayScope(group, epoch_at(reg.clock(), settings.epoch_length), slot).encode()
+            scope = RelayScope.of(reg.deployment, group, epoch_at(reg.clock(), settings.epoch_length), slot).encode()
             return generate_proof(leaver, path, blob_message(DIGEST), scope).to_dict()
 
         def authorize(proof: dict[str, object]) -> httpx.Response:
@@ -123,7 +124,7 @@ def test_after_a_restart_nothing_is_authorized_until_the_index_caught_up(
     clock = FakeClock(deployed.registry.w3.eth.get_block("latest")["timestamp"])
     service = RegistryService.open(registry_settings, clock=clock)
     try:
-        scope = RelayScope(0, epoch_at(clock(), registry_settings.epoch_length), 0).encode()
+        scope = RelayScope.of(deployment_of(deployed.manifest), 0, epoch_at(clock(), registry_settings.epoch_length), 0).encode()
         proof = generate_proof(member, tree.generate_proof(0), blob_message(DIGEST), scope).to_dict()
         assert service.authorize(proof, 0, DIGEST).reason is Reason.INDEX_STALE
         assert "index_stale" in service.health()["reasons"]
@@ -158,7 +159,7 @@ def test_a_stalled_index_refuses_admission_proofs(tmp_path: Path) -> None:
         new = Identity("freshness-admitted-zkid").commitment
         body: dict[str, Any] = {
             "commitments": [str(new)],
-            "admission_proof": build_admission_proof(person, tree.generate_proof(0), group_g, 0, new).to_dict(),
+            "admission_proof": build_admission_proof(person, tree.generate_proof(0), group_g, 0, new, registry=reg.deployment).to_dict(),
         }
 
         live_w3 = reg.service.indexer.w3

@@ -17,6 +17,7 @@ from zk.field import Q, R
 from zk.identity import Identity
 from zk.proof import generate_proof
 from zk.relay_scope import RelayScope, blob_message, digest_blob, epoch_at
+from tests.support.registry import deployment_of
 from zk.tree import LeanIMT
 
 
@@ -114,7 +115,7 @@ def test_authorize_with_real_proofs(registry_settings: Settings, anvil: Any, cha
         epoch = epoch_at(clock(), settings.epoch_length)
 
         def prove(who: Identity, path: Any, slot: int, at_epoch: int = epoch) -> dict[str, Any]:
-            scope = RelayScope(group, at_epoch, slot).encode()
+            scope = RelayScope.of(deployment_of(service.manifest), group, at_epoch, slot).encode()
             return generate_proof(who, path, blob_message(digest), scope).to_dict()
 
         def reason(proof: dict[str, Any], blob: bytes = digest, gid: int = group) -> Reason:

@@ -49,7 +49,7 @@ def test_ack_scope_definition() -> None:
     assert ack_scope(BLOB) == expected < R
     # Domain separation from the relay send scopes: their first byte is the magic "L".
     assert ack_scope(BLOB).to_bytes(32, "big")[0] == 0
-    assert RelayScope(1, 2, 3).encode().to_bytes(32, "big")[:4] == MAGIC
+    assert RelayScope(0, 1, 2, 3).encode().to_bytes(32, "big")[:4] == MAGIC
     with pytest.raises(AckError):
         ack_scope(b"short")
 
