@@ -75,6 +75,8 @@ STATUS: dict[str, int] = {
     "not_deployed": 503,
     "not_configured": 503,
     "deployment_mismatch": 503,
+    # the registry's own database (a shared PostgreSQL away, SQLite locked past its timeout)
+    "database_unavailable": 503,
     # bugs
     "inconsistent_store": 500,
     "internal": 500,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -172,6 +173,14 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _ledger_error(request: Request, exc: LedgerError) -> JSONResponse:
         log.warning("ledger error: %s", type(exc).__name__)
         return error_response(RegistryError("ledger_unavailable", "the ledger cannot be reached or refused the operation"))
+
+    @app.exception_handler(sqlite3.OperationalError)
+    async def _database_error(request: Request, exc: sqlite3.OperationalError) -> JSONResponse:
+        # Stores raise sqlite3's classes on both backends (registry/storage/database.py).
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return error_response(
+            RegistryError("database_unavailable", "the registry's database does not answer; try again", headers={"Retry-After": "1"})
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
