@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from registry.client.api import build_admission_proof
+from zk.relay_scope import RegistryRef
 from registry.ledger.accounts import anvil_dev_account
 from registry.ledger.anvil import AnvilProcess
 from registry.ledger.deploy import deploy_contracts, save_manifest
@@ -54,6 +55,7 @@ def run(open_count: int, persons: int) -> dict[str, Any]:
                 service.admit(group_open, [v])
             open_seconds = time.perf_counter() - t0
 
+            home = RegistryRef(manifest.chain_id, manifest.address("ZkIdRegistry"))  # what scopes name (LZA2)
             group_a = service.create_group(admission={"policy": "closed"})
             group_g = service.create_group(admission={"policy": "zk", "admission_group": group_a})
             people = [Identity(f"bench-person-{i}") for i in range(persons)]
@@ -62,7 +64,7 @@ def run(open_count: int, persons: int) -> dict[str, Any]:
             fresh = [Identity(f"bench-fresh-{i}").commitment for i in range(persons)]
             t0 = time.perf_counter()
             proofs = [
-                build_admission_proof(p, service.merkle_proof(group_a, p.commitment), group_g, 0, c).to_dict()
+                build_admission_proof(p, service.merkle_proof(group_a, p.commitment), group_g, 0, c, registry=home).to_dict()
                 for p, c in zip(people, fresh)
             ]
             prove_seconds = time.perf_counter() - t0

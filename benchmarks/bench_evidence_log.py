@@ -97,7 +97,7 @@ def run(records: int, batch: int, concurrency: int, single: int, anchors: int) -
     from registry.ledger.anvil import AnvilProcess
     from registry.ledger.deploy import deploy_contracts, open_deployment
     from registry.ledger.tx import Transactor
-    from tests.registry.evidence.support import serve
+    from tests.support.net import serve_app as serve
 
     origin = "letro-zkid/bench/evidence"
     with tempfile.TemporaryDirectory() as tmp, AnvilProcess() as anvil:

@@ -5,27 +5,41 @@ registry started as a real ``zkid serve`` subprocess (uvicorn, the production ap
 load generator in a *separate* process (``load`` mode below): asyncio with raw
 keep-alive HTTP/1.1 connections, so that the client costs little next to the server.
 
+The server runs with an operator token (group 0 is set ``open`` with it), loopback
+exempt from the per-IP limits (one load generator stands for many clients) and no
+k-anonymity floor per batch. Readiness is what the next step needs: each member's Merkle
+proof answering 200 (:func:`wait_for_proofs`), not a settled-looking ``/v1/health``.
+
 Scenarios, all in one run:
 
 1. ``verify_bare``: the verification limit of this machine: ``zk.proof.verify_proof`` of
    the same proofs in a thread pool of ``--workers`` threads (groth16py releases the GIL).
-2. ``authorize``: ``POST /v1/authorize`` with valid proofs. ``--identities`` x ``--slots``
-   distinct proofs (distinct nullifiers) are generated once in a process pool (proving
-   costs ~0.4 s each); each of ``--rounds`` rounds posts all of them once, and between
-   rounds the registry's nullifier table is emptied (SQL ``DELETE`` on
-   ``nullifiers.sqlite``) so the same proofs authorize again. Every request therefore
+2. ``authorize_load``: ``POST /v1/authorize`` with valid proofs at each offered load of
+   ``--loads`` (requests kept in flight). ``--identities`` x ``--slots`` distinct proofs
+   (distinct nullifiers) are generated once in a process pool (~0.4 s each); at each load,
+   each of ``--rounds`` rounds posts all of them once, the registry's nullifier table
+   emptied before each round (SQL ``DELETE`` on ``nullifiers.sqlite``) so every request
    runs the whole path: parsing, cheap checks, root lookup, pairing check, durable
-   nullifier insert. Only ``200 authorized`` answers count as successes.
-3. ``register_single`` / ``register_batch``: ``POST /v1/groups/0/members`` with one fresh
-   commitment per request, and with ``--batch`` per request (registrations/s accepted,
-   i.e. durably committed to the outbox).
+   nullifier insert. Only ``200 authorized`` answers count. ``authorize`` is the point at
+   ``--concurrency`` (or the best one).
+3. ``register_single_load``: ``POST /v1/groups/0/members``, one fresh commitment per
+   request, ``--registrations`` at each offered load (registrations/s accepted, i.e.
+   durably committed to the outbox); ``register_batch``: ``--batch`` per request.
 4. ``merkle_proofs``: ``GET /v1/groups/0/proofs/{c}`` over the members registered above,
-   once the batcher has anchored them and the indexer has seen them.
+   once every one of them answers.
+
+Each load point carries ``server_cpu_ms_per_request`` (the server process's CPU, all its
+threads, per request). ``--out x.json`` writes the JSON and, next to it, the load
+profiles ``x.authorize.png`` and ``x.register.png`` (:mod:`benchmarks.plot`).
+``--profile out.txt`` runs yappi in the server during the single registrations (``pip
+install yappi``; not a dependency).
 
 Usage:
     .venv/bin/python -m benchmarks.bench_registry_http [--identities 50] [--slots 20]
-        [--rounds 2] [--concurrency 16] [--registrations 2000] [--proof-requests 5000]
-        [--workers 2] [--json]
+        [--rounds 1] [--loads 1,4,16,64] [--concurrency 16] [--registrations 2000]
+        [--batch 50] [--proof-requests 5000] [--workers 2] [--out FILE.json]
+        [--profile FILE.txt] [--json]
+    smoke size: --identities 2 --slots 1 --loads 1,2 --registrations 10 --batch 5 --proof-requests 10
 """
 
 from __future__ import annotations
@@ -167,16 +181,16 @@ def summarize(results: list[dict[str, Any]], ok_status: str, items_per_request: 
 # ---------------------------------------------------------------------------- proofs
 
 
-def _prove(job: tuple[int, int, dict[str, Any], int, int]) -> dict[str, Any]:
+def _prove(job: tuple[int, int, dict[str, Any], int, int, tuple[int, str]]) -> dict[str, Any]:
     from zk.identity import Identity
     from zk.proof import generate_proof
-    from zk.relay_scope import RelayScope, blob_message
+    from zk.relay_scope import RegistryRef, RelayScope, blob_message
     from zk.tree import MerkleProof
 
-    i, slot, merkle_json, epoch, group_id = job
+    i, slot, merkle_json, epoch, group_id, home = job
     who = Identity(f"bench-http-{i}")
     digest = hashlib.sha256(f"blob {i} {slot}".encode()).digest()
-    scope = RelayScope(group_id=group_id, epoch=epoch, slot=slot).encode()
+    scope = RelayScope.of(RegistryRef(*home), group_id, epoch, slot).encode()
     proof = generate_proof(who, MerkleProof.from_dict(merkle_json), blob_message(digest), scope)
     return {"group_id": group_id, "proof": proof.to_dict(), "blob_digest": digest.hex()}
 
@@ -214,71 +228,199 @@ def _wait(predicate: Any, timeout: float, what: str) -> None:
     raise TimeoutError(f"timed out waiting for {what}")
 
 
-def _settled(base: str) -> bool:
-    health = _http("GET", f"{base}/v1/health")
-    return bool(health.get("outbox_pending") == 0 and (health.get("lag_blocks") or 0) <= 1)
+def wait_for_proofs(base: str, commitments: list[str], timeout: float, what: str) -> None:
+    """Wait until every commitment's Merkle proof answers ``200`` (it is in the index).
+
+    What the next step needs, not a proxy for it: an empty outbox and a small lag in
+    ``/v1/health`` do not mean the indexer has applied the batch yet (a race that made
+    ``--identities 20`` fail with 404). Walks the members in order, retrying the first one
+    still missing, so a settled group costs one request per member. A status other than
+    200, 409 (queued, not on chain yet) or 404 (on chain, not indexed yet) is an error."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    done = 0
+    with httpx.Client(base_url=base, timeout=60.0) as http:
+        while done < len(commitments):
+            status = http.get(f"/v1/groups/0/proofs/{commitments[done]}").status_code
+            if status == 200:
+                done += 1
+                continue
+            if status not in (404, 409):
+                raise RuntimeError(f"GET /v1/groups/0/proofs/... answered {status} while waiting for {what}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out waiting for {what}: {len(commitments) - done} of {len(commitments)} not indexed")
+            time.sleep(0.2)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def _parse_loads(text: str) -> list[int]:
+    loads = sorted({int(x) for x in text.split(",") if x.strip()})
+    if not loads or loads[0] < 1:
+        raise argparse.ArgumentTypeError("--loads: comma-separated request counts in flight, each >= 1")
+    return loads
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--identities", type=int, default=50)
     parser.add_argument("--slots", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--registrations", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=1, help="Authorization rounds at each offered load.")
+    parser.add_argument("--loads", type=_parse_loads, default=[1, 4, 16, 64],
+                        help="Offered loads: requests kept in flight by the load generator (comma-separated).")
+    parser.add_argument("--concurrency", type=int, default=16, help="Requests in flight for the batched registrations and the Merkle proofs.")
+    parser.add_argument("--registrations", type=int, default=2000, help="Single registrations at each offered load.")
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--proof-requests", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=2, help="Proving processes and bare-verification threads.")
+    parser.add_argument("--out", type=Path, help="Write the JSON here and the load-profile PNGs next to it.")
+    parser.add_argument("--profile", type=Path, help="Profile the server (yappi, all threads) during the single registrations; write the top functions here.")
     parser.add_argument("--json", action="store_true", help="Print only the JSON result.")
-    args = parser.parse_args(argv)
+    return parser
 
-    from registry.ledger.anvil import AnvilProcess, free_port
+
+def _start_server(args: argparse.Namespace, anvil_url: str, manifest: Path, data: Path, work: Path, token: str) -> tuple[subprocess.Popen[bytes], str, Any]:
+    from registry.ledger.anvil import free_port
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "ZKID_EPOCH_LENGTH": str(EPOCH_LENGTH),
+        "ZKID_MESSAGE_LIMIT": str(max(args.slots, 1)),
+        "ZKID_CONFIRMATIONS": "1",
+        "ZKID_BATCH_INTERVAL": "0.5",
+        "ZKID_BATCH_MIN_SIZE": "1",  # no k-anonymity floor: a tiny run does not wait batch_max_wait
+        "ZKID_POLL_INTERVAL": "0.2",
+        "ZKID_OPERATOR_TOKEN": token,
+        # One load generator on 127.0.0.1 stands for many clients: no per-IP limits for it.
+        "ZKID_IP_LIMIT_EXEMPT": "127.0.0.1",
+    }
+    if args.profile:
+        env["BENCH_PROFILE_OUT"] = str(args.profile.resolve())
+    log = (work / "server.log").open("wb")
+    server = subprocess.Popen(
+        [PYTHON, "-m", "benchmarks.bench_registry_http", "serve", "--rpc-url", anvil_url,
+         "--manifest", str(manifest), "--data-dir", str(data), "--port", str(port)],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    return server, f"http://127.0.0.1:{port}", log
+
+
+def _fresh_commitments(n: int) -> list[str]:
+    from zk.field import R
+
+    return [str(secrets.randbelow(R - 1) + 1) for _ in range(n)]
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its threads so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _measured(server: subprocess.Popen[bytes], run: Any, requests: int) -> dict[str, float]:
+    """Run ``run()`` and add the server's CPU per request to its summary: less sensitive
+    to other jobs on a shared machine than throughput (it includes the server's background
+    threads, the batcher and the indexer, which share its GIL)."""
+    before = _cpu_seconds(server.pid)
+    summary: dict[str, float] = run()
+    summary["server_cpu_ms_per_request"] = round((_cpu_seconds(server.pid) - before) * 1000 / max(1, requests), 3)
+    return summary
+
+
+def _authorize_profile(args: argparse.Namespace, base: str, bodies: list[dict[str, Any]], data: Path, work: Path,
+                       server: subprocess.Popen[bytes]) -> list[dict[str, Any]]:
+    """One point per offered load: every proof posted ``--rounds`` times, the nullifier
+    table emptied before each round so every request takes the whole path."""
+    items = [{"method": "POST", "path": "/v1/authorize", "body": b} for b in bodies]
+    points = []
+    for load in args.loads:
+        def rounds(load: int = load) -> dict[str, Any]:
+            results = []
+            for _ in range(args.rounds):
+                _reset_nullifiers(data / "nullifiers.sqlite")
+                results.append(run_load(base, items, load, work))
+            return summarize(results, "200")
+
+        points.append({"offered": load, **_measured(server, rounds, len(items) * args.rounds)})
+    return points
+
+
+def _register_profile(args: argparse.Namespace, base: str, work: Path, server: subprocess.Popen[bytes]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Single registrations (one fresh commitment per request) at each offered load."""
+    points, members = [], []
+    if args.profile:
+        server.send_signal(signal.SIGUSR1)  # start the profiler
+    for load in args.loads:
+        fresh = _fresh_commitments(args.registrations)
+        members += fresh
+        items = [{"method": "POST", "path": "/v1/groups/0/members", "body": {"commitments": [c]}} for c in fresh]
+        points.append({"offered": load, **_measured(server, lambda: summarize([run_load(base, items, load, work)], "202"), len(items))})
+    if args.profile:
+        server.send_signal(signal.SIGUSR2)  # stop it and write the report
+    return points, members
+
+
+def _at(points: list[dict[str, Any]], load: int) -> dict[str, Any]:
+    return next((p for p in points if p["offered"] == load), max(points, key=lambda p: float(p["per_second"])))
+
+
+def _plots(out: Path, report: dict[str, Any]) -> dict[str, str]:
+    from benchmarks.plot import plot_load_profile
+
+    ceiling = float(report["verify_bare"]["per_second"])
+    authorize = plot_load_profile(
+        report["authorize_load"], "POST /v1/authorize (valid proofs, durable nullifier claims)",
+        out.with_suffix(".authorize.png"), y_label="authorizations/s",
+        ceiling=ceiling, ceiling_label="bare verification, same run", latency_target_ms=50.0,
+    )
+    register = plot_load_profile(
+        report["register_single_load"], "POST /v1/groups/0/members (one commitment per request)",
+        out.with_suffix(".register.png"), y_label="registrations/s", ceiling=1000.0, ceiling_label="target",
+    )
+    return {"authorize": str(authorize), "register_single": str(register)}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = _parser().parse_args(argv)
+
+    from registry.ledger.anvil import AnvilProcess
     from registry.ledger.accounts import anvil_dev_account
     from registry.ledger.deploy import deploy_contracts, save_manifest
     from registry.ledger.tx import Transactor
     from zk.identity import Identity
-    from zk.field import R
     from zk.relay_scope import epoch_at
 
     def say(text: str) -> None:
         if not args.json:
             print(text, file=sys.stderr, flush=True)
 
-    report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}, "params": vars(args)}
+    params = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}, "params": params}
+    token = secrets.token_urlsafe(24)
     with tempfile.TemporaryDirectory(prefix="zkid-bench-") as tmp, AnvilProcess(["--gas-limit", "300000000"]) as anvil:
         work = Path(tmp)
         data = work / "data"
         data.mkdir()
-        manifest = save_manifest(data, deploy_contracts(Transactor(anvil.w3, anvil_dev_account(0)), region="bench"))
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        env = {
-            **os.environ,
-            "ZKID_EPOCH_LENGTH": str(EPOCH_LENGTH),
-            "ZKID_MESSAGE_LIMIT": str(max(args.slots, 1)),
-            "ZKID_CONFIRMATIONS": "1",
-            "ZKID_BATCH_INTERVAL": "0.5",
-            "ZKID_POLL_INTERVAL": "0.2",
-        }
-        server_log = (work / "server.log").open("wb")
-        server = subprocess.Popen(
-            [PYTHON, "-m", "benchmarks.bench_registry_http", "serve", "--rpc-url", anvil.rpc_url,
-             "--manifest", str(manifest), "--data-dir", str(data), "--port", str(port)],
-            cwd=ROOT, env=env, stdout=server_log, stderr=subprocess.STDOUT,
-        )
+        deployed = deploy_contracts(Transactor(anvil.w3, anvil_dev_account(0)), region="bench")
+        manifest = save_manifest(data, deployed)
+        home = (deployed.chain_id, deployed.address("ZkIdRegistry"))  # the registry the scopes name
+        server, base, server_log = _start_server(args, anvil.rpc_url, manifest, data, work, token)
         try:
-            _wait(lambda: _reachable(base), 120, "the registry to listen")
+            _wait(lambda: _reachable(base, server, work / "server.log"), 120, "the registry to listen")
             say(f"registry up at {base} (pid {server.pid})")
+            _http("PUT", f"{base}/v1/groups/0/admission", json={"policy": "open"},
+                  headers={"Authorization": f"Bearer {token}"})
 
-            # Members for the authorization proofs, anchored before proving.
+            # Members for the authorization proofs, anchored and indexed before proving.
             identities = [Identity(f"bench-http-{i}") for i in range(args.identities)]
-            _http("POST", f"{base}/v1/groups/0/members", json={"commitments": [str(i.commitment) for i in identities]})
-            _wait(lambda: _settled(base), 300, "the identities to be anchored")
+            commitments = [str(i.commitment) for i in identities]
+            _http("POST", f"{base}/v1/groups/0/members", json={"commitments": commitments})
+            wait_for_proofs(base, commitments, 300, "the identities to be indexed")
             epoch = epoch_at(time.time(), EPOCH_LENGTH)
-            jobs: list[tuple[int, int, dict[str, Any], int, int]] = []
-            for i, who in enumerate(identities):
-                merkle = _http("GET", f"{base}/v1/groups/0/proofs/{who.commitment}")["merkle_proof"]
-                jobs.extend((i, slot, merkle, epoch, 0) for slot in range(args.slots))
+            jobs: list[tuple[int, int, dict[str, Any], int, int, tuple[int, str]]] = []
+            for i, c in enumerate(commitments):
+                merkle = _http("GET", f"{base}/v1/groups/0/proofs/{c}")["merkle_proof"]
+                jobs.extend((i, slot, merkle, epoch, 0, home) for slot in range(args.slots))
             say(f"proving {len(jobs)} authorizations with {args.workers} processes...")
             t0 = time.perf_counter()
             with ProcessPoolExecutor(args.workers) as pool:
@@ -288,35 +430,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             say("bare verification...")
             report["verify_bare"] = bare_verify(bodies, args.rounds, args.workers)
 
-            say(f"authorize: {args.rounds} rounds of {len(bodies)}...")
-            items = [{"method": "POST", "path": "/v1/authorize", "body": b} for b in bodies]
-            nullifiers = data / "nullifiers.sqlite"
-            results = []
-            for _ in range(args.rounds):
-                _reset_nullifiers(nullifiers)
-                results.append(run_load(base, items, args.concurrency, work))
-            report["authorize"] = summarize(results, "200")
+            say(f"authorize: {args.rounds} round(s) of {len(bodies)} at loads {args.loads}...")
+            report["authorize_load"] = _authorize_profile(args, base, bodies, data, work, server)
+            report["authorize"] = _at(report["authorize_load"], args.concurrency)
 
-            say(f"register: {args.registrations} single, {args.registrations // args.batch} x {args.batch}...")
-            singles: list[dict[str, Any]] = [
-                {"method": "POST", "path": "/v1/groups/0/members", "body": {"commitments": [str(secrets.randbelow(R - 1) + 1)]}}
-                for _ in range(args.registrations)
-            ]
-            report["register_single"] = summarize([run_load(base, singles, args.concurrency, work)], "202")
+            say(f"register: {args.registrations} single at loads {args.loads}, {args.registrations // args.batch} x {args.batch}...")
+            report["register_single_load"], members = _register_profile(args, base, work, server)
+            report["register_single"] = _at(report["register_single_load"], args.concurrency)
             batches: list[dict[str, Any]] = [
-                {"method": "POST", "path": "/v1/groups/0/members",
-                 "body": {"commitments": [str(secrets.randbelow(R - 1) + 1) for _ in range(args.batch)]}}
+                {"method": "POST", "path": "/v1/groups/0/members", "body": {"commitments": _fresh_commitments(args.batch)}}
                 for _ in range(max(1, args.registrations // args.batch))
             ]
             report["register_batch"] = summarize([run_load(base, batches, args.concurrency, work)], "202", args.batch)
+            members += [c for it in batches for c in it["body"]["commitments"]]
 
             say("waiting for the batcher and the indexer...")
             t0 = time.perf_counter()
-            _wait(lambda: _settled(base), 900, "the registrations to be anchored")
-            total = args.identities + args.registrations + len(batches) * args.batch
-            report["anchoring"] = {"members": total, "seconds_after_load": round(time.perf_counter() - t0, 1)}
-            members = [c for it in singles for c in it["body"]["commitments"]]
-            members += [c for it in batches for c in it["body"]["commitments"]]
+            wait_for_proofs(base, members, 900, "the registrations to be indexed")
+            report["anchoring"] = {"members": args.identities + len(members), "seconds_after_load": round(time.perf_counter() - t0, 1)}
             gets = [
                 {"method": "GET", "path": f"/v1/groups/0/proofs/{members[secrets.randbelow(len(members))]}"}
                 for _ in range(args.proof_requests)
@@ -333,12 +464,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 server.wait()
             server_log.close()
             report["server_exit_code"] = server.returncode
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        report["plots"] = _plots(args.out, report)
+        args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
 
 
-def _reachable(base: str) -> bool:
+def _reachable(base: str, server: subprocess.Popen[bytes], log: Path) -> bool:
     import httpx
 
+    if server.poll() is not None:
+        tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
+        raise RuntimeError(f"the registry exited with {server.returncode}:\n{tail}")
     try:
         return httpx.get(f"{base}/v1/health", timeout=2.0).status_code == 200
     except httpx.HTTPError:
@@ -359,7 +497,35 @@ def serve_main(argv: list[str]) -> None:
 
     app = typer.Typer()
     service_commands.register(app)
+    if os.environ.get("BENCH_PROFILE_OUT"):
+        _install_profiler(Path(os.environ["BENCH_PROFILE_OUT"]))
     app(["serve", *argv], prog_name="zkid")
+
+
+def _install_profiler(out: Path) -> None:
+    """SIGUSR1 starts yappi (wall clock, every thread: the sync routes run in the thread
+    pool, which cProfile would miss); SIGUSR2 stops it and writes the top functions by
+    total time and by own time. yappi is not a dependency: ``pip install yappi``."""
+    import yappi  # type: ignore[import-untyped]
+
+    def start(*_: Any) -> None:
+        yappi.set_clock_type("cpu")
+        yappi.start(builtins=False)
+
+    def stop(*_: Any) -> None:
+        yappi.stop()
+        stats = yappi.get_func_stats()
+        with out.open("w", encoding="utf-8") as f:
+            for key, title in (("ttot", "by total (inclusive) CPU time"), ("tsub", "by own CPU time")):
+                f.write(f"== {title}\n")
+                stats.sort(key, "desc")
+                stats.print_all(out=f, columns={0: ("name", 90), 1: ("ncall", 9), 2: ("tsub", 8), 3: ("ttot", 8), 4: ("tavg", 8)})
+            f.write("== threads\n")
+            yappi.get_thread_stats().print_all(out=f)
+        yappi.clear_stats()
+
+    signal.signal(signal.SIGUSR1, start)
+    signal.signal(signal.SIGUSR2, stop)
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ def run(size: int = 1_000_000, proofs: int = 10_000, node: bool = True) -> dict[
         tree.insert(R - 1 - k)
         insert_ns.append(time.perf_counter_ns() - t0)
         t0 = time.perf_counter_ns()
-        tree.update(indices[k], R - 1 - changes - k)
+        tree.update(indices[k % len(indices)], R - 1 - changes - k)
         update_ns.append(time.perf_counter_ns() - t0)
 
     start = time.perf_counter()
