@@ -154,13 +154,22 @@ def postgres_ddl(statement: str) -> str:
     return statement
 
 
+#: SQLSTATEs outside psycopg's ``OperationalError`` that still mean "the database cannot
+#: take this now, try again" (503 ``database_unavailable``, not a 500): a read-only
+#: transaction (25006: a standby, or a primary being demoted during a failover) and a
+#: session ended for idling in a transaction (25P03).
+_UNAVAILABLE_SQLSTATES = frozenset({"25006", "25P03"})
+
+
 def _translate_error(exc: Exception) -> Exception:
     import psycopg
 
     message = type(exc).__name__
     if isinstance(exc, psycopg.IntegrityError):
         return sqlite3.IntegrityError(message)
-    if isinstance(exc, psycopg.OperationalError):
+    if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+        return sqlite3.OperationalError(message)
+    if getattr(exc, "sqlstate", None) in _UNAVAILABLE_SQLSTATES:
         return sqlite3.OperationalError(message)
     try:
         from psycopg_pool import PoolTimeout
@@ -195,28 +204,31 @@ class PgConnection:
         self.raw = raw
 
     def execute(self, sql: str, params: Sequence[Any] = (), /) -> _PgCursor:
-        try:
+        with _translated():
             return _PgCursor(self.raw.execute(postgres_sql(sql), tuple(params)))
-        except sqlite3.Error:
-            raise
-        except Exception as exc:
-            if _is_db_error(exc):
-                raise _translate_error(exc) from None
-            raise
 
     def executemany(self, sql: str, params: Any, /) -> _PgCursor:
         rows = [tuple(p) for p in params]
-        try:
+        with _translated():
             cur = self.raw.cursor()
             if rows:
                 cur.executemany(postgres_sql(sql), rows)
             out = _PgCursor(cur)
             out.rowcount = max(cur.rowcount, 0) if rows else 0
             return out
-        except Exception as exc:
-            if _is_db_error(exc):
-                raise _translate_error(exc) from None
-            raise
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """Re-raise a psycopg (or pool) error as the matching :mod:`sqlite3` class."""
+    try:
+        yield
+    except sqlite3.Error:
+        raise
+    except Exception as exc:
+        if _is_db_error(exc):
+            raise _translate_error(exc) from None
+        raise
 
 
 def _is_db_error(exc: BaseException) -> bool:
@@ -232,8 +244,22 @@ def _is_db_error(exc: BaseException) -> bool:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for messages and logs)."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    """``url`` with any password replaced by ``***`` (for messages and logs): the one in
+    the user-info part (up to its *last* ``@``, as a password may hold an unescaped one)
+    and a ``password=`` query parameter (libpq accepts both)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    query = rest.find("?")
+    at = rest.rfind("@", 0, query if query >= 0 else len(rest))
+    if at >= 0:
+        userinfo, rest = rest[:at], rest[at:]
+        if ":" in userinfo:
+            rest = userinfo.split(":", 1)[0] + ":***" + rest
+        else:
+            rest = userinfo + rest
+    rest = re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", rest)
+    return f"{scheme}{sep}{rest}"
 
 
 def _lock_key(name: str) -> int:
@@ -279,30 +305,15 @@ class PostgresDatabase(Database):
 
     @contextmanager
     def connection(self) -> Iterator[PgConnection]:
-        try:
-            with self._pool.connection(timeout=self._timeout) as raw:
-                yield PgConnection(raw)
-        except sqlite3.Error:
-            raise
-        except Exception as exc:
-            if _is_db_error(exc):
-                raise _translate_error(exc) from None
-            raise
+        with _translated(), self._pool.connection(timeout=self._timeout) as raw:
+            yield PgConnection(raw)
 
     @contextmanager
     def transaction(self, *, serialize: bool = True) -> Iterator[PgConnection]:
-        try:
-            with self._pool.connection(timeout=self._timeout) as raw, raw.transaction():
-                conn = PgConnection(raw)
-                if serialize:
-                    raw.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_id,))
-                yield conn
-        except sqlite3.Error:
-            raise
-        except Exception as exc:
-            if _is_db_error(exc):
-                raise _translate_error(exc) from None
-            raise
+        with _translated(), self._pool.connection(timeout=self._timeout) as raw, raw.transaction():
+            if serialize:
+                raw.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_id,))
+            yield PgConnection(raw)
 
     def close(self) -> None:
         if not self._closed.is_set():
