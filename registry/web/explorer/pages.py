@@ -8,7 +8,9 @@ visitor typed (public on the ledger anyway), and neither is logged.
 
 from __future__ import annotations
 
+import base64
 import datetime
+import hashlib
 import html
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -17,6 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from registry.errors import RegistryError
+from registry.web.models import parse_commitment
 from registry.web.routes import explorer as data
 from registry.web.routes import service_of
 
@@ -28,6 +31,25 @@ NODE_MODULES = Path(__file__).resolve().parents[3] / "node_modules"
 VENDOR = {"noble-hashes": NODE_MODULES / "noble-hashes", "noble-curves": NODE_MODULES / "noble-curves"}
 NAV = (("", "Overview"), ("/groups", "Groups"), ("/batches", "Batches and anchors"), ("/charts", "Charts"),
        ("/verify", "Verify a bundle"))
+
+
+#: The verifier's import map: the one inline script, allowed by its hash in the CSP.
+#: noble-curves imports "@noble/hashes/...": the same 2.x hashes as noble-hashes.
+IMPORT_MAP = ('{"imports": {"noble-hashes/": "/explorer/vendor/noble-hashes/", '
+              '"noble-curves/": "/explorer/vendor/noble-curves/", "@noble/hashes/": "/explorer/vendor/noble-hashes/"}}')
+_IMPORT_MAP_HASH = base64.b64encode(hashlib.sha256(IMPORT_MAP.encode()).digest()).decode()
+
+
+def security_headers(connect: str = "'none'") -> dict[str, str]:
+    """Headers of every explorer response: scripts, styles and images from this registry
+    only (no inline script but the import map, by hash; no other host), not framed
+    (clickjacking), no MIME sniffing, no referrer (a looked-up commitment stays here).
+    ``connect`` is where scripts may fetch: the verifier reads the visitor's ledger RPC
+    URL, which can be any host, so its page allows http: and https:."""
+    policy = (f"default-src 'none'; script-src 'self' 'sha256-{_IMPORT_MAP_HASH}'; style-src 'self'; "
+              f"img-src 'self'; connect-src {connect}; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+    return {"Content-Security-Policy": policy, "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
+            "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
 
 
 def verifier_available() -> bool:
@@ -60,7 +82,8 @@ def facts(items: Sequence[tuple[str, str]], list_id: str = "") -> str:
     return f"<dl{ident}>" + "".join(f"<dt>{esc(k)}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
 
 
-def page(title: str, current: str, body: str, head: str = "", scripts: Sequence[str] = ()) -> HTMLResponse:
+def page(title: str, current: str, body: str, head: str = "", scripts: Sequence[str] = (),
+         connect: str = "'none'") -> HTMLResponse:
     nav = "".join(
         f'<li><a href="/explorer{path}"{" aria-current=page" if path == current else ""}>{esc(name)}</a></li>'
         for path, name in NAV
@@ -79,14 +102,14 @@ def page(title: str, current: str, body: str, head: str = "", scripts: Sequence[
         'The JSON behind each page is the registry API (<code>/v1/explorer/…</code>, docs/api.md).</p></footer>'
         "</body></html>"
     )
-    return HTMLResponse(document, headers={"Cache-Control": "no-store"})
+    return HTMLResponse(document, headers=security_headers(connect))
 
 
 def tx(value: object) -> str:
     return f"<code class=hash>{esc(value)}</code>"
 
 
-@router.get("")
+@router.api_route("", methods=["GET", "HEAD"])
 def overview_page(request: Request) -> HTMLResponse:
     o = data.overview(service_of(request))
     items = [
@@ -111,7 +134,7 @@ def overview_page(request: Request) -> HTMLResponse:
     return page("Overview", "", body)
 
 
-@router.get("/groups")
+@router.api_route("/groups", methods=["GET", "HEAD"])
 def groups_page(request: Request) -> HTMLResponse:
     rows = [
         (f'<a href="/explorer/groups/{g["group_id"]}">{esc(g["group_id"])}</a>', esc(g["size"]), esc(g["depth"]),
@@ -124,9 +147,8 @@ def groups_page(request: Request) -> HTMLResponse:
 
 def _lookup(request: Request, group_id: int, commitment: str) -> str:
     """The member status of ``commitment`` (the page's form; the API's /v1/groups/{id}/members/{c})."""
-    try:
-        value = int(commitment) if commitment.isdigit() else -1
-        status = service_of(request).member_status(group_id, value)
+    try:  # canonical ASCII decimal, at most 80 digits (not int(): "²" or 5000 digits raise ValueError)
+        status = service_of(request).member_status(group_id, parse_commitment(commitment))
     except RegistryError as exc:
         code = "not_found" if exc.code == "not_member" else "invalid"
         text = "Not a member of this group." if code == "not_found" else "Not a commitment (a decimal field element)."
@@ -136,7 +158,7 @@ def _lookup(request: Request, group_id: int, commitment: str) -> str:
             f"transaction {tx(status.tx_hash)}.</p>")
 
 
-@router.get("/groups/{group_id}")
+@router.api_route("/groups/{group_id}", methods=["GET", "HEAD"])
 def group_page(group_id: int, request: Request, commitment: str | None = None) -> HTMLResponse:
     service = service_of(request)
     g = service.group_info(group_id)
@@ -159,7 +181,7 @@ def group_page(group_id: int, request: Request, commitment: str | None = None) -
     return page(f"Group {group_id}", "/groups", body)
 
 
-@router.get("/batches")
+@router.api_route("/batches", methods=["GET", "HEAD"])
 def batches_page(request: Request) -> HTMLResponse:
     service = service_of(request)
     receipts, _ = data._state(request)
@@ -177,7 +199,7 @@ def batches_page(request: Request) -> HTMLResponse:
     return page("Batches and anchors", "/batches", body)
 
 
-@router.get("/charts")
+@router.api_route("/charts", methods=["GET", "HEAD"])
 def charts_page(request: Request) -> HTMLResponse:
     c = data.charts(service_of(request), request)
     anchored = [(when(p["time"]), esc(p["block"]), f'<data value="{p["members"]}">{p["members"]}</data>')
@@ -198,13 +220,10 @@ def charts_page(request: Request) -> HTMLResponse:
 
 
 def _import_map() -> str:
-    # noble-curves imports "@noble/hashes/...": the same 2.x hashes as noble-hashes.
-    return ('<script type="importmap">{"imports": {"noble-hashes/": "/explorer/vendor/noble-hashes/", '
-            '"noble-curves/": "/explorer/vendor/noble-curves/", "@noble/hashes/": "/explorer/vendor/noble-hashes/"}}'
-            "</script>")
+    return f'<script type="importmap">{IMPORT_MAP}</script>'
 
 
-@router.get("/verify")
+@router.api_route("/verify", methods=["GET", "HEAD"])
 def verify_page(request: Request) -> HTMLResponse:
     service = service_of(request)
     manifest = service.manifest
@@ -219,28 +238,33 @@ def verify_page(request: Request) -> HTMLResponse:
                "registry (run <code>npm ci</code>); use <code>zkid evidence verify</code>.</p>")
             + "<noscript><p>The verifier runs in your browser and needs JavaScript; without it, use "
             "<code>zkid evidence verify</code>.</p></noscript>"
-            + _verify_form(vkey, manifest.chain_id, manifest.address("EvidenceAnchor"), relays)
+            + _verify_form(vkey, manifest.chain_id, manifest.genesis_hash.lower(), manifest.address("EvidenceAnchor"),
+                           relays)
             + '<section aria-labelledby=res aria-live="polite"><h2 id=res>Result</h2>'
             '<p id="verdict" data-state="idle">No bundle checked yet.</p>'
             '<div class="scroll"><table id="checks"><caption>Checks, in order</caption><thead><tr><th scope=col>Check</th>'
             "<th scope=col>Status</th><th scope=col>Detail</th></tr></thead><tbody></tbody></table></div>"
             '<div class="scroll"><table id="timeline"><caption>Delivery timeline</caption><thead><tr><th scope=col>Time</th>'
             "<th scope=col>Event</th><th scope=col>Reference</th></tr></thead><tbody></tbody></table></div></section>")
-    return page("Verify an evidence bundle", "/verify", body, head=_import_map(), scripts=["verify-page.js"])
+    return page("Verify an evidence bundle", "/verify", body, head=_import_map(), scripts=["verify-page.js"],
+                connect="http: https:")
 
 
-def _verify_form(vkey: str, chain_id: int, anchor: str, relays: str) -> str:
+def _verify_form(vkey: str, chain_id: int, genesis: str, anchor: str, relays: str) -> str:
     def field(ident: str, label: str, value: str, hint: str = "") -> str:
         return (f'<p><label for="{ident}">{esc(label)}</label><input id="{ident}" name="{ident}" value="{esc(value)}" '
                 f'autocomplete="off" spellcheck="false">{"" if not hint else f"<small>{esc(hint)}</small>"}</p>')
 
+    ours = "Prefilled by this registry about itself: type or paste your own."
     return ('<form id="verify-form"><fieldset><legend>The bundle</legend>'
             '<p><label for="bundle-file">Bundle file (JSON)</label><input id="bundle-file" type="file" accept=".json,application/json"></p>'
             '<p><label for="bundle">…or paste it</label><textarea id="bundle" rows="6" spellcheck="false"></textarea></p>'
             "</fieldset><fieldset><legend>Your trusted values</legend>"
-            + field("log-key", "Log key (vkey)", vkey)
-            + field("chain-id", "Chain id", str(chain_id))
-            + field("anchor-contract", "EvidenceAnchor contract", anchor)
-            + field("relay-keys", "Trusted relay keys (comma-separated addresses)", relays)
+            + field("log-key", "Log key (vkey)", vkey, ours)
+            + field("chain-id", "Chain id", str(chain_id), ours)
+            + field("genesis-hash", "Genesis block hash (checked when given)", genesis,
+                    "Prefilled by this registry: a wrong one can only make the ledger check fail.")
+            + field("anchor-contract", "EvidenceAnchor contract", anchor, ours)
+            + field("relay-keys", "Trusted relay keys (comma-separated addresses)", relays, ours if relays else "")
             + field("rpc-url", "Ledger RPC URL", "", "The anchor is read from the ledger through this URL, not from this registry.")
             + '</fieldset><button type="submit">Verify in this browser</button></form>')

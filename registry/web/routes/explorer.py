@@ -13,6 +13,7 @@ fees come from the ledger's receipts (cached: a confirmed receipt does not chang
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -37,24 +38,38 @@ MAX_SAMPLES = 1440
 
 
 class ReceiptCache:
-    """Gas used and fee of confirmed transactions, read once from the ledger."""
+    """Gas used and fee of confirmed transactions, read once from the ledger.
 
-    def __init__(self) -> None:
+    After a failed read the ledger is not asked again for ``RETRY_AFTER`` seconds: a page
+    lists up to 200 batches, and with a hung node each read waits for the RPC timeout, so
+    without the pause one page view would hold a worker for 200 timeouts (and a few views
+    would starve the registry's other routes of threads)."""
+
+    RETRY_AFTER = 30.0
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._known: dict[str, tuple[int, int] | None] = {}
         self._lock = threading.Lock()
+        self._clock = clock
+        self._failed_at: float | None = None
 
     def gas_and_fee(self, service: RegistryService, tx_hash: str) -> tuple[int, int] | None:
         with self._lock:
             if tx_hash in self._known:
                 return self._known[tx_hash]
+            if self._failed_at is not None and self._clock() - self._failed_at < self.RETRY_AFTER:
+                return None
         try:
             receipt = service.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
             gas = int(receipt["gasUsed"])
             found: tuple[int, int] | None = (gas, gas * int(receipt.get("effectiveGasPrice", 0)))
-        except Exception:  # the ledger is down: no figure now, asked again next time
+        except Exception:  # the ledger is down: no figure now, asked again after a pause
+            with self._lock:
+                self._failed_at = self._clock()
             return None
         with self._lock:
             self._known[tx_hash] = found
+            self._failed_at = None
         return found
 
 
@@ -67,10 +82,12 @@ class CounterSamples:
         self._lock = threading.Lock()
 
     def sample(self, request: Request) -> list[dict[str, Any]]:
-        now = self._clock()
+        # A sample is taken when a page is viewed: its time is kept to the minute only, so
+        # the series does not record to the second when someone looked (docs/explorer.md).
+        minute = int(self._clock() // SAMPLE_EVERY * SAMPLE_EVERY)
         with self._lock:
-            if not self._samples or now - self._samples[-1]["time"] >= SAMPLE_EVERY:
-                self._samples.append({"time": int(now), **_counter_totals(request)})
+            if not self._samples or minute > self._samples[-1]["time"]:
+                self._samples.append({"time": minute, **_counter_totals(request)})
             return list(self._samples)
 
 

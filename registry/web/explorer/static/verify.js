@@ -56,7 +56,8 @@ function b64decode(text, what) {
   if (b64encode(raw) !== text) throw new FormatError(`bad_base64: ${what} is not canonical base64`);
   return raw;
 }
-const b64encode = (raw) => btoa(String.fromCharCode(...raw));
+// Not String.fromCharCode(...raw): a long hostile value would overflow the call stack.
+const b64encode = (raw) => btoa(Array.from(raw, (x) => String.fromCharCode(x)).join(""));
 
 // --- addresses (EIP-55) ----------------------------------------------------------------
 export function checksum(address) {
@@ -104,7 +105,10 @@ function parseSignature(sig) {
   return raw;
 }
 function validKeyName(name) { return typeof name === "string" && name.length > 0 && !name.includes("+") && !/[\s\u0000-\u001f\u007f-\u009f\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]/u.test(name); }
+const MAX_NOTE_BYTES = 1 << 20; // note.py MAX_NOTE_BYTES
 export function parseNote(msg) {
+  if (!msg.isWellFormed()) throw new FormatError("malformed_note: note is not valid UTF-8");
+  if (utf8(msg).length > MAX_NOTE_BYTES) throw new FormatError("malformed_note: note too large");
   if (!msg.endsWith("\n")) throw new FormatError("malformed_note: note text must end with a newline");
   if (/[\u0000-\u0009\u000b-\u001f]/.test(msg)) throw new FormatError("malformed_note: control character in note");
   const split = msg.lastIndexOf("\n\n");
@@ -162,9 +166,45 @@ export function parseVkey(vkey) {
   if (derived !== keyId) throw new FormatError("bad_key: key ID does not match the name and public key");
   return { name, keyId, publicKey, vkey };
 }
+// What JSON.parse lets through and zk/strict_json.py loads(floats=False) refuses: a
+// repeated key (JSON.parse keeps the last one), a fractional or exponent number (1.0 would
+// pass as 1), nesting deeper than 64. Run on text JSON.parse accepted, so it is valid JSON.
+const MAX_DEPTH = 64;
+function strictJson(text) {
+  const open = [];
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      let j = i + 1;
+      while (text[j] !== '"') j += text[j] === "\\" ? 2 : 1;
+      let k = j + 1;
+      while (/\s/.test(text[k] ?? "")) k++;
+      if (text[k] === ":") {
+        const key = JSON.parse(text.slice(i, j + 1)), seen = open[open.length - 1];
+        if (seen.has(key)) throw new FormatError("duplicate key in a JSON object");
+        seen.add(key);
+      }
+      i = j;
+    } else if (c === "{" || c === "[") {
+      open.push(new Set());
+      if (open.length > MAX_DEPTH) throw new FormatError(`JSON nested deeper than ${MAX_DEPTH} levels`);
+    } else if (c === "}" || c === "]") open.pop();
+    else if (c === "-" || (c >= "0" && c <= "9")) {
+      const number = /^-?[0-9]+([.eE][-+0-9.eE]*)?/.exec(text.slice(i, i + 400))[0];
+      if (/[.eE]/.test(number)) throw new FormatError("fractional numbers are not allowed here");
+      i += number.length - 1;
+    }
+  }
+}
+const ACKNOWLEDGEMENTS = ["eddsa-poseidon", "semaphore"]; // zk/evidence/ack.py KIND_*
 export function parseBundle(text) {
   let d;
   try { d = JSON.parse(text); } catch (e) { throw new FormatError(`not JSON: ${e.message}`); }
+  strictJson(text);
+  const ack = d?.acknowledgement;
+  if (ack != null && (typeof ack !== "object" || Array.isArray(ack) || !ACKNOWLEDGEMENTS.includes(ack.type))) {
+    throw new FormatError("an acknowledgement is a JSON object of a known type");
+  }
   keys(d, ["version", "logKey", "entries", "acknowledgement", "anchor", "consistency"], "bundle");
   if (d.version !== 1) throw new FormatError(`unsupported bundle version ${d.version}`);
   if (!Array.isArray(d.entries) || typeof d.logKey !== "string") throw new FormatError("entries must be a list and logKey a string");
@@ -331,13 +371,17 @@ export function logId(origin, publicKey) {
   padded.set(data);
   return keccak_256(concat(word(64), publicKey, word(data.length), padded));
 }
-export function anchorLookup(rpcUrl, trustedChainId, contract, publicKey) {
+export function anchorLookup(rpcUrl, trustedChainId, contract, publicKey, genesisHash = null) {
   let onChain = false;
   const selector = keccak_256(utf8("getAnchor(bytes32,uint64)")).slice(0, 4);
   return async (origin, treeSize) => {
     if (!onChain) {
       const chain = Number(BigInt(await rpc(rpcUrl, "eth_chainId", [])));
       if (chain !== trustedChainId) throw new Error(`the node is on chain ${chain}, the trusted chain is ${trustedChainId}`);
+      if (genesisHash) { // as the CLI does when its manifest gives the genesis hash
+        const genesis = await rpc(rpcUrl, "eth_getBlockByNumber", ["0x0", false]);
+        if (String(genesis?.hash).toLowerCase() !== genesisHash.toLowerCase()) throw new Error("the node's genesis block is not the trusted chain's");
+      }
       onChain = true;
     }
     const data = "0x" + hex(concat(selector, logId(origin, publicKey), word(treeSize)));
@@ -358,7 +402,7 @@ function timeline(b) {
   return events.sort((x, y) => x.time - y.time);
 }
 
-/** Verify bundle ``text`` against ``trust`` = {logKey, relayKeys|null, anchor: {chainId, contract}|null,
+/** Verify bundle ``text`` against ``trust`` = {logKey, relayKeys|null, anchor: {chainId, contract, genesisHash?}|null,
  *  rpcUrl|null}; returns {valid, complete, firstFailure, checks, timeline} like `zkid evidence verify --json`. */
 export async function verifyBundle(text, trust) {
   const trusted = parseVkey(trust.logKey);
@@ -369,7 +413,7 @@ export async function verifyBundle(text, trust) {
   }
   b.entries.forEach((e) => { e.hash = recordHash(e.record); });
   const cp = b.entries[0].proof.body;
-  const lookup = trust.anchor && trust.rpcUrl ? anchorLookup(trust.rpcUrl, trust.anchor.chainId, trust.anchor.contract, trusted.publicKey) : null;
+  const lookup = trust.anchor && trust.rpcUrl ? anchorLookup(trust.rpcUrl, trust.anchor.chainId, trust.anchor.contract, trusted.publicKey, trust.anchor.genesisHash ?? null) : null;
   const steps = [
     ["record_signature", () => checkRecords(b)],
     ["record_issuer", () => checkIssuers(b, trust.relayKeys)],

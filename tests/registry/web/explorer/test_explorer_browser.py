@@ -229,6 +229,70 @@ def test_pages_load_without_errors_and_show_the_api_figures(world: World, browse
         browser("viewport", width=1100, height=900)
 
 
+def test_hostile_input_security_headers_and_the_registrys_own_trusted_values(world: World, browser: Browser) -> None:
+    """Attacks on the pages: every response forbids inline script, other hosts and framing
+    (CSP, nosniff); a hostile member lookup (a superscript digit, 5000 digits: a 500
+    before, from int(); Arabic-Indic digits: looked up as 12 before) is a plain "invalid",
+    escaped; a verdict resting on the trusted values the registry prefilled about itself
+    is never shown as plain VALID (a lying registry would vouch for its own forgery); the
+    node's genesis block is checked against the trusted one, as the CLI does."""
+    with httpx.Client(base_url=world.url, timeout=30) as http:
+        for path in ("/explorer", "/explorer/groups", "/explorer/groups/0", "/explorer/batches", "/explorer/charts",
+                     "/explorer/verify", "/explorer/static/verify.js", "/explorer/vendor/noble-hashes/package.json"):
+            r = http.get(path)
+            assert r.status_code == 200, path
+            policy = r.headers["content-security-policy"]
+            assert "frame-ancestors 'none'" in policy and "default-src 'none'" in policy, path
+            assert "unsafe-inline" not in policy and "script-src 'self' 'sha256-" in policy, path
+            assert r.headers["x-content-type-options"] == "nosniff", path
+            head = http.head(path)  # (uptime checks send HEAD: it was a 405 on the pages)
+            assert head.status_code == 200 and head.content == b"", path
+        for typed in ("\u00b2", "9" * 5000, "\u0661\u0662", '"><script>alert(1)</script>', "0123", "-5"):
+            r = http.get("/explorer/groups/0", params={"commitment": typed})
+            assert r.status_code == 200, (typed[:10], r.text[:200])
+            assert 'data-status="invalid"' in r.text and "<script>alert" not in r.text, typed[:10]
+        # The counter samples a chart view takes keep the minute, not the second of the view.
+        samples = http.get("/v1/explorer/charts").json()["counters"]
+        assert samples and all(sample["time"] % 60 == 0 for sample in samples)
+    browser("goto", url=f"{world.url}/explorer/verify")
+    # The CSP holds in the browser: an injected inline script does not run.
+    ran = browser("eval", expr="(() => { const s = document.createElement('script'); s.textContent = 'window.pwned = 1';"
+                               " document.body.append(s); return window.pwned ?? null; })()")["value"]
+    assert ran is None
+    assert browser("goto", url=f"{world.url}/explorer/verify")["errors"] == []  # (clears the CSP report)
+    assert browser("eval", expr="document.documentElement.dataset.verifierReady")["value"] == "true"
+    # Only the bundle and the ledger URL given: the rest is the registry's word about itself.
+    fields = {"bundle": json.dumps(world.bundle), "rpc-url": world.anvil.rpc_url}
+    answer = browser("verify", fields=fields)
+    assert answer["errors"] == [], answer["errors"]
+    assert answer["verdict"]["valid"] and answer["verdict"]["text"].startswith("VALID ONLY AGAINST THE REGISTRY")
+    assert "Log key" in answer["verdict"]["text"]
+    shown = browser("eval", expr="[document.getElementById('verdict').dataset.trust, document.getElementById('verdict').className]")
+    assert shown["value"] == ["registry", "warn"]
+    # The visitor types (here: pastes the same, having checked them) each trusted value.
+    browser("eval", expr="['log-key', 'chain-id', 'anchor-contract', 'relay-keys'].forEach((id) =>"
+                         " document.getElementById(id).dispatchEvent(new Event('input')))")
+    answer = browser("verify", fields=fields)
+    assert answer["verdict"]["text"].startswith("VALID: every check passed against your trusted values")
+    shown = browser("eval", expr="[document.getElementById('verdict').dataset.trust, document.getElementById('verdict').className]")
+    assert shown["value"] == ["visitor", "good"]
+    assert _text(browser, "#timeline caption") == "Delivery timeline"
+    # A node on another chain with the same chain id: its genesis block gives it away (as in the CLI).
+    answer = browser("verify", fields={**fields, "genesis-hash": "0x" + "ab" * 32})
+    assert answer["verdict"]["firstFailure"] == "anchor_on_ledger"
+    assert "genesis" in [c for c in answer["verdict"]["checks"] if c["name"] == "anchor_on_ledger"][0]["detail"]
+    browser("eval", expr="document.getElementById('genesis-hash').value = document.getElementById('genesis-hash').defaultValue")
+    # A forged bundle's timeline is still listed, but as its claim.
+    answer = browser("verify", fields={**fields, "bundle": json.dumps(_tampered(world.bundle)["record"])})
+    assert answer["verdict"]["firstFailure"] == "record_signature"
+    assert "not verified" in _text(browser, "#timeline caption")
+    # A time no Date can hold (below 2^53, so well-formed) still gets its verdict shown.
+    far = copy.deepcopy(world.bundle)
+    far["anchor"]["blockTime"] = 2**53 - 1
+    answer = browser("verify", fields={**fields, "bundle": json.dumps(far)})
+    assert answer["verdict"]["state"] == "done" and answer["verdict"]["firstFailure"] == "anchor_on_ledger", answer
+
+
 def _tampered(bundle: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """One bundle per kind of tampering."""
     out: dict[str, dict[str, Any]] = {}

@@ -6,6 +6,7 @@ ledger checks are the browser tests' part: tests/registry/web/explorer/test_expl
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import subprocess
@@ -120,3 +121,65 @@ def test_offline_verdicts_equal_verify_bundle(answers: tuple[dict[str, Any], dic
     assert statuses["anchor_on_ledger"] == "not_checked" and statuses["consistency_with_anchor"] == "ok"
     assert [v["firstFailure"] for v in js["verdicts"]] == [None, "record_signature", "inclusion_proof",
                                                            "consistency_with_anchor", "anchor_contract", "format"]
+
+
+HOSTILE_SCRIPT = f"""
+import fs from "node:fs";
+import * as v from {json.dumps(VERIFY_JS.as_uri())};
+const job = JSON.parse(fs.readFileSync(0, "utf8"));
+const out = [];
+for (const text of job.bundles) {{
+  try {{
+    const r = await v.verifyBundle(text, {{ logKey: job.vkey, relayKeys: null, anchor: null, rpcUrl: null }});
+    out.push({{ firstFailure: r.firstFailure, valid: r.valid }});
+  }} catch (e) {{ out.push({{ threw: `${{e.name}}: ${{e.message}}` }}); }}
+}}
+console.log(JSON.stringify({{ verdicts: out, polluted: ({{}}).polluted ?? null }}));
+"""
+
+
+def test_hostile_bundles_fail_as_format_or_a_check_never_crash_the_verifier(
+    answers: tuple[dict[str, Any], dict[str, Any]], tmp_path: Path
+) -> None:
+    """A pasted bundle is hostile input: a megabyte of base64 in the checkpoint's signature
+    (String.fromCharCode(...bytes) used to overflow the stack: "Cannot run the checks"),
+    prototype-pollution keys, deep nesting, a number beyond 2^53, and what JSON.parse lets
+    through but the CLI's strict parser refuses (a repeated key, 1.0 for 1, an
+    acknowledgement that is not one): each gets verify_bundle's verdict, and
+    Object.prototype stays clean."""
+    log = open_log(tmp_path, "letro-zkid/js-hostile/evidence")
+    try:
+        signed = make_records(2)
+        log.append_many(signed)
+        anchor = Anchor(CHAIN_ID, CONTRACT, b"\x01" * 32, 7, 1_700_000_200, log.size, log.root(log.size))
+        valid = build_bundle([(signed[0], 0)], log, log.checkpoint(log.size), anchor, log.verifier.vkey()).to_dict()
+        vkey = log.verifier.vkey()
+    finally:
+        log.close()
+    huge = copy.deepcopy(valid)
+    head, _, _ = huge["entries"][0]["tlogProof"].rpartition(" ")
+    huge["entries"][0]["tlogProof"] = head + " " + base64.b64encode(b"\x07" * 1_000_000).decode() + "\n"
+    texts = {
+        "huge-signature": json.dumps(huge),
+        "proto": json.dumps(valid)[:-1] + ', "__proto__": {"polluted": true}}',
+        "proto-record": json.dumps(valid).replace('"record": {', '"record": {"__proto__": {"polluted": true}, ', 1),
+        "deep": "[" * 200_000 + "]" * 200_000,
+        "big-number": json.dumps(valid).replace('"version": 1', '"version": 1e400', 1),
+        # What JSON.parse accepts and the CLI's strict parser refuses: the same verdict (format).
+        "repeated-key": json.dumps(valid).replace('"version": 1,', '"version": 2, "vers\\u0069on": 1,', 1),
+        "fraction": json.dumps(valid).replace('"version": 1,', '"version": 1.0,', 1),
+        "exponent": json.dumps(valid).replace('"version": 1,', '"version": 1E0,', 1),
+        "too-deep": json.dumps(valid)[:-1] + ', "x": ' + "[" * 70 + "]" * 70 + "}",
+        "acknowledgement-false": json.dumps({**valid, "acknowledgement": False}),
+        "acknowledgement-untyped": json.dumps({**valid, "acknowledgement": {"recordHash": "0x00"}}),
+    }
+    r = subprocess.run(["node", "--input-type=module", "-e", HOSTILE_SCRIPT], capture_output=True, text=True, cwd=ROOT,
+                       input=json.dumps({"vkey": vkey, "bundles": list(texts.values())}), timeout=120)
+    assert r.returncode == 0, r.stderr
+    answer = json.loads(r.stdout)
+    assert answer["polluted"] is None
+    for (name, text), page in zip(texts.items(), answer["verdicts"], strict=True):
+        assert "threw" not in page, (name, page)
+        reference = verify_bundle(text, vkey, None) if name != "deep" else None
+        expected = "format" if reference is None else reference.first_failure
+        assert page["firstFailure"] == expected and page["valid"] is False, (name, page, expected)
