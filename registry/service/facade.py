@@ -45,7 +45,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,7 +80,12 @@ from registry.service.outbox import MAX_GROUP_ID, Outbox, RegistryError, check_c
 from registry.service.leadership import MIGRATIONS as LEASE_MIGRATIONS
 from registry.service.leadership import Leadership
 from registry.service.settings import Settings
-from registry.storage.database import Database, open_store_database
+from registry.storage.database import (
+    IDLE_IN_TRANSACTION_TIMEOUT,
+    INDEX_IDLE_IN_TRANSACTION_TIMEOUT,
+    Database,
+    open_store_database,
+)
 from registry.storage.migrations import migrate
 from registry.storage.sqlite import StoreManifest, check_store
 from zk.field import R
@@ -191,8 +196,15 @@ def store_database(settings: Settings, file_name: str, *, durable: bool = True, 
     """One store's database: ``data_dir/file_name`` (SQLite) or its schema in the
     PostgreSQL database of ``settings.database_url`` (registry/storage/database.py);
     ``timeout``: the longest wait for a pooled connection (then sqlite3.OperationalError)."""
+    idle = INDEX_IDLE_IN_TRANSACTION_TIMEOUT if file_name == INDEX_FILE else IDLE_IN_TRANSACTION_TIMEOUT
     return open_store_database(
-        settings.database, settings.data_dir, file_name, durable=durable, pool_size=settings.database_pool_size, timeout=timeout
+        settings.database,
+        settings.data_dir,
+        file_name,
+        durable=durable,
+        pool_size=settings.database_pool_size,
+        timeout=timeout,
+        idle_timeout=idle,
     )
 
 
@@ -253,6 +265,9 @@ class FreshIndexRoots:
         self.max_lag = max_lag
         #: Replicas: whether this one runs the indexer now (None: always, one process).
         self._leads = leads
+        # A follower's last read of the leader's sync record: (monotonic time read, state).
+        # Reused for FOLLOWER_CACHE seconds, so authorizations do not each read it.
+        self._follower_state: tuple[float, tuple[int, int, float] | None] | None = None
 
     def stale(self) -> bool:
         if self._leads is not None and not self._leads():
@@ -263,13 +278,22 @@ class FreshIndexRoots:
             return True  # never completely synced since this process started
         return time.monotonic() - synced > self.max_age or head - cursor > self.max_lag
 
+    #: Seconds a follower reuses the leader's sync record (adds at most this to the bound).
+    FOLLOWER_CACHE = 0.5
+
     def _stale_follower(self) -> bool:
         """A follower's view: the leader records each complete sync in the shared index
         (wall time, so replicas' clocks must agree to well within ``max_age``: NTP)."""
-        try:
-            state = self._index.sync_state()
-        except Exception:  # database away: fail closed
-            return True
+        cached = self._follower_state
+        if cached is not None and time.monotonic() - cached[0] < self.FOLLOWER_CACHE:
+            state = cached[1]
+        else:
+            try:
+                state = self._index.sync_state()
+            except Exception:  # database away: fail closed
+                self._follower_state = None
+                return True
+            self._follower_state = (time.monotonic(), state)
         if state is None:
             return True
         cursor, head, at = state
@@ -434,6 +458,8 @@ class RegistryService:
                         raise RegistryError("not_configured", str(exc)) from None
                     self._account = account
                 tx = Transactor(self.w3, account, poll_interval=0.05)
+                if self.leadership.shared:  # replicas share the key: one nonce reader at a time
+                    tx.nonces.guard = self.leadership.send_lock
                 self._operator = RegistryContract(self.w3, self._manifest.address("ZkIdRegistry"), tx)
             return self._operator
 
@@ -622,10 +648,21 @@ class RegistryService:
         return self._manifest
 
     def _known_group(self, group_id: object) -> int:
+        """A group this replica can answer for: in the index *and* in its in-memory trees.
+        A follower sees a group in the shared index before its next refresh loads the tree;
+        until then the group is unknown here (404), as it is to one process before its
+        indexer reaches the creation, instead of a KeyError (500)."""
         group = check_group_id(group_id)
-        if self.index.group(group) is None:
+        if self.index.group(group) is None or not self._has_tree(group):
             raise RegistryError("unknown_group", f"group {group} does not exist")
         return group
+
+    def _has_tree(self, group: int) -> bool:
+        try:
+            self.index.tree(group)
+        except KeyError:
+            return False
+        return True
 
     # ------------------------------------------------------------------ members
 
@@ -788,7 +825,7 @@ class RegistryService:
 
     def _group_json(self, group: int) -> dict[str, Any]:
         record = self.index.group(group)
-        if record is None:
+        if record is None or not self._has_tree(group):  # see _known_group
             raise RegistryError("unknown_group", f"group {group} does not exist")
         admission = self.admission.get(group)
         with self.index.lock:
@@ -816,7 +853,8 @@ class RegistryService:
         return self._group_json(check_group_id(group_id))
 
     def groups(self) -> list[dict[str, Any]]:
-        return [self._group_json(g.group_id) for g in self.index.groups()]
+        # A group whose tree this replica has not loaded yet is left out (see _known_group).
+        return [self._group_json(g.group_id) for g in self.index.groups() if self._has_tree(g.group_id)]
 
     def root_info(self, root: int) -> dict[str, Any]:
         if isinstance(root, bool) or not isinstance(root, int) or not 0 <= root < R:
@@ -883,6 +921,26 @@ class RegistryService:
         ``nullifiers.sqlite``)."""
         self._purge_nullifiers()
         return self.authorizer.authorize(proof, group_id, blob_digest)
+
+    def claim_nullifiers(self, relay: str, claims: Sequence[tuple[int, int, int]]) -> list[str]:
+        """Claims ``(group_id, nullifier, epoch)`` for a trusted relay (its address; the
+        envelope is checked by the caller, registry/service/nullifier_claims.py), each
+        answered ``claimed``, ``reused``, ``unknown_group``, ``group_not_served`` or
+        ``wrong_epoch`` (docs/api.md). Same store as :meth:`authorize`."""
+        self._purge_nullifiers()
+        s = self.settings
+        epochs = set(acceptable_epochs(self.clock(), s.epoch_length, s.clock_skew))
+        results = []
+        for group_id, nullifier, epoch in claims:
+            policy = self._policy(group_id)
+            if policy is None or not policy.served:
+                results.append("unknown_group" if policy is None else "group_not_served")
+            elif epoch not in epochs:
+                results.append("wrong_epoch")
+            else:
+                won = self.nullifiers.claim_as(group_id, nullifier, epoch, relay)
+                results.append("claimed" if won else "reused")
+        return results
 
     def _purge_nullifiers(self) -> None:
         now = self.clock()
