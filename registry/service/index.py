@@ -1058,6 +1058,17 @@ class ChainIndex:
             ).fetchall()
         return [MemberRecord(group_id, int(i), int(c), int(b), _text_or_none(t), bool(r)) for i, c, b, t, r in rows]
 
+    def batches(self, limit: int) -> list[tuple[str, int, int, int]]:
+        """The newest ``limit`` transactions that added members: (tx hash, group id,
+        block, members added), newest block first (the explorer's batch list)."""
+        with self._db.connection() as conn:
+            rows = conn.execute(
+                "SELECT tx_hash, group_id, MIN(block_number), COUNT(*) FROM members WHERE tx_hash IS NOT NULL"
+                " GROUP BY tx_hash, group_id ORDER BY MIN(block_number) DESC, tx_hash DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [(str(t), int(g), int(b), int(n)) for t, g, b, n in rows]
+
     def roots(self, group_id: int) -> list[RootRecord]:
         """Every time a root became current, oldest first."""
         with self._db.connection() as conn:

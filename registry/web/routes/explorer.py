@@ -37,6 +37,10 @@ SAMPLE_EVERY = 60.0
 MAX_SAMPLES = 1440
 
 
+#: Seconds the batch list is reused between page views (it changes once per batch).
+BATCHES_TTL = 5.0
+
+
 class ReceiptCache:
     """Gas used and fee of confirmed transactions, read once from the ledger.
 
@@ -52,6 +56,8 @@ class ReceiptCache:
         self._lock = threading.Lock()
         self._clock = clock
         self._failed_at: float | None = None
+        #: The batch list last read from the index: (monotonic time, limit, rows).
+        self.batch_rows: tuple[float, int, list[tuple[str, int, int, int]]] | None = None
 
     def gas_and_fee(self, service: RegistryService, tx_hash: str) -> tuple[int, int] | None:
         with self._lock:
@@ -117,17 +123,17 @@ def _block_times(service: RegistryService) -> dict[int, int]:
 
 
 def batches(service: RegistryService, receipts: ReceiptCache, limit: int = MAX_BATCHES) -> list[dict[str, Any]]:
-    """The ``addMembers`` transactions of the indexed groups, newest first."""
-    by_tx: dict[str, dict[str, Any]] = {}
-    for group in service.index.groups():
-        for member in service.index.members(group.group_id):
-            if member.tx_hash is None:
-                continue
-            entry = by_tx.setdefault(member.tx_hash, {
-                "tx_hash": member.tx_hash, "group_id": group.group_id, "block": member.block_number, "members": 0})
-            entry["members"] += 1
+    """The ``addMembers`` transactions of the indexed groups, newest first (one grouped
+    query, reused for BATCHES_TTL seconds: a flood of page views costs one query per TTL)."""
+    now = time.monotonic()
+    cached = receipts.batch_rows
+    if cached is None or now - cached[0] > BATCHES_TTL or cached[1] < limit:
+        cached = (now, limit, service.index.batches(limit))
+        receipts.batch_rows = cached
+    out: list[dict[str, Any]] = [
+        {"tx_hash": tx, "group_id": g, "block": block, "members": n} for tx, g, block, n in cached[2][:limit]
+    ]
     times = _block_times(service)
-    out = sorted(by_tx.values(), key=lambda b: (b["block"], b["tx_hash"]), reverse=True)[:limit]
     for entry in out:
         entry["time"] = times.get(entry["block"])
         found = receipts.gas_and_fee(service, entry["tx_hash"])
