@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -366,6 +367,11 @@ class SendSlots:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        # Owner-only, like the identity file beside it: the slots used per epoch say when
+        # this identity sent (created 0600 before SQLite opens it; its -wal/-shm follow
+        # the main file's mode).
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         self._db = connect(self.path, durable=True)
         create_schema(
             self._db,

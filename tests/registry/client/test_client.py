@@ -185,3 +185,15 @@ def test_a_request_timeout_given_by_a_method_reaches_a_shared_client() -> None:
         with pytest.raises(RegistryClientError):
             client.health()
     assert seen[0]["read"] == 180.0 and seen[1]["read"] == 5.0
+
+
+def test_the_send_slots_file_is_owner_only(tmp_path: Path) -> None:
+    """The slots used per epoch say when an identity sent: 0600 like the identity file."""
+    from registry.client.api import SendSlots
+
+    slots = SendSlots(tmp_path / "alice.id.slots")
+    try:
+        slots.claim(0, 1, 10)
+        assert (tmp_path / "alice.id.slots").stat().st_mode & 0o077 == 0
+    finally:
+        slots.close()
