@@ -225,7 +225,10 @@ def _run(
 
     ``local`` (`zkid up`): the deployment's group 0 is ``open`` unless the operator set a
     policy (docs/admission.md), and the start-up lines say so."""
+    import sqlite3
+
     from registry.storage.access_log import proxy_options
+    from registry.storage.database import redact_url
     from registry.web.app import create_app
     from registry.service.facade import RegistryError, RegistryService
 
@@ -233,6 +236,9 @@ def _run(
         service = RegistryService.open(settings)
     except (RegistryError, ValueError, OSError) as exc:
         fail(f"cannot open the registry: {exc}")
+    except sqlite3.OperationalError as exc:  # the PostgreSQL server does not answer
+        where = redact_url(settings.database) if settings.database else str(settings.data_dir)
+        fail(f"cannot open the registry: the database {where} does not answer ({exc})")
     except Exception as exc:  # ledger errors, missing manifest...
         fail(f"cannot open the registry: {type(exc).__name__}: {exc}")
     try:
@@ -254,6 +260,21 @@ def _run(
         log.info("registry stopped")
 
 
+def storage_lines(settings: Settings) -> str:
+    """The start-up line(s) saying where the state lives: the data directory and, on
+    PostgreSQL, the database shared by the replicas (its password hidden), so that a
+    replica's start-up does not suggest its state is in the data directory."""
+    lines = f"data:     {settings.data_dir}  region: {settings.region}"
+    if settings.database is not None:
+        from registry.storage.database import redact_url
+
+        lines += (
+            f"\ndatabase: {redact_url(settings.database)}  (shared by the replicas; the lease holder"
+            " writes to the ledger: `role` in /v1/health)"
+        )
+    return lines
+
+
 def _announce_registry(service: Any, app: Any, settings: Settings, sock: socket.socket, ledger_info: str, local: bool) -> None:
     """The start-up lines of ``zkid up|serve``: where it serves, the ledger, the data, the
     default group's admission (``local``) and who may append evidence."""
@@ -261,7 +282,7 @@ def _announce_registry(service: Any, app: Any, settings: Settings, sock: socket.
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"registry: http://{shown}:{port}  (API /v1, OpenAPI /openapi.json, metrics /metrics)")
     typer.echo(f"ledger:   {ledger_info}")
-    typer.echo(f"data:     {settings.data_dir}  region: {settings.region}")
+    typer.echo(storage_lines(settings))
     if local:
         record = service.open_default_group()
         if record.policy == "open":
@@ -458,9 +479,12 @@ def migrate_command(
     settings = _settings(config, None, data_dir=data_dir, database_url=database)
     _configure_logging()
     from registry.service.facade import migrate_stores
+    from registry.storage.migrations import SchemaTooNew
 
     try:
         report = migrate_stores(settings, apply=not check)
+    except SchemaTooNew as exc:  # refused, as documented: exit 1 (docs/cli.md)
+        fail(f"migrate refused: {exc}", EXIT_INVALID, reason="schema_too_new")
     except Exception as exc:  # noqa: BLE001 - one line for the operator
         fail(f"migrate failed: {type(exc).__name__}: {exc}")
     behind = [name for name, (found, known) in report.items() if found < known]

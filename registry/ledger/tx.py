@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -59,13 +60,20 @@ class NonceManager:
 
     Starts from the node's pending count; :meth:`resync` forgets the local counter (after an
     error, a chain revert or a transaction sent by someone else with the same key).
+
+    ``guard``: when other processes send with the same key (registry replicas on one
+    database), a context manager that excludes them (a database lock): :meth:`reserve`
+    then holds it from reading the node's pending count until the transaction is handed
+    to the node, and never trusts the local counter, so no two processes sign one nonce
+    (which would make one transaction fail or replace the other).
     """
 
-    def __init__(self, w3: Web3, address: str) -> None:
+    def __init__(self, w3: Web3, address: str, *, guard: Callable[[], AbstractContextManager[Any]] | None = None) -> None:
         self._w3 = w3
         self._address = Web3.to_checksum_address(address)
         self._lock = threading.Lock()
         self._next: int | None = None
+        self.guard = guard
 
     def next(self) -> int:
         with self._lock:
@@ -78,6 +86,22 @@ class NonceManager:
     def resync(self) -> None:
         with self._lock:
             self._next = None
+
+    @contextmanager
+    def reserve(self) -> Iterator[int]:
+        """The nonce of one transaction, held (this process's lock, and :attr:`guard`)
+        until the block ends: it counts as used if the block completes, and the counter is
+        forgotten if it raises (the nonce may be unused, or taken by someone else)."""
+        with self._lock, (self.guard() if self.guard is not None else nullcontext()):
+            if self._next is None or self.guard is not None:
+                self._next = self._w3.eth.get_transaction_count(self._address, "pending")
+            nonce = self._next
+            try:
+                yield nonce
+            except BaseException:
+                self._next = None
+                raise
+            self._next = nonce + 1
 
 
 class Transactor:
@@ -227,13 +251,10 @@ class Transactor:
         A revert found by the gas estimate raises its typed error and uses no nonce.
         """
         tx = self._build(target, value, gas, max_fee)
-        tx["nonce"] = Nonce(self.nonces.next())
-        signed = self.account.sign_transaction(tx)  # type: ignore[arg-type]
-        try:
+        with self.nonces.reserve() as nonce:  # an error forgets the counter (see reserve)
+            tx["nonce"] = Nonce(nonce)
+            signed = self.account.sign_transaction(tx)  # type: ignore[arg-type]
             return HexBytes(self._rpc(lambda: self.w3.eth.send_raw_transaction(signed.raw_transaction)))
-        except LedgerError:
-            self.nonces.resync()  # the nonce may be unused (refused) or taken by someone else
-            raise
 
     def wait(self, tx_hash: HexBytes | HexStr | Hash32, confirmations: int | None = None) -> TxReceipt:
         """The receipt once the transaction has ``confirmations`` blocks; typed error if it reverted.

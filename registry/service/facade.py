@@ -282,8 +282,8 @@ class FreshIndexRoots:
     FOLLOWER_CACHE = 0.5
 
     def _stale_follower(self) -> bool:
-        """A follower's view: the leader records each complete sync in the shared index
-        (wall time, so replicas' clocks must agree to well within ``max_age``: NTP)."""
+        """A follower's view: the leader records each complete sync in the shared index,
+        and its age is measured on the database's clock (replicas' clocks do not enter)."""
         cached = self._follower_state
         if cached is not None and time.monotonic() - cached[0] < self.FOLLOWER_CACHE:
             state = cached[1]
@@ -296,8 +296,9 @@ class FreshIndexRoots:
             self._follower_state = (time.monotonic(), state)
         if state is None:
             return True
-        cursor, head, at = state
-        return time.time() - at > self.max_age or head - cursor > self.max_lag
+        cursor, head, age = state
+        age += time.monotonic() - self._follower_state[0] if self._follower_state is not None else 0.0
+        return age > self.max_age or head - cursor > self.max_lag
 
     def root_status(self, group_id: int, root: int, now: float) -> RootStatus:
         if self.stale():

@@ -602,22 +602,40 @@ class ChainIndex:
         row = self._cursor_row()
         return None if row is None else row[1]
 
+    def _now_sql(self) -> str:
+        """The database's clock in seconds (PostgreSQL), or a parameter (SQLite: one process)."""
+        return "extract(epoch from clock_timestamp())::double precision" if self._db.is_postgres else "?"
+
     def sync_state(self) -> tuple[int, int, float] | None:
-        """(cursor, head seen, wall time of the last complete sync) as the indexer last
-        recorded them (a follower replica's measure of freshness: docs/deployment.md)."""
+        """(cursor, head seen, seconds since the start of the last complete sync) as the
+        leader's indexer recorded them: a follower replica's measure of freshness
+        (docs/deployment.md). The age is measured on the database's clock on PostgreSQL,
+        so replicas' clocks do not enter it."""
+        now = self._now_sql()
+        params: tuple[Any, ...] = () if self._db.is_postgres else (time.time(),)
         with self._db.connection() as conn:
-            row = conn.execute("SELECT block, head, updated_at FROM cursor WHERE id = 1").fetchone()
+            row = conn.execute(
+                f"SELECT cursor.block, cursor.head, {now} - CAST(meta.value AS DOUBLE PRECISION) FROM cursor, meta"
+                " WHERE cursor.id = 1 AND meta.key = 'synced_at'",
+                params,
+            ).fetchone()
         if row is None or row[2] is None:
             return None
-        return int(row[0]), int(row[1]), float(row[2])
+        return int(row[0]), int(row[1]), max(float(row[2]), 0.0)
 
-    def record_sync(self, head: int, at: float) -> None:
-        """The leader's indexer finished a complete sync at wall time ``at`` seeing ``head``
-        (followers read it through :meth:`sync_state`; the cursor itself moves in apply)."""
-        with self._db.connection() as conn:
+    def record_sync(self, head: int, began_ago: float) -> None:
+        """The leader's indexer finished a complete sync that began ``began_ago`` seconds
+        ago, seeing ``head`` (read by :meth:`sync_state`; the cursor itself moves in apply)."""
+        now = self._now_sql()
+        stamp: tuple[Any, ...] = () if self._db.is_postgres else (time.time(),)
+        with self._db.transaction(serialize=False) as conn:
             conn.execute(
-                "UPDATE cursor SET head = CASE WHEN block > ? THEN block ELSE ? END, updated_at = ? WHERE id = 1",
-                (head, head, at),
+                "UPDATE cursor SET head = CASE WHEN block > ? THEN block ELSE ? END WHERE id = 1", (head, head)
+            )
+            conn.execute(
+                f"INSERT INTO meta (key, value) VALUES ('synced_at', CAST({now} - ? AS TEXT))"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (*stamp, began_ago),
             )
 
     def block_hash(self, number: int) -> str | None:

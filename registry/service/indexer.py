@@ -168,7 +168,7 @@ class Indexer:
                     self.stats.synced_as_of = began
                     if self.shared and self.stats.head is not None:
                         # Replicas: followers judge freshness by this (FreshIndexRoots).
-                        self.index.record_sync(self.stats.head, time.time() - (time.monotonic() - began))
+                        self.index.record_sync(self.stats.head, time.monotonic() - began)
                 self.stats.last_error = None
                 return applied
             raise LedgerError("the chain kept changing while it was being indexed")

@@ -34,13 +34,16 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from registry.storage.database import Database
 from registry.storage.migrations import Migration
 
 LEASE_NAME = "chain"
+#: The advisory lock serialising the replicas' ledger sends (:meth:`Leadership.send_lock`).
+SEND_LOCK_KEY = int.from_bytes(b"zkidsend", "big") >> 1
 
 MIGRATIONS = (
     Migration(
@@ -174,6 +177,19 @@ class Leadership:
             with self._lock:
                 self.token, self._valid_until = None, 0.0
             raise LostLeadership("this replica no longer holds the leader lease")
+
+    @contextmanager
+    def send_lock(self) -> Iterator[None]:
+        """Held while a transaction is signed and handed to the node: the replicas share
+        one signing key, so two of them must not read the same pending nonce (one
+        transaction would fail, or replace the other). An advisory lock of the lease's
+        database (PostgreSQL); nothing without a shared database (one process)."""
+        if self._db is None:
+            yield
+            return
+        with self._db.transaction(serialize=False) as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(?)", (SEND_LOCK_KEY,))
+            yield
 
     def close(self) -> None:
         """Release the lease and close its database."""

@@ -267,12 +267,29 @@ def _lock_key(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
 
 
+#: Seconds a session may sit inside a transaction without running a statement before the
+#: server ends it (rolling it back, releasing its locks). A replica paused or hung in the
+#: middle of a write (SIGSTOP, a frozen VM) would otherwise hold its store's advisory lock
+#: and the lease row until it resumes: every replica's writes would wait, and no other
+#: replica could take the lease. The stores' transactions run no I/O but the database's
+#: between statements (the longest pause: a ledger send under
+#: :meth:`registry.service.leadership.Leadership.send_lock`, bounded by the node's timeout),
+#: so a live one is never idle that long.
+IDLE_IN_TRANSACTION_TIMEOUT = 30.0
+#: The same for the chain index, whose transactions may rebuild a whole group's tree in
+#: Python between two statements (about 40 s for a million members, more on a loaded
+#: machine: BENCHMARKS.md).
+INDEX_IDLE_IN_TRANSACTION_TIMEOUT = 600.0
+
+
 class PostgresDatabase(Database):
     """One PostgreSQL schema (``schema``) of the database at ``url``, through a pool."""
 
     dialect = "postgresql"
 
-    def __init__(self, url: str, schema: str, *, pool_size: int = 4, timeout: float = 10.0) -> None:
+    def __init__(
+        self, url: str, schema: str, *, pool_size: int = 4, timeout: float = 10.0, idle_timeout: float = IDLE_IN_TRANSACTION_TIMEOUT
+    ) -> None:
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
             raise ValueError("schema names are lowercase identifiers")
         from psycopg_pool import ConnectionPool
@@ -286,7 +303,10 @@ class PostgresDatabase(Database):
             url,
             min_size=1,
             max_size=max(pool_size, 1),
-            kwargs={"autocommit": True, "options": f"-c search_path={schema}"},
+            kwargs={
+                "autocommit": True,
+                "options": f"-c search_path={schema} -c idle_in_transaction_session_timeout={max(int(idle_timeout * 1000), 1)}",
+            },
             check=ConnectionPool.check_connection,  # a server restart costs one reconnect, not an error
             timeout=timeout,
             open=False,
@@ -294,7 +314,10 @@ class PostgresDatabase(Database):
         )
         try:
             self._pool.open(wait=True, timeout=timeout)
-            with self._pool.connection(timeout=timeout) as raw:
+            with self._pool.connection(timeout=timeout) as raw, raw.transaction():
+                # Replicas starting together: concurrent CREATE SCHEMA IF NOT EXISTS can
+                # still collide on the catalog's unique index (UniqueViolation).
+                raw.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key("zkid:create-schema"),))
                 raw.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         except Exception as exc:
             self._pool.close()
@@ -332,7 +355,14 @@ def database_kind(url: str | None) -> str:
 
 
 def open_store_database(
-    url: str | None, data_dir: Path, file_name: str, *, durable: bool, pool_size: int = 4, timeout: float = 10.0
+    url: str | None,
+    data_dir: Path,
+    file_name: str,
+    *,
+    durable: bool,
+    pool_size: int = 4,
+    timeout: float = 10.0,
+    idle_timeout: float = IDLE_IN_TRANSACTION_TIMEOUT,
 ) -> Database:
     """The database of one store: ``data_dir/file_name`` on SQLite, or the schema
     ``zkid_<file stem>`` of the PostgreSQL database at ``url``."""
@@ -340,4 +370,4 @@ def open_store_database(
         return SqliteDatabase(data_dir / file_name, durable=durable)
     assert url is not None
     stem = file_name.split(".", 1)[0].replace("-", "_").lower()
-    return PostgresDatabase(url, f"zkid_{stem}", pool_size=pool_size, timeout=timeout)
+    return PostgresDatabase(url, f"zkid_{stem}", pool_size=pool_size, timeout=timeout, idle_timeout=idle_timeout)

@@ -111,3 +111,39 @@ def test_database_down_keeps_no_one_leading_past_the_lease(postgres, lease_db: P
         assert time.monotonic() < deadline, a.last_error
         time.sleep(0.2)
     assert a.last_error is None and a.is_leader()  # back: the lease (expired or still ours) is taken again
+
+
+def test_replicas_sharing_a_key_never_sign_the_same_nonce(lease_db: PostgresDatabase, anvil) -> None:  # type: ignore[no-untyped-def]
+    """Two replicas (each its own Transactor and nonce counter, one signing key) sending at
+    the same time, as the leader's batcher and a follower's group creation do: every
+    transaction is accepted (before: a replica's cached counter was stale after the other
+    sent, so its next send failed "nonce too low", or on a chain with a mempool replaced
+    the other's pending transaction)."""
+    from registry.ledger.accounts import anvil_dev_account
+    from registry.ledger.tx import Transactor
+
+    account = anvil_dev_account(7)
+    replicas = []
+    for _ in range(2):
+        tx = Transactor(anvil.w3, account, poll_interval=0.01)
+        tx.nonces.guard = Leadership(lease_db).send_lock
+        replicas.append(tx)
+    start = anvil.w3.eth.get_transaction_count(account.address)
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def send(tx) -> None:  # type: ignore[no-untyped-def]
+        barrier.wait()
+        for _ in range(4):
+            try:
+                tx.send({"to": anvil_dev_account(8).address, "value": 1})
+            except Exception as exc:  # noqa: BLE001 - recorded for the assertion
+                errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=(tx,)) for tx in replicas]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert anvil.w3.eth.get_transaction_count(account.address) == start + 8
