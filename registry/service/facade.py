@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -551,6 +552,7 @@ class RegistryService:
     def _run_role(self, stop: threading.Event) -> None:
         """Lead while the lease is ours, follow otherwise; renew every third of a lease."""
         leading: tuple[threading.Event, list[threading.Thread]] | None = None
+        log.info("replica %s: host %s, pid %d", self.leadership.holder, socket.gethostname(), os.getpid())
         tick = min(self.leadership.lease / 3, max(self.settings.poll_interval, 0.05))
         try:
             while not stop.is_set():

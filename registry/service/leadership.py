@@ -29,9 +29,7 @@ Data-Intensive Applications*, ch. 8, "The leader and the lock").
 
 from __future__ import annotations
 
-import os
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -63,8 +61,9 @@ class LostLeadership(RuntimeError):
 
 
 def replica_name() -> str:
-    """This process's holder name: host, pid and a random suffix (never reused)."""
-    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
+    """This process's holder name: random, never reused. Not the host name: it is shown
+    in the public ``/v1/health``; each replica logs which host and pid it is at start."""
+    return f"replica-{secrets.token_hex(6)}"
 
 
 class Leadership:
