@@ -69,6 +69,13 @@ STATUS: dict[str, int] = {
     "configured": 409,
     "bad_tree_size": 404,
     "not_anchored": 409,
+    # nullifier claims by relays (POST /v1/nullifiers/claim: the claim envelope)
+    "unsigned_request": 401,
+    "bad_envelope": 401,
+    "stale_request": 401,
+    "replayed_request": 401,
+    "envelope_signature_invalid": 401,
+    "unknown_relay": 403,
     # the ledger and the deployment
     "ledger_unavailable": 503,
     "ledger_error": 502,

@@ -12,6 +12,16 @@ import typer
 
 from registry.cli._common import TrustedProxy, fail
 
+#: ``--nullifier-authority URL`` (docs/relay.md "One rate limit across relays").
+NullifierAuthority = Annotated[
+    Optional[str],
+    typer.Option(
+        "--nullifier-authority",
+        help="URL of the groups' home registry: local authorization claims each nullifier there (POST /v1/nullifiers/claim, signed with the relay key) after verifying the proof, so a proof spent at any relay is refused at all; unreachable: sends are refused with 503.",
+        show_default=False,
+    ),
+]
+
 
 def relay(
     ctx: typer.Context,
@@ -58,6 +68,7 @@ def relay(
             show_default=False,
         ),
     ] = None,
+    nullifier_authority: NullifierAuthority = None,
 ) -> None:
     """Run a relay: accept blobs with a send authorization, hand them to the mailbox owner.
 

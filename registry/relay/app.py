@@ -45,7 +45,7 @@ from web3.exceptions import Web3Exception
 
 from registry._utils.logs import exc_type
 from registry.storage.access_log import AccessLog, AccessLogMiddleware
-from registry.service.authorization import MAX_GROUP_ID, Decision, Reason, SqliteNullifierStore, parse_group_id
+from registry.service.authorization import MAX_GROUP_ID, Decision, NullifierStore, Reason, SqliteNullifierStore, parse_group_id
 from registry.errors import RegistryError
 from registry.web.errors import install_error_handlers, json_input_error
 from registry.web.middleware import BodyLimitMiddleware, ErrorGuardMiddleware
@@ -58,6 +58,12 @@ from registry.relay.store import DIR_NAME, FILE_NAME, BlobStore, MailboxConflict
 from registry.storage.database import database_kind, open_store_database
 from registry.storage.sqlite import MANIFEST_FILE, RESTORE_FIX, StoreError, StoreManifest
 from registry.relay.authorization import LocalAuthorizer, RegistryAuthClient, RemoteAuthorizationError
+from registry.relay.nullifier_authority import (
+    AuthorityNullifierStore,
+    NullifierAuthorityClient,
+    NullifierAuthorityUnavailable,
+    NullifierClaimRefused,
+)
 from zk import strict_json
 from zk.evidence.record import EventType, ReasonCode
 from zk.relay_scope import RegistryRef, acceptable_epochs, check_epoch_parameters, digest_blob
@@ -156,8 +162,13 @@ class RelaySettings:
     # a proof spent at one relay is refused at all; docs/deployment.md); None: a SQLite
     # file in data_dir, this relay's alone.
     nullifiers_url: str | None = field(default=None, repr=False)
+    # Local mode: the groups' home registry, where each nullifier is claimed after the
+    # proof verifies (registry/relay/nullifier_authority.py); None: this relay's store only.
+    nullifier_authority: str | None = None
 
     def __post_init__(self) -> None:
+        if self.nullifier_authority is not None and self.auth_mode != "local":
+            raise ValueError("nullifier_authority is for local authorization (in registry mode the registry claims)")
         self.data_dir = Path(self.data_dir).expanduser().resolve()
         if self.nullifiers_url is not None and database_kind(self.nullifiers_url) != "postgresql":
             raise ValueError("nullifiers takes a postgresql:// URL (unset: a SQLite file in the data directory)")
@@ -312,7 +323,7 @@ class Relay:
             )
             local = LocalAuthorizer(
                 contract,
-                self._nullifiers,
+                self._claims_store(manifest),
                 epoch_length=self.settings.epoch_length,
                 message_limit=self.settings.message_limit,
                 clock_skew=self.settings.clock_skew,
@@ -332,6 +343,16 @@ class Relay:
                 log.warning("local authorization without send groups: every send is refused (group_not_served)")
             self._probe = _ledger_probe(self.settings.rpc_url)
             return local
+
+    def _claims_store(self, manifest: Manifest) -> NullifierStore:
+        """This relay's store, claiming at the home registry too with ``nullifier_authority``."""
+        assert self._nullifiers is not None
+        if self.settings.nullifier_authority is None:
+            return self._nullifiers
+        key = load_relay_key(self.settings.data_dir, self.settings.keystore, self.settings.keystore_password)
+        deployment = RegistryRef(manifest.chain_id, manifest.address("ZkIdRegistry"))
+        client = NullifierAuthorityClient(self.settings.nullifier_authority, key, deployment, clock=self.clock)
+        return AuthorityNullifierStore(self._nullifiers, client)
 
     # -------------------------------------------------------------- evidence (best effort)
 
@@ -376,6 +397,17 @@ class Relay:
     ) -> dict[str, Any]:
         try:
             decision = self.authorizer.authorize(proof, group_id, digest)
+        except NullifierAuthorityUnavailable as exc:
+            # Never accepted on this relay's word alone: the proof may be spent elsewhere.
+            log.warning("nullifier authority unavailable: %s", exc_type(exc))
+            raise RegistryError(
+                "nullifier_authority_unavailable",
+                "the groups' home registry cannot confirm the nullifier now; the send authorization was not used",
+                503,
+                {"Retry-After": str(exc.retry_after)},
+            ) from None
+        except NullifierClaimRefused as exc:
+            raise RegistryError(exc.code, "the home registry refused the nullifier claim", 403) from None
         except RemoteAuthorizationError as exc:
             self.upstream_ok = False
             if exc.may_be_spent:

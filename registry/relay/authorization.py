@@ -29,6 +29,7 @@ from registry.service.authorization import (
     Authorizer,
     Decision,
     GroupPolicy,
+    NullifierStore,
     Reason,
     RootStatus,
     SqliteNullifierStore,
@@ -198,7 +199,7 @@ def ledger_policies(
 
 def LocalAuthorizer(  # noqa: N802 - a factory that reads as the class it builds
     registry: RegistryContract,
-    nullifiers_path: Path | str | SqliteNullifierStore,
+    nullifiers_path: Path | str | NullifierStore,
     *,
     policies: Callable[[int], GroupPolicy | None] | Mapping[int, GroupPolicy] | None = None,
     epoch_length: int = 600,
@@ -232,7 +233,7 @@ def LocalAuthorizer(  # noqa: N802 - a factory that reads as the class it builds
             roots, epoch_length, message_limit, clock_skew, operator=operator, send_groups=send_groups
         )
     )
-    store = nullifiers_path if isinstance(nullifiers_path, SqliteNullifierStore) else SqliteNullifierStore(nullifiers_path)
+    store = SqliteNullifierStore(nullifiers_path) if isinstance(nullifiers_path, (str, Path)) else nullifiers_path
     return Authorizer(table, roots, store, clock=clock, registry=deployment)
 
 

@@ -54,6 +54,7 @@ class RelayConfig(BaseModel):
     evidence_time_resolution: int | None = Field(None, ge=1, le=86_400, description="Evidence event times are rounded down to this many seconds (default 3600; docs/privacy.md).")
     evidence_batch_min: int | None = Field(None, ge=1, le=10_000, description="Evidence records leave in shuffled batches of at least this many (default 8).")
     nullifiers: str | None = Field(None, description="PostgreSQL URL of a nullifier store shared by the relays of a deployment (local authorization); unset: a SQLite file in data_dir.")
+    nullifier_authority: str | None = Field(None, description="URL of the groups' home registry, where local authorization claims each nullifier (POST /v1/nullifiers/claim); unset: this relay's store only.")
     evidence_batch_max_wait: float | None = Field(None, ge=0, le=86_400, description="A smaller evidence batch leaves anyway after this many seconds (default 10).")
 
 
@@ -127,5 +128,6 @@ def relay_settings(values: dict[str, Any], extra: dict[str, Any], environ: Mappi
         send_groups=None if not o["send_group"] else tuple(o["send_group"]),
         operator=o["operator"],
         nullifiers_url=o.get("nullifiers"),
+        nullifier_authority=o.get("nullifier_authority"),
         **extra,
     )

@@ -177,6 +177,9 @@ NULLIFIER_MIGRATIONS = (
             "CREATE INDEX IF NOT EXISTS nullifiers_epoch ON nullifiers (group_id, epoch)",
         ),
     ),
+    # The relay that claimed a nullifier at its home registry (POST /v1/nullifiers/claim):
+    # its retry is answered "claimed" again. NULL for /v1/authorize and a relay's own claims.
+    Migration(2, ("ALTER TABLE nullifiers ADD COLUMN claimer TEXT",)),
 )
 
 
@@ -213,6 +216,22 @@ class SqlNullifierStore:
             (group_id, str(nullifier), epoch),
         )
         return int(cur.rowcount) == 1
+
+    def claim_as(self, group_id: int, nullifier: int, epoch: int, claimer: str) -> bool:
+        """Claim for ``claimer`` (a relay address), idempotently: True if this call
+        recorded it, or ``claimer`` recorded the same (group, nullifier, epoch) before; False
+        if anyone else did (another relay, ``POST /v1/authorize``)."""
+        cur = self._execute(
+            "INSERT INTO nullifiers (group_id, nullifier, epoch, claimer) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (group_id, str(nullifier), epoch, claimer),
+        )
+        if int(cur.rowcount) == 1:
+            return True
+        with self._db.connection() as conn:
+            row = conn.execute(
+                "SELECT epoch, claimer FROM nullifiers WHERE group_id = ? AND nullifier = ?", (group_id, str(nullifier))
+            ).fetchone()
+        return row is not None and int(row[0]) == epoch and row[1] == claimer
 
     def release(self, group_id: int, nullifier: int, epoch: int) -> bool:
         """Undo a claim whose send was not completed (a relay that could not store the blob

@@ -42,7 +42,7 @@ from registry.web.middleware import BodyLimitMiddleware, ErrorGuardMiddleware, M
 from registry.web.models import MEMBERS_MAX_BODY, UINT64_MAX
 from registry.web.rate_limit import RateLimitMiddleware, bearer_exempt, registry_limiter, registry_route_class
 from registry.web.explorer import mount as mount_explorer
-from registry.web.routes import admission, authorize, explorer, groups, health, members
+from registry.web.routes import admission, authorize, explorer, groups, health, members, nullifiers
 from zk import strict_json
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ def create_app(service: RegistryService, settings: Settings) -> FastAPI:
     app.state.service = service
     app.state.settings = settings
     app.state.operator_token = token
-    for router in (groups.router, admission.router, members.router, authorize.router, health.router):
+    for router in (groups.router, admission.router, members.router, authorize.router, nullifiers.router, health.router):
         app.include_router(router)
     own_limits = _mount_evidence(app, service, settings)
     app.include_router(explorer.router)  # read-only JSON of the explorer pages (docs/explorer.md)

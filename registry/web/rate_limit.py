@@ -272,7 +272,7 @@ def registry_route_class(scope: Scope) -> str:
     if path.startswith("/v1/evidence"):
         return "evidence"
     if scope.get("method") == "POST":
-        if path == "/v1/authorize":
+        if path in ("/v1/authorize", "/v1/nullifiers/claim"):  # a relay's claims: its sends
             return "authorization"
         if path.startswith("/v1/groups/") and path.endswith("/members") and path.count("/") == 4:
             return "registration"

@@ -45,14 +45,15 @@ class _ThreadServer(uvicorn.Server):
 
 
 @contextlib.contextmanager
-def serve_app(app: Any) -> Iterator[str]:
-    """Serve ``app`` with uvicorn in a thread of the test process, on a free loopback port;
-    yield its base URL."""
+def serve_app(app: Any, port: int = 0) -> Iterator[str]:
+    """Serve ``app`` with uvicorn in a thread of the test process, on a free loopback port
+    (or ``port``: e.g. a service coming back where it was); yield its base URL."""
     # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets whose proto says TCP;
     # without it every response waits ~40 ms for a delayed ACK (`zkid up` sets it too).
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=2)
     server = _ThreadServer(config)

@@ -43,11 +43,45 @@ def test_schema_is_versioned_and_a_newer_one_refused(tmp_path: Path, database_ur
     store = open_store()
     store.claim(1, 2, 3)
     with store.database.connection() as conn:
-        assert conn.execute(f"SELECT version FROM {VERSION_TABLE}").fetchall() == [(1,)]
-        conn.execute(f"UPDATE {VERSION_TABLE} SET version = 2")
+        assert conn.execute(f"SELECT version FROM {VERSION_TABLE}").fetchall() == [(2,)]
+        conn.execute(f"UPDATE {VERSION_TABLE} SET version = 3")
     store.close()
     with pytest.raises(SchemaTooNew):
         open_store()
+
+
+def test_claims_by_a_relay_are_idempotent_for_it_alone(tmp_path: Path, database_url: str | None) -> None:
+    """``claim_as`` (POST /v1/nullifiers/claim): the claiming relay is answered True again
+    for the same (group, nullifier, epoch); anyone else, or another epoch, False; a plain
+    claim (POST /v1/authorize) is nobody's."""
+    store = SqlNullifierStore(open_store_database(database_url, tmp_path, "nullifiers.sqlite", durable=True))
+    try:
+        assert store.claim_as(1, 5, 9, "0xA") is True
+        assert store.claim_as(1, 5, 9, "0xA") is True
+        assert store.claim_as(1, 5, 9, "0xB") is False
+        assert store.claim_as(1, 5, 8, "0xA") is False
+        assert store.claim(1, 5, 9) is False
+        assert store.claim(1, 6, 9) is True
+        assert store.claim_as(1, 6, 9, "0xA") is False
+        assert store.claim_as(2, 5, 9, "0xB") is True  # another group
+    finally:
+        store.close()
+
+
+def test_a_version_1_store_keeps_its_nullifiers(tmp_path: Path) -> None:
+    """Migration 2 adds the claimer column; nullifiers claimed before stay spent."""
+    from tests.registry.relay.support import fresh_nullifier_store
+
+    path = tmp_path / "nullifiers.sqlite"
+    fresh_nullifier_store(path)  # the version-1 layout, no version table
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO nullifiers (group_id, nullifier, epoch) VALUES (0, '42', 7)")
+    store = SqlNullifierStore(path)
+    try:
+        assert store.claim_as(0, 42, 7, "0xA") is False
+        assert store.claim_as(0, 43, 7, "0xA") is True
+    finally:
+        store.close()
 
 
 def test_two_stores_race_for_each_nullifier(stores: list[SqlNullifierStore]) -> None:
