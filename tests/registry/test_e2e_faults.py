@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from registry.ledger.anvil import LocalLedger, free_port, make_web3
+from registry.ledger.anvil import LocalLedger, free_port, make_web3, port_in_use
 from registry.ledger.deploy import load_manifest
 from registry.ledger.registry_contract import RegistryContract
 from tests.registry.conftest import make_commitments
@@ -303,6 +303,8 @@ def test_ledger_killed_and_restored_from_an_older_state_loses_no_registration(da
         assert status.pid is not None
         os.kill(status.pid, signal.SIGKILL)
         _wait(lambda: not ledger.status().running, 30, "the ledger to die")
+        # The kernel may still hold the dead node's half-closed connections on its port.
+        _wait(lambda: not port_in_use(ledger_port), 60, "the ledger's port to be released")
         ledger.state_file.write_bytes(older.read_bytes())  # its last dump predates the second batch
         ledger.up()
         assert contract.size(0) == len(first)  # the second batch is gone from the chain
