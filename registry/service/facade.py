@@ -499,7 +499,14 @@ class RegistryService:
         """Anchor evidence checkpoints until stopped; waits for the ledger if it is down."""
         delay = 1.0
         while not stop.is_set():
-            if self.evidence is not None and self.evidence.size == 0:
+            try:
+                empty = self.evidence is not None and self.evidence.size == 0
+            except Exception as exc:  # the database away: the thread must outlive it
+                log.warning("evidence anchoring waits for the database (%s)", exc_type(exc))
+                stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            if empty:
                 stop.wait(0.5)  # nothing to anchor yet: send no transaction at all
                 continue
             try:

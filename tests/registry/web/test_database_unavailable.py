@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from tests.registry.conftest import make_commitments
@@ -33,5 +34,8 @@ def test_registration_while_the_database_is_down(tmp_path: Path, postgres: Postg
 
             wait_until(registered, 60, "registrations accepted again", interval=0.5)
         reg.wait_included(0, [before, after])
+        # The background threads outlived the outage (the anchorer once died of it).
+        alive = {t.name for t in threading.enumerate() if t.is_alive()}
+        assert {"zkid-anchorer", "zkid-batcher", "zkid-indexer"} <= alive
         with reg.client() as c:
             assert c.get(f"/v1/groups/0/members/{during}").status_code == 404  # refused, so never stored
