@@ -103,6 +103,30 @@ def port_in_use(port: int, host: str = HOST) -> bool:
     return False
 
 
+def port_listened(port: int, host: str = HOST) -> bool:
+    """Whether a process accepts connections on ``host:port`` now."""
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def wait_port_released(port: int, host: str = HOST, timeout: float = 65.0) -> bool:
+    """Wait while ``host:port`` cannot be bound although nobody listens on it.
+
+    After a node stops, the kernel keeps its half-closed connections (a client that never
+    closed its keep-alive socket leaves them in FIN_WAIT2 for ``tcp_fin_timeout``, 60 s by
+    default) on the port, and they block a new bind. Return whether the port is bindable;
+    a listener on it (another program) ends the wait at once."""
+    deadline = time.monotonic() + timeout
+    while port_in_use(port, host):
+        if port_listened(port, host) or time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 def free_port(host: str = HOST) -> int:
     """A port that is free now, drawn below the kernel's ephemeral range: a port the
     kernel hands out (port 0) can be reused as the source port of any outgoing
@@ -452,7 +476,7 @@ class LocalLedger:
             return current, False
         self.pid_file.unlink(missing_ok=True)
         binary = anvil_binary()
-        if port_in_use(self.port, self.host):
+        if not wait_port_released(self.port, self.host):
             raise AnvilError(
                 f"ledger port {self.port} on {self.host} is already in use: choose another with {port_flag}"
                 + (" (or ZKID_LEDGER_PORT)" if port_flag == "--ledger-port" else "")

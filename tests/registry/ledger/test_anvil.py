@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from registry.ledger.accounts import anvil_dev_account
-from registry.ledger.anvil import ROOT, AnvilError, LocalLedger, anvil_binary, default_data_dir, free_port, make_web3
+from registry.ledger.anvil import ROOT, AnvilError, LocalLedger, anvil_binary, default_data_dir, free_port, make_web3, wait_port_released
 from registry.ledger.deploy import ensure_deployment
 from registry.ledger.tx import Transactor
 
@@ -76,6 +78,31 @@ def test_port_in_use_is_refused(ledger: LocalLedger) -> None:
         with pytest.raises(AnvilError, match=f"port {ledger.port} .* in use"):
             ledger.up()
     assert not ledger.pid_file.exists()
+
+
+def test_up_waits_for_a_port_held_by_closing_connections(ledger: LocalLedger) -> None:
+    """A port that cannot be bound while nobody listens on it (the half-closed connections
+    of a node that just stopped) is waited for instead of refused."""
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.bind(("127.0.0.1", ledger.port))  # bound without SO_REUSEADDR, never listening
+    releaser = threading.Timer(1.0, holder.close)
+    releaser.start()
+    try:
+        started_at = time.monotonic()
+        status, started = ledger.up()
+        assert started and status.running
+        assert time.monotonic() - started_at >= 0.9  # it did wait for the release
+    finally:
+        releaser.cancel()
+        holder.close()
+
+
+def test_a_listener_on_the_port_ends_the_wait_at_once() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        assert wait_port_released(port, timeout=30.0) is False
 
 
 def test_stale_pid_file_is_ignored(ledger: LocalLedger) -> None:
