@@ -11,6 +11,7 @@ A TOML file with one ``[[registry]]`` table per registry::
     auth = "local"                        # how a relay authorizes this registry's senders
     send_groups = [0]                     # the operator's send groups (local authorization)
     operator = "0xf39F..."                # their admin on the contract (local authorization)
+    evidence = true                       # send this registry's evidence records to its log
     evidence_log_key = "..."              # optional: the evidence log's verifier key
     anchor_contract = "0x..."             # optional: its EvidenceAnchor
 
@@ -49,6 +50,7 @@ class _Entry(BaseModel):
     auth: Literal["local", "registry"] = "local"
     send_groups: list[int] = Field(default_factory=list)
     operator: str | None = Field(None, pattern=_ADDRESS)
+    evidence: bool = True
     evidence_log_key: str | None = Field(None, min_length=1, max_length=512)
     anchor_contract: str | None = Field(None, pattern=_ADDRESS)
 
@@ -72,6 +74,7 @@ class TrustedRegistry:
     auth: Literal["local", "registry"] = "local"
     send_groups: tuple[int, ...] = ()
     operator: str | None = None
+    evidence: bool = True
     evidence_log_key: str | None = None
     anchor_contract: str | None = None
 
@@ -152,6 +155,7 @@ def parse_trust_list(text: str, source: str = "trust list") -> TrustList:
                 auth=entry.auth,
                 send_groups=tuple(entry.send_groups),
                 operator=entry.operator,
+                evidence=entry.evidence,
                 evidence_log_key=entry.evidence_log_key,
                 anchor_contract=entry.anchor_contract,
             )
@@ -183,6 +187,7 @@ def render_trust_list(entries: list[TrustedRegistry]) -> str:
             lines.append(f'rpc_url = "{entry.rpc_url}"')
         lines.append(f'auth = "{entry.auth}"')
         lines.append(f"send_groups = [{', '.join(str(g) for g in entry.send_groups)}]")
+        lines.append(f"evidence = {'true' if entry.evidence else 'false'}")
         for key in ("operator", "evidence_log_key", "anchor_contract"):
             value = getattr(entry, key)
             if value is not None:

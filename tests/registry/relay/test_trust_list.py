@@ -67,7 +67,7 @@ def test_bad_lists_are_refused_with_one_line(text: str, message: str) -> None:
 def test_render_reads_back(tmp_path: Path) -> None:
     entries = [
         TrustedRegistry("eu-central", RegistryRef(31337, A), "http://127.0.0.1:1", "http://127.0.0.1:2", "local", (0,), A),
-        TrustedRegistry("gcc", RegistryRef(31338, B), "http://127.0.0.1:3", None, "registry", (), None, 'k"ey\\'),
+        TrustedRegistry("gcc", RegistryRef(31338, B), "http://127.0.0.1:3", None, "registry", (), None, False, 'k"ey\\'),
     ]
     path = tmp_path / "trust.toml"
     path.write_text(render_trust_list(entries))
