@@ -1145,6 +1145,9 @@ def migrate_stores(settings: Settings, *, apply: bool = True) -> dict[str, tuple
     from registry.service.outbox import MIGRATIONS as OUTBOX_MIGRATIONS
     from registry.storage.migrations import SchemaTooNew, schema_version
 
+    from registry.storage.access_log import MIGRATIONS as ACCESS_MIGRATIONS
+    from registry.storage.access_log import AccessLog
+
     known = {
         **({"leader": (LEADER_FILE, LEASE_MIGRATIONS[-1].version)} if settings.database is not None else {}),
         "index": (INDEX_FILE, INDEX_MIGRATIONS[-1].version),
@@ -1152,11 +1155,15 @@ def migrate_stores(settings: Settings, *, apply: bool = True) -> dict[str, tuple
         "nullifiers": (NULLIFIERS_FILE, NULLIFIER_MIGRATIONS[-1].version),
         "evidence": (EVIDENCE_FILE, EVIDENCE_MIGRATIONS[-1].version),
         "admission": (ADMISSION_FILE, ADMISSION_MIGRATIONS[-1].version),
+        "access": (ACCESS_LOG_FILE, ACCESS_MIGRATIONS[-1].version),  # the connection log (web app)
     }
     if settings.database is None:
         _check_sqlite_stores(settings.data_dir)
     report: dict[str, tuple[int, int]] = {}
     for name, (file_name, version) in known.items():
+        if settings.database is None and not (settings.data_dir / file_name).exists():
+            report[name] = (0, version)  # not created yet; --check must not create it
+            continue
         db = store_database(settings, file_name)
         try:
             found = schema_version(db)
@@ -1169,4 +1176,5 @@ def migrate_stores(settings: Settings, *, apply: bool = True) -> dict[str, tuple
         stores = open_stores(settings, time.time)
         for store in stores:
             store.close()
+        AccessLog(store_database(settings, ACCESS_LOG_FILE, durable=False), settings.access_log_hours).close()
     return report

@@ -46,3 +46,17 @@ def test_serve_against_an_unreachable_database_says_so_in_one_line_without_the_p
     errors = [line for line in out.stderr.splitlines() if line.startswith("zkid: error:")]
     assert len(errors) == 1 and "does not answer" in errors[0] and "zkid:***@127.0.0.1" in errors[0], out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_migrate_check_creates_nothing_and_migrate_covers_the_connection_log(tmp_path: Path) -> None:
+    """`--check` only reads: a fresh data directory stays empty (every store pending), and
+    `zkid migrate` also brings the web app's connection log to this build's schema."""
+    data = tmp_path / "data"
+    settings = load_settings(data_dir=data)
+    report = migrate_stores(settings, apply=False)
+    assert report["access"][0] == 0 and all(found == 0 for found, _ in report.values())
+    assert not data.exists() or not any(data.iterdir())
+    migrate_stores(settings)
+    assert (data / "access.log.sqlite").exists()
+    after = migrate_stores(settings, apply=False)
+    assert all(found == known for found, known in after.values()), after
