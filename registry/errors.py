@@ -76,6 +76,8 @@ STATUS: dict[str, int] = {
     "replayed_request": 401,
     "envelope_signature_invalid": 401,
     "unknown_relay": 403,
+    # a federated relay (docs/relay.md "Federated relays"): the scope's registry is not trusted
+    "unknown_registry": 403,
     # the ledger and the deployment
     "ledger_unavailable": 503,
     "ledger_error": 502,

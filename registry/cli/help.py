@@ -46,7 +46,7 @@ EXAMPLES: dict[str, str] = {
     "evidence bundle": "zkid evidence bundle 5f0c...e1 --url http://127.0.0.1:9545 --out bundle.json --wait",
     "evidence verify": "zkid evidence verify bundle.json --trust trust.json --rpc-url http://127.0.0.1:8545",
     "relay": "zkid relay --rpc-url http://127.0.0.1:8545 --manifest .data/deployment.json --send-group 0 --port 0",
-    "demo": "zkid demo --clients 3",
+    "demo": "zkid demo --clients 8 --json",
 }
 
 #: Help text at least this wide (a narrower terminal still gets whole words, wrapped).

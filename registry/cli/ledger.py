@@ -57,16 +57,20 @@ def ledger_up(
     block_time: Annotated[
         int, typer.Option("--block-time", help="Mine a block every this many seconds when idle (0: only for transactions).", min=0)
     ] = DEFAULT_BLOCK_TIME,
+    chain_id: Annotated[
+        int | None,
+        typer.Option("--chain-id", help="Chain id of a new chain (default 31337; an existing chain keeps its own).", min=1, show_default=False),
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
     """Start the local ledger (no-op if it already runs)."""
     from registry.ledger.anvil import LocalLedger, default_data_dir
     from registry.ledger.errors import LedgerError
 
-    ledger = LocalLedger(data_dir or default_data_dir(), port, block_time=block_time)
     try:
+        ledger = LocalLedger(data_dir or default_data_dir(), port, block_time=block_time, chain_id=chain_id)
         status, started = ledger.up()
-    except (LedgerError, OSError) as exc:
+    except (LedgerError, OSError, ValueError) as exc:
         _fail(str(exc))
     if as_json:
         typer.echo(json.dumps({**status.to_dict(), "started": started}))

@@ -23,15 +23,29 @@ from registry.cli._common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, SlotsFile, b
 if TYPE_CHECKING:
     from registry.client.api import RegistryClientError, RelaySendError
     from registry.client.messaging import RelayError
+    from zk.relay_scope import RegistryRef
 
 T = TypeVar("T")
 
 DEFAULT_REGISTRY = "http://127.0.0.1:9545"
 URL_ENV = "ZKID_URL"
+TRUST_LIST_ENV = "ZKID_TRUST_LIST"
 
 RelayUrl = Annotated[str, typer.Option("--relay", help="The relay's base URL (e.g. http://127.0.0.1:9646).", show_default=False)]
 Mailbox = Annotated[str, typer.Option("--mailbox", help="Mailbox tag: 32 bytes in hex (64 hex digits), e.g. from `openssl rand -hex 32`.", show_default=False)]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON (errors too).")]
+TrustListFile = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--trust-list",
+        help=f"Trust list (TOML, docs/regions.md) naming the sender's home registry instead of --registry (default: ${TRUST_LIST_ENV}).",
+        show_default=False,
+    ),
+]
+HomeRegion = Annotated[
+    Optional[str],
+    typer.Option("--home", help="The sender's home region in the trust list (may be left out if the list names one registry).", show_default=False),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -56,7 +70,46 @@ def _pickup_secret(read: Callable[[Path], T], path: Path) -> T:
         fail(f"--pickup-secret {path}: {exc.strerror or exc}" if isinstance(exc, OSError) else f"--pickup-secret: {exc}")
 
 
+def _home_registry(registry: str | None, trust_list: Path | None, home: str | None) -> tuple[str, RegistryRef | None]:
+    """The sender's registry: ``(base URL, expected deployment)``. From ``--trust-list``
+    (or ``$ZKID_TRUST_LIST`` when ``--registry`` is not given) and ``--home``: the entry's
+    ``registry_url`` and its ``(chain id, contract)``, which the registry must answer for;
+    else ``--registry`` / ``$ZKID_URL`` / the default, unchecked (docs/regions.md)."""
+    if registry is not None and trust_list is not None:
+        fail("--registry and --trust-list name the sender's registry twice: give one of them")
+    if trust_list is None and registry is None and os.environ.get(TRUST_LIST_ENV):
+        trust_list = Path(os.environ[TRUST_LIST_ENV])
+    if trust_list is None:
+        if home is not None:
+            fail(f"--home needs --trust-list FILE (or ${TRUST_LIST_ENV}): the trust list says where region {home}'s registry is")
+        return base_url(registry or os.environ.get(URL_ENV) or DEFAULT_REGISTRY, "--registry", "registry"), None
+    from registry.relay.trust_list import load_trust_list
+
+    try:
+        trusted = load_trust_list(trust_list)
+    except ValueError as exc:
+        fail(f"--trust-list: {exc}")
+    regions = ", ".join(trusted.regions)
+    if home is None:
+        if len(trusted) > 1:
+            fail(f"--home REGION is needed: the trust list {trust_list} names regions {regions}")
+        entry = trusted.entries[0]
+    else:
+        found = trusted.by_region(home)
+        if found is None:
+            fail(f"--home {home}: no such region in the trust list {trust_list} (regions: {regions})")
+        entry = found
+    return base_url(entry.registry_url, "--trust-list registry_url", "registry"), entry.ref
+
+
 def _registry_fail(exc: RegistryClientError, base: str) -> NoReturn:
+    if exc.code == "wrong_registry":
+        fail(
+            f"the registry at {base} is not the trust list's: {exc.message} (a proof made with it would be for "
+            "another registry); check the trust list entry's registry_url, chain_id and contract",
+            EXIT_USAGE,
+            reason="wrong_registry",
+        )
     if exc.status == 0:  # unreachable, or no answer (registry/client/_http.py)
         fail(f"cannot reach the registry at {base}: {exc.message}", EXIT_USAGE, reason="unreachable")
     if exc.code in ("not_found", "method_not_allowed"):
@@ -80,6 +133,9 @@ _SEND_HINTS = {
     "group_not_served": "this relay does not serve the group (its --send-group options)",
     "insufficient_storage": "the relay is out of room: try another relay",
     "rate_limited": "too many requests from this address: wait a minute",
+    "nullifier_authority_unavailable": "the sender's home registry did not confirm the slot: nothing was spent, send again later",
+    "unknown_registry": "this relay does not trust the sender's registry: use a relay whose trust list names it (docs/regions.md)",
+    "wrong_registry": "this relay serves another registry: use one that trusts the sender's (docs/regions.md)",
 }
 
 
@@ -113,6 +169,8 @@ def send(
         Optional[str],
         typer.Option("--registry", help=f"The registry's base URL, for the group and the Merkle proof (default: ${URL_ENV} or {DEFAULT_REGISTRY}).", show_default=False),
     ] = None,
+    trust_list: TrustListFile = None,
+    home: HomeRegion = None,
     group: Annotated[int, typer.Option("--group", help="The send group the sender is a member of.", min=0)] = 0,
     slot: Annotated[
         Optional[int],
@@ -132,8 +190,10 @@ def send(
 
     Reads the group's parameters and members from the registry, takes a free slot of the
     epoch, proves the send authorization (docs/authorization.md) and posts the blob to
-    the relay. Prints the blob id and the evidence id. Exit 0 accepted, 1 refused (the
-    reason is printed), 2 unusable input."""
+    the relay, which may be in any region. With --trust-list and --home the registry is
+    the home region's, and it must answer for the chain and contract the list names.
+    Prints the blob id and the evidence id. Exit 0 accepted, 1 refused (the reason is
+    printed), 2 unusable input."""
     from registry.client.api import RegistryClient, RegistryClientError, RelaySendError, SendSlots, SlotsExhaustedError
     from registry.client.messaging import load_or_create_pickup_secret, send as send_message
 
@@ -141,7 +201,7 @@ def send(
     from registry.cli.zk_commands import load_identity_file
 
     relay_base = base_url(relay, "--relay", "relay")
-    registry_base = base_url(registry or os.environ.get(URL_ENV) or DEFAULT_REGISTRY, "--registry", "registry")
+    registry_base, home_ref = _home_registry(registry, trust_list, home)
     tag = _mailbox(mailbox)
     content = read_blob(blob)
     if not content:
@@ -153,7 +213,9 @@ def send(
     slots = _open_slots(SendSlots, slots_file, identity)
     try:
         with RegistryClient(registry_base) as client:
-            result = send_message(client, relay_base, who, content, tag, secret, slots, group_id=group, slot=slot, ask_proof=ask_proof)
+            result = send_message(
+                client, relay_base, who, content, tag, secret, slots, group_id=group, slot=slot, ask_proof=ask_proof, home_registry=home_ref
+            )
     except RelaySendError as exc:  # (a RegistryClientError too: first)
         _relay_send_fail(exc, relay_base, slot is not None)
     except RegistryClientError as exc:

@@ -23,6 +23,18 @@ NullifierAuthority = Annotated[
 ]
 
 
+#: ``--trust-list FILE`` (docs/relay.md "Federated relays", docs/regions.md).
+TrustListOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--trust-list",
+        envvar="ZKID_TRUST_LIST",
+        help="Trust list of regional registries (TOML, docs/regions.md): a federated relay routes each proof to the registry its scope names, verifying locally and claiming the nullifier there, or asking it to authorize; replaces --auth, --rpc-url, --registry-url, --manifest, --evidence-url, --chain-id, --send-group, --operator, --nullifiers and --nullifier-authority.",
+        show_default=False,
+    ),
+]
+
+
 def relay(
     ctx: typer.Context,
     config: Annotated[
@@ -69,6 +81,7 @@ def relay(
         ),
     ] = None,
     nullifier_authority: NullifierAuthority = None,
+    trust_list: TrustListOption = None,
 ) -> None:
     """Run a relay: accept blobs with a send authorization, hand them to the mailbox owner.
 
@@ -91,7 +104,7 @@ def relay(
     except (ValueError, OSError) as exc:
         fail(f"cannot start the relay: {exc}")
     sock = _bind_relay(app, values["host"], values["port"])
-    _announce_relay(app, settings, sock, bool(values["send_group"]))
+    _announce_relay(app, settings, sock, bool(values["send_group"]) or settings.trust_list is not None)
     signals = _StopSignals()
     server = _http_server(app, proxies, signals)
     with signals.installed():
@@ -154,7 +167,12 @@ def _announce_relay(app: Any, settings: Any, sock: socket.socket, send_groups_gi
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     typer.echo(f"relay:    http://{shown}:{bound_port}  (API /v1, health /v1/health, metrics /metrics)")
-    if settings.auth_mode == "local":
+    if settings.trust_list is not None:
+        for entry in settings.trust_list:
+            groups = ", ".join(str(g) for g in entry.send_groups) or "none"
+            listed = f" (send groups: {groups})" if entry.auth == "local" else ""
+            typer.echo(f"trusts:   {entry.region} (chain {entry.ref.chain_id}), {entry.auth}{listed}, at {entry.registry_url}")
+    elif settings.auth_mode == "local":
         served = ", ".join(str(g) for g in settings.send_groups or ()) or "none"
         typer.echo(f"auth:     local, on the ledger (send groups: {served})")
         typer.echo(f"ledger:   {settings.rpc_url}")
@@ -163,9 +181,10 @@ def _announce_relay(app: Any, settings: Any, sock: socket.socket, send_groups_gi
         typer.echo(f"auth:     registry, through {settings.registry_url}")
     typer.echo(f"data:     {settings.data_dir}  region: {settings.region}")
     relay_state = getattr(app.state, "relay", None)
-    if relay_state is not None and relay_state.evidence is not None:
+    issuer = None if relay_state is None else relay_state.evidence_summary()["issuer"]
+    if issuer is not None:
         # The registry's operator must register this address (docs/evidence.md).
-        typer.echo(f"relay evidence key: {relay_state.evidence.address} (register it with the registry's --relay-key)")
+        typer.echo(f"relay evidence key: {issuer} (register it with the registry's --relay-key)")
     sys.stdout.flush()
 
 

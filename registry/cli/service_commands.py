@@ -325,6 +325,10 @@ def up(
     host: Host = None,
     port: Port = None,
     ledger_port: Annotated[Optional[int], typer.Option("--ledger-port", help="Port of the local Anvil (default 8545).", min=1, max=65535, show_default=False)] = None,
+    chain_id: Annotated[
+        Optional[int],
+        typer.Option("--chain-id", help="Chain id of a new local ledger (default 31337; an existing chain keeps its own).", min=1, show_default=False),
+    ] = None,
     config: Config = None,
     region: Region = None,
     operator_token_env: TokenEnv = TOKEN_ENV,
@@ -339,7 +343,7 @@ def up(
     from registry.ledger.tx import Transactor
 
     settings = _settings(
-        config, operator_token_env, data_dir=data_dir, host=host, port=port, ledger_port=ledger_port, region=region,
+        config, operator_token_env, data_dir=data_dir, host=host, port=port, ledger_port=ledger_port, ledger_chain_id=chain_id, region=region,
         trusted_proxies=trusted_proxy or None,
     )
     settings = _with_relay_keys(settings, relay_key)
@@ -349,7 +353,7 @@ def up(
     signals = _StopSignals()
     # The HTTP port first: a busy port must not cost a ledger start and a deployment.
     sock = _bind(settings.host, settings.port)
-    ledger = LocalLedger(settings.data_dir, settings.ledger_port, block_time=settings.ledger_block_time)
+    ledger = LocalLedger(settings.data_dir, settings.ledger_port, block_time=settings.ledger_block_time, chain_id=settings.ledger_chain_id)
     started = False
     with _exit_cleanly(), signals.installed():
         try:

@@ -37,6 +37,7 @@ from registry.client._http import RegistryClientError, answer, request
 
 if TYPE_CHECKING:
     from registry.client.api import RegistryClient, SendSlots
+    from zk.relay_scope import RegistryRef
     from zk.identity import Identity
     from zk.tree import MerkleProof
 
@@ -172,6 +173,17 @@ def sender_merkle_proof(registry: RegistryClient, identity: Identity, group_id: 
     return tree.generate_proof(index)
 
 
+def _check_home(home: RegistryRef, expected: RegistryRef | None) -> None:
+    """``wrong_registry`` unless the registry's deployment is the ``expected`` one (if any)."""
+    if expected is not None and home != expected:
+        raise RegistryClientError(
+            200,
+            "wrong_registry",
+            f"the registry answers for chain {home.chain_id}, contract {home.contract}, not the expected "
+            f"chain {expected.chain_id}, contract {expected.contract}",
+        )
+
+
 def send(
     registry: RegistryClient,
     relay: httpx.Client | str,
@@ -187,6 +199,7 @@ def send(
     attempts: int = 3,
     clock: Callable[[], float] = time.time,
     timeout: float = 60.0,
+    home_registry: RegistryRef | None = None,
 ) -> SendResult:
     """Send ``blob`` to ``mailbox`` through ``relay``, authorized as an anonymous member of
     ``group_id`` (docs/authorization.md).
@@ -200,7 +213,12 @@ def send(
     Raises :class:`~registry.client.api.RegistryClientError` (the registry refused or
     could not be reached), :class:`~registry.client.api.RelaySendError` (the relay
     refused: its ``code`` is the reason), :class:`~registry.client.api.SlotsExhaustedError`,
-    ``ValueError`` for unusable input (a slot beyond the group's message limit)."""
+    ``ValueError`` for unusable input (a slot beyond the group's message limit).
+
+    ``home_registry``: the deployment ``(chain id, contract)`` the sender's registry must be
+    (a trust list's entry, docs/regions.md); if the registry answering at ``registry``
+    names another one, :class:`~registry.client.api.RegistryClientError` ``wrong_registry``
+    is raised before any proof is made (the proof would bind another registry's tag)."""
     from registry.client.api import RelaySendError, send_blob
     from zk.proof import generate_proof
     from zk.relay_scope import RelayScope, blob_message, digest_blob, epoch_at
@@ -210,6 +228,7 @@ def send(
     if not 16 <= len(pickup_secret) <= 64:
         raise ValueError("a pickup secret is 16 to 64 bytes")
     home, epoch_length, limit = registry.send_parameters(group_id)
+    _check_home(home, home_registry)
     if slot is not None and not 0 <= slot < limit:
         raise ValueError(f"slot must be in [0, {limit}) (the group's message limit is {limit})")
     merkle = sender_merkle_proof(registry, identity, group_id, ask_proof=ask_proof)

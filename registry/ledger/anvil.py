@@ -13,6 +13,9 @@ The binary comes from ``@foundry-rs/anvil``'s platform package
   With ``block_time`` it also mines an (empty) block every that many seconds besides the
   blocks of transactions (Anvil's ``--block-time`` with ``--mixed-mining``): an idle chain
   still reaches the registry's confirmation depth, so statuses end ``final``.
+  With ``chain_id`` a new chain gets that chain id (two regions' ledgers on one machine);
+  it is kept in the data directory, so a restart without it keeps the chain's id, and
+  asking for another id for an existing chain is refused.
 - :class:`AnvilProcess`: a throw-away child node on a free loopback port (tests, benchmarks).
 """
 
@@ -46,12 +49,14 @@ ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
 from registry.ledger.defaults import DEFAULT_BLOCK_TIME as DEFAULT_BLOCK_TIME  # noqa: E402 - re-exported
 from registry.ledger.defaults import DEFAULT_PORT as DEFAULT_PORT  # noqa: E402
+from registry.ledger.defaults import DEFAULT_CHAIN_ID as DEFAULT_CHAIN_ID  # noqa: E402
 DATA_DIR_ENV = "ZKID_DATA_DIR"
 ANVIL_BIN_ENV = "ZKID_ANVIL_BIN"
 STATE_FILE = "anvil-state.json"
 SAVED_STATE_FILE = "anvil-state.saved.json"  # ours, written atomically: last start or checkpoint
 BROKEN_STATE_FILE = "anvil-state.broken.json"  # an unreadable dump, kept for inspection
 PID_FILE = "anvil.pid"
+CHAIN_ID_FILE = "anvil-chain-id"  # Anvil's state dump does not keep the chain id: we do
 LOG_FILE = "anvil.log"
 STATE_INTERVAL_S = 30
 
@@ -354,13 +359,22 @@ class LocalLedger:
     """A detached Anvil node whose chain persists in ``data_dir``."""
 
     def __init__(
-        self, data_dir: Path | str | None = None, port: int = DEFAULT_PORT, host: str = HOST, block_time: int | None = None
+        self,
+        data_dir: Path | str | None = None,
+        port: int = DEFAULT_PORT,
+        host: str = HOST,
+        block_time: int | None = None,
+        chain_id: int | None = None,
     ) -> None:
         self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
         self.port = port
         self.host = host
         if block_time is not None and block_time < 0:
             raise ValueError("block_time must be >= 0 seconds (0: no timer)")
+        if chain_id is not None and not 1 <= chain_id < 1 << 64:
+            raise ValueError("chain_id must be in [1, 2**64)")
+        self.chain_id = chain_id  # None: the chain's own (a new chain: DEFAULT_CHAIN_ID)
+        self.chain_id_file = self.data_dir / CHAIN_ID_FILE
         self.block_time = block_time or None  # None / 0: blocks only for transactions
         self.state_file = self.data_dir / STATE_FILE
         self.saved_state_file = self.data_dir / SAVED_STATE_FILE
@@ -442,6 +456,20 @@ class LocalLedger:
         _write_atomic(self.state_file, data)
         return True
 
+    def _remembered_chain_id(self, existing: bool) -> int | None:
+        """The chain id of the data directory's chain: the one saved at its creation; a
+        chain made before chain ids were saved has Anvil's default. None: no chain yet."""
+        try:
+            return int(self.chain_id_file.read_text(encoding="ascii").strip())
+        except (OSError, ValueError):
+            return DEFAULT_CHAIN_ID if existing else None
+
+    def _check_chain_id(self, actual: int | None, what: str) -> None:
+        if self.chain_id is not None and actual is not None and actual != self.chain_id:
+            raise AnvilError(
+                f"{what} has chain id {actual}, not {self.chain_id}: leave out the chain id, or use another data directory"
+            )
+
     def checkpoint(self, timeout: float = 120.0) -> None:
         """Save the running node's chain now, atomically, as the saved copy the next start considers.
 
@@ -473,6 +501,7 @@ class LocalLedger:
         """
         current = self.status()
         if current.running:
+            self._check_chain_id(current.chain_id, f"the ledger running for {self.data_dir}")
             return current, False
         self.pid_file.unlink(missing_ok=True)
         binary = anvil_binary()
@@ -483,6 +512,11 @@ class LocalLedger:
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         existing = self._prepare_state()
+        remembered = self._remembered_chain_id(existing)
+        if existing:
+            self._check_chain_id(remembered, f"the chain of {self.data_dir}")
+        chain_id = (remembered if existing else None) or self.chain_id or DEFAULT_CHAIN_ID
+        _write_atomic(self.chain_id_file, f"{chain_id}\n".encode())
         args = [
             str(binary),
             "--host",
@@ -493,6 +527,8 @@ class LocalLedger:
             str(self.state_file),
             "--state-interval",
             str(STATE_INTERVAL_S),
+            "--chain-id",
+            str(chain_id),
         ]
         if self.block_time:
             # Interval blocks besides the automined ones (not instead: a transaction is

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 #: Port of the local Anvil ledger on 127.0.0.1.
 DEFAULT_PORT = 8545
+#: Chain id of a new local ledger (Anvil's own default); ``--chain-id`` picks another, e.g.
+#: for a second region's ledger on the same machine (docs/regions.md).
+DEFAULT_CHAIN_ID = 31337
 #: Seconds between the blocks ``zkid up`` / ``zkid ledger up`` mine on an idle local ledger.
 DEFAULT_BLOCK_TIME = 5
 #: Environment variable holding the passphrase of an encrypted keystore.

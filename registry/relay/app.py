@@ -54,6 +54,18 @@ from registry.ledger.errors import DeploymentError, LedgerError
 from registry.ledger.registry_contract import RegistryContract
 from registry.web.rate_limit import IpRateLimiter, RateLimitMiddleware, RouteLimit
 from registry.relay.evidence import EvidenceEmitter, load_relay_key
+from registry.relay.federation import (
+    FederatedAuthorizer,
+    RegionRoute,
+    RouteParameters,
+    UnknownRegistry,
+    build_routes,
+    evidence_queue_file,
+    nullifiers_file,
+    scope_home,
+    tag_hex,
+)
+from registry.relay.trust_list import TrustList
 from registry.relay.store import DIR_NAME, FILE_NAME, BlobStore, MailboxConflict, StoredBlob, WrongCapability
 from registry.storage.database import database_kind, open_store_database
 from registry.storage.sqlite import MANIFEST_FILE, RESTORE_FIX, StoreError, StoreManifest
@@ -63,6 +75,7 @@ from registry.relay.nullifier_authority import (
     NullifierAuthorityClient,
     NullifierAuthorityUnavailable,
     NullifierClaimRefused,
+    RETRY_AFTER,
 )
 from zk import strict_json
 from zk.evidence.record import EventType, ReasonCode
@@ -165,8 +178,13 @@ class RelaySettings:
     # Local mode: the groups' home registry, where each nullifier is claimed after the
     # proof verifies (registry/relay/nullifier_authority.py); None: this relay's store only.
     nullifier_authority: str | None = None
+    # Federated mode (registry/relay/federation.py): the trusted registries; each proof
+    # goes to the one its scope names. The single-registry settings must then be unset.
+    trust_list: TrustList | None = None
 
     def __post_init__(self) -> None:
+        if self.trust_list is not None:
+            self._check_federated()
         if self.nullifier_authority is not None and self.auth_mode != "local":
             raise ValueError("nullifier_authority is for local authorization (in registry mode the registry claims)")
         self.data_dir = Path(self.data_dir).expanduser().resolve()
@@ -176,13 +194,28 @@ class RelaySettings:
             raise ValueError("auth_mode must be 'local' or 'registry'")
         if self.auth_mode == "registry" and not self.registry_url:
             raise ValueError("auth_mode 'registry' needs registry_url")
-        if self.auth_mode == "local" and not self.rpc_url:
+        if self.auth_mode == "local" and not self.rpc_url and self.trust_list is None:
             raise ValueError("auth_mode 'local' needs rpc_url")
         if self.retention_seconds < 1 or self.rate_limit < 1 or self.rate_window <= 0:
             raise ValueError("retention_seconds, rate_limit and rate_window must be positive")
         check_epoch_parameters(self.epoch_length, self.clock_skew)  # skew < epoch_length / 2
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,31}", self.region):
             raise ValueError("region must match [a-z0-9][a-z0-9-]{0,31}")
+
+    def _check_federated(self) -> None:
+        """With a trust list each registry's entry says how to reach it: the
+        single-registry settings would be ambiguous (ValueError naming the first set)."""
+        single = {
+            "rpc_url": self.rpc_url, "manifest_path": self.manifest_path, "registry_url": self.registry_url,
+            "evidence_url": self.evidence_url, "chain_id": self.chain_id, "send_groups": self.send_groups,
+            "operator": self.operator, "nullifiers_url": self.nullifiers_url,
+            "nullifier_authority": self.nullifier_authority,
+        }
+        for name, value in single.items():
+            if value is not None:
+                raise ValueError(f"trust_list conflicts with {name}: each trusted registry's entry names its own")
+        if self.auth_mode != "local" or self.all_operator_groups:
+            raise ValueError("trust_list conflicts with auth_mode/all_operator_groups: each entry has its own auth")
 
 
 def relay_route_class(scope: Any) -> str:
@@ -220,12 +253,26 @@ def _manifest(path: Path) -> Manifest | None:
         raise ValueError(str(exc)) from None
 
 
+def _store_tables(name: str) -> tuple[str, ...]:
+    """The tables of a relay store file (per-registry files in federated mode)."""
+    if name in STORE_TABLES:
+        return STORE_TABLES[name]
+    return STORE_TABLES[NULLIFIERS_FILE if name.startswith("nullifiers-") else EVIDENCE_QUEUE_FILE]
+
+
+def _federated_stores(trust: TrustList, own_authorizer: bool) -> list[str]:
+    """The per-registry stores a federated relay opens: a nullifier file per locally
+    checked registry (unless an authorizer was given), an evidence queue per log."""
+    names = [nullifiers_file(e.tag) for e in trust if e.auth == "local" and own_authorizer]
+    return names + [evidence_queue_file(e.tag) for e in trust if e.evidence]
+
+
 def _checked_stores(data: Path, opened: list[str]) -> StoreManifest:
     """The data directory's manifest, after checking the stores this configuration opens:
     each must be intact if it should exist (an empty nullifier store would accept spent
     proofs again)."""
     stores = StoreManifest(data)
-    stores.check({name: STORE_TABLES[name] for name in opened})
+    stores.check({name: _store_tables(name) for name in opened})
     if NULLIFIERS_FILE in opened and not stores.exists and not (data / NULLIFIERS_FILE).exists():
         # No manifest to say whether a nullifier store existed: a relay that has run
         # before (blobs, evidence queue) may have lost both; an empty store would
@@ -258,7 +305,9 @@ class Relay:
         # The stores this configuration opens; each must be intact if it should exist
         # (an empty nullifier store would accept spent proofs again).
         opened: list[str] = []
-        if authorizer is None and settings.auth_mode == "local" and settings.nullifiers_url is None:
+        if settings.trust_list is not None:
+            opened = _federated_stores(settings.trust_list, authorizer is None)
+        elif authorizer is None and settings.auth_mode == "local" and settings.nullifiers_url is None:
             opened.append(NULLIFIERS_FILE)
         if settings.evidence_url is not None:
             opened.append(EVIDENCE_QUEUE_FILE)
@@ -269,6 +318,7 @@ class Relay:
         )
         self.access_log = AccessLog(data / "access.log.sqlite", settings.access_log_hours)
         self._groups_seen: set[int] = set()
+        self._route_groups: set[tuple[int, int]] = set()  # federated: (registry tag, group)
         self._nullifiers: SqliteNullifierStore | None = None
         # Health and metrics (counts only, no per-user label): sends by outcome code,
         # pickups, acks; whether the ledger (local) / registry (registry mode) answered last.
@@ -279,31 +329,65 @@ class Relay:
         self.upstream_ok: bool | None = None
         self.evidence_log_ok: bool | None = None  # the evidence log answered the last probe
         self._probe: Callable[[], None] | None = None
+        #: Federated mode: the trusted registries by tag, and the evidence queue of each
+        #: registry whose log takes this relay's records (registry/relay/federation.py).
+        self.routes: dict[int, RegionRoute] = {}
+        self.home_evidence: dict[int, EvidenceEmitter] = {}
+        self.evidence: EvidenceEmitter | None = None
+        if settings.trust_list is not None:
+            self.authorizer = self._federated(settings.trust_list, authorizer)
+        else:
+            self.authorizer = self._single_registry(authorizer)
+        stores.record([*opened, DIR_NAME])
+
+    def _federated(self, trust: TrustList, authorizer: SendAuthorizer | None) -> SendAuthorizer:
+        """The routes of a trust list (unless ``authorizer`` is given) and an evidence
+        emitter per registry that takes evidence (records carry its chain id)."""
+        s = self.settings
+        key = load_relay_key(s.data_dir, s.keystore, s.keystore_password)
+        if authorizer is None:
+            params = RouteParameters(
+                s.data_dir, key, s.epoch_length, s.message_limit, s.clock_skew, self.clock, LEDGER_HEAD_INTERVAL
+            )
+            self.routes = build_routes(trust, params, _Probes())
+            authorizer = FederatedAuthorizer(self.routes)
+        for entry in trust:
+            if entry.evidence:
+                self.home_evidence[entry.tag] = self._emitter(
+                    s.data_dir / evidence_queue_file(entry.tag), key, entry.ref.chain_id, entry.registry_url
+                )
+        return authorizer
+
+    def _emitter(self, queue: Path, key: bytes, chain_id: int, url: str) -> EvidenceEmitter:
+        s = self.settings
+        return EvidenceEmitter(
+            queue, key, chain_id, s.region, url, clock=self.clock,
+            rejection_burst=s.evidence_rejection_burst,
+            rejection_per_minute=s.evidence_rejection_per_minute,
+            time_resolution=s.evidence_time_resolution,
+            batch_min=s.evidence_batch_min,
+            batch_max_wait=s.evidence_batch_max_wait,
+        )
+
+    def _single_registry(self, authorizer: SendAuthorizer | None) -> SendAuthorizer:
+        """The authorizer and evidence emitter of one registry (the settings' own)."""
+        settings, data = self.settings, self.settings.data_dir
         chain_id = settings.chain_id
         manifest = None
         if settings.auth_mode == "local" or chain_id is None:
             manifest = _manifest(settings.manifest_path or data / "deployment.json")
         if authorizer is None:
             authorizer = self._default_authorizer(manifest)
-        self.authorizer = authorizer
         if chain_id is None and manifest is not None:
             chain_id = manifest.chain_id
         if chain_id is None and settings.rpc_url:
             chain_id = int(Web3(Web3.HTTPProvider(settings.rpc_url)).eth.chain_id)
-        self.evidence: EvidenceEmitter | None = None
         if settings.evidence_url is not None:
             if chain_id is None:
                 raise ValueError("evidence needs chain_id (setting, manifest or rpc_url)")
             key = load_relay_key(data, settings.keystore, settings.keystore_password)
-            self.evidence = EvidenceEmitter(
-                data / EVIDENCE_QUEUE_FILE, key, chain_id, settings.region, settings.evidence_url, clock=clock,
-                rejection_burst=settings.evidence_rejection_burst,
-                rejection_per_minute=settings.evidence_rejection_per_minute,
-                time_resolution=settings.evidence_time_resolution,
-                batch_min=settings.evidence_batch_min,
-                batch_max_wait=settings.evidence_batch_max_wait,
-            )
-        stores.record([*opened, DIR_NAME])
+            self.evidence = self._emitter(data / EVIDENCE_QUEUE_FILE, key, chain_id, settings.evidence_url)
+        return authorizer
 
     def _default_authorizer(self, manifest: Manifest | None) -> SendAuthorizer:
         """The authorizer of ``auth_mode``: the registry's ``POST /v1/authorize``, or local
@@ -357,9 +441,44 @@ class Relay:
     # -------------------------------------------------------------- evidence (best effort)
 
     def emit(
-        self, event: EventType, digest: bytes, reason: ReasonCode | None = None, links: tuple[bytes, ...] = ()
+        self, event: EventType, digest: bytes, reason: ReasonCode | None = None, links: tuple[bytes, ...] = (),
+        home: int | None = None,
     ) -> bytes | None:
-        return None if self.evidence is None else self.evidence.emit(event, digest, reason, links)
+        """Queue a record for the evidence log: the relay's one log, or in federated mode
+        the log of the blob's home registry (none for a blob of unknown home: one stored
+        before the relay was federated, or a refusal whose scope names no registry)."""
+        if self.settings.trust_list is None:
+            emitter = self.evidence
+        else:
+            emitter = None if home is None else self.home_evidence.get(home)
+        return None if emitter is None else emitter.emit(event, digest, reason, links)
+
+    def emitters(self) -> list[EvidenceEmitter]:
+        """Every evidence emitter of this relay (one per log)."""
+        return ([] if self.evidence is None else [self.evidence]) + list(self.home_evidence.values())
+
+    def _home(self, proof: Any) -> int | None:
+        """Federated mode: the trusted registry the proof's scope names (None for a scope
+        that cannot be read: the authorizer refuses it); 403 ``unknown_registry`` for a
+        registry that is not on the trust list. Single-registry mode: None."""
+        trust = self.settings.trust_list
+        if trust is None:
+            return None
+        home = scope_home(proof)
+        if isinstance(home, Reason):
+            return None
+        if trust.by_tag(home) is None:
+            raise RegistryError(
+                "unknown_registry", f"the proof's scope names registry {tag_hex(home)}, which this relay does not trust", 403
+            )
+        return home
+
+    def _set_upstream(self, home: int | None, ok: bool) -> None:
+        route = None if home is None else self.routes.get(home)
+        if route is not None:
+            route.upstream_ok = ok
+        else:
+            self.upstream_ok = ok
 
     # -------------------------------------------------------------- blob path
 
@@ -395,10 +514,42 @@ class Relay:
     def _authorize_and_store(
         self, proof: Any, group_id: int, mailbox: bytes, pickup_hash: bytes, blob: bytes, digest: bytes
     ) -> dict[str, Any]:
+        home = self._home(proof)
+        decision = self._authorize(proof, group_id, digest, home)
+        if not decision.authorized:
+            reason = _EVIDENCE_REASON.get(decision.reason, ReasonCode.INVALID_PROOF)
+            self.emit(EventType.SUBMISSION_REJECTION, digest, reason, home=home)
+            raise RegistryError(decision.reason.value, "send authorization refused", _REFUSAL_STATUS.get(decision.reason, 403))
+        if home is None:
+            self._groups_seen.add(group_id)
+        else:
+            self._route_groups.add((home, group_id))
+        try:
+            blob_id = self.store.put(mailbox, pickup_hash, blob, digest, self.clock(), home=home)
+        except OSError as exc:
+            # Claimed but not stored: give the slot back where the claim is ours (local
+            # mode). A registry's claim stays: it has no release (docs/relay.md).
+            log.error("blob store write failed: %s", exc_type(exc))
+            released = self._release(group_id, decision, home)
+            used = "was not used" if released else "is used up: send with a new one"
+            raise RegistryError("store_failed", f"the blob could not be stored; the send authorization {used}", 503) from None
+        record = self.emit(EventType.SUBMISSION_ACCEPTANCE, digest, home=home)
+        if record is not None:
+            self.store.set_acceptance(blob_id, record)
+        return {"id": blob_id, "digest": digest.hex(), "evidence_id": None if record is None else record.hex()}
+
+    def _authorize(self, proof: Any, group_id: int, digest: bytes, home: int | None) -> Decision:
+        """The authorizer's decision; RegistryError when it could not be had (503 with
+        ``Retry-After`` where a retry may succeed)."""
+        retry = {"Retry-After": str(RETRY_AFTER)}
         try:
             decision = self.authorizer.authorize(proof, group_id, digest)
+        except UnknownRegistry:
+            raise RegistryError("unknown_registry", "the proof's scope names a registry this relay does not trust", 403) from None
         except NullifierAuthorityUnavailable as exc:
             # Never accepted on this relay's word alone: the proof may be spent elsewhere.
+            if home is not None:  # a region's registry (single mode: health probes the ledger)
+                self._set_upstream(home, False)
             log.warning("nullifier authority unavailable: %s", exc_type(exc))
             raise RegistryError(
                 "nullifier_authority_unavailable",
@@ -407,9 +558,11 @@ class Relay:
                 {"Retry-After": str(exc.retry_after)},
             ) from None
         except NullifierClaimRefused as exc:
+            if home is not None:
+                self._set_upstream(home, True)
             raise RegistryError(exc.code, "the home registry refused the nullifier claim", 403) from None
         except RemoteAuthorizationError as exc:
-            self.upstream_ok = False
+            self._set_upstream(home, False)
             if exc.may_be_spent:
                 # The registry may have claimed the nullifier (e.g. it answered after our
                 # timeout): a retry of this proof could be nullifier_reused. An idempotent
@@ -419,37 +572,23 @@ class Relay:
                     f"{exc}; the send authorization may be used up: send again with a new slot",
                     503,
                 ) from None
-            raise RegistryError("authorization_unavailable", f"{exc}; the send authorization was not used", 503) from None
+            raise RegistryError("authorization_unavailable", f"{exc}; the send authorization was not used", 503, retry) from None
         except (LedgerError, Web3Exception, requests.RequestException, OSError) as exc:
             # The local path could not read the ledger: unavailable, not a verdict on the proof.
-            self.upstream_ok = False
+            self._set_upstream(home, False)
             log.warning("ledger unavailable for authorization: %s", exc_type(exc))
-            raise RegistryError("authorization_unavailable", "the ledger cannot be reached", 503) from None
-        self.upstream_ok = True
-        if not decision.authorized:
-            self.emit(EventType.SUBMISSION_REJECTION, digest, _EVIDENCE_REASON.get(decision.reason, ReasonCode.INVALID_PROOF))
-            raise RegistryError(decision.reason.value, "send authorization refused", _REFUSAL_STATUS.get(decision.reason, 403))
-        self._groups_seen.add(group_id)
-        try:
-            blob_id = self.store.put(mailbox, pickup_hash, blob, digest, self.clock())
-        except OSError as exc:
-            # Claimed but not stored: give the slot back where the claim is ours (local
-            # mode). A registry's claim stays: it has no release (docs/relay.md).
-            log.error("blob store write failed: %s", exc_type(exc))
-            released = self._release(group_id, decision)
-            used = "was not used" if released else "is used up: send with a new one"
-            raise RegistryError("store_failed", f"the blob could not be stored; the send authorization {used}", 503) from None
-        record = self.emit(EventType.SUBMISSION_ACCEPTANCE, digest)
-        if record is not None:
-            self.store.set_acceptance(blob_id, record)
-        return {"id": blob_id, "digest": digest.hex(), "evidence_id": None if record is None else record.hex()}
+            raise RegistryError("authorization_unavailable", "the ledger cannot be reached", 503, retry) from None
+        self._set_upstream(home, True)
+        return decision
 
-    def _release(self, group_id: int, decision: Decision) -> bool:
+    def _release(self, group_id: int, decision: Decision, home: int | None = None) -> bool:
         """Undo this relay's own nullifier claim of an accepted send that was not stored."""
-        if self._nullifiers is None or decision.nullifier is None or decision.epoch is None:
+        route = None if home is None else self.routes.get(home)
+        store = self._nullifiers if route is None else route.nullifiers
+        if store is None or decision.nullifier is None or decision.epoch is None:
             return False
         try:
-            return self._nullifiers.release(group_id, decision.nullifier, decision.epoch)
+            return store.release(group_id, decision.nullifier, decision.epoch)
         except sqlite3.Error as exc:
             log.error("nullifier release failed: %s", exc_type(exc))
             return False
@@ -467,7 +606,7 @@ class Relay:
         for b in blobs:
             if not b.handed_over:
                 links = () if b.acceptance is None else (b.acceptance,)
-                self.emit(EventType.CONTENT_CONSIGNMENT, b.digest, links=links)
+                self.emit(EventType.CONTENT_CONSIGNMENT, b.digest, links=links, home=b.home)
             out.append(
                 {"id": b.id, "blob": base64.b64encode(b.blob).decode(), "digest": b.digest.hex(), "received_at": int(b.received_at)}
             )
@@ -496,7 +635,7 @@ class Relay:
 
     def _record_access(self, blob: StoredBlob) -> None:
         links = () if blob.acceptance is None else (blob.acceptance,)
-        self.emit(EventType.CONTENT_ACCESS_TRACKING, blob.digest, links=links)
+        self.emit(EventType.CONTENT_ACCESS_TRACKING, blob.digest, links=links, home=blob.home)
 
     # -------------------------------------------------------------- housekeeping
 
@@ -504,16 +643,23 @@ class Relay:
         """Delete blobs past the retention, and nullifiers whose epoch can no longer be accepted."""
         now = self.clock()
         removed = self.store.purge(now - self.settings.retention_seconds)
+        s = self.settings
+        oldest = min(acceptable_epochs(now, s.epoch_length, s.clock_skew))
         if self._nullifiers is not None:
-            s = self.settings
-            oldest = min(acceptable_epochs(now, s.epoch_length, s.clock_skew))
             for group in list(self._groups_seen):
                 self._nullifiers.purge(group, oldest)
+        for home, group in list(self._route_groups):
+            route = self.routes.get(home)
+            if route is not None and route.nullifiers is not None:
+                route.nullifiers.purge(group, oldest)
         return removed
 
     def probe(self) -> None:
         """Ask the ledger (local mode) or the registry (registry mode) whether it answers,
-        and the evidence log, if evidence is sent."""
+        and the evidence log, if evidence is sent; in federated mode each trusted registry
+        (its ledger too where it is checked locally)."""
+        for route in self.routes.values():
+            self._probe_route(route)
         if self.settings.evidence_url is not None:
             try:
                 _registry_probe(self.settings.evidence_url)()
@@ -534,6 +680,30 @@ class Relay:
         else:
             self.upstream_ok = True
 
+    def _probe_route(self, route: RegionRoute) -> None:
+        try:
+            for probe in route.probes:
+                probe()
+        except Exception as exc:  # noqa: BLE001 - any failure means "down"
+            if route.upstream_ok is not False:
+                log.warning("the upstreams of region %s do not answer: %s", route.region, exc_type(exc))
+            route.upstream_ok = False
+        else:
+            route.upstream_ok = True
+
+    def upstreams(self) -> dict[str, bool | None]:
+        """Federated mode: per trusted region, whether its registry (and ledger, where
+        checked locally) answered last (None: not asked yet)."""
+        return {route.region: route.upstream_ok for route in self.routes.values()}
+
+    def registries(self) -> list[dict[str, Any]]:
+        """The trusted registries (public facts only: ``GET /v1/registries``)."""
+        trust = self.settings.trust_list
+        return [
+            {"region": e.region, "chain_id": e.ref.chain_id, "contract": e.ref.contract, "registry_url": e.registry_url}
+            for e in (trust or ())
+        ]
+
     def count_send(self, outcome: str) -> None:
         with self._counts_lock:
             self.sends[outcome] += 1
@@ -543,23 +713,37 @@ class Relay:
         reasons = []
         if self.upstream_ok is False:
             reasons.append("ledger_down" if self.settings.auth_mode == "local" else "registry_unreachable")
+        if any(route.upstream_ok is False for route in self.routes.values()):
+            reasons.append("region_unreachable")
         if self.evidence_log_ok is False:
             reasons.append("evidence_log_unreachable")
-        if self.evidence is not None:
-            if self.evidence.unknown_signer:
-                reasons.append("evidence_unregistered_key")
-            if self.evidence.pending() > self.settings.evidence_backlog:
-                reasons.append("evidence_backlog")
+        emitters = self.emitters()
+        if any(e.unknown_signer for e in emitters):
+            reasons.append("evidence_unregistered_key")
+        if emitters and sum(e.pending() for e in emitters) > self.settings.evidence_backlog:
+            reasons.append("evidence_backlog")
         return reasons
+
+    def evidence_summary(self) -> dict[str, Any]:
+        """Pending and suppressed records over every log, and the relay's signing address
+        (None each without evidence)."""
+        emitters = self.emitters()
+        if not emitters:
+            return {"evidence_pending": None, "issuer": None, "evidence_suppressed": None}
+        return {
+            "evidence_pending": sum(e.pending() for e in emitters),
+            "issuer": emitters[0].address,
+            "evidence_suppressed": sum(e.suppressed_total() for e in emitters),
+        }
 
     def start(self) -> None:
         self.access_log.start()
-        if self.evidence is not None:
-            self.evidence.start(self.settings.evidence_interval)
+        for emitter in self.emitters():
+            emitter.start(self.settings.evidence_interval)
 
     def close(self) -> None:
-        if self.evidence is not None:
-            self.evidence.close()
+        for emitter in self.emitters():
+            emitter.close()
         self.access_log.close()
         close = getattr(self.authorizer, "close", None)
         if callable(close):
@@ -573,7 +757,8 @@ _UPSTREAM = {"local": "the ledger", "registry": "the registry"}
 #: Every reason /v1/health may give (docs/relay.md "Health"); also the labels of
 #: ``zkid_relay_degraded``.
 HEALTH_REASONS = (
-    "ledger_down", "registry_unreachable", "evidence_log_unreachable", "evidence_unregistered_key", "evidence_backlog",
+    "ledger_down", "registry_unreachable", "region_unreachable", "evidence_log_unreachable", "evidence_unregistered_key",
+    "evidence_backlog",
 )
 #: Seconds a health probe may take.
 PROBE_TIMEOUT = 3.0
@@ -586,6 +771,16 @@ def _ledger_probe(rpc_url: str | None) -> Callable[[], None]:
         w3.eth.block_number
 
     return probe
+
+
+class _Probes:
+    """Health probes of a federated relay's routes (registry/relay/federation.py)."""
+
+    def ledger(self, rpc_url: str) -> Callable[[], None]:
+        return _ledger_probe(rpc_url)
+
+    def registry(self, url: str) -> Callable[[], None]:
+        return _registry_probe(url)
 
 
 def _registry_probe(url: str) -> Callable[[], None]:
@@ -630,12 +825,16 @@ class _RelayCollector(Collector):
         for reason in HEALTH_REASONS:
             degraded.add_metric([reason], 1.0 if reason in reasons else 0.0)
         yield degraded
-        if relay.evidence is not None:
-            yield GaugeMetricFamily("zkid_relay_evidence_pending", "Evidence records queued.", value=float(relay.evidence.pending()))
-            yield CounterMetricFamily("zkid_relay_evidence_sent", "Evidence records the log took.", value=float(relay.evidence.sent))
-            yield CounterMetricFamily("zkid_relay_evidence_dropped", "Evidence records the log refused.", value=float(relay.evidence.dropped))
+        emitters = relay.emitters()
+        if emitters:
+            pending = sum(e.pending() for e in emitters)
+            yield GaugeMetricFamily("zkid_relay_evidence_pending", "Evidence records queued.", value=float(pending))
+            sent, dropped = sum(e.sent for e in emitters), sum(e.dropped for e in emitters)
+            yield CounterMetricFamily("zkid_relay_evidence_sent", "Evidence records the log took.", value=float(sent))
+            yield CounterMetricFamily("zkid_relay_evidence_dropped", "Evidence records the log refused.", value=float(dropped))
+            suppressed = sum(e.suppressed_total() for e in emitters)
             yield CounterMetricFamily(
-                "zkid_relay_evidence_suppressed", "Rejection records not signed (rate limit).", value=float(relay.evidence.suppressed_total())
+                "zkid_relay_evidence_suppressed", "Rejection records not signed (rate limit).", value=float(suppressed)
             )
 
 
@@ -717,18 +916,22 @@ def _add_routes(app: FastAPI, relay: Relay, settings: RelaySettings) -> None:
     @app.get("/v1/health")
     def health() -> JSONResponse:
         reasons = relay.health_reasons()
-        return JSONResponse(
-            {
-                "status": "degraded" if reasons else "ok",
-                "reasons": reasons,
-                "region": settings.region,
-                "auth_mode": settings.auth_mode,
-                "blobs": relay.store.count(),
-                "evidence_pending": None if relay.evidence is None else relay.evidence.pending(),
-                "issuer": None if relay.evidence is None else relay.evidence.address,
-                "evidence_suppressed": None if relay.evidence is None else relay.evidence.suppressed_total(),
-            }
-        )
+        federated = settings.trust_list is not None
+        body: dict[str, Any] = {
+            "status": "degraded" if reasons else "ok",
+            "reasons": reasons,
+            "region": settings.region,
+            "auth_mode": "federated" if federated else settings.auth_mode,
+            "blobs": relay.store.count(),
+            **relay.evidence_summary(),
+        }
+        if federated:
+            body["upstreams"] = relay.upstreams()
+        return JSONResponse(body)
+
+    @app.get("/v1/registries")
+    def registries() -> JSONResponse:
+        return JSONResponse({"region": settings.region, "registries": relay.registries()})
 
 
 def _add_middleware(app: FastAPI, relay: Relay, settings: RelaySettings) -> None:

@@ -56,6 +56,7 @@ class RelayConfig(BaseModel):
     nullifiers: str | None = Field(None, description="PostgreSQL URL of a nullifier store shared by the relays of a deployment (local authorization); unset: a SQLite file in data_dir.")
     nullifier_authority: str | None = Field(None, description="URL of the groups' home registry, where local authorization claims each nullifier (POST /v1/nullifiers/claim); unset: this relay's store only.")
     evidence_batch_max_wait: float | None = Field(None, ge=0, le=86_400, description="A smaller evidence batch leaves anyway after this many seconds (default 10).")
+    trust_list: Path | None = Field(None, description="Trust list of regional registries (TOML, docs/regions.md): a federated relay; the single-registry keys must then be unset.")
 
 
 def load_relay_config(path: Path) -> dict[str, Any]:
@@ -92,8 +93,31 @@ def with_config(
     return values, extra
 
 
+#: Single-registry flags (parameter name -> flag) a trust list replaces.
+SINGLE_REGISTRY_FLAGS = {
+    "rpc_url": "--rpc-url", "manifest": "--manifest", "registry_url": "--registry-url",
+    "evidence_url": "--evidence-url", "chain_id": "--chain-id", "send_group": "--send-group",
+    "operator": "--operator", "nullifiers": "--nullifiers", "nullifier_authority": "--nullifier-authority",
+}
+
+
+def check_federated(values: dict[str, Any]) -> None:
+    """With ``--trust-list`` every registry's entry names its own ledger, URL, groups and
+    evidence log: a single-registry flag beside it is refused (ValueError: one line)."""
+    for name, flag in SINGLE_REGISTRY_FLAGS.items():
+        if values.get(name):
+            raise ValueError(
+                f"--trust-list conflicts with {flag}: each trusted registry's entry names its own (drop {flag})"
+            )
+    if values.get("auth") not in (None, "local"):
+        raise ValueError("--trust-list conflicts with --auth: each trusted registry's entry has its own auth")
+
+
 def check_auth(values: dict[str, Any]) -> None:
     """The authorization path and what it needs (ValueError: one line naming the flag)."""
+    if values.get("trust_list") is not None:
+        check_federated(values)
+        return
     auth = values["auth"]
     if auth not in ("local", "registry"):
         raise ValueError(f"--auth must be local or registry, not {auth!r}")
@@ -109,6 +133,8 @@ def relay_settings(values: dict[str, Any], extra: dict[str, Any], environ: Mappi
     from registry.relay.app import RelaySettings
 
     o = values
+    if o.get("trust_list") is not None:
+        return _federated_settings(o, extra, environ)
     return RelaySettings(
         data_dir=Path(o["data_dir"]),
         region=o["region"],
@@ -129,5 +155,25 @@ def relay_settings(values: dict[str, Any], extra: dict[str, Any], environ: Mappi
         operator=o["operator"],
         nullifiers_url=o.get("nullifiers"),
         nullifier_authority=o.get("nullifier_authority"),
+        **extra,
+    )
+
+
+def _federated_settings(o: dict[str, Any], extra: dict[str, Any], environ: Mapping[str, str]) -> RelaySettings:
+    """The settings of a federated relay (``--trust-list``; checked by :func:`check_federated`)."""
+    from registry.relay.app import RelaySettings
+    from registry.relay.trust_list import load_trust_list
+
+    return RelaySettings(
+        data_dir=Path(o["data_dir"]),
+        region=o["region"],
+        trust_list=load_trust_list(Path(o["trust_list"])),
+        keystore=None if o["keystore"] is None else Path(o["keystore"]),
+        keystore_password=environ.get(o["keystore_password_env"]) if o["keystore"] is not None else None,
+        max_body_bytes=o["max_body_bytes"],
+        body_timeout=o["body_timeout"],
+        retention_seconds=o["retention_hours"] * 3600,
+        rate_limit=o["rate_limit"],
+        rate_window=60.0,
         **extra,
     )

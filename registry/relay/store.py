@@ -14,18 +14,25 @@ flushed before :meth:`BlobStore.put` returns (a blob is on disk before the relay
 The directory flush is a group commit (:class:`GroupFsync`): concurrent puts share one
 ``fsync`` of the directory, and each put returns only after an ``fsync`` that began after
 its rename, so none returns before its directory entry is durable.
-File format, version 1 (integers big-endian)::
+File format, version 2 (integers big-endian)::
 
-    0    magic b"ZKRB" + version 0x01
-    5    flags: bit 0 handed over, bit 1 acceptance hash set
+    0    magic b"ZKRB" + version 0x02
+    5    flags: bit 0 handed over, bit 1 acceptance hash set, bit 2 home registry set
     6    2 reserved bytes
     8    received_at (float64, Unix seconds, rounded down to the UTC hour)
     16   mailbox tag (32)
     48   pickup hash: SHA-256 of the pickup capability (32)
     80   digest: SHA-256 of the blob (32), checked when the store opens
     112  hash of the acceptance evidence record (32, zeros if unset)
-    144  blob length (uint64)
-    152  blob
+    144  home registry tag (12, zeros if unset; docs/authorization.md "Registry tag")
+    156  4 reserved bytes
+    160  blob length (uint64)
+    168  blob
+
+The home registry is the one the send authorization's scope named (a federated relay
+sends the blob's pickup and ack evidence to that registry's log); the relay saw it in
+the proof anyway, and it says nothing about the recipient. Version 1 files (no home
+field: the blob length at 144, the blob at 152) are read as they are, with no home.
 
 The flags and the acceptance hash are updated in place without a flush: a power cut may
 lose them (a second consignment record, an access record without its link), never a blob.
@@ -68,12 +75,17 @@ DIR_NAME = "blobs"
 #: The blob store of earlier versions (SQLite); migrated into files and erased at open.
 FILE_NAME = "relay.sqlite"
 
-_MAGIC = b"ZKRB\x01"
-_HEADER = struct.Struct(">5sB2xd32s32s32s32sQ")
+_MAGIC_V1 = b"ZKRB\x01"
+_MAGIC = b"ZKRB\x02"
+_HEADER_V1 = struct.Struct(">5sB2xd32s32s32s32sQ")
+_HEADER = struct.Struct(">5sB2xd32s32s32s32s12s4xQ")
 _FLAGS_AT = 5
 _ACCEPTANCE_AT = 112
 _HANDED_OVER = 1
 _HAS_ACCEPTANCE = 2
+_HAS_HOME = 4
+#: Bytes of a home registry tag (96 bits).
+HOME_BYTES = 12
 _SUFFIX = ".blob"
 _TMP_SUFFIX = ".tmp"
 _CHUNK = 1 << 20
@@ -104,6 +116,8 @@ class StoredBlob:
     received_at: float
     handed_over: bool
     acceptance: bytes | None
+    #: The home registry's tag (federated relays), None if unknown.
+    home: int | None = None
 
 
 @dataclass
@@ -113,6 +127,14 @@ class _Entry:
     received_at: float
     handed_over: bool
     acceptance: bytes | None
+    home: int | None = None
+
+    def flags(self) -> int:
+        return (
+            (_HANDED_OVER if self.handed_over else 0)
+            | (0 if self.acceptance is None else _HAS_ACCEPTANCE)
+            | (0 if self.home is None else _HAS_HOME)
+        )
 
 
 @dataclass
@@ -248,10 +270,13 @@ class BlobStore:
         return self.path / f"{blob_id}{_SUFFIX}"
 
     def _write(self, blob_id: str, mailbox: bytes, pickup_hash: bytes, blob: bytes, digest: bytes, now: float,
-               handed_over: bool = False, acceptance: bytes | None = None) -> None:
-        flags = (_HANDED_OVER if handed_over else 0) | (0 if acceptance is None else _HAS_ACCEPTANCE)
+               handed_over: bool = False, acceptance: bytes | None = None, home: int | None = None) -> None:
+        flags = _Entry(mailbox, digest, now, handed_over, acceptance, home).flags()
         now = coarse_time(now, self.resolution)
-        header = _HEADER.pack(_MAGIC, flags, now, mailbox, pickup_hash, digest, acceptance or bytes(32), len(blob))
+        home_bytes = bytes(HOME_BYTES) if home is None else home.to_bytes(HOME_BYTES, "big")
+        header = _HEADER.pack(
+            _MAGIC, flags, now, mailbox, pickup_hash, digest, acceptance or bytes(32), home_bytes, len(blob)
+        )
         tmp = self.path / f"{blob_id}{_TMP_SUFFIX}"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -288,13 +313,21 @@ class BlobStore:
             data = _read_without_atime(path)
         except OSError:
             return None
-        if len(data) < _HEADER.size:
+        home: int | None = None
+        if data[:5] == _MAGIC_V1 and len(data) >= _HEADER_V1.size:
+            magic, flags, received_at, mailbox, pickup_hash, digest, acceptance, length = _HEADER_V1.unpack_from(data)
+            blob = data[_HEADER_V1.size:]
+        elif data[:5] == _MAGIC and len(data) >= _HEADER.size:
+            magic, flags, received_at, mailbox, pickup_hash, digest, acceptance, home_bytes, length = _HEADER.unpack_from(data)
+            blob = data[_HEADER.size:]
+            home = int.from_bytes(home_bytes, "big") if flags & _HAS_HOME else None
+        else:
             return None
-        magic, flags, received_at, mailbox, pickup_hash, digest, acceptance, length = _HEADER.unpack_from(data)
-        blob = data[_HEADER.size:]
-        if magic != _MAGIC or length != len(blob) or not hmac.compare_digest(hashlib.sha256(blob).digest(), digest):
+        if length != len(blob) or not hmac.compare_digest(hashlib.sha256(blob).digest(), digest):
             return None
-        entry = _Entry(mailbox, digest, received_at, bool(flags & _HANDED_OVER), acceptance if flags & _HAS_ACCEPTANCE else None)
+        entry = _Entry(
+            mailbox, digest, received_at, bool(flags & _HANDED_OVER), acceptance if flags & _HAS_ACCEPTANCE else None, home
+        )
         return entry, pickup_hash, blob
 
     def _load(self) -> None:
@@ -356,8 +389,8 @@ class BlobStore:
         log.info("blob store: moved %d blob(s) out of %s", len(rows), legacy.name)
 
     def _index(self, blob_id: str, mailbox: bytes, pickup_hash: bytes, digest: bytes, received_at: float,
-               handed_over: bool = False, acceptance: bytes | None = None) -> None:
-        self._blobs[blob_id] = _Entry(mailbox, digest, coarse_time(received_at, self.resolution), handed_over, acceptance)
+               handed_over: bool = False, acceptance: bytes | None = None, home: int | None = None) -> None:
+        self._blobs[blob_id] = _Entry(mailbox, digest, coarse_time(received_at, self.resolution), handed_over, acceptance, home)
         box = self._mailboxes.setdefault(mailbox, _Mailbox(pickup_hash, set()))
         box.ids.add(blob_id)
 
@@ -405,16 +438,19 @@ class BlobStore:
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.path).free
 
-    def put(self, mailbox: bytes, pickup_hash: bytes, blob: bytes, digest: bytes, now: float) -> str:
+    def put(self, mailbox: bytes, pickup_hash: bytes, blob: bytes, digest: bytes, now: float, home: int | None = None) -> str:
         """Store a blob durably; raise :class:`MailboxConflict` for a tag owned by another
-        hash, ``OSError`` if it cannot be written (then nothing of it is left)."""
+        hash, ``OSError`` if it cannot be written (then nothing of it is left). ``home``:
+        the 96-bit tag of the send's home registry (federated relays)."""
         if not hmac.compare_digest(hashlib.sha256(blob).digest(), digest):
             raise ValueError("digest is not the SHA-256 of the blob")
+        if home is not None and not 0 <= home < 1 << (8 * HOME_BYTES):
+            raise ValueError("home must be a 96-bit registry tag")
         blob_id = secrets.token_hex(16)
         with self.reserve(mailbox, pickup_hash):
-            self._write(blob_id, mailbox, pickup_hash, blob, digest, now)
+            self._write(blob_id, mailbox, pickup_hash, blob, digest, now, home=home)
             with self._lock:
-                self._index(blob_id, mailbox, pickup_hash, digest, now)
+                self._index(blob_id, mailbox, pickup_hash, digest, now, home=home)
         return blob_id
 
     def set_acceptance(self, blob_id: str, record_hash: bytes) -> None:
@@ -423,7 +459,7 @@ class BlobStore:
             if entry is None:
                 return
             entry.acceptance = record_hash
-            flags = (_HANDED_OVER if entry.handed_over else 0) | _HAS_ACCEPTANCE
+            flags = entry.flags()
             try:
                 self._set_header(blob_id, _ACCEPTANCE_AT, record_hash)
                 self._set_header(blob_id, _FLAGS_AT, bytes([flags]))
@@ -450,10 +486,11 @@ class BlobStore:
                 read = self._read(self._file(blob_id))
                 if read is None:
                     raise OSError(f"blob file {blob_id} is unreadable")
-                out.append(StoredBlob(blob_id, mailbox, read[2], entry.digest, entry.received_at, entry.handed_over, entry.acceptance))
+                out.append(StoredBlob(
+                    blob_id, mailbox, read[2], entry.digest, entry.received_at, entry.handed_over, entry.acceptance, entry.home
+                ))
                 if not entry.handed_over:
-                    flags = _HANDED_OVER | (0 if entry.acceptance is None else _HAS_ACCEPTANCE)
-                    self._set_header(blob_id, _FLAGS_AT, bytes([flags]))
+                    self._set_header(blob_id, _FLAGS_AT, bytes([entry.flags() | _HANDED_OVER]))
                     entry.handed_over = True
         return out
 
@@ -474,7 +511,7 @@ class BlobStore:
                             continue
                         pickup_hash = read[1]
                     self._index(blob_id, entry.mailbox, pickup_hash, entry.digest, entry.received_at,
-                                entry.handed_over, entry.acceptance)
+                                entry.handed_over, entry.acceptance, entry.home)
         if failed is not None:
             raise failed
 
@@ -491,7 +528,9 @@ class BlobStore:
                 return None
             self._check(self._mailboxes[entry.mailbox].pickup_hash, secret)
             self._unindex(blob_id)
-        removed = StoredBlob(blob_id, entry.mailbox, b"", entry.digest, entry.received_at, entry.handed_over, entry.acceptance)
+        removed = StoredBlob(
+            blob_id, entry.mailbox, b"", entry.digest, entry.received_at, entry.handed_over, entry.acceptance, entry.home
+        )
         if before_erase is not None:
             before_erase(removed)
         self._erase([blob_id], [entry])

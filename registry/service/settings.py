@@ -26,6 +26,10 @@ class Settings(BaseSettings):
         5, ge=0, le=3600,
         description="Seconds between the blocks the local Anvil started by `zkid up` mines when idle, so statuses reach final (0: blocks only for transactions).",
     )
+    ledger_chain_id: int | None = Field(
+        None, ge=1, lt=2**64,
+        description="Chain id of a new local ledger started by `zkid up` (unset: 31337); an existing chain keeps its own.",
+    )
     rpc_url: str | None = Field(None, description="EVM JSON-RPC URL; unset = the local ledger of data_dir.")
     database_url: SecretStr | None = Field(
         None,
