@@ -102,7 +102,7 @@ def _home_registry(registry: str | None, trust_list: Path | None, home: str | No
     return base_url(entry.registry_url, "--trust-list registry_url", "registry"), entry.ref
 
 
-def _registry_fail(exc: RegistryClientError, base: str) -> NoReturn:
+def _registry_fail(exc: RegistryClientError, base: str, home: str | None = None) -> NoReturn:
     if exc.code == "wrong_registry":
         fail(
             f"the registry at {base} is not the trust list's: {exc.message} (a proof made with it would be for "
@@ -118,6 +118,13 @@ def _registry_fail(exc: RegistryClientError, base: str) -> NoReturn:
         fail(not_a_registry(base, "--registry"), EXIT_USAGE, reason="not_a_registry")
     if exc.code in ("bad_response", "http_error", "unknown_group", "malformed", "invalid_commitment"):
         fail(f"{exc.code}: {exc.message}", EXIT_USAGE, reason=exc.code)
+    if exc.code == "not_member" and home is not None:
+        fail(
+            f"refused by region {home}'s registry at {base}: not_member: {exc.message}; "
+            f"is --home {home} the region where this identity registered?",
+            EXIT_INVALID,
+            reason=exc.code,
+        )
     fail(f"refused by the registry: {exc.code}: {exc.message}", EXIT_INVALID, reason=exc.code)
 
 
@@ -219,7 +226,7 @@ def send(
     except RelaySendError as exc:  # (a RegistryClientError too: first)
         _relay_send_fail(exc, relay_base, slot is not None)
     except RegistryClientError as exc:
-        _registry_fail(exc, registry_base)
+        _registry_fail(exc, registry_base, home)
     except SlotsExhaustedError as exc:
         fail(f"{exc}: wait for the next epoch", EXIT_INVALID, reason="slots_exhausted")
     except ValueError as exc:

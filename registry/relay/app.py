@@ -26,6 +26,7 @@ import re
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -39,6 +40,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
+import anyio
+import anyio.to_thread
 import requests
 from web3 import Web3
 from web3.exceptions import Web3Exception
@@ -101,6 +104,13 @@ CAPABILITY_HEADER = "X-Pickup-Capability"
 LEDGER_HEAD_INTERVAL = 0.25
 #: Body limit of the routes other than POST /v1/blobs (they take no body).
 SMALL_BODY = 4096
+#: Federated relays: worker threads the sends of one trusted region may hold at once, and
+#: sends that may wait for one (beyond that: 503 ``authorization_unavailable``). A region
+#: whose ledger or registry hangs (a read timeout only bounds the time between bytes) so
+#: ties up its own threads only: the shared pool (40) keeps serving the other regions,
+#: pickups, acks and health (docs/relay.md "Federated relays").
+ROUTE_THREADS = 16
+ROUTE_QUEUE = 256
 
 #: HTTP status of each refusal (the others are 403).
 _REFUSAL_STATUS = {Reason.MALFORMED: 422, Reason.UNKNOWN_GROUP: 404, Reason.NULLIFIER_REUSED: 409}
@@ -218,6 +228,22 @@ class RelaySettings:
             raise ValueError("trust_list conflicts with auth_mode/all_operator_groups: each entry has its own auth")
 
 
+def public_url(url: str) -> str:
+    """``url`` without user info, query or fragment: a trust list's ``registry_url`` may
+    carry a proxy's credentials (``https://user:secret@host``), which ``GET
+    /v1/registries`` must not publish."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:  # not a port: the URL cannot be used anyway
+        port = None
+    netloc = host if port is None else f"{host}:{port}"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
 def relay_route_class(scope: Any) -> str:
     """The relay's route classes: ``send`` (POST /v1/blobs: an authorization each) and
     ``reads`` (pickups, acks, health), each with its own bucket (docs/relay.md)."""
@@ -333,6 +359,7 @@ class Relay:
         #: registry whose log takes this relay's records (registry/relay/federation.py).
         self.routes: dict[int, RegionRoute] = {}
         self.home_evidence: dict[int, EvidenceEmitter] = {}
+        self._route_limiters: dict[int, anyio.CapacityLimiter] = {}  # made in the event loop
         self.evidence: EvidenceEmitter | None = None
         if settings.trust_list is not None:
             self.authorizer = self._federated(settings.trust_list, authorizer)
@@ -473,6 +500,27 @@ class Relay:
             )
         return home
 
+    def send_limiter(self, body: dict[str, Any]) -> anyio.CapacityLimiter | None:
+        """Federated mode, called in the event loop: the worker threads of the region the
+        send's scope names (:data:`ROUTE_THREADS`); None (the shared pool) for a send that
+        names no route (refused without asking anyone). 503 when that region already has
+        :data:`ROUTE_QUEUE` sends waiting."""
+        proof = body.get("proof")
+        if not self.routes or not isinstance(proof, dict):
+            return None
+        home = scope_home(proof)
+        if isinstance(home, Reason) or home not in self.routes:
+            return None
+        limiter = self._route_limiters.get(home)
+        if limiter is None:
+            limiter = self._route_limiters[home] = anyio.CapacityLimiter(ROUTE_THREADS)
+        if limiter.statistics().tasks_waiting >= ROUTE_QUEUE:
+            raise RegistryError(
+                "authorization_unavailable", "too many sends of this registry are waiting; the send authorization was not used",
+                503, {"Retry-After": str(RETRY_AFTER)},
+            )
+        return limiter
+
     def _set_upstream(self, home: int | None, ok: bool) -> None:
         route = None if home is None else self.routes.get(home)
         if route is not None:
@@ -578,6 +626,13 @@ class Relay:
             self._set_upstream(home, False)
             log.warning("ledger unavailable for authorization: %s", exc_type(exc))
             raise RegistryError("authorization_unavailable", "the ledger cannot be reached", 503, retry) from None
+        except (ValueError, TypeError) as exc:
+            # A ledger answering something unreadable (web3 raises JSONDecodeError for a
+            # body that is not JSON, TypeError/ValueError for a null or non-hex result):
+            # the proof was parsed before any read, so this is an outage, not a verdict.
+            self._set_upstream(home, False)
+            log.warning("unreadable ledger answer during authorization: %s", exc_type(exc))
+            raise RegistryError("authorization_unavailable", "the ledger answered unreadably", 503, retry) from None
         self._set_upstream(home, True)
         return decision
 
@@ -700,7 +755,7 @@ class Relay:
         """The trusted registries (public facts only: ``GET /v1/registries``)."""
         trust = self.settings.trust_list
         return [
-            {"region": e.region, "chain_id": e.ref.chain_id, "contract": e.ref.contract, "registry_url": e.registry_url}
+            {"region": e.region, "chain_id": e.ref.chain_id, "contract": e.ref.contract, "registry_url": public_url(e.registry_url)}
             for e in (trust or ())
         ]
 
@@ -896,7 +951,8 @@ def _add_routes(app: FastAPI, relay: Relay, settings: RelaySettings) -> None:
     async def post_blob(request: Request) -> JSONResponse:
         try:
             body = await _json_body(request)
-            result = await run_in_threadpool(relay.submit, body)
+            # Federated: in the threads of the send's region (a hanging region blocks no other).
+            result = await anyio.to_thread.run_sync(relay.submit, body, limiter=relay.send_limiter(body))
         except RegistryError as exc:
             relay.count_send(exc.code)  # our own vocabulary: a bounded label set
             raise

@@ -42,6 +42,11 @@ from zk.proof import SemaphoreProof
 from zk.relay_scope import RegistryRef
 
 
+#: Bytes of a registry's answer to ``POST /v1/authorize`` a relay reads (a decision is
+#: a few hundred): more is cut off as no answer, never held in memory.
+ANSWER_LIMIT = 64 * 1024
+
+
 class RemoteAuthorizationError(RuntimeError):
     """The registry could not be asked (network error, 5xx, or an answer that is not a decision).
 
@@ -262,7 +267,7 @@ class RegistryAuthClient(HttpSession):
             return Decision(False, Reason.MALFORMED)
         body = {"group_id": group_id, "proof": body_proof, "blob_digest": bytes(blob_digest).hex()}
         try:
-            response = request(self._http, "POST", "/v1/authorize", json=body)
+            response = request(self._http, "POST", "/v1/authorize", json=body, max_bytes=ANSWER_LIMIT)
         except RegistryClientError as exc:
             # Sent, but no answer came back: the registry may have claimed the nullifier.
             what = "no answer from the registry" if exc.sent else "registry unreachable"

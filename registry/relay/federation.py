@@ -208,7 +208,10 @@ def _local_route(entry: TrustedRegistry, params: RouteParameters, probes: ProbeF
     assert entry.rpc_url is not None  # TrustList refuses a local entry without one
     if entry.send_groups and entry.operator is None:
         # Fail closed: anyone can create a group on a contract; only the operator's serve.
-        raise ValueError(f"region {entry.region}: auth = \"local\" with send_groups needs operator (the groups' admin)")
+        raise ValueError(
+            f"region {entry.region}: auth = \"local\" with send_groups needs operator = \"0x...\" in its [[registry]]"
+            " (the groups' admin on the contract: the deployer in that registry's deployment.json)"
+        )
     if not entry.send_groups:
         log.warning("region %s: no send_groups: its sends are refused (group_not_served)", entry.region)
     w3 = Web3(Web3.HTTPProvider(entry.rpc_url, request_kwargs={"timeout": 10}))

@@ -19,6 +19,7 @@ simply sent again (:data:`ATTEMPTS` times) and a later resend of the proof succe
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -35,6 +36,23 @@ from zk.relay_scope import RegistryRef
 ATTEMPTS = 3
 #: ``Retry-After`` (seconds) the relay gives its client when the authority is away.
 RETRY_AFTER = 5
+#: Bytes of a registry's answer a relay reads (a claim's answer is a few dozen): a
+#: hostile or broken registry sending more is cut off (no answer), not held in memory.
+ANSWER_LIMIT = 64 * 1024
+
+
+log = logging.getLogger(__name__)
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    """The ``error.code`` of an error answer, None when there is none."""
+    try:
+        data = json_of(response)
+    except ValueError:
+        return None
+    error = data.get("error") if isinstance(data, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) else None
 
 
 class NullifierAuthorityUnavailable(RuntimeError):
@@ -87,13 +105,23 @@ class NullifierAuthorityClient(HttpSession):
             envelope = sign_envelope(self._signer, self._deployment, data, int(self._clock()), secrets.token_hex(16))
             headers = {"Content-Type": "application/json", **envelope.headers()}
             try:
-                response = request(self._http, "POST", "/v1/nullifiers/claim", content=data, headers=headers)
+                response = request(
+                    self._http, "POST", "/v1/nullifiers/claim", content=data, headers=headers, max_bytes=ANSWER_LIMIT
+                )
             except RegistryClientError as exc:
                 failure = exc.code  # unreachable / no_answer: the claim is idempotent, ask again
                 continue
             if response.status_code >= 500 or response.status_code == 429:
                 raise NullifierAuthorityUnavailable(f"the nullifier authority answered {response.status_code}")
             if response.status_code != 200:
+                if _error_code(response) == "unknown_relay":
+                    # Configuration, not an outage: say what to do (the key's address is public).
+                    log.warning(
+                        "the home registry at %s does not trust this relay's key %s: add it there"
+                        " (zkid up --relay-key ADDRESS, ZKID_RELAY_KEYS, or PUT /v1/evidence/relays/ADDRESS)",
+                        self.url,
+                        self.address,
+                    )
                 raise NullifierAuthorityUnavailable(f"the nullifier authority refused this relay ({response.status_code})")
             return self._result(response)
         raise NullifierAuthorityUnavailable(f"the nullifier authority cannot be reached ({failure})")

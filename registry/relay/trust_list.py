@@ -5,7 +5,7 @@ A TOML file with one ``[[registry]]`` table per registry::
     [[registry]]
     region = "eu-central"                 # the registry's region tag, unique in the list
     chain_id = 31337                      # its ledger
-    contract = "0x5FbDB2315678afecb367f032d93F642f64180aa3"   # its ZkIdRegistry
+    contract = "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0"   # its ZkIdRegistry
     rpc_url = "http://127.0.0.1:8545"     # a node of that ledger (local authorization)
     registry_url = "http://127.0.0.1:8080"  # its HTTP API (claims, authorization, evidence)
     auth = "local"                        # how a relay authorizes this registry's senders
@@ -23,6 +23,7 @@ same region, are refused: a relay must never be unsure which registry a proof be
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +38,9 @@ from zk.relay_scope import RegistryRef
 _REGION = r"^[a-z0-9][a-z0-9-]{0,31}$"
 _ADDRESS = r"^0x[0-9a-fA-F]{40}$"
 _URL = r"^https?://[^\s]+$"
+
+
+_REQUIRED = ("region", "chain_id", "contract", "registry_url")
 
 
 class _Entry(BaseModel):
@@ -130,6 +134,8 @@ def parse_trust_list(text: str, source: str = "trust list") -> TrustList:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{source} is not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses per nested array or inline table
+        raise ValueError(f"{source} is not a trust list: its values are nested too deeply") from None
     unknown = set(raw) - {"registry"}
     if unknown:
         raise ValueError(f"{source}: unknown key {sorted(unknown)[0]!r} (only [[registry]] tables)")
@@ -143,9 +149,7 @@ def parse_trust_list(text: str, source: str = "trust list") -> TrustList:
         try:
             entry = _Entry(**table)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ())) or "entry"
-            raise ValueError(f"{source}: registry {number}: invalid {where}: {first.get('msg')}") from None
+            raise ValueError(f"{source}: {_entry_error(number, table, exc)}") from None
         entries.append(
             TrustedRegistry(
                 region=entry.region,
@@ -164,6 +168,20 @@ def parse_trust_list(text: str, source: str = "trust list") -> TrustList:
         return TrustList(entries)
     except ValueError as exc:
         raise ValueError(f"{source}: {exc}") from None
+
+
+def _entry_error(number: int, table: dict[str, object], exc: ValidationError) -> str:
+    """One line for the first problem of entry ``number``, naming its region when it has one."""
+    region = table.get("region")
+    named = isinstance(region, str) and re.fullmatch(_REGION, region) is not None
+    label = f"registry {number}" + (f" (region {region})" if named else "")
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ())) or "entry"
+    if first.get("type") == "missing":
+        return f"{label}: {where} is missing (each [[registry]] needs {', '.join(_REQUIRED)})"
+    if first.get("type") == "extra_forbidden":
+        return f"{label}: unknown key {where} (keys: {', '.join(_Entry.model_fields)})"
+    return f"{label}: invalid {where}: {first.get('msg')}"
 
 
 def load_trust_list(path: Path) -> TrustList:

@@ -129,6 +129,14 @@ def test_a_sender_named_under_the_wrong_home_is_not_a_member_there(
     )
     assert out.returncode == 1, out.stderr
     assert json.loads(out.stdout)["error"]["code"] == "not_member"
+    # Without --json the one line names the region and asks about --home.
+    text = _zkid(
+        "send", "--relay", relays["eu-west"], "--trust-list", str(trust), "--home", "eu-central", "--identity", str(identity),
+        "--blob", str(blob), "--mailbox", secrets.token_hex(32), "--pickup-secret", str(tmp_path / "s"),
+    )
+    assert text.returncode == 1
+    line = text.stderr.strip().splitlines()[-1]
+    assert "region eu-central's registry" in line and "not_member" in line and "is --home eu-central the region" in line
 
 
 def test_a_relay_that_does_not_trust_the_senders_registry_says_so(

@@ -110,7 +110,7 @@ def test_a_trust_list_conflicts_with_the_single_registry_settings(tmp_path: Path
 def test_local_entry_with_send_groups_needs_its_operator(tmp_path: Path) -> None:
     """Fail closed: without the operator, anyone's group with a listed id would be served."""
     trust = TrustList([entry("a", REF_A, "local", rpc_url="http://127.0.0.1:9", send_groups=(0,))])
-    with pytest.raises(ValueError, match="needs operator"):
+    with pytest.raises(ValueError, match=r"needs operator = \"0x\.\.\.\" in its \[\[registry\]\] \(.*deployer"):
         Relay(RelaySettings(data_dir=tmp_path, trust_list=trust))
 
 
@@ -217,3 +217,18 @@ def test_a_lost_per_registry_nullifier_store_stops_the_relay(tmp_path: Path) -> 
     (tmp_path / nullifiers_file(REF_A.tag)).unlink()
     with pytest.raises(StoreError, match=nullifiers_file(REF_A.tag)):
         Relay(RelaySettings(data_dir=tmp_path, trust_list=trust))
+
+
+def test_registries_never_publish_credentials_of_a_registry_url(tmp_path: Path) -> None:
+    """A trust list's ``registry_url`` may carry a proxy's credentials; ``GET /v1/registries``
+    (public) published them as written."""
+    port = free_port()
+    secret_url = f"http://operator:s3cret@127.0.0.1:{port}/base?token=t0ken#frag"
+    trust = TrustList([entry("eu-central", REF_A, url=secret_url, evidence=False)])
+    app = create_relay_app(RelaySettings(data_dir=tmp_path / "relay", region="ap-southeast", trust_list=trust))
+    with serve_app(app) as url, httpx.Client(base_url=url, timeout=30) as http:
+        listed = http.get("/v1/registries")
+        health = http.get("/v1/health")
+    assert listed.json()["registries"][0]["registry_url"] == f"http://127.0.0.1:{port}/base"
+    for text in (listed.text, health.text):
+        assert "s3cret" not in text and "operator" not in text and "t0ken" not in text

@@ -51,7 +51,9 @@ def test_two_regions_are_found_by_tag_region_and_reference() -> None:
         (_entry("eu", 2**256, A), "invalid chain_id"),
         (_entry("eu", 1, "0x1234"), "invalid contract"),
         (_entry("eu", 1, A, auth='"both"'), "invalid auth"),
-        (_entry("eu", 1, A, colour='"red"'), "invalid colour"),
+        (_entry("eu", 1, A, colour='"red"'), r"registry 1 \(region eu\): unknown key colour \(keys: region, chain_id, "),
+        (_entry("eu", 1, A).replace("chain_id = 1\n", ""), r"registry 1 \(region eu\): chain_id is missing \(each"),
+        (_entry("eu", 1, A) + "[[registry]]\nchain_id = 2\n", r"registry 2: region is missing"),
         (_entry("eu", 1, A).replace("[0, 3]", "[-1]"), "invalid send_groups"),
         (_entry("eu", 1, A).replace("[0, 3]", '["0"]'), "invalid send_groups"),
         (_entry("eu", 1, A).replace('rpc_url = "http://127.0.0.1:8545"\n', ""), "needs rpc_url"),
@@ -80,3 +82,11 @@ def test_unreadable_file_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "bin.toml").write_bytes(b"\xff\xfe")
     with pytest.raises(ValueError, match="not UTF-8"):
         load_trust_list(tmp_path / "bin.toml")
+
+
+@pytest.mark.parametrize("text", ["x = " + "[" * 5000 + "]" * 5000, "x = " + "{a = " * 3000 + "1" + "}" * 3000])
+def test_deeply_nested_values_are_one_line_not_a_recursion_error(text: str) -> None:
+    """tomllib recurses per nesting level: a hostile file raised RecursionError (a traceback)."""
+    with pytest.raises(ValueError, match="nested too deeply") as caught:
+        parse_trust_list(text)
+    assert "\n" not in str(caught.value)
