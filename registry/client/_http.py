@@ -73,20 +73,43 @@ class HttpSession:
         self.close()
 
 
-def request(http: httpx.Client | None, method: str, url: str, *, timeout: float | None = None, **kwargs: Any) -> httpx.Response:
+def request(
+    http: httpx.Client | None, method: str, url: str, *, timeout: float | None = None, max_bytes: int | None = None, **kwargs: Any
+) -> httpx.Response:
     """Send one request (with ``http``, or a one-off client when None); transport
     failures become :class:`RegistryClientError` ``unreachable`` / ``no_answer``.
-    ``timeout``: this request's, else ``http``'s own (:data:`DEFAULT_TIMEOUT` without one)."""
+    ``timeout``: this request's, else ``http``'s own (:data:`DEFAULT_TIMEOUT` without one).
+    ``max_bytes`` (with ``http``): an answer whose body (decoded) grows past it is cut off
+    and is ``no_answer`` (a relay asking a registry must not hold whatever it is sent)."""
     try:
         if http is None:
             return httpx.request(method, url, timeout=DEFAULT_TIMEOUT if timeout is None else timeout, **kwargs)
         if timeout is not None:
             kwargs["timeout"] = timeout
+        if max_bytes is not None:
+            return _bounded(http, http.build_request(method, url, **kwargs), max_bytes)
         return http.request(method, url, **kwargs)
     except NOT_SENT as exc:
         raise RegistryClientError(0, "unreachable", f"cannot connect: {type(exc).__name__}") from None
     except httpx.HTTPError as exc:
         raise RegistryClientError(0, "no_answer", f"no answer: {type(exc).__name__}") from None
+
+
+def _bounded(http: httpx.Client, sent: httpx.Request, max_bytes: int) -> httpx.Response:
+    """The answer to ``sent``, its body read up to ``max_bytes`` (else ``no_answer``)."""
+    response = http.send(sent, stream=True)
+    body = bytearray()
+    try:
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) > max_bytes:
+                raise RegistryClientError(0, "no_answer", f"an answer of more than {max_bytes} bytes")
+    finally:
+        response.close()
+    # The body is decoded already: the new answer must not be decoded again.
+    drop = {"content-encoding", "content-length", "transfer-encoding"}
+    headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in drop]
+    return httpx.Response(response.status_code, headers=headers, content=bytes(body), request=sent)
 
 
 def json_of(response: httpx.Response) -> Any:
