@@ -26,7 +26,6 @@ import re
 import sqlite3
 import threading
 import time
-import urllib.parse
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -68,7 +67,7 @@ from registry.relay.federation import (
     scope_home,
     tag_hex,
 )
-from registry.relay.trust_list import TrustList
+from registry.relay.trust_list import TrustList, public_url
 from registry.relay.store import DIR_NAME, FILE_NAME, BlobStore, MailboxConflict, StoredBlob, WrongCapability
 from registry.storage.database import database_kind, open_store_database
 from registry.storage.sqlite import MANIFEST_FILE, RESTORE_FIX, StoreError, StoreManifest
@@ -226,22 +225,6 @@ class RelaySettings:
                 raise ValueError(f"trust_list conflicts with {name}: each trusted registry's entry names its own")
         if self.auth_mode != "local" or self.all_operator_groups:
             raise ValueError("trust_list conflicts with auth_mode/all_operator_groups: each entry has its own auth")
-
-
-def public_url(url: str) -> str:
-    """``url`` without user info, query or fragment: a trust list's ``registry_url`` may
-    carry a proxy's credentials (``https://user:secret@host``), which ``GET
-    /v1/registries`` must not publish."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:  # not a port: the URL cannot be used anyway
-        port = None
-    netloc = host if port is None else f"{host}:{port}"
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def relay_route_class(scope: Any) -> str:

@@ -27,6 +27,7 @@ from collections.abc import Callable
 import httpx
 
 from registry.client._http import HttpSession, RegistryClientError, json_of, request
+from registry.relay.trust_list import public_url
 from registry.service.authorization import SqlNullifierStore
 from registry.service.nullifier_claims import sign_envelope
 from zk.evidence.record import RecordSigner
@@ -119,7 +120,7 @@ class NullifierAuthorityClient(HttpSession):
                     log.warning(
                         "the home registry at %s does not trust this relay's key %s: add it there"
                         " (zkid up --relay-key ADDRESS, ZKID_RELAY_KEYS, or PUT /v1/evidence/relays/ADDRESS)",
-                        self.url,
+                        public_url(self.url),  # never a proxy's credentials in the log
                         self.address,
                     )
                 raise NullifierAuthorityUnavailable(f"the nullifier authority refused this relay ({response.status_code})")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,6 +213,22 @@ def render_trust_list(entries: list[TrustedRegistry]) -> str:
                 lines.append(f"{key} = {_toml_string(value)}")
         lines.append("")
     return "\n".join(lines)
+
+
+def public_url(url: str) -> str:
+    """``url`` without user info, query or fragment: a trust list's ``registry_url`` may
+    carry a proxy's credentials (``https://user:secret@host``), which ``GET
+    /v1/registries`` must not publish."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:  # not a port: the URL cannot be used anyway
+        port = None
+    netloc = host if port is None else f"{host}:{port}"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _toml_string(value: str) -> str:

@@ -164,16 +164,19 @@ def test_authority_down_refuses_with_retry_after_then_accepts(
 def test_a_relay_key_the_home_registry_does_not_trust_is_named_in_the_log(
     home: Registry, member: tuple[Identity, MerkleProof], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A configuration error, not an outage: the relay's log says which key to add where."""
+    """A configuration error, not an outage: the relay's log says which key to add where
+    (and never a proxy's credentials written into the authority's URL)."""
     _, body = _send(member, home, b"from a relay the registry does not know", 4)
+    with_credentials = home.url.replace("http://", "http://proxyuser:s3cretpw@", 1)
     with caplog.at_level("WARNING", logger="registry.relay.nullifier_authority"):
-        with _relay(tmp_path, "stranger", KEY_UNTRUSTED, home, nullifier_authority=home.url) as (url, relay, _):
+        with _relay(tmp_path, "stranger", KEY_UNTRUSTED, home, nullifier_authority=with_credentials) as (url, relay, _):
             r = _post(url, body)
             assert r.status_code == 503, r.text
             assert relay.store.count() == 0
     address = RecordSigner(KEY_UNTRUSTED).address
     lines = [rec.getMessage() for rec in caplog.records if "does not trust this relay's key" in rec.getMessage()]
     assert lines and address in lines[0] and home.url.rstrip("/") in lines[0] and "--relay-key" in lines[0]
+    assert all("s3cretpw" not in rec.getMessage() for rec in caplog.records)
 
 
 def test_config_key_and_local_mode_only(tmp_path: Path) -> None:
