@@ -5,14 +5,16 @@
   (signing is not timed) and POSTs them to ``/v1/evidence/batch`` in batches of
   ``--batch`` with ``--concurrency`` requests in flight. Every record is parsed,
   EIP-712-hashed, signature-recovered and committed (WAL, synchronous=FULL) before the
-  201. Also measured: single-record ``POST /v1/evidence`` (one request per record).
+  201; a batch's signatures are checked in ``--verify-workers`` processes, as in the
+  registry (:mod:`registry.evidence.verify_workers`). Also measured: single-record
+  ``POST /v1/evidence`` (one request per record).
 - Gas: a throw-away Anvil with the contracts deployed; ``--anchors`` anchors of the
   growing log; gas per anchor (first and later) and per 1,000 records at that anchoring
   rate (one anchor covers any number of records, so this falls as anchors get rarer).
 
 Prints one JSON object. Usage:
     .venv/bin/python -m benchmarks.bench_evidence_log [--records N] [--batch B]
-        [--concurrency C] [--single N] [--anchors K]
+        [--concurrency C] [--single N] [--anchors K] [--verify-workers W]
 """
 
 from __future__ import annotations
@@ -87,10 +89,11 @@ def client(url: str, records: int, batch: int, concurrency: int, single: int) ->
     }
 
 
-def run(records: int, batch: int, concurrency: int, single: int, anchors: int) -> dict[str, Any]:
+def run(records: int, batch: int, concurrency: int, single: int, anchors: int, verify_workers: int | None = None) -> dict[str, Any]:
     from fastapi import FastAPI
 
     from registry.evidence.anchorer import Anchorer
+    from registry.evidence.verify_workers import VerifyWorkers
     from registry.web.routes.evidence import evidence_router
     from registry.evidence.log import EvidenceLog, load_or_create_log_key
     from registry.ledger.accounts import anvil_dev_account
@@ -110,13 +113,19 @@ def run(records: int, batch: int, concurrency: int, single: int, anchors: int) -
         # The registry's admission checks run (a known relay; its rate limit out of the way).
         admission = EvidenceAdmission(31337, [Account.from_key(KEY).address], log, rate=1e9, burst=10**9,
                                       clock=lambda: 1_700_100_000.0)  # the records' era
-        app.include_router(evidence_router(log, admission=admission))
-        with serve(app) as url:
-            proc = subprocess.run(
-                [sys.executable, "-m", "benchmarks.bench_evidence_log", "--client", url, "--records", str(records),
-                 "--batch", str(batch), "--concurrency", str(concurrency), "--single", str(single)],
-                cwd=ROOT, capture_output=True, text=True, check=True,
-            )
+        # Large batches' signatures checked in worker processes, as the registry's app does.
+        workers = VerifyWorkers(verify_workers)
+        workers.start()
+        app.include_router(evidence_router(log, admission=admission, workers=workers))
+        try:
+            with serve(app) as url:
+                proc = subprocess.run(
+                    [sys.executable, "-m", "benchmarks.bench_evidence_log", "--client", url, "--records", str(records),
+                     "--batch", str(batch), "--concurrency", str(concurrency), "--single", str(single)],
+                    cwd=ROOT, capture_output=True, text=True, check=True,
+                )
+        finally:
+            workers.close()
         http_figures = json.loads(proc.stdout)
         assert log.size == records + single
 
@@ -138,7 +147,7 @@ def run(records: int, batch: int, concurrency: int, single: int, anchors: int) -
         log.close()
     return {
         "benchmark": "evidence_log",
-        "http": {**http_figures, "batch_size": batch, "concurrency": concurrency},
+        "http": {**http_figures, "batch_size": batch, "concurrency": concurrency, "verify_workers": workers.processes},
         "target_appends_per_s": 5000,
         "gas": {
             "first_anchor": gas[0],
@@ -157,12 +166,14 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=2)
     p.add_argument("--single", type=int, default=500)
     p.add_argument("--anchors", type=int, default=5)
+    p.add_argument("--verify-workers", type=int, default=None,
+                   help="Signature-checking processes of the server (default: one per CPU; 0: none, in the request thread).")
     p.add_argument("--client", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.client:
         print(json.dumps(client(a.client, a.records, a.batch, a.concurrency, a.single)))
         return
-    print(json.dumps(run(a.records, a.batch, a.concurrency, a.single, a.anchors), indent=2))
+    print(json.dumps(run(a.records, a.batch, a.concurrency, a.single, a.anchors, a.verify_workers), indent=2))
 
 
 if __name__ == "__main__":

@@ -31,14 +31,15 @@ Scenarios, all in one run:
 Each load point carries ``server_cpu_ms_per_request`` (the server process's CPU, all its
 threads, per request). ``--out x.json`` writes the JSON and, next to it, the load
 profiles ``x.authorize.png`` and ``x.register.png`` (:mod:`benchmarks.plot`).
-``--profile out.txt`` runs yappi in the server during the single registrations (``pip
-install yappi``; not a dependency).
+``--profile out`` runs yappi in the server (CPU clock, every thread) during the
+authorizations and during the single registrations, writing ``out.authorize.txt`` and
+``out.register.txt`` (``pip install yappi``; not a dependency).
 
 Usage:
     .venv/bin/python -m benchmarks.bench_registry_http [--identities 50] [--slots 20]
         [--rounds 1] [--loads 1,4,16,64] [--concurrency 16] [--registrations 2000]
         [--batch 50] [--proof-requests 5000] [--workers 2] [--out FILE.json]
-        [--profile FILE.txt] [--json]
+        [--profile PREFIX] [--json]
     smoke size: --identities 2 --slots 1 --loads 1,2 --registrations 10 --batch 5 --proof-requests 10
 """
 
@@ -273,7 +274,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--proof-requests", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=2, help="Proving processes and bare-verification threads.")
     parser.add_argument("--out", type=Path, help="Write the JSON here and the load-profile PNGs next to it.")
-    parser.add_argument("--profile", type=Path, help="Profile the server (yappi, all threads) during the single registrations; write the top functions here.")
+    parser.add_argument("--profile", type=Path, help="Profile the server (yappi, all threads) during the authorizations and the single registrations; write the top functions to PROFILE.authorize.txt and PROFILE.register.txt.")
+    parser.add_argument("--batch-interval", type=float, default=2.0, help="ZKID_BATCH_INTERVAL of the server (the default: 2 s).")
+    parser.add_argument("--poll-interval", type=float, default=0.5, help="ZKID_POLL_INTERVAL of the server (the default: 0.5 s).")
     parser.add_argument("--json", action="store_true", help="Print only the JSON result.")
     return parser
 
@@ -287,9 +290,11 @@ def _start_server(args: argparse.Namespace, anvil_url: str, manifest: Path, data
         "ZKID_EPOCH_LENGTH": str(EPOCH_LENGTH),
         "ZKID_MESSAGE_LIMIT": str(max(args.slots, 1)),
         "ZKID_CONFIRMATIONS": "1",
-        "ZKID_BATCH_INTERVAL": "0.5",
+        # The batcher's and the indexer's pace: the registry's defaults unless asked (each
+        # batch and each poll costs the server CPU, and Anvil, beside it, much more).
+        "ZKID_BATCH_INTERVAL": str(args.batch_interval),
         "ZKID_BATCH_MIN_SIZE": "1",  # no k-anonymity floor: a tiny run does not wait batch_max_wait
-        "ZKID_POLL_INTERVAL": "0.2",
+        "ZKID_POLL_INTERVAL": str(args.poll_interval),
         "ZKID_OPERATOR_TOKEN": token,
         # One load generator on 127.0.0.1 stands for many clients: no per-IP limits for it.
         "ZKID_IP_LIMIT_EXEMPT": "127.0.0.1",
@@ -333,6 +338,7 @@ def _authorize_profile(args: argparse.Namespace, base: str, bodies: list[dict[st
     table emptied before each round so every request takes the whole path."""
     items = [{"method": "POST", "path": "/v1/authorize", "body": b} for b in bodies]
     points = []
+    _profile(args, server, "authorize", start=True)
     for load in args.loads:
         def rounds(load: int = load) -> dict[str, Any]:
             results = []
@@ -342,21 +348,31 @@ def _authorize_profile(args: argparse.Namespace, base: str, bodies: list[dict[st
             return summarize(results, "200")
 
         points.append({"offered": load, **_measured(server, rounds, len(items) * args.rounds)})
+    _profile(args, server, "authorize", start=False)
     return points
+
+
+def _profile(args: argparse.Namespace, server: subprocess.Popen[bytes], phase: str, *, start: bool) -> None:
+    """Start or stop the server's profiler (``--profile``) around one phase; its report goes
+    to ``<profile>.<phase>.txt`` (the phase name travels in a file next to it)."""
+    if not args.profile:
+        return
+    if start:
+        Path(f"{args.profile.resolve()}.phase").write_text(phase, encoding="utf-8")
+    server.send_signal(signal.SIGUSR1 if start else signal.SIGUSR2)
+    time.sleep(0.5)  # let the handler run before the load (or the next phase) starts
 
 
 def _register_profile(args: argparse.Namespace, base: str, work: Path, server: subprocess.Popen[bytes]) -> tuple[list[dict[str, Any]], list[str]]:
     """Single registrations (one fresh commitment per request) at each offered load."""
     points, members = [], []
-    if args.profile:
-        server.send_signal(signal.SIGUSR1)  # start the profiler
+    _profile(args, server, "register", start=True)
     for load in args.loads:
         fresh = _fresh_commitments(args.registrations)
         members += fresh
         items = [{"method": "POST", "path": "/v1/groups/0/members", "body": {"commitments": [c]}} for c in fresh]
         points.append({"offered": load, **_measured(server, lambda: summarize([run_load(base, items, load, work)], "202"), len(items))})
-    if args.profile:
-        server.send_signal(signal.SIGUSR2)  # stop it and write the report
+    _profile(args, server, "register", start=False)
     return points, members
 
 
@@ -515,7 +531,9 @@ def _install_profiler(out: Path) -> None:
     def stop(*_: Any) -> None:
         yappi.stop()
         stats = yappi.get_func_stats()
-        with out.open("w", encoding="utf-8") as f:
+        phase_file = Path(f"{out}.phase")
+        phase = phase_file.read_text(encoding="utf-8").strip() if phase_file.exists() else "profile"
+        with Path(f"{out}.{phase}.txt").open("w", encoding="utf-8") as f:
             for key, title in (("ttot", "by total (inclusive) CPU time"), ("tsub", "by own CPU time")):
                 f.write(f"== {title}\n")
                 stats.sort(key, "desc")

@@ -34,7 +34,7 @@ from typing import Protocol
 
 from eth_utils.address import to_checksum_address
 
-from registry.evidence.log import EvidenceLogError, verified_hash
+from registry.evidence.log import EvidenceLogError, check_records
 from zk.evidence.record import SignedRecord
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
@@ -184,11 +184,18 @@ class EvidenceAdmission:
     # --- admission ---------------------------------------------------------------------
 
     def admit(
-        self, records: Sequence[SignedRecord], known: Callable[[Collection[bytes]], set[bytes]] | None = None
-    ) -> None:
-        """Raise :class:`AdmissionRefused` unless every record passes (module docstring).
+        self,
+        records: Sequence[SignedRecord],
+        known: Callable[[Collection[bytes]], set[bytes]] | None = None,
+        *,
+        check: Callable[[Sequence[SignedRecord]], list[bytes]] = check_records,
+    ) -> list[bytes]:
+        """Raise :class:`AdmissionRefused` unless every record passes (module docstring);
+        the records' verified hashes (for :meth:`EvidenceLog.append_detailed`).
 
-        ``known`` tells which record hashes the log holds already (not charged)."""
+        ``known`` tells which record hashes the log holds already (not charged); ``check``
+        verifies the signatures (:func:`registry.evidence.log.check_records`, or the same
+        spread over processes: :class:`registry.evidence.verify_workers.VerifyWorkers`)."""
         trusted = self.trusted()
         now = self._clock()
         many = len(records) > 1
@@ -210,17 +217,16 @@ class EvidenceAdmission:
                 )
             if record.event_time < now - self.max_age:
                 raise AdmissionRefused(422, "event_time_too_old", f"{where(i)}eventTime is older than {self.max_age} s")
-        # Record hash -> issuer, each record once (a repeat hits verified_hash's cache).
-        fresh: dict[bytes, str] = {}
-        for i, signed in enumerate(records):
-            try:
-                fresh[verified_hash(signed)] = signed.record.issuer
-            except EvidenceLogError as exc:
-                raise AdmissionRefused(422, exc.code, f"{where(i)}{exc.detail}") from None
+        try:
+            hashes = check(records)  # the first bad record's error names its position
+        except EvidenceLogError as exc:
+            raise AdmissionRefused(422, exc.code, exc.detail) from None
+        # Record hash -> issuer, each record once.
+        fresh = {h: signed.record.issuer for h, signed in zip(hashes, records)}
         already = known(set(fresh)) if known is not None and fresh else set()
         needs = dict(Counter(issuer for h, issuer in fresh.items() if h not in already))
         if not needs:
-            return
+            return hashes
         if max(needs.values()) > self.buckets.burst:
             raise AdmissionRefused(
                 413, "too_large", f"more new records from one relay than its burst ({self.buckets.burst})"
@@ -230,3 +236,4 @@ class EvidenceAdmission:
             raise AdmissionRefused(
                 429, "rate_limited", "this relay's evidence rate limit is exhausted", max(1, math.ceil(wait))
             )
+        return hashes

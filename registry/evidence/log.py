@@ -154,6 +154,18 @@ _verified: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
 _verified_lock = threading.Lock()
 
 
+def check_records(records: Sequence[SignedRecord]) -> list[bytes]:
+    """:func:`verified_hash` of each record; the error of the first bad one names its
+    position when there are several."""
+    hashes: list[bytes] = []
+    for i, signed in enumerate(records):
+        try:
+            hashes.append(verified_hash(signed))
+        except EvidenceLogError as exc:
+            raise type(exc)(f"record {i}: {exc.detail}" if len(records) > 1 else exc.detail) from None
+    return hashes
+
+
 def verified_hash(signed: object) -> bytes:
     """The record hash of a signed record whose signature recovers to its issuer
     (raises :class:`MalformedRecord` or :class:`BadSignature`)."""
@@ -274,15 +286,21 @@ class EvidenceLog:
         whole batch (the error names its position)."""
         return [(index, eid) for index, eid, _ in self.append_detailed(records)]
 
-    def append_detailed(self, records: Sequence[SignedRecord]) -> list[tuple[int, str, bool]]:
+    def append_detailed(
+        self, records: Sequence[SignedRecord], *, verified: Sequence[bytes] | None = None
+    ) -> list[tuple[int, str, bool]]:
         """:meth:`append_many`, also telling for each record whether it is new (False:
-        it was already in the log, or earlier in the same batch)."""
-        hashes: list[bytes] = []
-        for i, signed in enumerate(records):
-            try:
-                hashes.append(verified_hash(signed))
-            except EvidenceLogError as exc:
-                raise type(exc)(f"record {i}: {exc.detail}" if len(records) > 1 else exc.detail) from None
+        it was already in the log, or earlier in the same batch).
+
+        ``verified``: the records' hashes from :func:`check_records` (or
+        :class:`registry.evidence.verify_workers.VerifyWorkers`), already checked: not
+        checked again. Only pass what one of them returned for these very records."""
+        if verified is None:
+            hashes = check_records(records)
+        else:
+            if len(verified) != len(records):
+                raise ValueError("one verified hash per record")
+            hashes = list(verified)
         # The hour only (docs/privacy.md): an entry's index already orders it; the relay
         # shuffles its records before posting, so neither says when a blob moved.
         now = int(time.time()) // APPENDED_AT_RESOLUTION * APPENDED_AT_RESOLUTION

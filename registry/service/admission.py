@@ -167,16 +167,20 @@ class AdmissionStore:
     """``admission.sqlite`` (or the PostgreSQL schema ``zkid_admission``, shared by every
     replica): group records, admission nullifiers and invite hashes (durable).
 
-    ``store`` is a path (an SQLite file) or a :class:`Database`. Nothing is kept in memory:
-    every claim is one atomic statement (an insert that a primary key makes win once, an
-    update guarded by ``used_at IS NULL``), so exactly one replica wins a race for a
-    credential."""
+    ``store`` is a path (an SQLite file) or a :class:`Database`. No credential is kept in
+    memory: every claim is one atomic statement (an insert that a primary key makes win
+    once, an update guarded by ``used_at IS NULL``), so exactly one replica wins a race for
+    a credential. Group records are cached on SQLite only (one process; :meth:`get`)."""
 
     def __init__(self, store: Path | str | Database, clock: Callable[[], float] = time.time) -> None:
         self._db = store if isinstance(store, Database) else SqliteDatabase(store, durable=True)
         self._clock = clock
         # SQLite: writers of this process queue here, not in SQLite's busy handler.
         self._lock: AbstractContextManager[Any] = threading.Lock() if isinstance(self._db, SqliteDatabase) else nullcontext()
+        # Group records read on every registration and authorization (get): SQLite only.
+        self._cache: dict[int, GroupAdmission | None] | None = {} if isinstance(self._db, SqliteDatabase) else None
+        self._cache_lock = threading.Lock()
+        self._generation = 0
         migrate(self._db, MIGRATIONS)
 
     @property
@@ -198,6 +202,21 @@ class AdmissionStore:
     # ------------------------------------------------------------ group records
 
     def get(self, group_id: int) -> GroupAdmission | None:
+        """The group's record. SQLite (one process writes the file): kept in memory once
+        read, dropped by every :meth:`put`; PostgreSQL (replicas write it): read each time."""
+        if self._cache is None:
+            return self._read_record(group_id)
+        with self._cache_lock:
+            if group_id in self._cache:
+                return self._cache[group_id]
+            generation = self._generation
+        record = self._read_record(group_id)
+        with self._cache_lock:
+            if generation == self._generation:  # no put since the read began: not stale
+                self._cache[group_id] = record
+        return record
+
+    def _read_record(self, group_id: int) -> GroupAdmission | None:
         row = self._one(
             "SELECT group_id, policy, admission_group, round, send FROM group_admission WHERE group_id = ?", (group_id,)
         )
@@ -205,7 +224,20 @@ class AdmissionStore:
             return None
         return GroupAdmission(int(row[0]), str(row[1]), None if row[2] is None else int(row[2]), _round(row[3]), bool(row[4]))
 
+    def _forget(self) -> None:
+        if self._cache is not None:
+            with self._cache_lock:
+                self._generation += 1
+                self._cache.clear()
+
     def put(self, record: GroupAdmission) -> None:
+        self._forget()
+        try:
+            self._put(record)
+        finally:
+            self._forget()
+
+    def _put(self, record: GroupAdmission) -> None:
         # round up to 2^64 - 1 does not fit a signed 64-bit INTEGER: stored as text.
         self._execute(
             "INSERT INTO group_admission (group_id, policy, admission_group, round, send, updated_at)"
@@ -217,11 +249,15 @@ class AdmissionStore:
 
     def put_if_absent(self, record: GroupAdmission) -> GroupAdmission:
         """Record ``record`` unless the group has one; return the group's record."""
-        self._execute(
-            "INSERT INTO group_admission (group_id, policy, admission_group, round, send, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (record.group_id, record.policy, record.admission_group, str(record.round), int(record.send), self._clock()),
-        )
+        self._forget()
+        try:
+            self._execute(
+                "INSERT INTO group_admission (group_id, policy, admission_group, round, send, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (record.group_id, record.policy, record.admission_group, str(record.round), int(record.send), self._clock()),
+            )
+        finally:
+            self._forget()
         current = self.get(record.group_id)
         assert current is not None
         return current

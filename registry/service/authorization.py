@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from registry._utils.integers import MAX_GROUP_ID as MAX_GROUP_ID  # re-exported: the bound of parse_group_id
 from registry._utils.integers import bounded_int
 from registry._utils.integers import json_integer as json_integer  # re-exported (registry/web)
+from registry.service.group_commit import GroupCommit
 from registry.storage.database import Database, SqliteDatabase
 from registry.storage.migrations import Migration, migrate
 from zk import strict_json
@@ -189,6 +190,7 @@ class SqlNullifierStore:
     ``INSERT ... ON CONFLICT DO NOTHING`` in autocommit; the one that inserted the row (row
     count 1) won, so exactly one of any number of concurrent claimers wins, across
     processes and machines. No lock and no read before the insert; nothing in memory.
+    On SQLite, concurrent claims of one process share a durable commit (group commit).
 
     ``store`` is a path (an SQLite file) or a :class:`Database`. The database being
     unreachable raises :class:`sqlite3.OperationalError` (after the pool's timeout on
@@ -198,6 +200,9 @@ class SqlNullifierStore:
     def __init__(self, store: Path | str | Database) -> None:
         self._db = store if isinstance(store, Database) else SqliteDatabase(store, durable=True)
         migrate(self._db, NULLIFIER_MIGRATIONS)
+        # SQLite: concurrent claims share one durable commit (registry/service/group_commit.py),
+        # each answered only once its commit is on disk. PostgreSQL: one autocommit each.
+        self._group = GroupCommit(self._db.raw) if isinstance(self._db, SqliteDatabase) else None
 
     @property
     def database(self) -> Database:
@@ -210,22 +215,26 @@ class SqlNullifierStore:
         with self._db.connection() as conn:
             return conn.execute(sql, params)
 
+    def _insert(self, sql: str, params: tuple[Any, ...]) -> bool:
+        """One claim's insert, durable before this returns: whether it inserted the row."""
+        if self._group is None:
+            return int(self._execute(sql, params).rowcount) == 1
+        return self._group.run(lambda conn: int(conn.execute(sql, params).rowcount) == 1)
+
     def claim(self, group_id: int, nullifier: int, epoch: int) -> bool:
-        cur = self._execute(
+        return self._insert(
             "INSERT INTO nullifiers (group_id, nullifier, epoch) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
             (group_id, str(nullifier), epoch),
         )
-        return int(cur.rowcount) == 1
 
     def claim_as(self, group_id: int, nullifier: int, epoch: int, claimer: str) -> bool:
         """Claim for ``claimer`` (a relay address), idempotently: True if this call
         recorded it, or ``claimer`` recorded the same (group, nullifier, epoch) before; False
         if anyone else did (another relay, ``POST /v1/authorize``)."""
-        cur = self._execute(
+        if self._insert(
             "INSERT INTO nullifiers (group_id, nullifier, epoch, claimer) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (group_id, str(nullifier), epoch, claimer),
-        )
-        if int(cur.rowcount) == 1:
+        ):
             return True
         with self._db.connection() as conn:
             row = conn.execute(

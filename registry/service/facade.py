@@ -51,6 +51,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import requests
+import requests.utils
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.providers.rpc import HTTPProvider
@@ -153,10 +155,27 @@ def _check_commitment(value: object) -> int:
     return value
 
 
+def ledger_session(rpc_url: str) -> requests.Session:
+    """The HTTP session of the ledger client: the environment's proxy and CA-bundle
+    settings for ``rpc_url`` read once, here, not on every JSON-RPC call (``requests``
+    scans the whole environment per request when ``trust_env`` is on: the largest single
+    item of the indexer's and batcher's CPU in the registration benchmark, BENCHMARKS.md).
+    ``.netrc`` credentials are not read (put them in the URL)."""
+    session = requests.Session()
+    session.trust_env = False
+    session.proxies.update(requests.utils.get_environ_proxies(rpc_url))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
+    return session
+
+
 def _web3(rpc_url: str, timeout: float) -> Web3:
     # No automatic retries: the indexer and the batcher retry with their own backoff, and
     # a health probe must answer quickly when the node is down.
-    return Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None))
+    return Web3(HTTPProvider(
+        rpc_url, request_kwargs={"timeout": timeout}, session=ledger_session(rpc_url), exception_retry_configuration=None
+    ))
 
 
 def ledger_rpc_url(settings: Settings) -> str:
@@ -688,8 +707,10 @@ class RegistryService:
     def register(self, group_id: int, commitments: list[int]) -> list[MemberStatus]:
         """Accept registrations as the operator (no admission policy: the operator token's
         path, and the library's); durable in the outbox before this returns (all or none)."""
-        group = self._administered(group_id)
-        values = check_commitments(commitments)
+        return self._enqueue(self._administered(group_id), check_commitments(commitments))
+
+    def _enqueue(self, group: int, values: list[int]) -> list[MemberStatus]:
+        """Enqueue checked commitments of an administered group (the outbox checks again)."""
         rows = self.outbox.enqueue(group, values)
         return [MemberStatus(group, r.commitment, "pending", None, None, None, 0) for r in rows]
 
@@ -713,7 +734,7 @@ class RegistryService:
         if record is None:
             raise refusal("group_not_served")
         if record.policy == "open":
-            return self.register(group, values)
+            return self._enqueue(group, values)
         if record.policy == "closed":
             raise refusal("admission_required", "only the operator registers in this group")
         if len(values) != 1:
@@ -723,7 +744,7 @@ class RegistryService:
                 raise refusal("admission_required", "this group admits with an invite code")
             claimed = self.admission.claim_invite(group, invite)
             try:
-                return self.register(group, values)
+                return self._enqueue(group, values)
             except BaseException:
                 self.admission.release_invite(claimed)
                 raise
@@ -731,7 +752,7 @@ class RegistryService:
             raise refusal("admission_required", f"this group admits with a proof of membership in group {record.admission_group}")
         nullifier = self.zk_admission.claim(record, values[0], admission_proof)
         try:
-            return self.register(group, values)
+            return self._enqueue(group, values)
         except BaseException:
             self.admission.release_nullifier(group, record.round, nullifier)
             raise

@@ -63,6 +63,7 @@ from typing import Any
 from registry.errors import RegistryError as RegistryError  # re-exported: raised here and by the facade
 from registry._utils.integers import MAX_GROUP_ID as MAX_GROUP_ID  # re-exported: the API bound (docs/api.md)
 from registry._utils.integers import bounded_int, range_text
+from registry.service.group_commit import GroupCommit
 from registry.storage.database import Database, SqliteDatabase
 from registry.storage.migrations import Migration, SchemaTooNew, migrate
 from zk.field import R
@@ -240,7 +241,11 @@ class Outbox:
         #: back to pending after a vanished transaction)
         self._unknown_since: dict[int, float] = {}
         self._since_lock = threading.Lock()
+        #: SQLite: concurrent enqueues share one durable commit, each acknowledged only
+        #: once it is on disk (registry/service/group_commit.py); under the writer lock.
+        self._group: GroupCommit | None = None
         if isinstance(self._db, SqliteDatabase):
+            self._group = GroupCommit(self._db.raw, self._write_lock)
             self._upgrade_legacy(self._db)
         with self._write_lock:
             migrate(self._db, MIGRATIONS)
@@ -353,7 +358,8 @@ class Outbox:
                     raise RegistryError("duplicate", f"commitment {c} is already a member of group {group}")
         arrived = self._clock()
         now = coarse_time(arrived)
-        with self._writing() as conn:
+
+        def write(conn: Any) -> list[int]:
             if self.max_backlog is not None:
                 (waiting,) = conn.execute(
                     "SELECT count(*) FROM registrations WHERE state IN ('pending', 'sent') AND group_id = ?",
@@ -385,6 +391,13 @@ class Outbox:
                         "duplicate", f"commitment {c} is already registered (pending) in group {group}"
                     ) from None
                 ids.append(row_id)
+            return ids
+
+        if self._group is not None:  # SQLite: shares a durable commit with concurrent enqueues
+            ids = self._group.run(write)
+        else:
+            with self._writing() as conn:
+                ids = write(conn)
         with self._since_lock:
             self._since.setdefault(group, arrived)
             self._arrived.setdefault(group, {}).update((i, arrived) for i in ids)

@@ -79,6 +79,9 @@ def create_app(service: RegistryService, settings: Settings) -> FastAPI:
             yield
         finally:
             access_log.close()
+            workers = getattr(app.state, "evidence_workers", None)
+            if workers is not None:
+                workers.close()
 
     app = FastAPI(
         title="letro-zkid registry",
@@ -127,6 +130,7 @@ def _mount_evidence(app: FastAPI, service: RegistryService, settings: Settings) 
     if evidence is None:
         return {}
     from registry.evidence.admission import EvidenceAdmission
+    from registry.evidence.verify_workers import VerifyWorkers
     from registry.web.routes.evidence import MAX_BATCH_BODY, evidence_router
     from registry.web.routes.evidence import MAX_BODY as EVIDENCE_MAX_BODY
 
@@ -141,7 +145,10 @@ def _mount_evidence(app: FastAPI, service: RegistryService, settings: Settings) 
         clock=getattr(service, "clock", time.time),
     )
     app.state.evidence_admission = admission
-    app.include_router(evidence_router(evidence, admission=admission, operator=operator), tags=["evidence"])
+    # Large batches parsed and verified in worker processes (started by the first such
+    # batch, closed with the app's lifespan).
+    app.state.evidence_workers = workers = VerifyWorkers()
+    app.include_router(evidence_router(evidence, admission=admission, operator=operator, workers=workers), tags=["evidence"])
     return {"/v1/evidence": EVIDENCE_MAX_BODY, "/v1/evidence/batch": MAX_BATCH_BODY}
 
 

@@ -46,7 +46,8 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     ),
     "bench_registry_http": (
         ["--identities", "2", "--slots", "1", "--loads", "1,2", "--registrations", "10", "--batch", "5",
-         "--proof-requests", "10", "--concurrency", "2", "--out", "{tmp}/http.json", "--json"],
+         "--proof-requests", "10", "--concurrency", "2", "--batch-interval", "0.5", "--poll-interval", "0.2",
+         "--out", "{tmp}/http.json", "--json"],
         ["verify_bare.per_second", "authorize.per_second", "authorize_load", "register_single.per_second",
          "register_single_load", "register_batch.per_second", "merkle_proofs.per_second", "anchoring.seconds_after_load", "plots"],
     ),

@@ -28,7 +28,7 @@ also on an app of its own (the routes are :class:`registry.web.errors.ApiRoute`)
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -38,7 +38,8 @@ from starlette.concurrency import run_in_threadpool
 
 from registry.errors import RegistryError
 from registry.evidence.admission import AdmissionRefused, ConfiguredKey, EvidenceAdmission
-from registry.evidence.log import EvidenceLog, EvidenceLogError, MalformedRecord, StoredAnchor
+from registry.evidence.log import EvidenceLog, EvidenceLogError, MalformedRecord, StoredAnchor, check_records
+from registry.evidence.verify_workers import VerifyWorkers
 from registry.web.errors import ApiRoute
 from zk import strict_json
 from zk.evidence import merkle
@@ -113,28 +114,60 @@ async def _body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _append(log: EvidenceLog, admission: EvidenceAdmission, records: list[SignedRecord]) -> list[tuple[int, str, bool]]:
-    """Admit and append ``records`` (all or nothing): (index, evidence id, created) each."""
+def _admit_and_append(
+    log: EvidenceLog,
+    admission: EvidenceAdmission,
+    records: list[SignedRecord],
+    check: Callable[[Sequence[SignedRecord]], list[bytes]] = check_records,
+) -> list[tuple[int, str, bool]]:
+    """Admit and append ``records`` (all or nothing): (index, evidence id, created) each.
+    Each signature is checked once (``check``, by the admission), and the log appends the
+    hashes it checked."""
     try:
-        await run_in_threadpool(admission.admit, records, log.known_hashes)
+        hashes = admission.admit(records, log.known_hashes, check=check)
     except AdmissionRefused as exc:
         raise _refused(exc) from None
     try:
-        return await run_in_threadpool(log.append_detailed, records)
+        return log.append_detailed(records, verified=hashes)
     except EvidenceLogError as exc:
         raise _log_error(exc) from None
 
 
-def _batch_records(body: bytes) -> list[SignedRecord]:
+async def _append(log: EvidenceLog, admission: EvidenceAdmission, records: list[SignedRecord]) -> list[tuple[int, str, bool]]:
+    """:func:`_admit_and_append` in the thread pool (one hop)."""
+    return await run_in_threadpool(_admit_and_append, log, admission, records)
+
+
+def _append_batch(
+    log: EvidenceLog, admission: EvidenceAdmission, body: bytes, workers: VerifyWorkers | None
+) -> list[tuple[int, str, bool]]:
+    """Parse, admit and append a batch body (in the thread pool). A large batch is parsed
+    and verified in ``workers``; if any record fails there, the batch is parsed and
+    checked here, which names the error exactly as without workers."""
+    items = _batch_items(body)
+    fast = workers.parse_and_check(items) if workers is not None else None
+    if fast is not None:
+        records, hashes = fast
+        return _admit_and_append(log, admission, records, lambda _: hashes)
+    try:
+        records = [SignedRecord.from_dict(r) for r in items]
+    except RecordError as exc:
+        raise RegistryError("malformed_record", str(exc)) from None
+    return _admit_and_append(log, admission, records)
+
+
+def _batch_items(body: bytes) -> list[Any]:
+    """The JSON records of a batch body, not yet parsed as records."""
     try:
         data = strict_json.loads(body, floats=False, error=RecordError)
         if not isinstance(data, dict) or set(data) != {"records"} or not isinstance(data["records"], list):
             raise RecordError('a batch is {"records": [...]}')
         if not 1 <= len(data["records"]) <= MAX_BATCH:
             raise RecordError(f"a batch has 1 to {MAX_BATCH} records")
-        return [SignedRecord.from_dict(r) for r in data["records"]]
+        return list(data["records"])
     except RecordError as exc:
         raise RegistryError("malformed_record", str(exc)) from None
+
 
 
 #: A relay key in a path: an Ethereum address.
@@ -147,14 +180,17 @@ def evidence_router(
     *,
     admission: EvidenceAdmission,
     operator: Callable[..., None] | None = None,
+    workers: VerifyWorkers | None = None,
 ) -> APIRouter:
     """The evidence routes over ``log``. ``anchors_lookup(index)`` returns the first
     anchor whose tree contains entry ``index`` (default: the log's ``anchors`` table).
     ``admission`` decides who may append; ``operator`` (a FastAPI dependency checking the
-    operator token) guards the relay-key routes, which are absent without it."""
+    operator token) guards the relay-key routes, which are absent without it.
+    ``workers``: processes that check the signatures of large batches (the caller closes
+    them); None checks them in the request's thread."""
     router = APIRouter(route_class=ApiRoute)
     _relay_key_routes(router, admission, operator)
-    _append_routes(router, log, admission)
+    _append_routes(router, log, admission, workers)
     _read_routes(router, log, anchors_lookup or log.anchor_covering)
     return router
 
@@ -203,7 +239,7 @@ def _relay_key_errors() -> Iterator[None]:
         raise RegistryError("bad_address", str(exc)) from None
 
 
-def _append_routes(router: APIRouter, log: EvidenceLog, admission: EvidenceAdmission) -> None:
+def _append_routes(router: APIRouter, log: EvidenceLog, admission: EvidenceAdmission, workers: VerifyWorkers | None) -> None:
     @router.post(
         "/v1/evidence",
         status_code=201,
@@ -230,8 +266,8 @@ def _append_routes(router: APIRouter, log: EvidenceLog, admission: EvidenceAdmis
         openapi_extra=_body_schema({"type": "array", "maxItems": MAX_BATCH, "items": _SIGNED_RECORD}),
     )
     async def post_batch(request: Request) -> Response:
-        records = _batch_records(await _body(request, MAX_BATCH_BODY))
-        results = await _append(log, admission, records)
+        body = await _body(request, MAX_BATCH_BODY)
+        results = await run_in_threadpool(_append_batch, log, admission, body, workers)
         checkpoint = await run_in_threadpool(log.checkpoint)
         return JSONResponse(
             {"results": [{"index": i, "evidence_id": e} for i, e, _ in results], "checkpoint": checkpoint},

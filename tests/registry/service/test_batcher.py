@@ -364,3 +364,20 @@ def test_a_registration_arriving_while_a_batch_is_in_flight_waits_for_its_own_fl
     clock.advance(96)  # values[1] has now waited batch_max_wait: both go together
     assert batcher.step() == 2
     box.close()
+
+
+def test_add_members_calldata_is_what_web3_encodes() -> None:
+    """The batcher encodes addMembers with eth_abi at once (issue 14): byte for byte what
+    web3's contract function builds, for a batch of the largest field elements too."""
+    from web3 import Web3
+
+    from registry.ledger.artifacts import load_artifact
+    from registry.service.batcher import add_members_tx
+    from zk.field import R
+
+    address = "0x" + "ab" * 20
+    contract = Web3().eth.contract(address=Web3.to_checksum_address(address), abi=load_artifact("ZkIdRegistry").abi)
+    for group_id, values in ((0, [1]), (7, make_commitments(300, seed=77)), (2**53 - 1, [R - 1, 1, R - 2])):
+        tx = add_members_tx(address, group_id, values)
+        assert tx["to"] == contract.address
+        assert HexBytes(tx["data"]) == HexBytes(contract.encode_abi("addMembers", args=[group_id, values]))
