@@ -13,7 +13,10 @@ them (the leader of one batch never runs the next, so no request waits for other
 
 The invariant: :meth:`GroupCommit.run` returns a job's result only after the transaction
 holding its writes committed; if ``BEGIN`` or ``COMMIT`` fails, every job of the batch
-raises that error and nothing of the batch is kept (nothing was acknowledged).
+raises that error and nothing of the batch is kept (nothing was acknowledged); so does an
+error after which SQLite rolled the whole transaction back itself (``SQLITE_FULL``). A job
+that calls :meth:`GroupCommit.run` again on its own thread (a nested write through the
+same store) writes inside its own job's transaction rather than waiting for itself.
 
 PostgreSQL stores do not use this (each write commits on its own pooled connection, and
 the server groups concurrent commits itself).
@@ -23,8 +26,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Generic, TypeVar
 
 from registry.storage.sqlite import transaction
@@ -62,6 +65,9 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._queue: list[_Job[Any]] = []
         self._leading = False
+        #: The batch connection of the thread now running a batch's jobs (a job that calls
+        #: :meth:`run` again joins its own transaction instead of waiting for itself).
+        self._running = threading.local()
         #: Transactions committed so far (tests: how many batches the jobs took).
         self.commits = 0
 
@@ -70,6 +76,9 @@ class GroupCommit:
 
         ``fn`` must only write through ``conn`` and must not commit; whatever it raises
         is raised here (its writes rolled back, the batch's other jobs kept)."""
+        conn: sqlite3.Connection | None = getattr(self._running, "conn", None)
+        if conn is not None:  # a job of this thread's batch writes again: part of that job
+            return self._nested(conn, fn)
         job: _Job[T] = _Job(fn)
         with self._lock:
             self._queue.append(job)
@@ -102,14 +111,31 @@ class GroupCommit:
             for job in batch:
                 job.event.set()
 
+    @staticmethod
+    def _nested(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn`` inside the running job's transaction (its own savepoint: what it raises
+        undoes its writes only); durable, and acknowledged, with the enclosing job."""
+        conn.execute("SAVEPOINT group_commit_nested")
+        try:
+            result = fn(conn)
+        except Exception:
+            if conn.in_transaction:  # else SQLite rolled back the batch: the enclosing job fails
+                conn.execute("ROLLBACK TO group_commit_nested")
+                conn.execute("RELEASE group_commit_nested")
+            raise
+        conn.execute("RELEASE group_commit_nested")
+        return result
+
     def _commit(self, batch: list[_Job[Any]]) -> None:
         try:
-            with self._write_lock, transaction(self._connection()) as conn:
+            with self._write_lock, transaction(self._connection()) as conn, self._running_on(conn):
                 for job in batch:
                     conn.execute("SAVEPOINT group_commit_job")
                     try:
                         job.result = job.fn(conn)
                     except Exception as exc:  # this job's refusal: undo its writes only
+                        if not conn.in_transaction:  # SQLite rolled back the batch (e.g. disk full)
+                            raise  # every job of the batch gets this error, not "no such savepoint"
                         conn.execute("ROLLBACK TO group_commit_job")
                         job.error = exc
                     conn.execute("RELEASE group_commit_job")
@@ -118,3 +144,11 @@ class GroupCommit:
             for job in batch:
                 job.result, job.error = None, exc
             raise
+
+    @contextmanager
+    def _running_on(self, conn: sqlite3.Connection) -> Iterator[None]:
+        self._running.conn = conn
+        try:
+            yield
+        finally:
+            self._running.conn = None

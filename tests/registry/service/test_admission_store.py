@@ -56,6 +56,23 @@ def test_group_records(open_store: OpenStore) -> None:
     assert open_store().get(1) == changed  # durable: another store (replica) reads it
 
 
+def test_a_replica_sees_another_replicas_new_record(tmp_path: Path, postgres_url: str) -> None:
+    """Group records are cached on SQLite only (one process writes the file): on PostgreSQL
+    a record read once is read again, so a policy changed by another replica (an open group
+    closed, a new zk round) takes effect at once everywhere."""
+    one, other = (
+        AdmissionStore(open_store_database(postgres_url, tmp_path, FILE_NAME, durable=True)) for _ in range(2)
+    )
+    one.put(GroupAdmission(5, "open"))
+    assert other.get(5) == GroupAdmission(5, "open") and other.get(5) == GroupAdmission(5, "open")
+    one.put(GroupAdmission(5, "closed", send=False))
+    try:
+        assert other.get(5) == GroupAdmission(5, "closed", send=False)
+    finally:
+        one.close()
+        other.close()
+
+
 def test_admission_nullifiers(open_store: OpenStore) -> None:
     store = open_store()
     big = 2**254 + 12345

@@ -106,6 +106,75 @@ def test_a_failed_commit_fails_every_job_of_its_batch_and_keeps_nothing(tmp_path
     db.close()
 
 
+def test_a_job_that_writes_through_the_store_again_joins_its_own_transaction(tmp_path: Path) -> None:
+    """A job calling ``run`` again on its thread (a nested write through the same store)
+    neither waits for itself (a hang) nor commits early: its writes are part of the job;
+    a nested refusal undoes the nested writes only; an outer refusal undoes both."""
+    db, group, _ = _store(tmp_path)
+
+    def refused(conn: sqlite3.Connection) -> int:
+        conn.execute("INSERT INTO t (v) VALUES (3)")
+        raise RegistryError("duplicate", "refused")
+
+    def outer(conn: sqlite3.Connection) -> list[Any]:
+        conn.execute("INSERT INTO t (v) VALUES (1)")
+        try:
+            group.run(refused)
+        except RegistryError:
+            pass
+        return [group.run(_insert(2)), group.commits]
+
+    def outer_refused(conn: sqlite3.Connection) -> None:
+        group.run(_insert(4))
+        raise RegistryError("duplicate", "refused")
+
+    out: list[Any] = []
+    worker = threading.Thread(target=lambda: out.append(group.run(outer)), daemon=True)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive(), "a nested run waited for itself"
+    assert out == [[2, 0]]  # the nested result came back before the (one) commit
+    assert _values(db) == [1, 2] and group.commits == 1
+    with pytest.raises(RegistryError):
+        group.run(outer_refused)
+    assert _values(db) == [1, 2]
+    db.close()
+
+
+def test_a_full_disk_fails_its_whole_batch_with_its_own_error(tmp_path: Path) -> None:
+    """SQLITE_FULL (a real one: the file may not grow past ``max_page_count``) rolls back
+    the whole transaction, not one savepoint: every job of the batch gets that error
+    (not "no such savepoint"), nothing of the batch is kept, and none waits forever."""
+    db = SqliteDatabase(tmp_path / "full.sqlite", durable=True)
+    with db.connection() as conn:
+        conn.execute("CREATE TABLE t (v INTEGER PRIMARY KEY, b BLOB)")
+        pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
+
+    def connection() -> sqlite3.Connection:
+        conn = db.raw()
+        conn.execute(f"PRAGMA max_page_count = {pages + 8}")
+        return conn
+
+    lock = threading.Lock()
+    group = GroupCommit(connection, lock)
+
+    def insert(v: int, size: int) -> Any:
+        def job(conn: sqlite3.Connection) -> int:
+            conn.execute("INSERT INTO t (v, b) VALUES (?, ?)", (v, b"x" * size))
+            return v
+
+        return job
+
+    out = _queued(group, lock, [insert(1, 10), insert(2, 10), insert(3, 1_000_000), insert(4, 10)])
+    assert out[0] == ("ok", 1)  # its own batch
+    assert [o[0] for o in out[1:]] == ["error"] * 3
+    assert all(isinstance(o[1], sqlite3.OperationalError) and "full" in str(o[1]) for o in out[1:])
+    with db.connection() as conn:
+        assert [r[0] for r in conn.execute("SELECT v FROM t")] == [1]
+    assert group.run(insert(5, 10)) == 5  # the store works on afterwards
+    db.close()
+
+
 def test_concurrent_claims_each_win_once_with_group_commit(tmp_path: Path) -> None:
     store = SqlNullifierStore(tmp_path / "n.sqlite")
     results: list[bool] = []
