@@ -55,6 +55,8 @@ from registry.ledger.deploy import Manifest, read_manifest
 from registry.ledger.errors import DeploymentError, LedgerError
 from registry.ledger.registry_contract import RegistryContract
 from registry.web.rate_limit import IpRateLimiter, RateLimitMiddleware, RouteLimit
+from registry.client._http import request
+from registry.relay.deadline import deadline, deadline_client, ledger_web3
 from registry.relay.evidence import EvidenceEmitter, load_relay_key
 from registry.relay.federation import (
     FederatedAuthorizer,
@@ -110,6 +112,13 @@ SMALL_BODY = 4096
 #: pickups, acks and health (docs/relay.md "Federated relays").
 ROUTE_THREADS = 16
 ROUTE_QUEUE = 256
+#: Seconds a send may spend on its upstreams (ledger reads, the registry's authorization
+#: or nullifier claim) in all, however they trickle (registry/relay/deadline.py); then it
+#: is refused as unavailable (503, ``Retry-After``), or ``authorization_unknown`` when a
+#: registry may have claimed its slot.
+UPSTREAM_DEADLINE = 10.0
+#: Single-registry mode: the limiter key of the sends (as a region's in federated mode).
+_SINGLE = -1
 
 #: HTTP status of each refusal (the others are 403).
 _REFUSAL_STATUS = {Reason.MALFORMED: 422, Reason.UNKNOWN_GROUP: 404, Reason.NULLIFIER_REUSED: 409}
@@ -338,6 +347,7 @@ class Relay:
         self.upstream_ok: bool | None = None
         self.evidence_log_ok: bool | None = None  # the evidence log answered the last probe
         self._probe: Callable[[], None] | None = None
+        self._probing: dict[str, threading.Thread] = {}  # the last probe thread of each upstream
         #: Federated mode: the trusted registries by tag, and the evidence queue of each
         #: registry whose log takes this relay's records (registry/relay/federation.py).
         self.routes: dict[int, RegionRoute] = {}
@@ -405,11 +415,12 @@ class Relay:
         if self.settings.auth_mode == "registry":
             assert self.settings.registry_url is not None
             self._probe = _registry_probe(self.settings.registry_url)
-            return RegistryAuthClient(self.settings.registry_url)
+            return RegistryAuthClient(self.settings.registry_url)  # its client obeys deadline()
         else:
             if manifest is None:
                 raise ValueError(f"local authorization needs a deployment manifest in {self.settings.data_dir}")
-            w3 = Web3(Web3.HTTPProvider(self.settings.rpc_url, request_kwargs={"timeout": 10}))
+            assert self.settings.rpc_url is not None
+            w3 = ledger_web3(self.settings.rpc_url, 10.0)  # calls obey deadline()
             contract = RegistryContract(w3, manifest.address("ZkIdRegistry"))
             # One store (claims by the authorizer, purges below), closed by close().
             self._nullifiers = SqliteNullifierStore(
@@ -484,16 +495,21 @@ class Relay:
         return home
 
     def send_limiter(self, body: dict[str, Any]) -> anyio.CapacityLimiter | None:
-        """Federated mode, called in the event loop: the worker threads of the region the
-        send's scope names (:data:`ROUTE_THREADS`); None (the shared pool) for a send that
-        names no route (refused without asking anyone). 503 when that region already has
-        :data:`ROUTE_QUEUE` sends waiting."""
+        """Called in the event loop: the worker threads of the region the send's scope
+        names (:data:`ROUTE_THREADS`; single-registry mode: of all sends); None (the shared
+        pool) for a send that names no route (refused without asking anyone). 503 when
+        :data:`ROUTE_QUEUE` sends already wait. Pickups, acks and health so always find a
+        thread, however slowly the upstreams answer."""
         proof = body.get("proof")
-        if not self.routes or not isinstance(proof, dict):
+        if not isinstance(proof, dict):
             return None
-        home = scope_home(proof)
-        if isinstance(home, Reason) or home not in self.routes:
-            return None
+        if self.settings.trust_list is None:
+            home = _SINGLE  # one registry: its sends never hold every worker thread either
+        else:
+            found = scope_home(proof)
+            if isinstance(found, Reason) or found not in self.routes:
+                return None
+            home = found
         limiter = self._route_limiters.get(home)
         if limiter is None:
             limiter = self._route_limiters[home] = anyio.CapacityLimiter(ROUTE_THREADS)
@@ -574,7 +590,8 @@ class Relay:
         ``Retry-After`` where a retry may succeed)."""
         retry = {"Retry-After": str(RETRY_AFTER)}
         try:
-            decision = self.authorizer.authorize(proof, group_id, digest)
+            with deadline(UPSTREAM_DEADLINE):  # however slowly the upstreams answer
+                decision = self.authorizer.authorize(proof, group_id, digest)
         except UnknownRegistry:
             raise RegistryError("unknown_registry", "the proof's scope names a registry this relay does not trust", 403) from None
         except NullifierAuthorityUnavailable as exc:
@@ -695,39 +712,29 @@ class Relay:
     def probe(self) -> None:
         """Ask the ledger (local mode) or the registry (registry mode) whether it answers,
         and the evidence log, if evidence is sent; in federated mode each trusted registry
-        (its ledger too where it is checked locally)."""
-        for route in self.routes.values():
-            self._probe_route(route)
+        (its ledger too where it is checked locally). Each upstream is asked in a thread of
+        its own within :data:`PROBE_TIMEOUT` in all (registry/relay/deadline.py): one that
+        trickles is down by then and delays no other's status."""
+        # key -> (probe, the object and attribute its verdict goes to, what to log)
+        jobs: dict[str, tuple[Callable[[], None], object, str, str]] = {}
+        for tag, route in self.routes.items():
+            jobs[f"region {tag}"] = (_all(route.probes), route, "upstream_ok", f"the upstreams of region {route.region}")
         if self.settings.evidence_url is not None:
-            try:
-                _registry_probe(self.settings.evidence_url)()
-            except Exception as exc:  # noqa: BLE001 - any failure means "down"
-                if self.evidence_log_ok is not False:
-                    log.warning("the evidence log does not answer: %s", exc_type(exc))
-                self.evidence_log_ok = False
-            else:
-                self.evidence_log_ok = True
-        if self._probe is None:
-            return
-        try:
-            self._probe()
-        except Exception as exc:  # noqa: BLE001 - any failure means "down"
-            if self.upstream_ok is not False:
-                log.warning("%s does not answer: %s", _UPSTREAM[self.settings.auth_mode], exc_type(exc))
-            self.upstream_ok = False
-        else:
-            self.upstream_ok = True
-
-    def _probe_route(self, route: RegionRoute) -> None:
-        try:
-            for probe in route.probes:
-                probe()
-        except Exception as exc:  # noqa: BLE001 - any failure means "down"
-            if route.upstream_ok is not False:
-                log.warning("the upstreams of region %s do not answer: %s", route.region, exc_type(exc))
-            route.upstream_ok = False
-        else:
-            route.upstream_ok = True
+            jobs["evidence"] = (_registry_probe(self.settings.evidence_url), self, "evidence_log_ok", "the evidence log")
+        if self._probe is not None:
+            jobs["upstream"] = (self._probe, self, "upstream_ok", _UPSTREAM[self.settings.auth_mode])
+        started = []
+        for key, (probe, target, attr, what) in jobs.items():
+            running = self._probing.get(key)
+            if running is not None and running.is_alive():
+                setattr(target, attr, False)  # still not done since the last round: down
+                continue
+            thread = threading.Thread(target=_probe_one, args=(probe, target, attr, what), name=f"probe {key}", daemon=True)
+            self._probing[key] = thread
+            thread.start()
+            started.append(thread)
+        for thread in started:
+            thread.join(PROBE_TIMEOUT + 1.0)  # each ends by its deadline (a DNS lookup may not)
 
     def upstreams(self) -> dict[str, bool | None]:
         """Federated mode: per trusted region, whether its registry (and ledger, where
@@ -798,12 +805,36 @@ HEALTH_REASONS = (
     "ledger_down", "registry_unreachable", "region_unreachable", "evidence_log_unreachable", "evidence_unregistered_key",
     "evidence_backlog",
 )
-#: Seconds a health probe may take.
+#: Seconds a health probe (every request to one upstream, or region) may take in all.
 PROBE_TIMEOUT = 3.0
+#: Bytes of a health answer a probe reads.
+PROBE_ANSWER_LIMIT = 64 * 1024
+
+
+def _probe_one(probe: Callable[[], None], target: object, attr: str, what: str) -> None:
+    """Run ``probe`` within :data:`PROBE_TIMEOUT` and set ``target.attr`` to whether it answered."""
+    try:
+        with deadline(PROBE_TIMEOUT):
+            probe()
+    except Exception as exc:  # noqa: BLE001 - any failure means "down"
+        if getattr(target, attr) is not False:
+            log.warning("no answer from %s: %s", what, exc_type(exc))
+        setattr(target, attr, False)
+    else:
+        setattr(target, attr, True)
+
+
+def _all(probes: tuple[Callable[[], None], ...]) -> Callable[[], None]:
+    def probe() -> None:
+        for one in probes:
+            one()
+
+    return probe
 
 
 def _ledger_probe(rpc_url: str | None) -> Callable[[], None]:
-    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": PROBE_TIMEOUT}))
+    assert rpc_url is not None
+    w3 = ledger_web3(rpc_url, PROBE_TIMEOUT)  # obeys the probe's deadline
 
     def probe() -> None:
         w3.eth.block_number
@@ -822,15 +853,10 @@ class _Probes:
 
 
 def _registry_probe(url: str) -> Callable[[], None]:
-    from registry.client import RegistryClient, RegistryClientError
-
     def probe() -> None:
-        with RegistryClient(url, timeout=PROBE_TIMEOUT) as client:
-            try:
-                client.health()
-            except RegistryClientError as exc:
-                if exc.status == 0:  # only silence counts as unreachable: any HTTP answer means it is there
-                    raise
+        # Only silence counts as unreachable: any HTTP answer means it is there.
+        with deadline_client(url, PROBE_TIMEOUT) as http:
+            request(http, "GET", "/v1/health", max_bytes=PROBE_ANSWER_LIMIT)
 
     return probe
 

@@ -36,6 +36,7 @@ from registry.service.authorization import (
 )
 from registry.client._http import HttpSession, RegistryClientError, json_of, request
 from registry.ledger.registry_contract import RegistryContract
+from registry.relay.deadline import deadline_client
 from zk import strict_json
 from zk.field import R
 from zk.proof import SemaphoreProof
@@ -251,7 +252,9 @@ class RegistryAuthClient(HttpSession):
     """
 
     def __init__(self, url: str, timeout: float = 10.0, client: httpx.Client | None = None) -> None:
-        super().__init__(url, timeout, client)
+        # Its own client obeys the relay's whole-request deadline (registry/relay/deadline.py).
+        super().__init__(url, timeout, client if client is not None else deadline_client(url, timeout))
+        self._owned = client is None
 
     def authorize(self, proof: SemaphoreProof | Mapping[str, Any] | str, group_id: int, blob_digest: bytes) -> Decision:
         if isinstance(proof, SemaphoreProof):

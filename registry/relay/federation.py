@@ -36,6 +36,7 @@ from web3 import Web3
 from registry.ledger.errors import LedgerUnavailable
 from registry.ledger.registry_contract import RegistryContract
 from registry.relay.authorization import LocalAuthorizer, RegistryAuthClient
+from registry.relay.deadline import DeadlineProvider
 from registry.relay.nullifier_authority import AuthorityNullifierStore, NullifierAuthorityClient
 from registry.relay.trust_list import TrustedRegistry, TrustList
 from registry.service.authorization import Decision, Reason, SqlNullifierStore, parse_proof
@@ -43,6 +44,9 @@ from zk.relay_scope import ScopeError, ScopeVersionError, decode_scope
 
 log = logging.getLogger(__name__)
 
+#: Seconds each step of an upstream call may take (the relay bounds a whole send with a
+#: deadline of its own: registry/relay/app.py ``UPSTREAM_DEADLINE``).
+UPSTREAM_TIMEOUT = 10.0
 #: Tag width in hex digits (96 bits), as file names and logs show it.
 TAG_HEX = 24
 
@@ -214,7 +218,8 @@ def _local_route(entry: TrustedRegistry, params: RouteParameters, probes: ProbeF
         )
     if not entry.send_groups:
         log.warning("region %s: no send_groups: its sends are refused (group_not_served)", entry.region)
-    w3 = Web3(Web3.HTTPProvider(entry.rpc_url, request_kwargs={"timeout": 10}))
+    provider = DeadlineProvider(entry.rpc_url, UPSTREAM_TIMEOUT)  # calls obey the send's deadline
+    w3 = Web3(provider)
     contract = RegistryContract(w3, Web3.to_checksum_address(entry.ref.contract))
     local = SqlNullifierStore(params.data_dir / nullifiers_file(entry.tag))
     authority = NullifierAuthorityClient(entry.registry_url, params.key, entry.ref, clock=params.clock)
@@ -232,4 +237,4 @@ def _local_route(entry: TrustedRegistry, params: RouteParameters, probes: ProbeF
     )
     checked = ChainChecked(authorizer, w3, entry)
     route_probes = (probes.ledger(entry.rpc_url), checked.check, probes.registry(entry.registry_url))
-    return RegionRoute(entry, checked, local, route_probes, closers=[authority.close, local.close])
+    return RegionRoute(entry, checked, local, route_probes, closers=[authority.close, local.close, provider.close])

@@ -27,6 +27,7 @@ from collections.abc import Callable
 import httpx
 
 from registry.client._http import HttpSession, RegistryClientError, json_of, request
+from registry.relay.deadline import deadline_client
 from registry.relay.trust_list import public_url
 from registry.service.authorization import SqlNullifierStore
 from registry.service.nullifier_claims import sign_envelope
@@ -86,7 +87,9 @@ class NullifierAuthorityClient(HttpSession):
         clock: Callable[[], float] = time.time,
         client: httpx.Client | None = None,
     ) -> None:
-        super().__init__(url, timeout, client)
+        # Its own client obeys the relay's whole-request deadline (registry/relay/deadline.py).
+        super().__init__(url, timeout, client if client is not None else deadline_client(url, timeout))
+        self._owned = client is None
         self._signer = RecordSigner(key)
         self._deployment = deployment
         self._clock = clock
