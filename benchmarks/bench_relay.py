@@ -26,7 +26,13 @@ processes.
 Usage:
     .venv/bin/python -m benchmarks.bench_relay [--identities 40] [--slots 10]
         [--rates 100,200,300,400,500,600] [--senders 32] [--recipients 16] [--workers 2]
-        [--out benchmarks/results/relay.json]
+        [--out benchmarks/results/relay.json] [--profile PREFIX]
+
+``--profile PREFIX`` runs the relay under yappi (every thread) and profiles two extra
+closed-loop points: wall clock (``PREFIX.wall.txt``: where a request's time goes,
+waits included) and CPU clock (``PREFIX.cpu.txt``); yappi is not a dependency
+(``pip install yappi``). Those points are slower (the profiler's cost) and are kept out of
+``best_blobs_per_s``.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import json
 import multiprocessing
 import os
 import secrets
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -214,8 +221,63 @@ def verify_ceiling(proofs: list[dict[str, Any]], workers: int, rounds: int = 2) 
 # ---------------------------------------------------------------------------- setup
 
 
+def relay_main(argv: list[str]) -> None:
+    """Child process (``--profile``): the real ``zkid relay`` with :func:`_install_profiler`."""
+    from registry.cli import lazy_app
+
+    _install_profiler(Path(os.environ["BENCH_PROFILE_OUT"]))
+    sys.argv = ["zkid", *argv]
+    lazy_app(argv)(prog_name="zkid")
+
+
+def _install_profiler(out: Path) -> None:
+    """SIGUSR1 starts yappi on every thread with the clock named in ``<out>.phase``
+    (``wall`` or ``cpu``); SIGUSR2 stops it and writes ``<out>.<clock>.txt``: the functions
+    by inclusive and by own time, per call and in total."""
+    import yappi  # type: ignore[import-untyped]
+
+    def start(*_: Any) -> None:
+        yappi.set_clock_type(Path(f"{out}.phase").read_text(encoding="utf-8").strip())
+        yappi.start(builtins=False)
+
+    def stop(*_: Any) -> None:
+        yappi.stop()
+        clock = Path(f"{out}.phase").read_text(encoding="utf-8").strip()
+        stats = yappi.get_func_stats()
+        with Path(f"{out}.{clock}.tmp").open("w", encoding="utf-8") as f:
+            for key, title in (("ttot", "by total (inclusive) time"), ("tsub", "by own time")):
+                f.write(f"== {title} ({clock} clock)\n")
+                stats.sort(key, "desc")
+                stats.print_all(out=f, columns={0: ("name", 100), 1: ("ncall", 9), 2: ("tsub", 8), 3: ("ttot", 8), 4: ("tavg", 8)})
+            f.write("== threads\n")
+            yappi.get_thread_stats().print_all(out=f)
+        Path(f"{out}.{clock}.tmp").rename(f"{out}.{clock}.txt")
+        yappi.clear_stats()
+
+    signal.signal(signal.SIGUSR1, start)
+    signal.signal(signal.SIGUSR2, stop)
+
+
+def _profiled_point(proc: subprocess.Popen[bytes], prefix: Path, clock: str, point: Any) -> dict[str, Any]:
+    """Run ``point()`` with the relay's profiler on (``clock``), wait for its report."""
+    Path(f"{prefix}.phase").write_text(clock, encoding="utf-8")
+    report = Path(f"{prefix}.{clock}.txt")
+    report.unlink(missing_ok=True)
+    proc.send_signal(signal.SIGUSR1)
+    time.sleep(0.5)
+    result: dict[str, Any] = point()
+    proc.send_signal(signal.SIGUSR2)
+    deadline = time.monotonic() + 300
+    while not report.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    result["profile"] = str(report)
+    return result
+
+
 @contextlib.contextmanager
-def _relay_process(data: Path, rpc_url: str, evidence_url: str, slots: int) -> Iterator[str]:
+def _relay_process(
+    data: Path, rpc_url: str, evidence_url: str, slots: int, profile: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     from registry.ledger.anvil import free_port
 
     config = data.parent / "relay.toml"
@@ -224,12 +286,14 @@ def _relay_process(data: Path, rpc_url: str, evidence_url: str, slots: int) -> I
     )
     port = free_port()
     log = (data.parent / "relay.log").open("w")
-    proc = subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "zkid"), "relay", "--config", str(config), "--data-dir", str(data),
-         "--port", str(port), "--rpc-url", rpc_url, "--send-group", "0", "--evidence-url", evidence_url,
-         "--rate-limit", "100000000"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-    )
+    argv = ["relay", "--config", str(config), "--data-dir", str(data), "--port", str(port), "--rpc-url", rpc_url,
+            "--send-group", "0", "--evidence-url", evidence_url, "--rate-limit", "100000000"]
+    command = [str(ROOT / ".venv" / "bin" / "zkid"), *argv]
+    env = dict(os.environ)
+    if profile is not None:
+        command = [sys.executable, "-m", "benchmarks.bench_relay", "relay", *argv]
+        env["BENCH_PROFILE_OUT"] = str(profile)
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         import httpx
@@ -242,7 +306,7 @@ def _relay_process(data: Path, rpc_url: str, evidence_url: str, slots: int) -> I
                 if httpx.get(f"{url}/v1/health", timeout=2).status_code == 200:
                     break
             time.sleep(0.1)
-        yield url
+        yield url, proc
     finally:
         proc.terminate()
         try:
@@ -266,14 +330,26 @@ def _send_items(proofs: list[tuple[dict[str, Any], bytes]]) -> list[dict[str, st
     return items
 
 
-def _point(url: str, proofs: list[tuple[dict[str, Any], bytes]], rate: float, senders: int, recipients: int, work: Path) -> dict[str, Any]:
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux ``/proc``; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _point(url: str, proofs: list[tuple[dict[str, Any], bytes]], rate: float, senders: int, recipients: int, work: Path,
+           relay_pid: int) -> dict[str, Any]:
     path = work / "sends.json"
     path.write_text(json.dumps(_send_items(proofs)))
+    cpu_before = _cpu_seconds(relay_pid)
     out = subprocess.run(
         [sys.executable, "-m", "benchmarks.bench_relay", "load", url, str(path), str(rate), str(senders), str(recipients)],
         cwd=ROOT, capture_output=True, text=True, check=True, timeout=3600,
     )
     raw = json.loads(out.stdout.strip().splitlines()[-1])
+    cpu_after = _cpu_seconds(relay_pid)
 
     def pct(values: list[float], p: float) -> float | None:
         if not values:
@@ -291,6 +367,9 @@ def _point(url: str, proofs: list[tuple[dict[str, Any], bytes]], rate: float, se
         "p99_ms": pct(every, 0.99),
         "mean_ms": round(statistics.fmean(every) * 1000, 2) if every else None,
         "by_request": {k: {"p50_ms": pct(v, 0.5), "p99_ms": pct(v, 0.99)} for k, v in raw["latencies"].items()},
+        # The relay process's CPU (every thread) per completed blob, this point only.
+        "relay_cpu_ms_per_blob": None if cpu_before is None or cpu_after is None or not raw["completed"]
+        else round((cpu_after - cpu_before) * 1000 / raw["completed"], 2),
     }
 
 
@@ -355,15 +434,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                          epoch_at(time.time(), EPOCH_LENGTH), args.workers)
         report["proving_s"] = round(time.perf_counter() - t, 1)
         report["verify_ceiling"] = verify_ceiling([p for p, _ in proofs], args.workers)
-        url = stack.enter_context(_relay_process(data, anvil.rpc_url, registry_url, args.slots))
+        profile = None if args.profile is None else args.profile.resolve()
+        url, proc = stack.enter_context(_relay_process(data, anvil.rpc_url, registry_url, args.slots, profile))
         points = []
         for rate in [*args.rates, 0.0]:  # 0: as fast as the senders go (closed loop)
             _wipe_nullifiers(data)
-            point = _point(url, proofs, rate, args.senders, args.recipients, root)
+            point = _point(url, proofs, rate, args.senders, args.recipients, root, proc.pid)
             points.append(point)
             print(json.dumps(point), file=sys.stderr)
         report["points"] = points
         report["best_blobs_per_s"] = max(p["blobs_per_s"] for p in points)
+        if profile is not None:
+            profiled = []
+            for clock in ("wall", "cpu"):
+                _wipe_nullifiers(data)
+                point = _profiled_point(proc, profile, clock, lambda: _point(url, proofs, 0.0, args.senders, args.recipients, root, proc.pid))
+                profiled.append({"clock": clock, **point})
+                print(json.dumps(profiled[-1]), file=sys.stderr)
+            report["profiled_points"] = profiled
         # Evidence: every queued record reaches the log (posted in batches). Identical
         # records (the same blob in the same hour, as the points repeat) are one entry.
         t = time.perf_counter()
@@ -383,6 +471,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "load":
         load_main(*argv[1:6])
         return 0
+    if argv and argv[0] == "relay":
+        relay_main(argv[1:])
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--identities", type=int, default=40)
     parser.add_argument("--slots", type=int, default=10)
@@ -391,6 +482,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipients", type=int, default=16)
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--out", type=Path, default=None, help="Write the JSON here (and a PNG plot next to it).")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="Profile the relay (yappi) on two extra closed-loop points: PROFILE.wall.txt, PROFILE.cpu.txt.")
     args = parser.parse_args(argv)
     report = run(args)
     if args.out is not None:

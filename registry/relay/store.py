@@ -48,8 +48,15 @@ change time and inode number, which no program can set, still follow creation: s
 docs/privacy.md "What the file system keeps".)
 
 The mailbox index (tag -> pickup hash and blob ids) lives in memory and is rebuilt from the
-files when the store opens. A file that does not verify there (a delete interrupted by a
-crash, a temporary file of an unfinished put) is erased. Nothing about a sender is stored.
+files when the store opens. Its lock is held for memory only, never across file I/O: with
+many sends, pickups and acks at once a lock held across a read, a header write or an
+``fsync`` queued every other request behind it (measured: most of a blob's time under
+load, BENCHMARKS.md). A blob file's header updates, reads by a pickup and erasure are
+serialised by a lock of that file (taken before the index lock, never while holding it):
+a pickup reads a blob whole or skips one erased since it listed the mailbox, and the last
+header written holds every flag set so far. A file that does not verify when the store
+opens (a delete interrupted by a crash, a temporary file of an unfinished put) is erased.
+Nothing about a sender is stored.
 """
 
 from __future__ import annotations
@@ -89,6 +96,8 @@ HOME_BYTES = 12
 _SUFFIX = ".blob"
 _TMP_SUFFIX = ".tmp"
 _CHUNK = 1 << 20
+#: Locks of blob files (a blob's file lock is one of these, by its id's hash).
+_FILE_LOCKS = 64
 _RECEIVED_AT = 8
 #: Resolution of a blob's reception time (seconds).
 TIME_RESOLUTION = 3600
@@ -252,6 +261,7 @@ class BlobStore:
         self.resolution = int(time_resolution)
         self.path = Path(directory)
         self._lock = threading.Lock()
+        self._file_locks = [threading.Lock() for _ in range(_FILE_LOCKS)]
         self._blobs: dict[str, _Entry] = {}
         self._mailboxes: dict[bytes, _Mailbox] = {}
         self._pending: dict[bytes, tuple[bytes, int]] = {}  # tag -> (pickup hash, sends in flight)
@@ -268,6 +278,10 @@ class BlobStore:
 
     def _file(self, blob_id: str) -> Path:
         return self.path / f"{blob_id}{_SUFFIX}"
+
+    def _file_lock(self, blob_id: str) -> threading.Lock:
+        """The lock of a blob's file (module docstring); take it before ``_lock``."""
+        return self._file_locks[hash(blob_id) % _FILE_LOCKS]
 
     def _write(self, blob_id: str, mailbox: bytes, pickup_hash: bytes, blob: bytes, digest: bytes, now: float,
                handed_over: bool = False, acceptance: bytes | None = None, home: int | None = None) -> None:
@@ -297,10 +311,12 @@ class BlobStore:
                 pass  # erased again when the store next opens
             raise
 
-    def _set_header(self, blob_id: str, offset: int, data: bytes) -> None:
+    def _set_header(self, blob_id: str, *writes: tuple[int, bytes]) -> None:
+        """Write ``(offset, bytes)`` pieces of a blob file's header (under its file lock)."""
         fd = os.open(self._file(blob_id), os.O_RDWR)
         try:
-            os.pwrite(fd, data, offset)
+            for offset, data in writes:
+                os.pwrite(fd, data, offset)
             # The write set the modification time to now: back to the stored hour.
             (hour,) = struct.unpack(">d", os.pread(fd, 8, _RECEIVED_AT))
             os.utime(fd, (hour, hour))
@@ -349,7 +365,7 @@ class BlobStore:
             blob_id = name[: -len(_SUFFIX)]
             if entry.received_at != coarse_time(entry.received_at, self.resolution):  # written by an earlier version
                 entry.received_at = coarse_time(entry.received_at, self.resolution)
-                self._set_header(blob_id, _RECEIVED_AT, struct.pack(">d", entry.received_at))
+                self._set_header(blob_id, (_RECEIVED_AT, struct.pack(">d", entry.received_at)))
                 os.utime(path, (entry.received_at, entry.received_at))
             box = self._mailboxes.get(entry.mailbox)
             if box is None:
@@ -454,15 +470,15 @@ class BlobStore:
         return blob_id
 
     def set_acceptance(self, blob_id: str, record_hash: bytes) -> None:
-        with self._lock:
-            entry = self._blobs.get(blob_id)
-            if entry is None:
-                return
-            entry.acceptance = record_hash
-            flags = entry.flags()
+        with self._file_lock(blob_id):
+            with self._lock:
+                entry = self._blobs.get(blob_id)
+                if entry is None:
+                    return
+                entry.acceptance = record_hash
+                flags = entry.flags()
             try:
-                self._set_header(blob_id, _ACCEPTANCE_AT, record_hash)
-                self._set_header(blob_id, _FLAGS_AT, bytes([flags]))
+                self._set_header(blob_id, (_ACCEPTANCE_AT, record_hash), (_FLAGS_AT, bytes([flags])))
             except OSError as exc:  # the blob is stored; only the link to its record is at stake
                 log.warning("blob store: acceptance link not written: %s", type(exc).__name__)
 
@@ -475,23 +491,30 @@ class BlobStore:
     def pickup(self, mailbox: bytes, secret: bytes) -> list[StoredBlob]:
         """The mailbox's blobs, oldest hour first and in random (id) order within an hour (an
         unknown mailbox is empty); marks them handed over."""
-        out = []
         with self._lock:
             box = self._mailboxes.get(mailbox)
             if box is None:
                 return []
             self._check(box.pickup_hash, secret)
-            for blob_id in sorted(box.ids, key=lambda i: (self._blobs[i].received_at, i)):
-                entry = self._blobs[blob_id]
+            ids = sorted(box.ids, key=lambda i: (self._blobs[i].received_at, i))
+        out = []
+        for blob_id in ids:
+            with self._file_lock(blob_id):
+                with self._lock:
+                    entry = self._blobs.get(blob_id)
+                if entry is None:
+                    continue  # acknowledged (erased) since the listing above
                 read = self._read(self._file(blob_id))
                 if read is None:
                     raise OSError(f"blob file {blob_id} is unreadable")
+                handed_over = entry.handed_over  # changes only under this file lock
+                if not handed_over:
+                    self._set_header(blob_id, (_FLAGS_AT, bytes([entry.flags() | _HANDED_OVER])))
+                    with self._lock:
+                        entry.handed_over = True
                 out.append(StoredBlob(
-                    blob_id, mailbox, read[2], entry.digest, entry.received_at, entry.handed_over, entry.acceptance, entry.home
+                    blob_id, mailbox, read[2], entry.digest, entry.received_at, handed_over, entry.acceptance, entry.home
                 ))
-                if not entry.handed_over:
-                    self._set_header(blob_id, _FLAGS_AT, bytes([entry.flags() | _HANDED_OVER]))
-                    entry.handed_over = True
         return out
 
     def _erase(self, blob_ids: list[str], entries: list[_Entry]) -> None:
@@ -500,7 +523,8 @@ class BlobStore:
         failed: Exception | None = None
         for blob_id, entry in zip(blob_ids, entries):
             try:
-                erase_file(self._file(blob_id))
+                with self._file_lock(blob_id):
+                    erase_file(self._file(blob_id))
             except OSError as exc:
                 failed = exc
                 with self._lock:
