@@ -132,12 +132,17 @@ def wait_port_released(port: int, host: str = HOST, timeout: float = 65.0) -> bo
     return True
 
 
+#: Ports drawn from the OS's randomness: a test framework that seeds ``random`` alike in
+#: parallel worker processes must not make them draw the same ports.
+_PORTS = random.SystemRandom()
+
+
 def free_port(host: str = HOST) -> int:
     """A port that is free now, drawn below the kernel's ephemeral range: a port the
     kernel hands out (port 0) can be reused as the source port of any outgoing
     connection as soon as we let go of it, so a node restarted on it could find it taken."""
     for _ in range(200):
-        port = random.randrange(20000, 32000)
+        port = _PORTS.randrange(20000, 32000)  # os.urandom: never a seeded sequence shared by processes
         if not port_in_use(port, host):
             return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -506,8 +511,9 @@ class LocalLedger:
         self.pid_file.unlink(missing_ok=True)
         binary = anvil_binary()
         if not wait_port_released(self.port, self.host):
+            holder = "another process listens on it" if port_listened(self.port, self.host) else "closing connections still hold it"
             raise AnvilError(
-                f"ledger port {self.port} on {self.host} is already in use: choose another with {port_flag}"
+                f"ledger port {self.port} on {self.host} is already in use ({holder}): choose another with {port_flag}"
                 + (" (or ZKID_LEDGER_PORT)" if port_flag == "--ledger-port" else "")
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
