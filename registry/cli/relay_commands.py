@@ -89,6 +89,7 @@ def relay(
     when it stops (SIGINT or SIGTERM: exit 0)."""
     flags = {name: value for name, value in locals().items() if name not in ("ctx", "config")}
     from registry.cli.service_commands import _http_server, _StopSignals
+    from registry.errors import RegistryError
     from registry.relay.app import create_relay_app
     from registry.relay.config import check_auth, relay_settings
 
@@ -101,7 +102,7 @@ def relay(
     try:
         settings = relay_settings(values, extra, os.environ)
         app = create_relay_app(settings)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, RegistryError) as exc:
         fail(f"cannot start the relay: {exc}")
     sock = _bind_relay(app, values["host"], values["port"])
     _announce_relay(app, settings, sock, bool(values["send_group"]) or settings.trust_list is not None)

@@ -72,6 +72,7 @@ from registry.relay.federation import (
 from registry.relay.trust_list import TrustList, public_url
 from registry.relay.store import DIR_NAME, FILE_NAME, BlobStore, MailboxConflict, StoredBlob, WrongCapability
 from registry.storage.database import database_kind, open_store_database
+from registry.storage.dir_lock import DataDirLock
 from registry.storage.sqlite import MANIFEST_FILE, RESTORE_FIX, StoreError, StoreManifest
 from registry.relay.authorization import LocalAuthorizer, RegistryAuthClient, RemoteAuthorizationError
 from registry.relay.nullifier_authority import (
@@ -320,6 +321,15 @@ class Relay:
         self.clock = clock
         data = settings.data_dir
         data.mkdir(parents=True, exist_ok=True)
+        self._dir_lock = DataDirLock(data, "relay")
+        try:
+            self._open_parts(settings, authorizer)
+        except BaseException:
+            self._dir_lock.release()
+            raise
+
+    def _open_parts(self, settings: RelaySettings, authorizer: SendAuthorizer | None) -> None:
+        data = settings.data_dir
         # The stores this configuration opens; each must be intact if it should exist
         # (an empty nullifier store would accept spent proofs again).
         opened: list[str] = []
@@ -796,6 +806,7 @@ class Relay:
         self.store.close()
         if self._nullifiers is not None:
             self._nullifiers.close()
+        self._dir_lock.release()
 
 
 _UPSTREAM = {"local": "the ledger", "registry": "the registry"}

@@ -89,6 +89,7 @@ from registry.storage.database import (
     Database,
     open_store_database,
 )
+from registry.storage.dir_lock import DataDirLock
 from registry.storage.migrations import migrate
 from registry.storage.sqlite import StoreManifest, check_store
 from zk.field import R
@@ -363,6 +364,7 @@ class RegistryService:
         self.clock = clock
         self._account = account
         self._operator_lock = threading.Lock()
+        self._dir_lock: DataDirLock | None = None  # set by open() on SQLite
         self._operator: RegistryContract | None = None
         self._operator_address: str | None = None
         self.indexer = Indexer(
@@ -422,6 +424,20 @@ class RegistryService:
         """
         data_dir = settings.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
+        # Replicas share their stores through PostgreSQL; SQLite stores are one process's.
+        lock = DataDirLock(data_dir, "registry") if settings.database is None else None
+        try:
+            service = cls._open(settings, clock, password)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        service._dir_lock = lock
+        return service
+
+    @classmethod
+    def _open(cls, settings: Settings, clock: Callable[[], float], password: str | None) -> RegistryService:
+        data_dir = settings.data_dir
         stores = _check_sqlite_stores(data_dir) if settings.database is None else None
         manifest = load_manifest_file(settings.manifest_path)
         rpc_url = ledger_rpc_url(settings)
@@ -639,6 +655,8 @@ class RegistryService:
         if self.evidence is not None:
             self.evidence.close()
         self.leadership.close()
+        if self._dir_lock is not None:
+            self._dir_lock.release()
 
     def __enter__(self) -> RegistryService:
         return self

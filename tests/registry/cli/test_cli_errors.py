@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from registry.storage.dir_lock import DataDirLock
 from tests.registry.relay.support import running_relay
 from tests.support.cli import run_zkid
 from tests.support.registry import Registry
@@ -132,3 +133,28 @@ def test_register_wait_timeout_says_the_registration_is_pending(registry: Regist
     assert "waiting for included: status pending (registrations go on chain in batches" in out.stderr
     data = json.loads(out.stdout)
     assert data["commitment"] == str(value) and data["error"]["code"] == "still_pending"
+
+
+def test_a_second_registry_on_a_data_dir_in_use_is_one_line(registry: Registry) -> None:
+    # The module's registry runs in this test process and holds its data directory.
+    data = registry.settings.data_dir
+    out = zkid(
+        "serve", "--data-dir", str(data), "--manifest", str(data / "deployment.json"),
+        "--rpc-url", registry.anvil.rpc_url, "--port", "0",
+    )
+    assert out.returncode == 2, out.stderr
+    line = _one_error_line(out)
+    assert f"is in use by process {os.getpid()}" in line and "--data-dir" in line
+    with registry.client() as c:  # the running registry is untouched
+        assert c.get("/v1/health").status_code == 200
+
+
+def test_a_second_relay_on_a_data_dir_in_use_is_one_line(registry: Registry, tmp_path: Path) -> None:
+    data = tmp_path / "relay"
+    with running_relay(data, registry.anvil.rpc_url, registry.manifest, send_groups=(0,)) as (url, _, _):
+        out = zkid("relay", "--data-dir", str(data), "--rpc-url", registry.anvil.rpc_url, "--send-group", "0", "--port", "0")
+        assert out.returncode == 2, out.stderr
+        line = _one_error_line(out)
+        assert "cannot start the relay" in line and f"is in use by process {os.getpid()}" in line
+        assert httpx.get(f"{url}/v1/health", timeout=10).status_code == 200
+    DataDirLock(data, "relay").release()  # the stopped relay let the directory go
