@@ -24,6 +24,7 @@ the server groups concurrent commits itself).
 
 from __future__ import annotations
 
+import copy
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -36,12 +37,13 @@ T = TypeVar("T")
 
 
 class _Job(Generic[T]):
-    __slots__ = ("fn", "result", "error", "done", "lead", "event")
+    __slots__ = ("fn", "result", "error", "shared", "done", "lead", "event")
 
     def __init__(self, fn: Callable[[sqlite3.Connection], T]) -> None:
         self.fn = fn
         self.result: T | None = None
         self.error: BaseException | None = None
+        self.shared = False  # ``error`` is the whole batch's (the same object for every job)
         self.done = False
         self.lead = False
         self.event = threading.Event()
@@ -89,6 +91,8 @@ class GroupCommit:
         if job.lead and not job.done:  # first to arrive, or handed the lead by the last leader
             self._lead()
         if job.error is not None:
+            if job.shared:  # the batch's own failure: one exception object per thread
+                raise _own_copy(job.error) from job.error
             raise job.error
         return job.result  # type: ignore[return-value]
 
@@ -142,7 +146,7 @@ class GroupCommit:
             self.commits += 1
         except BaseException as exc:  # BEGIN, a savepoint or COMMIT failed: nothing was kept
             for job in batch:
-                job.result, job.error = None, exc
+                job.result, job.error, job.shared = None, exc, True
             raise
 
     @contextmanager
@@ -152,3 +156,15 @@ class GroupCommit:
             yield
         finally:
             self._running.conn = None
+
+
+def _own_copy(exc: BaseException) -> BaseException:
+    """A new exception equal to ``exc`` (type, arguments, attributes such as
+    ``sqlite_errorcode``) for one waiting thread: raising one object from several threads
+    at once would interleave their frames in its shared ``__traceback__``."""
+    try:
+        clone = copy.copy(exc)
+    except Exception:  # an exception type that cannot be rebuilt from its arguments
+        return RuntimeError(f"the group commit failed: {type(exc).__name__}: {exc}")
+    clone.__traceback__ = None
+    return clone

@@ -99,6 +99,10 @@ def test_a_failed_commit_fails_every_job_of_its_batch_and_keeps_nothing(tmp_path
     assert first == 10 and out[0] == ("ok", 11)  # its own batch
     assert [o[0] for o in out[1:]] == ["error", "error"]  # the batch with the bad row failed as a whole
     assert all(isinstance(o[1], sqlite3.IntegrityError) for o in out[1:])
+    # Each waiting thread raised its own exception object (equal in type, message and
+    # SQLite error code), the batch's failure chained as its cause.
+    assert out[1][1] is not out[2][1] and str(out[1][1]) == str(out[2][1])
+    assert out[1][1].sqlite_errorcode == out[2][1].sqlite_errorcode == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY
     assert _values(db) == [10, 11]
     assert group.commits == 2
     group.run(_insert(14))  # the store works on afterwards
