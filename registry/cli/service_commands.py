@@ -482,6 +482,7 @@ def migrate_command(
     Refuses (exit 1) a database migrated by a newer zkid."""
     settings = _settings(config, None, data_dir=data_dir, database_url=database)
     _configure_logging()
+    from registry.errors import RegistryError
     from registry.service.facade import migrate_stores
     from registry.storage.migrations import SchemaTooNew
 
@@ -489,6 +490,8 @@ def migrate_command(
         report = migrate_stores(settings, apply=not check)
     except SchemaTooNew as exc:  # refused, as documented: exit 1 (docs/cli.md)
         fail(f"migrate refused: {exc}", EXIT_INVALID, reason="schema_too_new")
+    except RegistryError as exc:  # a registry runs on this data directory
+        fail(f"cannot migrate: {exc}")
     except Exception as exc:  # noqa: BLE001 - one line for the operator
         fail(f"migrate failed: {type(exc).__name__}: {exc}")
     behind = [name for name, (found, known) in report.items() if found < known]

@@ -213,7 +213,9 @@ def _check_sqlite_stores(data_dir: Path) -> StoreManifest:
     return stores
 
 
-def store_database(settings: Settings, file_name: str, *, durable: bool = True, timeout: float = 10.0) -> Database:
+def store_database(
+    settings: Settings, file_name: str, *, durable: bool = True, timeout: float = 10.0, create: bool = True
+) -> Database:
     """One store's database: ``data_dir/file_name`` (SQLite) or its schema in the
     PostgreSQL database of ``settings.database_url`` (registry/storage/database.py);
     ``timeout``: the longest wait for a pooled connection (then sqlite3.OperationalError)."""
@@ -226,6 +228,7 @@ def store_database(settings: Settings, file_name: str, *, durable: bool = True, 
         pool_size=settings.database_pool_size,
         timeout=timeout,
         idle_timeout=idle,
+        create_schema=create,
     )
 
 
@@ -1203,7 +1206,7 @@ def migrate_stores(settings: Settings, *, apply: bool = True) -> dict[str, tuple
         if settings.database is None and not (settings.data_dir / file_name).exists():
             report[name] = (0, version)  # not created yet; --check must not create it
             continue
-        db = store_database(settings, file_name)
+        db = store_database(settings, file_name, create=False)
         try:
             found = schema_version(db)
         finally:
@@ -1212,8 +1215,15 @@ def migrate_stores(settings: Settings, *, apply: bool = True) -> dict[str, tuple
             raise SchemaTooNew(db.describe, found, version)
         report[name] = (found, version)
     if apply:
-        stores = open_stores(settings, time.time)
-        for store in stores:
-            store.close()
-        AccessLog(store_database(settings, ACCESS_LOG_FILE, durable=False), settings.access_log_hours).close()
+        # Not under a running registry (SQLite: the one process of its data directory).
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        lock = DataDirLock(settings.data_dir, "registry") if settings.database is None else None
+        try:
+            stores = open_stores(settings, time.time)
+            for store in stores:
+                store.close()
+            AccessLog(store_database(settings, ACCESS_LOG_FILE, durable=False), settings.access_log_hours).close()
+        finally:
+            if lock is not None:
+                lock.release()
     return report

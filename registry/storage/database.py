@@ -288,7 +288,14 @@ class PostgresDatabase(Database):
     dialect = "postgresql"
 
     def __init__(
-        self, url: str, schema: str, *, pool_size: int = 4, timeout: float = 10.0, idle_timeout: float = IDLE_IN_TRANSACTION_TIMEOUT
+        self,
+        url: str,
+        schema: str,
+        *,
+        pool_size: int = 4,
+        timeout: float = 10.0,
+        idle_timeout: float = IDLE_IN_TRANSACTION_TIMEOUT,
+        create_schema: bool = True,
     ) -> None:
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
             raise ValueError("schema names are lowercase identifiers")
@@ -314,11 +321,14 @@ class PostgresDatabase(Database):
         )
         try:
             self._pool.open(wait=True, timeout=timeout)
-            with self._pool.connection(timeout=timeout) as raw, raw.transaction():
-                # Replicas starting together: concurrent CREATE SCHEMA IF NOT EXISTS can
-                # still collide on the catalog's unique index (UniqueViolation).
-                raw.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key("zkid:create-schema"),))
-                raw.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            # A reader (`zkid migrate --check`) creates nothing: on a missing schema its
+            # queries fail as on a missing table (schema version 0).
+            if create_schema:
+                with self._pool.connection(timeout=timeout) as raw, raw.transaction():
+                    # Replicas starting together: concurrent CREATE SCHEMA IF NOT EXISTS can
+                    # still collide on the catalog's unique index (UniqueViolation).
+                    raw.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key("zkid:create-schema"),))
+                    raw.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         except Exception as exc:
             self._pool.close()
             if _is_db_error(exc):
@@ -363,11 +373,15 @@ def open_store_database(
     pool_size: int = 4,
     timeout: float = 10.0,
     idle_timeout: float = IDLE_IN_TRANSACTION_TIMEOUT,
+    create_schema: bool = True,
 ) -> Database:
     """The database of one store: ``data_dir/file_name`` on SQLite, or the schema
-    ``zkid_<file stem>`` of the PostgreSQL database at ``url``."""
+    ``zkid_<file stem>`` of the PostgreSQL database at ``url`` (created unless
+    ``create_schema`` is false)."""
     if database_kind(url) == "sqlite":
         return SqliteDatabase(data_dir / file_name, durable=durable)
     assert url is not None
     stem = file_name.split(".", 1)[0].replace("-", "_").lower()
-    return PostgresDatabase(url, f"zkid_{stem}", pool_size=pool_size, timeout=timeout, idle_timeout=idle_timeout)
+    return PostgresDatabase(
+        url, f"zkid_{stem}", pool_size=pool_size, timeout=timeout, idle_timeout=idle_timeout, create_schema=create_schema
+    )

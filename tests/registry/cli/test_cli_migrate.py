@@ -60,3 +60,42 @@ def test_migrate_check_creates_nothing_and_migrate_covers_the_connection_log(tmp
     assert (data / "access.log.sqlite").exists()
     after = migrate_stores(settings, apply=False)
     assert all(found == known for found, known in after.values()), after
+
+
+def test_migrate_check_on_postgresql_creates_no_schema(tmp_path: Path, postgres_url: str) -> None:
+    import psycopg
+
+    def schemas() -> list[str]:
+        with psycopg.connect(postgres_url) as conn:
+            rows = conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'zkid%' ORDER BY nspname").fetchall()
+        return [str(r[0]) for r in rows]
+
+    settings = load_settings(data_dir=tmp_path / "data", database_url=postgres_url)
+    report = migrate_stores(settings, apply=False)
+    assert all(found == 0 for found, _ in report.values()), report
+    assert schemas() == []  # --check only read
+    migrate_stores(settings)
+    assert "zkid_outbox" in schemas() and "zkid_nullifiers" in schemas()
+    after = migrate_stores(settings, apply=False)
+    assert all(found == known for found, known in after.values()), after
+
+
+def test_migrate_does_not_run_under_a_running_registry(tmp_path: Path) -> None:
+    from registry.errors import RegistryError
+    from registry.storage.dir_lock import DataDirLock
+
+    data = tmp_path / "data"
+    data.mkdir()
+    running = DataDirLock(data, "registry")  # what a running `zkid serve` holds
+    try:
+        settings = load_settings(data_dir=data)
+        assert all(found == 0 for found, _ in migrate_stores(settings, apply=False).values())  # --check reads: allowed
+        try:
+            migrate_stores(settings)
+        except RegistryError as exc:
+            assert exc.code == "data_dir_in_use"
+        else:
+            raise AssertionError("migrate ran under a running registry")
+        assert not (data / "outbox.sqlite").exists()
+    finally:
+        running.release()
