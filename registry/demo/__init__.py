@@ -84,6 +84,8 @@ def demo(
         else:
             with tempfile.TemporaryDirectory(prefix="zkid-demo-") as tmp:
                 summary = Scenario(Path(tmp), clients, console).run()
+            for region in summary.get("regions", {}).values():
+                region["data_dir"] = None  # deleted with the temporary directory: no path to give
     except KeyboardInterrupt:
         typer.echo("interrupted: everything started was stopped", err=True)
         raise typer.Exit(130) from None
