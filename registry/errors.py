@@ -86,6 +86,8 @@ STATUS: dict[str, int] = {
     "deployment_mismatch": 503,
     # the registry's own database (a shared PostgreSQL away, SQLite locked past its timeout)
     "database_unavailable": 503,
+    # a request still open when the server's graceful shutdown ran out (registry and relay)
+    "shutting_down": 503,
     # bugs
     "inconsistent_store": 500,
     "internal": 500,

@@ -188,6 +188,43 @@ class _StopSignals:
                 signal.signal(s, handler)
 
 
+def _answered_at_shutdown(app: Any, stopping: Callable[[], bool]) -> Any:
+    """``app``, with the requests still running when the graceful shutdown ran out answered
+    503 ``shutting_down`` (``Retry-After``). uvicorn cancels them, and would log each
+    CancelledError as an application error with a traceback: it is the shutdown working,
+    so one warning line, with no request data."""
+    import asyncio
+
+    from registry.web.errors import error_body
+
+    body = error_body("shutting_down", "the server is stopping; retry the request")
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"connection", b"close"), (b"retry-after", b"1")]
+
+    async def answered(scope: Any, receive: Any, send: Any) -> None:
+        started = False
+
+        async def tracking_send(message: Any) -> None:
+            nonlocal started
+            started = started or message.get("type") == "http.response.start"
+            await send(message)
+
+        try:
+            await app(scope, receive, tracking_send)
+        except asyncio.CancelledError:
+            if not stopping() or scope.get("type") != "http":
+                raise
+            if started:  # its answer was under way: cut off with the connection
+                log.warning("a request still open at shutdown was cancelled (its answer cut off)")
+                return
+            log.warning("a request still open at shutdown was cancelled (answered 503 shutting_down)")
+            with contextlib.suppress(Exception):  # the client may be gone already
+                await send({"type": "http.response.start", "status": 503, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+
+    return answered
+
+
 def _http_server(app: Any, proxies: dict[str, Any], signals: _StopSignals) -> Any:
     """The uvicorn server of ``zkid up|serve|relay``: no access log (privacy: the connection
     log is the only request record), no server header, a bounded graceful shutdown (open
@@ -202,8 +239,8 @@ def _http_server(app: Any, proxies: dict[str, Any], signals: _StopSignals) -> An
 
     server = _Server(
         uvicorn.Config(
-            app, log_config=None, access_log=False, server_header=False, timeout_graceful_shutdown=5, lifespan="on",
-            **proxies,
+            _answered_at_shutdown(app, lambda: bool(server.should_exit)), log_config=None, access_log=False, server_header=False, timeout_graceful_shutdown=5,
+            lifespan="on", **proxies,
         )
     )
 
