@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from registry.client import RegistryClient, RegistryClientError
 
     from registry.service.settings import Settings
+    from registry.storage.dir_lock import DataDirLock
 
 DEFAULT_URL = "http://127.0.0.1:9545"
 URL_ENV = "ZKID_URL"
@@ -254,11 +255,18 @@ def _http_server(app: Any, proxies: dict[str, Any], signals: _StopSignals) -> An
 
 
 def _run(
-    settings: Settings, ledger_info: str, signals: _StopSignals, *, local: bool = False, sock: socket.socket | None = None
+    settings: Settings,
+    ledger_info: str,
+    signals: _StopSignals,
+    *,
+    local: bool = False,
+    sock: socket.socket | None = None,
+    dir_lock: DataDirLock | None = None,
 ) -> None:
     """Open the service, start its threads, serve HTTP until a stop signal, stop in order.
 
-    ``sock``: the HTTP socket, bound before the ledger was started (else bound here).
+    ``sock``: the HTTP socket, bound before the ledger was started (else bound here);
+    ``dir_lock``: the data directory's lock, taken by the caller (else by the service).
 
     ``local`` (`zkid up`): the deployment's group 0 is ``open`` unless the operator set a
     policy (docs/admission.md), and the start-up lines say so."""
@@ -270,7 +278,7 @@ def _run(
     from registry.service.facade import RegistryError, RegistryService
 
     try:
-        service = RegistryService.open(settings)
+        service = RegistryService.open(settings, dir_lock=dir_lock)
     except (RegistryError, ValueError, OSError) as exc:
         fail(f"cannot open the registry: {exc}")
     except sqlite3.OperationalError as exc:  # the PostgreSQL server does not answer
@@ -388,7 +396,9 @@ def up(
         fail("`zkid up` runs the local ledger; use `zkid serve --rpc-url` for another network")
     _configure_logging()
     signals = _StopSignals()
-    # The HTTP port first: a busy port must not cost a ledger start and a deployment.
+    # The data directory first (a second `zkid up` on it must not touch its ledger), then
+    # the HTTP port: neither may cost a ledger start and a deployment.
+    lock = _lock_data_dir(settings)
     sock = _bind(settings.host, settings.port)
     ledger = LocalLedger(settings.data_dir, settings.ledger_port, block_time=settings.ledger_block_time, chain_id=settings.ledger_chain_id)
     started = False
@@ -416,14 +426,30 @@ def up(
                     # The local ledger pays in test ether (10,000 per dev account): a budget
                     # that lets a 100,000-registration load through (docs/operations.md).
                     update["spend_per_hour"] = LOCAL_SPEND_PER_HOUR
-                _run(settings.model_copy(update=update), info, signals, local=True, sock=sock)
+                _run(settings.model_copy(update=update), info, signals, local=True, sock=sock, dir_lock=lock)
         finally:
             if started:
                 ledger.down()
                 typer.echo("ledger stopped (its chain is saved in the data directory)")
             elif _ledger_running(ledger):
                 typer.echo("ledger left running (it was running before `zkid up`)")
+            if lock is not None:
+                lock.release()  # after the ledger: the next `zkid up` finds it stopped
     raise typer.Exit(EXIT_OK)
+
+
+def _lock_data_dir(settings: Settings) -> DataDirLock | None:
+    """The data directory's lock on SQLite (registry/storage/dir_lock.py), or one line and
+    exit 2 when another process holds it. Replicas on PostgreSQL take none."""
+    from registry.errors import RegistryError
+    from registry.storage.dir_lock import DataDirLock
+
+    if settings.database is not None:
+        return None
+    try:
+        return DataDirLock(settings.data_dir, "registry")
+    except (RegistryError, OSError) as exc:
+        fail(f"cannot open the registry: {exc}")
 
 
 def _ledger_running(ledger: Any) -> bool:
@@ -473,9 +499,14 @@ def serve(
     settings = _with_relay_keys(settings, relay_key)
     _configure_logging()
     signals = _StopSignals()
+    lock = _lock_data_dir(settings)
     sock = _bind(settings.host, settings.port)  # a busy port before the ledger is asked anything
-    with _exit_cleanly(), signals.installed():
-        _run(settings, rpc_url, signals, sock=sock)
+    try:
+        with _exit_cleanly(), signals.installed():
+            _run(settings, rpc_url, signals, sock=sock, dir_lock=lock)
+    finally:
+        if lock is not None:
+            lock.release()
     raise typer.Exit(EXIT_OK)
 
 
@@ -497,11 +528,14 @@ def reindex(
             fail(f"the local ledger of {settings.data_dir} is not running (start it with `zkid ledger up` or `zkid up`)")
         settings = settings.model_copy(update={"rpc_url": status.rpc_url})
     _configure_logging()
+    from registry.errors import RegistryError
     from registry.service import facade as service_module
 
     t0 = time.monotonic()
     try:
         result = service_module.reindex(settings)
+    except RegistryError as exc:  # a registry runs on this data directory: nothing was deleted
+        fail(f"cannot reindex: {exc}")
     except Exception as exc:  # noqa: BLE001 - one line for the operator
         fail(f"reindex failed: {type(exc).__name__}: {exc}")
     extra = ", ".join(f"{k} {v}" for k, v in result.items()) if isinstance(result, dict) else ""

@@ -418,24 +418,29 @@ class RegistryService:
         *,
         clock: Callable[[], float] = time.time,
         password: str | None = None,
+        dir_lock: DataDirLock | None = None,
     ) -> RegistryService:
         """Open the stores, connect to the ledger, load the manifest, rebuild the trees.
 
         ``clock`` gives "now" for root validity and rate-limit epochs (injectable for
         tests); the keystore passphrase comes from ``password`` or ``$ZKID_KEYSTORE_PASSWORD``.
         Works while the ledger is down (it is then checked when it comes back).
+
+        On SQLite the service holds the data directory's lock (registry/storage/dir_lock.py)
+        until :meth:`close`; a caller that took it first (``zkid up``: before the ledger
+        starts) passes it as ``dir_lock`` and keeps releasing it.
         """
         data_dir = settings.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         # Replicas share their stores through PostgreSQL; SQLite stores are one process's.
-        lock = DataDirLock(data_dir, "registry") if settings.database is None else None
+        own = DataDirLock(data_dir, "registry") if settings.database is None and dir_lock is None else None
         try:
             service = cls._open(settings, clock, password)
         except BaseException:
-            if lock is not None:
-                lock.release()
+            if own is not None:
+                own.release()
             raise
-        service._dir_lock = lock
+        service._dir_lock = own
         return service
 
     @classmethod
@@ -1157,22 +1162,28 @@ def reindex(settings: Settings) -> dict[str, Any]:
     """Delete the chain index (``data_dir/index.sqlite``, or the shared PostgreSQL index)
     and rebuild it from the chain (no registry, or replica, may be running). Returns the
     indexed block, the number of events and of groups."""
-    if settings.database is None:
-        delete_index_files(settings.data_dir / INDEX_FILE)
-    service = RegistryService.open(settings)
+    # The lock before the delete: a refused reindex must not touch a running registry's index.
+    lock = DataDirLock(settings.data_dir, "reindex") if settings.database is None else None
     try:
-        if settings.database is not None:
-            service.index.reset()
-        started = time.perf_counter()
-        service.sync()
-        return {
-            "indexed_block": service.index.cursor,
-            "events": service.index.event_count(),
-            "groups": len(service.index.groups()),
-            "seconds": round(time.perf_counter() - started, 3),
-        }
+        if settings.database is None:
+            delete_index_files(settings.data_dir / INDEX_FILE)
+        service = RegistryService.open(settings, dir_lock=lock)
+        try:
+            if settings.database is not None:
+                service.index.reset()
+            started = time.perf_counter()
+            service.sync()
+            return {
+                "indexed_block": service.index.cursor,
+                "events": service.index.event_count(),
+                "groups": len(service.index.groups()),
+                "seconds": round(time.perf_counter() - started, 3),
+            }
+        finally:
+            service.close()
     finally:
-        service.close()
+        if lock is not None:
+            lock.release()
 
 
 def migrate_stores(settings: Settings, *, apply: bool = True) -> dict[str, tuple[int, int]]:

@@ -79,6 +79,19 @@ def test_an_idle_local_ledger_reaches_final(tmp_path: Path) -> None:
         signer = NoteSigner.from_skey((tmp_path / "data" / "log.key").read_text().strip())
         assert key_line.split()[3] == signer.verifier().vkey(), key_line
 
+        # A second `zkid up` or a reindex on the same directory: one line, before any ledger
+        # or file is touched (the running registry's index is still in place).
+        data_dir = tmp_path / "data"
+        index = (data_dir / "index.sqlite").stat()
+        second = run_zkid("up", "--data-dir", str(data_dir), "--port", "0", "--ledger-port", str(free_port()), env=env, timeout=120)
+        reindex = run_zkid("reindex", "--data-dir", str(data_dir), env=env, timeout=120)
+        for refused, prefix in ((second, "cannot open the registry"), (reindex, "cannot reindex")):
+            assert refused.returncode == 2 and refused.stdout == "", (refused.stdout, refused.stderr)
+            lines = refused.stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith(f"zkid: error: {prefix}"), refused.stderr
+            assert f"is in use by process {proc.pid}" in lines[0]
+        assert (data_dir / "index.sqlite").stat().st_ino == index.st_ino
+
         out = run_zkid("register", "4242", "--url", url, "--wait", "--until", "final", "--timeout", "180", env=env)
         assert out.returncode == 0, out.stderr
         assert out.stdout.startswith("accepted: status final, index 0"), out.stdout

@@ -68,15 +68,45 @@ def test_the_same_process_cannot_take_it_twice_and_can_after_release(tmp_path: P
     assert not again.held
 
 
-def test_the_lock_file_is_owner_only_and_not_followed_through_a_symlink(tmp_path: Path) -> None:
-    lock = DataDirLock(tmp_path, "registry")
-    lock.release()
-    assert stat.S_IMODE((tmp_path / FILE_NAME).stat().st_mode) == 0o600
-    other = tmp_path / "elsewhere"
-    other.mkdir()
+def test_deleting_the_pid_file_does_not_let_a_second_process_in(tmp_path: Path) -> None:
+    """The lock is the directory's: an operator "clearing a stale lock" (or a restore that
+    rewrites the file) does not make room for a second holder."""
+    holder = _holder(tmp_path)
+    try:
+        (tmp_path / FILE_NAME).unlink()
+        with pytest.raises(RegistryError) as refused:
+            DataDirLock(tmp_path, "relay")
+        assert "is in use by another process" in refused.value.message
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_the_pid_file_is_owner_only_and_never_followed_or_blocked_on(tmp_path: Path) -> None:
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / FILE_NAME).write_text("1\n")
+    (old / FILE_NAME).chmod(0o644)
+    DataDirLock(old, "registry").release()
+    assert stat.S_IMODE((old / FILE_NAME).stat().st_mode) == 0o600
+
+    # A symlink, a FIFO or a directory named zkid.lock: the directory is still locked,
+    # the odd file untouched, and nothing leaks (the same process can lock again).
     target = tmp_path / "victim"
     target.write_text("keep me\n")
-    (other / FILE_NAME).symlink_to(target)
-    with pytest.raises(OSError):
-        DataDirLock(other, "registry")
+    for kind in ("symlink", "fifo", "directory"):
+        data = tmp_path / kind
+        data.mkdir()
+        path = data / FILE_NAME
+        if kind == "symlink":
+            path.symlink_to(target)
+        elif kind == "fifo":
+            os.mkfifo(path)
+        else:
+            path.mkdir()
+        lock = DataDirLock(data, "registry")
+        with pytest.raises(RegistryError, match="is in use by another process"):
+            DataDirLock(data, "registry")
+        lock.release()
+        DataDirLock(data, "registry").release()
     assert target.read_text() == "keep me\n"
