@@ -238,10 +238,14 @@ def _http_server(app: Any, proxies: dict[str, Any], signals: _StopSignals) -> An
         def capture_signals(self) -> Iterator[None]:  # ours (``signals``) are installed instead
             yield
 
+    from registry.web.connections import server_options
+
+    # Header timeout and per-peer connection cap (registry/web/connections.py).
+    limits = server_options(proxies.get("forwarded_allow_ips", []))
     server = _Server(
         uvicorn.Config(
             _answered_at_shutdown(app, lambda: bool(server.should_exit)), log_config=None, access_log=False, server_header=False, timeout_graceful_shutdown=5,
-            lifespan="on", **proxies,
+            lifespan="on", **proxies, **limits,
         )
     )
 

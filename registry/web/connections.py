@@ -1,0 +1,164 @@
+"""Connection-level limits of the HTTP servers (registry and relay), below the ASGI app.
+
+The per-IP token buckets (registry/web/rate_limit.py) and the body timeout
+(registry/web/middleware.py) act on requests; a connection that never completes its
+request line and headers never reaches them. uvicorn has no header timeout and no
+per-client connection cap, so one client could hold every file descriptor of the process
+with connections that trickle a byte now and then (slowloris), and each failed
+``accept()`` then logs a traceback (the disk fills). Here:
+
+- :data:`HEADER_TIMEOUT`: a request's line and headers must arrive within this many
+  seconds of the connection (or of the previous response, on a kept-alive one), else the
+  connection is closed without an answer;
+- :data:`MAX_CONNECTIONS_PER_PEER`: open connections per client address (IPv6 per /64,
+  as the rate limiter counts), beyond which new ones are closed at once; trusted proxies
+  (``--trusted-proxy``) are exempt: every client behind them shares their address;
+- :class:`AcceptErrorFilter`: asyncio's "out of system resource" accept errors logged
+  once a minute, without the traceback;
+- :func:`raise_open_files_limit`: the soft descriptor limit raised to the hard one.
+
+Nothing here logs an address (docs/privacy.md): only counts leave this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import resource
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from registry.web.rate_limit import client_key
+
+#: Seconds for a request line and its headers (nginx's ``client_header_timeout`` is 60 s;
+#: on a phone network headers take well under a second).
+HEADER_TIMEOUT = 15.0
+#: Open connections per client address (a browser opens 6 per host; a relay's registry
+#: client pools a few dozen).
+MAX_CONNECTIONS_PER_PEER = 256
+
+
+def protocol_class(trusted_proxies: Sequence[str] = ()) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol with the header timeout and the per-peer cap (one
+    class per server: its counts are the server's)."""
+    exempt = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
+    open_per_peer: dict[str, int] = {}
+
+    def is_exempt(host: str) -> bool:
+        try:
+            addr = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(addr in net for net in exempt)
+
+    class LimitedProtocol(HttpToolsProtocol):
+        _peer: str | None = None
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            host = self.client[0] if self.client else None
+            if host is not None and not is_exempt(host):
+                key = client_key(host)
+                if open_per_peer.get(key, 0) >= MAX_CONNECTIONS_PER_PEER:
+                    transport.abort()  # connection_lost follows; nothing was counted
+                    return
+                open_per_peer[key] = open_per_peer.get(key, 0) + 1
+                self._peer = key
+            self._arm_header_timer()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._cancel_header_timer()
+            key, self._peer = self._peer, None
+            if key is not None:
+                left = open_per_peer.get(key, 1) - 1
+                if left > 0:
+                    open_per_peer[key] = left
+                else:
+                    open_per_peer.pop(key, None)
+            super().connection_lost(exc)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            # The next request of a kept-alive connection (uvicorn's keep-alive timer
+            # closed it if it stayed idle): its headers get their own deadline.
+            if self._header_timer is None:
+                self._arm_header_timer()
+
+        def on_headers_complete(self) -> None:
+            self._cancel_header_timer()
+            super().on_headers_complete()
+
+        def _arm_header_timer(self) -> None:
+            self._cancel_header_timer()
+            self._header_timer = self.loop.call_later(HEADER_TIMEOUT, self._headers_too_slow)
+
+        def _cancel_header_timer(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_too_slow(self) -> None:
+            self._header_timer = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+    LimitedProtocol.open_per_peer = open_per_peer  # type: ignore[attr-defined]  # tests: counts only
+    return LimitedProtocol
+
+
+class AcceptErrorFilter(logging.Filter):
+    """Passes asyncio's "out of system resource" accept error once per ``interval``
+    seconds, without its traceback; every other record unchanged."""
+
+    MESSAGE = "socket.accept() out of system resource"
+
+    def __init__(self, interval: float = 60.0) -> None:
+        super().__init__()
+        self.interval = interval
+        self._last = float("-inf")
+        self.dropped = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self.MESSAGE):
+            return True
+        now = time.monotonic()
+        if now - self._last < self.interval:
+            self.dropped += 1
+            return False
+        self._last = now
+        record.exc_info = None
+        record.exc_text = None
+        record.msg = f"{self.MESSAGE}: too many open connections (file descriptors); new ones wait (logged once a minute)"
+        record.args = ()
+        return True
+
+
+def install_accept_error_filter() -> None:
+    """Once per process, on the ``asyncio`` logger."""
+    logger = logging.getLogger("asyncio")
+    if not any(isinstance(f, AcceptErrorFilter) for f in logger.filters):
+        logger.addFilter(AcceptErrorFilter())
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft limit on open files to the hard one; the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return int(soft)
+
+
+def server_options(trusted_proxies: Sequence[str]) -> dict[str, Any]:
+    """The uvicorn options of this module, for ``uvicorn.Config``."""
+    install_accept_error_filter()
+    raise_open_files_limit()
+    return {"http": protocol_class(trusted_proxies)}

@@ -1,0 +1,144 @@
+"""Connection limits below the app (registry/web/connections.py), on a real uvicorn
+server on loopback with real sockets: slow headers are cut, a client cannot hold more
+than its share of connections, trusted proxies are exempt, accept errors do not flood
+the log."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+
+from registry.web import connections
+from registry.web.connections import AcceptErrorFilter, protocol_class
+from tests.support.wait import wait_until
+
+
+async def _app(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+@contextlib.contextmanager
+def _server(trusted: tuple[str, ...] = ()) -> Iterator[tuple[int, Any]]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    port = sock.getsockname()[1]
+    proto = protocol_class(trusted)
+    server = uvicorn.Server(uvicorn.Config(_app, http=proto, log_config=None, lifespan="off", timeout_keep_alive=30))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, 30, "the server")
+    try:
+        yield port, proto
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
+def _get(s: socket.socket) -> bytes:
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = b""
+    while not data.endswith(b"ok"):
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _closed_by_server(s: socket.socket, timeout: float) -> bool:
+    s.settimeout(timeout)
+    try:
+        return s.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_slow_headers_are_cut_and_whole_requests_served(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(connections, "HEADER_TIMEOUT", 0.5)
+    with _server() as (port, _):
+        trickle = socket.create_connection(("127.0.0.1", port))
+        idle = socket.create_connection(("127.0.0.1", port))  # says nothing at all
+        with trickle, idle:
+            trickle.sendall(b"GET / HTTP/1.1\r\nHo")
+            assert _closed_by_server(trickle, 10) and _closed_by_server(idle, 10)
+        kept = socket.create_connection(("127.0.0.1", port))
+        with kept:
+            # A kept-alive connection is served again and again, past the header timeout.
+            for _ in range(3):
+                assert _get(kept).startswith(b"HTTP/1.1 200")
+                time.sleep(0.3)
+            # ...and its next request's headers have their own deadline.
+            kept.sendall(b"GET / HT")
+            assert _closed_by_server(kept, 10)
+
+
+def test_a_client_holds_at_most_its_share_of_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(connections, "MAX_CONNECTIONS_PER_PEER", 5)
+    with _server() as (port, proto):
+        held = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]
+        try:
+            wait_until(lambda: proto.open_per_peer.get("127.0.0.1") == 5, 10, "five connections counted")
+            extra = socket.create_connection(("127.0.0.1", port))
+            with extra:
+                assert _closed_by_server(extra, 10)  # the sixth: closed at once
+            assert _get(held[0]).startswith(b"HTTP/1.1 200")  # the five are served
+            held.pop().close()
+            wait_until(lambda: proto.open_per_peer.get("127.0.0.1") == 4, 10, "a connection released")
+            with socket.create_connection(("127.0.0.1", port)) as again:
+                assert _get(again).startswith(b"HTTP/1.1 200")
+        finally:
+            for s in held:
+                s.close()
+        wait_until(lambda: proto.open_per_peer == {}, 10, "every count released")
+
+
+def test_trusted_proxies_are_not_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(connections, "MAX_CONNECTIONS_PER_PEER", 2)
+    with _server(("127.0.0.0/8",)) as (port, _):
+        held = [socket.create_connection(("127.0.0.1", port)) for _ in range(6)]
+        try:
+            assert all(_get(s).startswith(b"HTTP/1.1 200") for s in held)
+        finally:
+            for s in held:
+                s.close()
+
+
+def test_accept_errors_are_logged_once_a_minute_without_traceback() -> None:
+    filt = AcceptErrorFilter(interval=60.0)
+
+    def record(msg: str) -> logging.LogRecord:
+        try:
+            raise OSError(24, "Too many open files")
+        except OSError as exc:
+            return logging.LogRecord("asyncio", logging.ERROR, __file__, 1, msg, (), (type(exc), exc, exc.__traceback__))
+
+    first = record("socket.accept() out of system resource\nsocket: <socket>")
+    assert filt.filter(first) and first.exc_info is None and "too many open connections" in first.getMessage()
+    assert not any(filt.filter(record("socket.accept() out of system resource")) for _ in range(1000))
+    assert filt.dropped == 1000
+    other = record("Task exception was never retrieved")
+    assert filt.filter(other) and other.exc_info is not None  # everything else untouched
+
+
+def test_the_cli_servers_use_the_limits() -> None:
+    from registry.cli.service_commands import _http_server, _StopSignals
+
+    server = _http_server(_app, {"proxy_headers": False}, _StopSignals())
+    assert issubclass(server.config.http, connections.HttpToolsProtocol)
+    assert hasattr(server.config.http, "open_per_peer")
+    assert any(isinstance(f, AcceptErrorFilter) for f in logging.getLogger("asyncio").filters)
