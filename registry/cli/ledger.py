@@ -35,7 +35,10 @@ DataDir = Annotated[
     Path | None,
     typer.Option("--data-dir", help="Data directory (default: $ZKID_DATA_DIR or ./.data).", show_default=False),
 ]
-Port = Annotated[int, typer.Option("--port", help="Port of the local ledger on 127.0.0.1.", min=1, max=65535)]
+Port = Annotated[
+    int,
+    typer.Option("--port", help="Port of the local ledger on 127.0.0.1 (default: $ZKID_LEDGER_PORT or 8545).", envvar="ZKID_LEDGER_PORT", min=1, max=65535),
+]
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:

@@ -59,8 +59,8 @@ def test_up_deploy_twice_down_up(run: Any, data_dir: Path) -> None:
     d = ["--data-dir", str(data_dir)]
     result = run("ledger", "status", *d)
     assert result.exit_code == 1 and "stopped" in result.stdout
-    result = run("ledger", "up", *d, "--port", port)
-    assert result.exit_code == 0 and "ledger started" in result.stdout
+    result = run("ledger", "up", *d, env={"ZKID_LEDGER_PORT": port})  # as `zkid up` reads it
+    assert result.exit_code == 0 and "ledger started" in result.stdout and f"127.0.0.1:{port}" in result.stdout
     result = run("ledger", "up", *d, "--port", port)
     assert result.exit_code == 0 and "already running" in result.stdout
     result = run("deploy", *d)
