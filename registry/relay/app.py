@@ -829,9 +829,14 @@ def _probe_one(probe: Callable[[], None], target: object, attr: str, what: str) 
             probe()
     except Exception as exc:  # noqa: BLE001 - any failure means "down"
         if getattr(target, attr) is not False:
-            log.warning("no answer from %s: %s", what, exc_type(exc))
+            log.warning(
+                "no answer from %s (%s): health is degraded until it answers; what needs it is refused with"
+                " 503 meanwhile, queued evidence waits (nothing is lost)", what, exc_type(exc),
+            )
         setattr(target, attr, False)
     else:
+        if getattr(target, attr) is False:
+            log.info("%s: answering again", what)
         setattr(target, attr, True)
 
 
