@@ -70,6 +70,7 @@ import shutil
 import sqlite3
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -303,6 +304,7 @@ class BlobStore:
                 os.close(fd)
             os.utime(tmp, (now, now))  # no modification time finer than the stored hour
             os.rename(tmp, self._file(blob_id))
+            self._coarse_directory_time(now)
             self.dir_sync.sync()
         except BaseException:
             try:
@@ -536,8 +538,21 @@ class BlobStore:
                         pickup_hash = read[1]
                     self._index(blob_id, entry.mailbox, pickup_hash, entry.digest, entry.received_at,
                                 entry.handed_over, entry.acceptance, entry.home)
+        if blob_ids:
+            self._coarse_directory_time(time.time())
         if failed is not None:
             raise failed
+
+    def _coarse_directory_time(self, when: float) -> None:
+        """Set the directory's modification and access times back to the hour: each
+        create, rename or unlink in it stamps the moment, to the nanosecond (the last
+        blob's arrival or erasure). Its change time, which no program can set, keeps the
+        moment of this call (docs/privacy.md)."""
+        hour = coarse_time(when, self.resolution)
+        try:
+            os.utime(self.path, (hour, hour))
+        except OSError:
+            pass  # a privacy measure, not a condition of the write
 
     def delete(
         self, blob_id: str, secret: bytes, before_erase: Callable[[StoredBlob], object] | None = None

@@ -228,7 +228,11 @@ def test_blob_files_keep_the_hour_only(tmp_path: Path) -> None:
     assert os.stat(path).st_atime == float(hour)  # the read did not stamp the moment it happened
     assert struct.unpack(">d", path.read_bytes()[8:16])[0] == float(hour)
     assert os.stat(path).st_mtime == float(hour)
+    # The directory's times (stamped by every create and unlink in it) say the hour too.
+    assert os.stat(tmp_path / "blobs").st_mtime == os.stat(tmp_path / "blobs").st_atime == float(hour)
     assert store.purge(hour + 3599) == 0 and store.purge(hour + 3600) == 1
+    now_hour = int(time.time()) // 3600 * 3600
+    assert os.stat(tmp_path / "blobs").st_mtime in (float(now_hour), float(now_hour + 3600))  # the erase's hour
     # A file written with a time to the second (an earlier version) is rounded at open.
     other = store.put(tag, capability_hash(secret), b"y", hashlib.sha256(b"y").digest(), hour)
     store.close()
