@@ -747,8 +747,15 @@ def register_member(
         token = os.environ.get(TOKEN_ENV)
         if not token:
             fail(f"--as-operator: set ${TOKEN_ENV} to the registry's operator token")
+    from registry.client import RegistryClientError
+
     with _registry(base) as client:
-        data = client.register_body(group, body, token)
+        try:
+            data = client.register_body(group, body, token)
+        except RegistryClientError as exc:
+            if exc.code == "duplicate":  # already accepted earlier: say how to follow it
+                exc.message = f"{exc.message}; `zkid status --group {group} {value}` shows its status"
+            raise
     if wait:
         shown = f"{group} --identity {identity}" if identity is not None else f"{group} {value}"
         data = _wait_until(base, group, int(value), data, until, timeout, as_json, shown)

@@ -74,6 +74,7 @@ def test_duplicate_names_the_commitment(registry: Registry) -> None:
     assert again.returncode == 1
     line = _one_error_line(again)
     assert "duplicate" in line and str(value) in line and "commitment 0 " not in line
+    assert f"zkid status --group 0 {value}" in line  # how to follow the earlier registration
     # In one request: the repeated commitment is named, not its position.
     other = Identity("cli-errors-repeated").commitment
     answer = httpx.post(f"{registry.url}/v1/groups/0/members", json={"commitments": [str(Identity("x1").commitment), str(other), str(other)]})
