@@ -19,6 +19,7 @@ TrustedProxy = Annotated[
     Optional[list[str]],
     typer.Option(
         "--trusted-proxy",
+        metavar="IP|CIDR",
         help="Reverse proxy (IP or CIDR) whose X-Forwarded-For names the client (repeatable; default: none, the peer address counts).",
         show_default=False,
     ),

@@ -31,8 +31,8 @@ DEFAULT_REGISTRY = "http://127.0.0.1:9545"
 URL_ENV = "ZKID_URL"
 TRUST_LIST_ENV = "ZKID_TRUST_LIST"
 
-RelayUrl = Annotated[str, typer.Option("--relay", help="The relay's base URL (e.g. http://127.0.0.1:9646).", show_default=False)]
-Mailbox = Annotated[str, typer.Option("--mailbox", help="Mailbox tag: 32 bytes in hex (64 hex digits), e.g. from `openssl rand -hex 32`.", show_default=False)]
+RelayUrl = Annotated[str, typer.Option("--relay", metavar="URL", help="The relay's base URL (e.g. http://127.0.0.1:9646).", show_default=False)]
+Mailbox = Annotated[str, typer.Option("--mailbox", metavar="TAG", help="Mailbox tag: 32 bytes in hex (64 hex digits), e.g. from `openssl rand -hex 32`.", show_default=False)]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON (errors too).")]
 TrustListFile = Annotated[
     Optional[Path],
@@ -44,7 +44,7 @@ TrustListFile = Annotated[
 ]
 HomeRegion = Annotated[
     Optional[str],
-    typer.Option("--home", help="The sender's home region in the trust list (may be left out if the list names one registry).", show_default=False),
+    typer.Option("--home", metavar="REGION", help="The sender's home region in the trust list (may be left out if the list names one registry).", show_default=False),
 ]
 
 
@@ -174,7 +174,7 @@ def send(
     ],
     registry: Annotated[
         Optional[str],
-        typer.Option("--registry", help=f"The registry's base URL, for the group and the Merkle proof (default: ${URL_ENV} or {DEFAULT_REGISTRY}).", show_default=False),
+        typer.Option("--registry", metavar="URL", help=f"The registry's base URL, for the group and the Merkle proof (default: ${URL_ENV} or {DEFAULT_REGISTRY}).", show_default=False),
     ] = None,
     trust_list: TrustListFile = None,
     home: HomeRegion = None,
@@ -263,7 +263,7 @@ def pickup(
     pickup_secret: Annotated[Path, typer.Option("--pickup-secret", help="File holding the mailbox's pickup secret (hex), as `zkid send` created it.", show_default=False)],
     out: Annotated[
         Optional[Path],
-        typer.Option("--out", help="Directory to write each blob to, as ID.blob (default: only list the blobs).", show_default=False),
+        typer.Option("--out", metavar="DIR", help="Directory to write each blob to, as ID.blob (default: only list the blobs).", show_default=False),
     ] = None,
     ack: Annotated[
         bool,

@@ -17,6 +17,7 @@ NullifierAuthority = Annotated[
     Optional[str],
     typer.Option(
         "--nullifier-authority",
+        metavar="URL",
         help="URL of the groups' home registry: local authorization claims each nullifier there (POST /v1/nullifiers/claim, signed with the relay key) after verifying the proof, so a proof spent at any relay is refused at all; unreachable: sends are refused with 503.",
         show_default=False,
     ),
@@ -52,15 +53,16 @@ def relay(
     evidence_url: Annotated[Optional[str], typer.Option("--evidence-url", help="Evidence log URL (POST /v1/evidence); unset: no evidence.")] = None,
     chain_id: Annotated[Optional[int], typer.Option("--chain-id", help="Chain id of evidence records (default: the manifest's).")] = None,
     keystore: Annotated[Optional[Path], typer.Option("--keystore", help="Relay key keystore (default: DATA_DIR/relay.key, generated).")] = None,
-    keystore_password_env: Annotated[str, typer.Option("--keystore-password-env", help="Environment variable holding the keystore password.")] = "ZKID_RELAY_PASSWORD",
+    keystore_password_env: Annotated[str, typer.Option("--keystore-password-env", metavar="VAR", help="Environment variable holding the keystore password.")] = "ZKID_RELAY_PASSWORD",
     retention_hours: Annotated[int, typer.Option("--retention-hours", min=1, help="Undelivered blobs are deleted after this.")] = 168,
     max_body_bytes: Annotated[int, typer.Option("--max-body-bytes", min=1024, help="Largest accepted request.")] = 1024 * 1024,
     body_timeout: Annotated[float, typer.Option("--body-timeout", min=0.1, max=3600, help="Seconds a request body may take to arrive (then 408 request_timeout).")] = 30.0,
-    rate_limit: Annotated[int, typer.Option("--rate-limit", min=1, help="Requests per client IP per minute, for sends and for reads each (token buckets holding this many).")] = 120,
+    rate_limit: Annotated[int, typer.Option("--rate-limit", metavar="N", min=1, help="Requests per client IP per minute, for sends and for reads each (token buckets holding this many).")] = 120,
     send_group: Annotated[
         Optional[list[int]],
         typer.Option(
             "--send-group",
+            metavar="G",
             min=0,
             help="A send group of the operator (local authorization; repeatable; without one, local authorization refuses every send).",
             show_default=False,
@@ -68,13 +70,14 @@ def relay(
     ] = None,
     operator: Annotated[
         Optional[str],
-        typer.Option("--operator", help="The operator's account, admin of the send groups (default: the manifest's deployer).", show_default=False),
+        typer.Option("--operator", metavar="ADDRESS", help="The operator's account, admin of the send groups (default: the manifest's deployer).", show_default=False),
     ] = None,
     trusted_proxy: TrustedProxy = None,
     nullifiers: Annotated[
         Optional[str],
         typer.Option(
             "--nullifiers",
+            metavar="URL",
             envvar="ZKID_RELAY_NULLIFIERS",
             help="postgresql:// URL of a nullifier store shared by the relays of a deployment (local authorization: a proof spent at one is refused at all); default: a SQLite file in DATA_DIR.",
             show_default=False,

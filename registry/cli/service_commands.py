@@ -57,7 +57,7 @@ TokenEnv = Annotated[
 ]
 RelayKey = Annotated[
     Optional[list[str]],
-    typer.Option("--relay-key", help="Relay signing address allowed to append evidence (repeatable; adds to ZKID_RELAY_KEYS / config).", show_default=False),
+    typer.Option("--relay-key", metavar="ADDRESS", help="Relay signing address allowed to append evidence (repeatable; adds to ZKID_RELAY_KEYS / config).", show_default=False),
 ]
 Url = Annotated[Optional[str], typer.Option("--url", help=f"Registry URL (default: ${URL_ENV} or {DEFAULT_URL}).", show_default=False)]
 DatabaseUrl = Annotated[
