@@ -10,6 +10,13 @@ with connections that trickle a byte now and then (slowloris), and each failed
 - :data:`HEADER_TIMEOUT`: a request's line and headers must arrive within this many
   seconds of the connection (or of the previous response, on a kept-alive one), else the
   connection is closed without an answer;
+- :data:`MAX_HEADER_BYTES`: a request line and headers larger than this close the
+  connection (the parser would otherwise hold them all in memory until the timeout);
+  while headers are expected, at most :data:`MAX_HEADER_READ` raw bytes are read;
+- a response sent before its request's body arrived in full closes the connection (the
+  rest of the body would otherwise keep it open with no timer running);
+- WebSocket upgrades are not served (the API has none; an upgraded connection would leave
+  this protocol without being counted out);
 - :data:`MAX_CONNECTIONS_PER_PEER`: open connections per client address (IPv6 per /64,
   as the rate limiter counts), beyond which new ones are closed at once; trusted proxies
   (``--trusted-proxy``) are exempt: every client behind them shares their address;
@@ -40,6 +47,13 @@ HEADER_TIMEOUT = 15.0
 #: Open connections per client address (a browser opens 6 per host; a relay's registry
 #: client pools a few dozen).
 MAX_CONNECTIONS_PER_PEER = 256
+#: Bytes of a request line and headers (nginx's default buffers hold 8 KiB; h11's limit
+#: is 16 KiB).
+MAX_HEADER_BYTES = 64 * 1024
+#: Raw bytes read while a request's headers are expected: the headers and the first part
+#: of a body sent with them (asyncio reads at most 256 KiB at a time), bounding a single
+#: endless header line that the parser buffers before it reports it.
+MAX_HEADER_READ = 512 * 1024
 
 
 def protocol_class(trusted_proxies: Sequence[str] = ()) -> type[HttpToolsProtocol]:
@@ -50,14 +64,20 @@ def protocol_class(trusted_proxies: Sequence[str] = ()) -> type[HttpToolsProtoco
 
     def is_exempt(host: str) -> bool:
         try:
-            addr = ipaddress.ip_address(host)
+            addr = ipaddress.ip_address(host.split("%", 1)[0])
         except ValueError:
             return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped  # an IPv4 proxy reaching a server bound to ::
         return any(addr in net for net in exempt)
 
     class LimitedProtocol(HttpToolsProtocol):
         _peer: str | None = None
         _header_timer: asyncio.TimerHandle | None = None
+        _in_headers = True  # the next bytes are a request line and headers
+        _header_read = 0  # raw bytes read since
+        _header_size = 0  # bytes of the URL and headers parsed since
+        _refused = False
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -82,7 +102,73 @@ def protocol_class(trusted_proxies: Sequence[str] = ()) -> type[HttpToolsProtoco
                     open_per_peer.pop(key, None)
             super().connection_lost(exc)
 
+        def data_received(self, data: bytes) -> None:
+            if self._refused:
+                return
+            if self._in_headers:
+                self._header_read += len(data)
+                if self._header_read > MAX_HEADER_READ:
+                    self._refuse()
+                    return
+            super().data_received(data)
+
+        def on_url(self, url: bytes) -> None:
+            if self._count_header_bytes(len(url)):
+                super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            if self._count_header_bytes(len(name) + len(value) + 4):
+                super().on_header(name, value)
+
+        def _count_header_bytes(self, n: int) -> bool:
+            self._header_size += n
+            if self._header_size > MAX_HEADER_BYTES:
+                self._refuse()
+            return not self._refused
+
+        def _refuse(self) -> None:
+            """Close without an answer: headers this large are not a client's."""
+            self._refused = True
+            self._cancel_header_timer()
+            if not self.transport.is_closing():
+                self.transport.close()
+
+        # After a refusal the parser still runs through the rest of the chunk it was fed:
+        # its callbacks must neither start the app nor touch a request that never began.
+        def on_body(self, body: bytes) -> None:
+            if not self._refused:
+                super().on_body(body)
+
+        def on_message_complete(self) -> None:
+            if self._refused:
+                return
+            super().on_message_complete()
+            self._start_headers()  # what follows is the next request
+
+        def on_response_complete(self) -> None:
+            cycle = self.cycle
+            super().on_response_complete()
+            if cycle is not None and cycle.more_body and not self.transport.is_closing():
+                # Answered before its body arrived in full: the rest of the body would keep
+                # the connection open with no timer running (and would not be a request).
+                self.transport.close()
+
+        def _start_headers(self) -> None:
+            self._in_headers = True
+            self._header_read = 0
+            self._header_size = 0
+
+        # WebSocket upgrades are not served (server_options sets ws="none"), and the
+        # request is answered as plain HTTP without uvicorn's warnings per request.
+        def _should_upgrade_to_ws(self) -> bool:
+            return False
+
+        def _unsupported_upgrade_warning(self) -> None:
+            pass
+
         def on_message_begin(self) -> None:
+            if self._refused:
+                return
             super().on_message_begin()
             # The next request of a kept-alive connection (uvicorn's keep-alive timer
             # closed it if it stayed idle): its headers get their own deadline.
@@ -91,7 +177,9 @@ def protocol_class(trusted_proxies: Sequence[str] = ()) -> type[HttpToolsProtoco
 
         def on_headers_complete(self) -> None:
             self._cancel_header_timer()
-            super().on_headers_complete()
+            self._in_headers = False
+            if not self._refused:
+                super().on_headers_complete()
 
         def _arm_header_timer(self) -> None:
             self._cancel_header_timer()
@@ -161,4 +249,4 @@ def server_options(trusted_proxies: Sequence[str]) -> dict[str, Any]:
     """The uvicorn options of this module, for ``uvicorn.Config``."""
     install_accept_error_filter()
     raise_open_files_limit()
-    return {"http": protocol_class(trusted_proxies)}
+    return {"http": protocol_class(trusted_proxies), "ws": "none"}

@@ -48,7 +48,11 @@ def _server(trusted: tuple[str, ...] = ()) -> Iterator[tuple[int, Any]]:
 
 
 def _get(s: socket.socket) -> bytes:
-    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    return _get_with(s, b"")
+
+
+def _get_with(s: socket.socket, headers: bytes) -> bytes:
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
     data = b""
     while not data.endswith(b"ok"):
         chunk = s.recv(4096)
@@ -135,10 +139,83 @@ def test_accept_errors_are_logged_once_a_minute_without_traceback() -> None:
     assert filt.filter(other) and other.exc_info is not None  # everything else untouched
 
 
+def test_oversized_headers_and_urls_close_the_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(connections, "MAX_HEADER_BYTES", 4096)
+    with _server() as (port, _):
+        cases = [
+            b"GET / HTTP/1.1\r\nHost: x\r\n" + b"a: b\r\n" * 2000,  # many small headers
+            b"GET /" + b"u" * 10_000 + b" HTTP/1.1\r\n",  # a long URL
+            b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"v" * 600_000,  # one endless header line (raw bound)
+        ]
+        for request in cases:
+            with socket.create_connection(("127.0.0.1", port)) as s:
+                with contextlib.suppress(OSError):  # the server may close while we still send
+                    s.sendall(request)
+                assert _closed_by_server(s, 10)
+        with socket.create_connection(("127.0.0.1", port)) as s:  # headers under the limit: served
+            assert _get_with(s, b"a: b\r\n" * 100).startswith(b"HTTP/1.1 200")
+
+
+def test_a_body_left_unsent_after_the_answer_closes_the_connection() -> None:
+    with _server() as (port, _):
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nx")
+            answer = b""
+            while not answer.endswith(b"ok"):
+                answer += s.recv(4096)
+            assert answer.startswith(b"HTTP/1.1 200")  # the app answers without the body
+            assert _closed_by_server(s, 10)  # and the connection does not stay open for the rest
+
+
+def test_websocket_upgrades_are_plain_requests_and_release_their_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(connections, "MAX_CONNECTIONS_PER_PEER", 3)
+    with _server() as (port, proto):
+        upgrade = (b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                   b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        for _ in range(10):
+            with socket.create_connection(("127.0.0.1", port)) as s:
+                s.sendall(upgrade)
+                answer = b""
+                while not answer.endswith(b"ok"):
+                    answer += s.recv(4096)
+                assert answer.startswith(b"HTTP/1.1 200")  # served as HTTP, not upgraded
+        wait_until(lambda: proto.open_per_peer == {}, 10, "every count released")
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            assert _get(s).startswith(b"HTTP/1.1 200")
+
+
+def test_an_ipv4_proxy_reaching_a_dual_stack_server_is_exempt(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(connections, "MAX_CONNECTIONS_PER_PEER", 2)
+    proto = protocol_class(("127.0.0.1",))
+    sock = socket.socket(socket.AF_INET6)
+    try:
+        sock.bind(("::", 0))
+    except OSError:
+        pytest.skip("no IPv6 on this machine")  # the mapping needs a dual-stack socket
+    sock.listen(64)
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(_app, http=proto, log_config=None, lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, 30, "the server")
+    try:
+        held = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]
+        try:
+            assert all(_get(s).startswith(b"HTTP/1.1 200") for s in held)
+            assert proto.open_per_peer == {}  # not counted: the proxy is exempt
+        finally:
+            for s in held:
+                s.close()
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
 def test_the_cli_servers_use_the_limits() -> None:
     from registry.cli.service_commands import _http_server, _StopSignals
 
     server = _http_server(_app, {"proxy_headers": False}, _StopSignals())
     assert issubclass(server.config.http, connections.HttpToolsProtocol)
-    assert hasattr(server.config.http, "open_per_peer")
+    assert hasattr(server.config.http, "open_per_peer") and server.config.ws == "none"
     assert any(isinstance(f, AcceptErrorFilter) for f in logging.getLogger("asyncio").filters)
