@@ -1196,7 +1196,7 @@ def migrate_stores(settings: Settings, *, apply: bool = True) -> dict[str, tuple
     from registry.service.authorization import NULLIFIER_MIGRATIONS
     from registry.service.index import MIGRATIONS as INDEX_MIGRATIONS
     from registry.service.outbox import MIGRATIONS as OUTBOX_MIGRATIONS
-    from registry.storage.migrations import SchemaTooNew, schema_version
+    from registry.storage.migrations import SchemaTooNew, schema_version, sqlite_schema_version
 
     from registry.storage.access_log import MIGRATIONS as ACCESS_MIGRATIONS
     from registry.storage.access_log import AccessLog
@@ -1210,31 +1210,36 @@ def migrate_stores(settings: Settings, *, apply: bool = True) -> dict[str, tuple
         "admission": (ADMISSION_FILE, ADMISSION_MIGRATIONS[-1].version),
         "access": (ACCESS_LOG_FILE, ACCESS_MIGRATIONS[-1].version),  # the connection log (web app)
     }
-    if settings.database is None:
-        _check_sqlite_stores(settings.data_dir)
-    report: dict[str, tuple[int, int]] = {}
-    for name, (file_name, version) in known.items():
-        if settings.database is None and not (settings.data_dir / file_name).exists():
-            report[name] = (0, version)  # not created yet; --check must not create it
-            continue
-        db = store_database(settings, file_name, create=False)
-        try:
-            found = schema_version(db)
-        finally:
-            db.close()
-        if found > version:
-            raise SchemaTooNew(db.describe, found, version)
-        report[name] = (found, version)
-    if apply:
-        # Not under a running registry (SQLite: the one process of its data directory).
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        lock = DataDirLock(settings.data_dir, "registry") if settings.database is None else None
-        try:
+    sqlite = settings.database is None
+    # Migrating: the lock before any store is opened (a running registry's files stay
+    # untouched when it is refused). Checking: nothing but read-only reads.
+    lock = DataDirLock(settings.data_dir, "registry") if apply and sqlite else None
+    try:
+        if sqlite:
+            _check_sqlite_stores(settings.data_dir)
+        report: dict[str, tuple[int, int]] = {}
+        for name, (file_name, version) in known.items():
+            path = settings.data_dir / file_name
+            if sqlite and not path.exists():
+                report[name] = (0, version)  # not created yet; --check must not create it
+                continue
+            if sqlite:
+                found, where = sqlite_schema_version(path), str(path)
+            else:
+                db = store_database(settings, file_name, create=False)
+                try:
+                    found, where = schema_version(db), db.describe
+                finally:
+                    db.close()
+            if found > version:
+                raise SchemaTooNew(where, found, version)
+            report[name] = (found, version)
+        if apply:
             stores = open_stores(settings, time.time)
             for store in stores:
                 store.close()
             AccessLog(store_database(settings, ACCESS_LOG_FILE, durable=False), settings.access_log_hours).close()
-        finally:
-            if lock is not None:
-                lock.release()
+    finally:
+        if lock is not None:
+            lock.release()
     return report

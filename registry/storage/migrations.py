@@ -16,8 +16,10 @@ without change.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from registry.storage.database import Database, postgres_ddl
 
@@ -50,6 +52,19 @@ def schema_version(db: Database) -> int:
             row = conn.execute(f"SELECT version FROM {VERSION_TABLE}").fetchone()
         except Exception:  # no table yet: a fresh database, or a file from before versions
             return 0
+    return 0 if row is None else int(row[0])
+
+
+def sqlite_schema_version(path: Path) -> int:
+    """The recorded version of the SQLite store at ``path``, read through a read-only
+    connection: no write, no checkpoint of a running registry's WAL (`zkid migrate --check`)."""
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+    try:
+        row = conn.execute(f"SELECT version FROM {VERSION_TABLE}").fetchone()
+    except sqlite3.OperationalError:  # no table yet: a file from before versions
+        return 0
+    finally:
+        conn.close()
     return 0 if row is None else int(row[0])
 
 

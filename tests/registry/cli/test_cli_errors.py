@@ -148,6 +148,14 @@ def test_a_second_registry_on_a_data_dir_in_use_is_one_line(registry: Registry) 
     assert f"is in use by process {os.getpid()}" in line and "--data-dir" in line
     with registry.client() as c:  # the running registry is untouched
         assert c.get("/v1/health").status_code == 200
+    # `zkid migrate` is refused before it opens a store; `--check` only reads: neither
+    # checkpoints the running registry's write-ahead logs.
+    wals = {p.name: p.stat().st_size for p in data.glob("*.sqlite-wal") if not p.name.startswith("index")}
+    refused = zkid("migrate", "--data-dir", str(data))
+    assert refused.returncode == 2 and "is in use by process" in _one_error_line(refused)
+    checked = zkid("migrate", "--data-dir", str(data), "--check")
+    assert checked.returncode == 0 and "up to date" in checked.stdout, checked.stderr
+    assert {p.name: p.stat().st_size for p in data.glob("*.sqlite-wal") if not p.name.startswith("index")} == wals
 
 
 def test_a_second_relay_on_a_data_dir_in_use_is_one_line(registry: Registry, tmp_path: Path) -> None:
