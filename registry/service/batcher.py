@@ -523,6 +523,7 @@ class Batcher:
 
     _last_fee_cap = 0
     _pause_checked = 0.0
+    _stop: threading.Event | None = None
     _new_pause: str | None = None
 
     def _pause_reason(self, gas: int) -> str | None:
@@ -581,6 +582,8 @@ class Batcher:
             if not force and self._deferred(group_id):
                 continue
             while True:
+                if self._stop is not None and self._stop.is_set():
+                    return total  # stopping: the rest waits in the outbox for the next start
                 capacity = self._capacity(group_id)
                 rows = self.outbox.take_pending(group_id, capacity)
                 if not rows:
@@ -690,6 +693,7 @@ class Batcher:
         """Work until ``stop`` is set; failures back off exponentially (with jitter), are
         counted by kind and reported by health until a step goes through."""
         backoff = Backoff(0.25, self.max_backoff, jitter=True)
+        self._stop = stop  # checked between batches: a stop does not wait for a whole backlog
         while not stop.is_set():
             try:
                 self.step()

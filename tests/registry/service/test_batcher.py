@@ -87,6 +87,30 @@ def test_a_batch_larger_than_a_block_is_split(outbox: Outbox, deployed: Any, cha
     assert chain_additions(deployed.registry, 0, deployed.manifest.deployment_block) == Counter(values)
 
 
+def test_a_stop_ends_the_run_between_batches(outbox: Outbox, deployed: Any, chain: Any) -> None:
+    """A stop while a backlog of batches is being sent ends the run after the batch in
+    flight, not after the whole backlog; the rest stays pending for the next start."""
+    import threading
+
+    outbox.enqueue(0, make_commitments(40, seed=350))
+    batcher = Batcher(outbox, deployed.registry, batch_size=5, batch_interval=60, batch_min_size=1)
+    stop = threading.Event()
+    send = batcher._send_batch
+
+    def send_then_stop(group_id: int, rows: Any) -> int:
+        sent = send(group_id, rows)
+        stop.set()  # the stop arrives while the first batch is being sent
+        return sent
+
+    batcher._send_batch = send_then_stop  # type: ignore[method-assign]
+    runner = threading.Thread(target=batcher.run, args=(stop,))
+    runner.start()
+    runner.join(60)
+    assert not runner.is_alive()
+    assert batcher.stats.batches_sent == 1
+    assert outbox.counts()["pending"] == 35
+
+
 def test_members_already_on_chain_are_filtered_before_sending(outbox: Outbox, deployed: Any, chain: Any) -> None:
     a, b, c = make_commitments(3, seed=400)
     outbox.enqueue(0, [a, b, c])
