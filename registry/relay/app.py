@@ -320,7 +320,7 @@ class Relay:
         self.settings = settings
         self.clock = clock
         data = settings.data_dir
-        data.mkdir(parents=True, exist_ok=True)
+        data.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._dir_lock = DataDirLock(data, "relay")
         try:
             self._open_parts(settings, authorizer)

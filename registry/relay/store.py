@@ -311,6 +311,7 @@ class BlobStore:
                 erase_file(tmp)
             except OSError:
                 pass  # erased again when the store next opens
+            self._coarse_directory_time(now)  # the failed put's moment is not kept either
             raise
 
     def _set_header(self, blob_id: str, *writes: tuple[int, bytes]) -> None:
@@ -380,6 +381,7 @@ class BlobStore:
                 continue
             self._blobs[blob_id] = entry
         if erased:
+            self._coarse_directory_time(time.time())
             log.warning("blob store: erased %d unfinished or unreadable file(s)", erased)
 
     def _migrate(self, legacy: Path) -> None:

@@ -431,7 +431,7 @@ class RegistryService:
         starts) passes it as ``dir_lock`` and keeps releasing it.
         """
         data_dir = settings.data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Replicas share their stores through PostgreSQL; SQLite stores are one process's.
         own = DataDirLock(data_dir, "registry") if settings.database is None and dir_lock is None else None
         try:

@@ -110,3 +110,10 @@ def test_the_pid_file_is_owner_only_and_never_followed_or_blocked_on(tmp_path: P
         lock.release()
         DataDirLock(data, "registry").release()
     assert target.read_text() == "keep me\n"
+
+
+def test_a_new_data_directory_is_owner_only(tmp_path: Path) -> None:
+    """Keys live in it, and whoever can open it could hold its lock."""
+    lock = DataDirLock(tmp_path / "new" / "data", "registry")
+    lock.release()
+    assert stat.S_IMODE((tmp_path / "new" / "data").stat().st_mode) == 0o700
