@@ -940,6 +940,8 @@ def create_relay_app(
             relay.close()
 
     app = FastAPI(title="letro-zkid relay", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # An API without pages: a path with a trailing slash is a JSON 404, not a redirect.
+    app.router.redirect_slashes = False
     app.state.relay = relay
     install_error_handlers(app)
     _add_routes(app, relay, settings)
