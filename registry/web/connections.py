@@ -56,147 +56,152 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADER_READ = 512 * 1024
 
 
-def protocol_class(trusted_proxies: Sequence[str] = ()) -> type[HttpToolsProtocol]:
-    """uvicorn's httptools protocol with the header timeout and the per-peer cap (one
-    class per server: its counts are the server's)."""
-    exempt = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
-    open_per_peer: dict[str, int] = {}
+class LimitedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the limits of this module. Subclassed once per
+    server by :func:`protocol_class` (its own exempt networks and counts)."""
 
-    def is_exempt(host: str) -> bool:
+    #: Networks whose connections are not counted (trusted proxies).
+    exempt: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    #: Open connections per client key (counts only; tests read it).
+    open_per_peer: dict[str, int] = {}
+    _peer: str | None = None
+    _header_timer: asyncio.TimerHandle | None = None
+    _in_headers = True  # the next bytes are a request line and headers
+    _header_read = 0  # raw bytes read since
+    _header_size = 0  # bytes of the URL and headers parsed since
+    _refused = False
+
+    @classmethod
+    def _is_exempt(cls, host: str) -> bool:
         try:
             addr = ipaddress.ip_address(host.split("%", 1)[0])
         except ValueError:
             return False
         if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
             addr = addr.ipv4_mapped  # an IPv4 proxy reaching a server bound to ::
-        return any(addr in net for net in exempt)
+        return any(addr in net for net in cls.exempt)
 
-    class LimitedProtocol(HttpToolsProtocol):
-        _peer: str | None = None
-        _header_timer: asyncio.TimerHandle | None = None
-        _in_headers = True  # the next bytes are a request line and headers
-        _header_read = 0  # raw bytes read since
-        _header_size = 0  # bytes of the URL and headers parsed since
-        _refused = False
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        host = self.client[0] if self.client else None
+        if host is not None and not self._is_exempt(host):
+            key = client_key(host)
+            if self.open_per_peer.get(key, 0) >= MAX_CONNECTIONS_PER_PEER:
+                transport.abort()  # connection_lost follows; nothing was counted
+                return
+            self.open_per_peer[key] = self.open_per_peer.get(key, 0) + 1
+            self._peer = key
+        self._arm_header_timer()
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            host = self.client[0] if self.client else None
-            if host is not None and not is_exempt(host):
-                key = client_key(host)
-                if open_per_peer.get(key, 0) >= MAX_CONNECTIONS_PER_PEER:
-                    transport.abort()  # connection_lost follows; nothing was counted
-                    return
-                open_per_peer[key] = open_per_peer.get(key, 0) + 1
-                self._peer = key
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        key, self._peer = self._peer, None
+        if key is not None:
+            left = self.open_per_peer.get(key, 1) - 1
+            if left > 0:
+                self.open_per_peer[key] = left
+            else:
+                self.open_per_peer.pop(key, None)
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self._in_headers:
+            self._header_read += len(data)
+            if self._header_read > MAX_HEADER_READ:
+                self._refuse()
+                return
+        super().data_received(data)
+
+    def on_url(self, url: bytes) -> None:
+        if self._count_header_bytes(len(url)):
+            super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._count_header_bytes(len(name) + len(value) + 4):
+            super().on_header(name, value)
+
+    def _count_header_bytes(self, n: int) -> bool:
+        self._header_size += n
+        if self._header_size > MAX_HEADER_BYTES:
+            self._refuse()
+        return not self._refused
+
+    def _refuse(self) -> None:
+        """Close without an answer: headers this large are not a client's."""
+        self._refused = True
+        self._cancel_header_timer()
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    # After a refusal the parser still runs through the rest of the chunk it was fed:
+    # its callbacks must neither start the app nor touch a request that never began.
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._refused:
+            return
+        super().on_message_complete()
+        self._start_headers()  # what follows is the next request
+
+    def on_response_complete(self) -> None:
+        cycle = self.cycle
+        super().on_response_complete()
+        if cycle is not None and cycle.more_body and not self.transport.is_closing():
+            # Answered before its body arrived in full: the rest of the body would keep
+            # the connection open with no timer running (and would not be a request).
+            self.transport.close()
+
+    def _start_headers(self) -> None:
+        self._in_headers = True
+        self._header_read = 0
+        self._header_size = 0
+
+    # WebSocket upgrades are not served (server_options sets ws="none"), and the
+    # request is answered as plain HTTP without uvicorn's warnings per request.
+    def _should_upgrade_to_ws(self) -> bool:
+        return False
+
+    def _unsupported_upgrade_warning(self) -> None:
+        pass
+
+    def on_message_begin(self) -> None:
+        if self._refused:
+            return
+        super().on_message_begin()
+        # The next request of a kept-alive connection (uvicorn's keep-alive timer
+        # closed it if it stayed idle): its headers get their own deadline.
+        if self._header_timer is None:
             self._arm_header_timer()
 
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._cancel_header_timer()
-            key, self._peer = self._peer, None
-            if key is not None:
-                left = open_per_peer.get(key, 1) - 1
-                if left > 0:
-                    open_per_peer[key] = left
-                else:
-                    open_per_peer.pop(key, None)
-            super().connection_lost(exc)
+    def on_headers_complete(self) -> None:
+        self._cancel_header_timer()
+        self._in_headers = False
+        if not self._refused:
+            super().on_headers_complete()
 
-        def data_received(self, data: bytes) -> None:
-            if self._refused:
-                return
-            if self._in_headers:
-                self._header_read += len(data)
-                if self._header_read > MAX_HEADER_READ:
-                    self._refuse()
-                    return
-            super().data_received(data)
+    def _arm_header_timer(self) -> None:
+        self._cancel_header_timer()
+        self._header_timer = self.loop.call_later(HEADER_TIMEOUT, self._headers_too_slow)
 
-        def on_url(self, url: bytes) -> None:
-            if self._count_header_bytes(len(url)):
-                super().on_url(url)
-
-        def on_header(self, name: bytes, value: bytes) -> None:
-            if self._count_header_bytes(len(name) + len(value) + 4):
-                super().on_header(name, value)
-
-        def _count_header_bytes(self, n: int) -> bool:
-            self._header_size += n
-            if self._header_size > MAX_HEADER_BYTES:
-                self._refuse()
-            return not self._refused
-
-        def _refuse(self) -> None:
-            """Close without an answer: headers this large are not a client's."""
-            self._refused = True
-            self._cancel_header_timer()
-            if not self.transport.is_closing():
-                self.transport.close()
-
-        # After a refusal the parser still runs through the rest of the chunk it was fed:
-        # its callbacks must neither start the app nor touch a request that never began.
-        def on_body(self, body: bytes) -> None:
-            if not self._refused:
-                super().on_body(body)
-
-        def on_message_complete(self) -> None:
-            if self._refused:
-                return
-            super().on_message_complete()
-            self._start_headers()  # what follows is the next request
-
-        def on_response_complete(self) -> None:
-            cycle = self.cycle
-            super().on_response_complete()
-            if cycle is not None and cycle.more_body and not self.transport.is_closing():
-                # Answered before its body arrived in full: the rest of the body would keep
-                # the connection open with no timer running (and would not be a request).
-                self.transport.close()
-
-        def _start_headers(self) -> None:
-            self._in_headers = True
-            self._header_read = 0
-            self._header_size = 0
-
-        # WebSocket upgrades are not served (server_options sets ws="none"), and the
-        # request is answered as plain HTTP without uvicorn's warnings per request.
-        def _should_upgrade_to_ws(self) -> bool:
-            return False
-
-        def _unsupported_upgrade_warning(self) -> None:
-            pass
-
-        def on_message_begin(self) -> None:
-            if self._refused:
-                return
-            super().on_message_begin()
-            # The next request of a kept-alive connection (uvicorn's keep-alive timer
-            # closed it if it stayed idle): its headers get their own deadline.
-            if self._header_timer is None:
-                self._arm_header_timer()
-
-        def on_headers_complete(self) -> None:
-            self._cancel_header_timer()
-            self._in_headers = False
-            if not self._refused:
-                super().on_headers_complete()
-
-        def _arm_header_timer(self) -> None:
-            self._cancel_header_timer()
-            self._header_timer = self.loop.call_later(HEADER_TIMEOUT, self._headers_too_slow)
-
-        def _cancel_header_timer(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def _headers_too_slow(self) -> None:
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
             self._header_timer = None
-            if not self.transport.is_closing():
-                self.transport.close()
 
-    LimitedProtocol.open_per_peer = open_per_peer  # type: ignore[attr-defined]  # tests: counts only
-    return LimitedProtocol
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+def protocol_class(trusted_proxies: Sequence[str] = ()) -> type[LimitedProtocol]:
+    """The protocol class of one server: its trusted proxies exempt, its own counts."""
+    exempt = tuple(ipaddress.ip_network(p, strict=False) for p in trusted_proxies)
+    return type("LimitedProtocol", (LimitedProtocol,), {"exempt": exempt, "open_per_peer": {}})
 
 
 class AcceptErrorFilter(logging.Filter):
