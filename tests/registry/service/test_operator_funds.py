@@ -63,8 +63,15 @@ def test_hourly_budget_pauses_until_the_hour_has_passed(tmp_path: Path) -> None:
         first = make_commitments(3, seed=65_000)
         assert _register(reg, first).status_code == 202
         reg.wait_included(0, first)
-        cost = reg.service.outbox.spent_since(reg.clock() - 3600)
-        assert cost > 0  # the first batch's real fee, recorded from its receipt
+        # The first batch's real fee, once the batcher has recorded it from the receipt (it
+        # records the batch's cap when sending: reading before the receipt is settled would
+        # size the budget on the cap, about twice the fee, and no pause would come).
+        with reg.client() as c:
+            tx_hash = c.get(f"/v1/groups/0/members/{first[0]}").json()["tx_hash"]
+        receipt = reg.anvil.w3.eth.get_transaction_receipt(tx_hash)
+        cost = int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
+        reg.wait_until(lambda: reg.service.outbox.spent_since(reg.clock() - 3600) == cost, 60, "the fee recorded")
+        assert cost > 0
         # The operator's budget: more than one batch may cost at worst (the most it may pay
         # per gas is twice the base fee plus the tip, ~2.4x what it paid), less than two.
         reg.service.batcher.spend_per_hour = budget = cost * 26 // 10
