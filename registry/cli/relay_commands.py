@@ -188,7 +188,10 @@ def _announce_relay(app: Any, settings: Any, sock: socket.socket, send_groups_gi
     issuer = None if relay_state is None else relay_state.evidence_summary()["issuer"]
     if issuer is not None:
         # The registry's operator must register this address (docs/evidence.md).
-        typer.echo(f"relay evidence key: {issuer} (register it with the registry's --relay-key)")
+        typer.echo(
+            f"relay evidence key: {issuer} (each registry must list it, e.g. its --relay-key; until one does,"
+            " health says evidence_unregistered_key)"
+        )
     sys.stdout.flush()
 
 
