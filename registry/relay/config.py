@@ -129,51 +129,37 @@ def check_auth(values: dict[str, Any]) -> None:
 
 def relay_settings(values: dict[str, Any], extra: dict[str, Any], environ: Mapping[str, str]) -> RelaySettings:
     """The relay's settings from the flags' ``values`` (parameter names of ``zkid relay``) and
-    the config keys without a flag; the keystore password from ``environ``."""
+    the config keys without a flag; the keystore password from ``environ``. With
+    ``--trust-list`` a federated relay (checked by :func:`check_federated`)."""
     from registry.relay.app import RelaySettings
 
     o = values
+    common: dict[str, Any] = {
+        "data_dir": Path(o["data_dir"]),
+        "region": o["region"],
+        "keystore": None if o["keystore"] is None else Path(o["keystore"]),
+        "keystore_password": environ.get(o["keystore_password_env"]) if o["keystore"] is not None else None,
+        "max_body_bytes": o["max_body_bytes"],
+        "body_timeout": o["body_timeout"],
+        "retention_seconds": o["retention_hours"] * 3600,
+        "rate_limit": o["rate_limit"],
+        "rate_window": 60.0,
+    }
     if o.get("trust_list") is not None:
-        return _federated_settings(o, extra, environ)
+        from registry.relay.trust_list import load_trust_list
+
+        return RelaySettings(trust_list=load_trust_list(Path(o["trust_list"])), **common, **extra)
     return RelaySettings(
-        data_dir=Path(o["data_dir"]),
-        region=o["region"],
         auth_mode=o["auth"],
         rpc_url=o["rpc_url"],
         manifest_path=None if o["manifest"] is None else Path(o["manifest"]),
         registry_url=o["registry_url"],
         evidence_url=o["evidence_url"],
         chain_id=o["chain_id"],
-        keystore=None if o["keystore"] is None else Path(o["keystore"]),
-        keystore_password=environ.get(o["keystore_password_env"]) if o["keystore"] is not None else None,
-        max_body_bytes=o["max_body_bytes"],
-        body_timeout=o["body_timeout"],
-        retention_seconds=o["retention_hours"] * 3600,
-        rate_limit=o["rate_limit"],
-        rate_window=60.0,
         send_groups=None if not o["send_group"] else tuple(o["send_group"]),
         operator=o["operator"],
         nullifiers_url=o.get("nullifiers"),
         nullifier_authority=o.get("nullifier_authority"),
-        **extra,
-    )
-
-
-def _federated_settings(o: dict[str, Any], extra: dict[str, Any], environ: Mapping[str, str]) -> RelaySettings:
-    """The settings of a federated relay (``--trust-list``; checked by :func:`check_federated`)."""
-    from registry.relay.app import RelaySettings
-    from registry.relay.trust_list import load_trust_list
-
-    return RelaySettings(
-        data_dir=Path(o["data_dir"]),
-        region=o["region"],
-        trust_list=load_trust_list(Path(o["trust_list"])),
-        keystore=None if o["keystore"] is None else Path(o["keystore"]),
-        keystore_password=environ.get(o["keystore_password_env"]) if o["keystore"] is not None else None,
-        max_body_bytes=o["max_body_bytes"],
-        body_timeout=o["body_timeout"],
-        retention_seconds=o["retention_hours"] * 3600,
-        rate_limit=o["rate_limit"],
-        rate_window=60.0,
+        **common,
         **extra,
     )

@@ -37,7 +37,7 @@ from typing import Any
 from registry.service.authorization import RootOracle, RootStatus, parse_proof
 from registry._utils.integers import MAX_GROUP_ID, UINT64_MAX
 from registry.service.outbox import RegistryError, check_int
-from registry.storage.database import Database, SqliteDatabase
+from registry.storage.database import Database, DatabaseStore, SqliteDatabase
 from registry.storage.migrations import Migration, migrate
 from zk.admission_scope import AdmissionScopeError, AdmissionScopeVersionError, decode_admission_scope
 from zk.proof import SemaphoreProof, verify_proof
@@ -163,7 +163,7 @@ MIGRATIONS = (
 )
 
 
-class AdmissionStore:
+class AdmissionStore(DatabaseStore):
     """``admission.sqlite`` (or the PostgreSQL schema ``zkid_admission``, shared by every
     replica): group records, admission nullifiers and invite hashes (durable).
 
@@ -183,21 +183,6 @@ class AdmissionStore:
         self._generation = 0
         migrate(self._db, MIGRATIONS)
 
-    @property
-    def database(self) -> Database:
-        return self._db
-
-    def close(self) -> None:
-        self._db.close()
-
-    def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
-        """One statement in autocommit; the cursor (its rows are read at once)."""
-        with self._db.connection() as conn:
-            return conn.execute(sql, params)
-
-    def _one(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
-        with self._db.connection() as conn:
-            return conn.execute(sql, params).fetchone()
 
     # ------------------------------------------------------------ group records
 

@@ -21,7 +21,7 @@ from registry._utils.integers import MAX_GROUP_ID as MAX_GROUP_ID  # re-exported
 from registry._utils.integers import bounded_int
 from registry._utils.integers import json_integer as json_integer  # re-exported (registry/web)
 from registry.service.group_commit import GroupCommit
-from registry.storage.database import Database, SqliteDatabase
+from registry.storage.database import Database, DatabaseStore, SqliteDatabase
 from registry.storage.migrations import Migration, migrate
 from zk import strict_json
 from zk.proof import ProofError, SemaphoreProof, verify_proof
@@ -184,7 +184,7 @@ NULLIFIER_MIGRATIONS = (
 )
 
 
-class SqlNullifierStore:
+class SqlNullifierStore(DatabaseStore):
     """Nullifiers in SQL (an SQLite file, or a PostgreSQL schema shared by every replica
     and relay of a deployment): the primary key makes the claim one atomic, durable insert,
     ``INSERT ... ON CONFLICT DO NOTHING`` in autocommit; the one that inserted the row (row
@@ -204,16 +204,6 @@ class SqlNullifierStore:
         # each answered only once its commit is on disk. PostgreSQL: one autocommit each.
         self._group = GroupCommit(self._db.raw) if isinstance(self._db, SqliteDatabase) else None
 
-    @property
-    def database(self) -> Database:
-        return self._db
-
-    def close(self) -> None:
-        self._db.close()
-
-    def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
-        with self._db.connection() as conn:
-            return conn.execute(sql, params)
 
     def _insert(self, sql: str, params: tuple[Any, ...]) -> bool:
         """One claim's insert, durable before this returns: whether it inserted the row."""

@@ -57,7 +57,7 @@ from registry._utils.logs import exc_type
 from registry.service import tree_snapshot
 from registry.service.authorization import RootStatus
 from registry.ledger.base import LedgerEvent
-from registry.storage.database import Database, SqliteDatabase
+from registry.storage.database import Database, DatabaseStore, SqliteDatabase
 from registry.storage.migrations import Migration, migrate
 from registry.storage.sqlite import transaction as sqlite_transaction
 from zk.tree import LeanIMT
@@ -216,7 +216,7 @@ def delete_index_files(path: Path | str) -> None:
         Path(str(base) + suffix).unlink(missing_ok=True)
 
 
-class ChainIndex:
+class ChainIndex(DatabaseStore):
     """The index database plus the in-memory trees.
 
     ``database``: a :class:`registry.storage.database.Database` (SQLite file or PostgreSQL
@@ -265,13 +265,6 @@ class ChainIndex:
         self.refresh()
 
     # ------------------------------------------------------------------ storage
-
-    @property
-    def database(self) -> Database:
-        return self._db
-
-    def close(self) -> None:
-        self._db.close()
 
     def _create_schema(self) -> None:
         migrate(self._db, MIGRATIONS)

@@ -91,6 +91,30 @@ class Database:
         return self.dialect == "postgresql"
 
 
+class DatabaseStore:
+    """Base of a store kept in one :class:`Database`: the database it uses, closing it, and
+    one statement in autocommit."""
+
+    _db: Database
+
+    @property
+    def database(self) -> Database:
+        return self._db
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        """One statement in autocommit; the cursor (its rows are read at once)."""
+        with self._db.connection() as conn:
+            return conn.execute(sql, params)
+
+    def _one(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        """The first row of one statement, or None."""
+        with self._db.connection() as conn:
+            return conn.execute(sql, params).fetchone()
+
+
 class SqliteDatabase(Database):
     """One SQLite file, one connection per thread (:class:`ConnectionPerThread`)."""
 
