@@ -13,7 +13,9 @@ This module imports nothing of the service or the web layer: both import it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from typing import Any
 
 #: HTTP status of each error code of the registry API (docs/api.md "Error codes").
 STATUS: dict[str, int] = {
@@ -76,8 +78,16 @@ STATUS: dict[str, int] = {
     "replayed_request": 401,
     "envelope_signature_invalid": 401,
     "unknown_relay": 403,
-    # a federated relay (docs/relay.md "Federated relays"): the scope's registry is not trusted
+    # the relay (docs/relay.md): a federated relay's scope names a registry it does not trust
     "unknown_registry": 403,
+    # the relay: the mailbox tag is held with another pickup hash; no room; the store failed
+    "mailbox_conflict": 409,
+    "insufficient_storage": 507,
+    "store_failed": 503,
+    # the relay: the send could not be judged now (the slot was not used, or may have been)
+    "authorization_unavailable": 503,
+    "nullifier_authority_unavailable": 503,
+    "authorization_unknown": 503,
     # the ledger and the deployment
     "ledger_unavailable": 503,
     "ledger_error": 502,
@@ -103,6 +113,23 @@ SCHEMA_ERROR = "malformed"
 SCHEMA_STATUS = 422
 
 
+#: HTTP status of a refused send authorization by its reason (docs/authorization.md; the
+#: registry's ``POST /v1/authorize`` and a relay's ``POST /v1/blobs`` alike): 403 unless
+#: named here. A ``malformed`` decision (the proof passed the request's shape checks, but
+#: is no well-formed SemaphoreProof: a point off its curve) is such a 403: a request that
+#: breaks the schema is 422 before any decision.
+REFUSAL_STATUS: dict[str, int] = {
+    "unknown_group": 404,
+    "nullifier_reused": 409,
+    "index_stale": 503,  # not a verdict on the proof: ask again once the index caught up
+}
+
+
+def refusal_status(reason: str) -> int:
+    """The HTTP status of a send authorization refused for ``reason`` (:data:`REFUSAL_STATUS`)."""
+    return REFUSAL_STATUS.get(reason, 403)
+
+
 def status_of(code: str) -> int:
     """The HTTP status of ``code`` (:data:`STATUS`; 400 for a code it does not hold)."""
     return STATUS.get(code, 400)
@@ -110,21 +137,38 @@ def status_of(code: str) -> int:
 
 class RegistryError(Exception):
     """A refusal: machine-readable ``code``, human ``message``, HTTP ``status`` (default:
-    :func:`status_of` the code) and extra response ``headers`` (e.g. ``Retry-After``).
+    :func:`status_of` the code), extra response ``headers`` (e.g. ``Retry-After``) and
+    extra top-level ``fields`` of the body (a refused authorization's decision).
     Raised by the service, the HTTP layer, the evidence routes and the relay alike."""
 
     def __init__(
-        self, code: str, message: str, status: int | None = None, headers: Mapping[str, str] | None = None
+        self,
+        code: str,
+        message: str,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        fields: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status if status is not None else status_of(code)
         self.headers = dict(headers) if headers else None
+        self.fields = dict(fields) if fields else {}
 
     def __repr__(self) -> str:
         return f"RegistryError({self.code!r}, {self.message!r}, status={self.status})"
 
-    def to_dict(self) -> dict[str, dict[str, str]]:
-        """The JSON body of the answer: ``{"error": {"code", "message"}}``."""
-        return {"error": {"code": self.code, "message": self.message}}
+    def body(self) -> bytes:
+        """:meth:`to_dict` as compact JSON bytes (for ASGI code that answers by hand)."""
+        return json.dumps(self.to_dict(), separators=(",", ":")).encode()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON body of the answer: ``{"error": {"code", "message"}}`` and the ``fields``."""
+        return {**self.fields, "error": {"code": self.code, "message": self.message}}
+
+
+def error_body(code: str, message: str) -> bytes:
+    """The JSON body of the error answer ``code`` with ``message``."""
+    return RegistryError(code, message).body()

@@ -196,7 +196,7 @@ def _answered_at_shutdown(app: Any, stopping: Callable[[], bool]) -> Any:
     so one warning line, with no request data."""
     import asyncio
 
-    from registry.web.errors import error_body
+    from registry.errors import error_body
 
     body = error_body("shutting_down", "the server is stopping; retry the request")
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
@@ -779,17 +779,33 @@ _PENDING_HINT = (
 def _wait_until(
     base: str, group: int, commitment: int, data: dict[str, Any], until: str, timeout: float, as_json: bool, shown: str
 ) -> dict[str, Any]:
-    """``register --wait``: poll the member's status until ``until`` (or a refusal), with a
-    progress line on stderr per change; past ``timeout``, exit 1 (``still_pending``)."""
-    deadline = time.monotonic() + timeout
-    shown_status: Any = None
-    shown_confirmations: Any = None
-    while not _reached(data, until):
-        if data.get("status") != shown_status or data.get("confirmations") != shown_confirmations:
-            shown_status, shown_confirmations = data.get("status"), data.get("confirmations")
-            why = _PENDING_HINT if data.get("status") == "pending" else ""
-            typer.echo(f"waiting for {until}: {_show_member(data)}{why}", err=True)
-        if time.monotonic() > deadline:
+    """``register --wait``: the SDK's wait (:meth:`RegistryClient.wait_until_anchored`) until
+    ``until`` or a refusal, with a progress line on stderr per change; past ``timeout``,
+    exit 1 (``still_pending``)."""
+    from registry.client import RegistryClientError
+
+    if _reached(data, until):
+        return data
+    latest = [data]
+    shown_state: list[Any] = [None]
+
+    def progress(current: dict[str, Any]) -> None:
+        latest[0] = current
+        state = (current.get("status"), current.get("confirmations"))
+        if state != shown_state[0] and not _reached(current, until):
+            shown_state[0] = state
+            why = _PENDING_HINT if current.get("status") == "pending" else ""
+            typer.echo(f"waiting for {until}: {_show_member(current)}{why}", err=True)
+
+    with _registry(base) as client:
+        try:
+            return client.wait_until_anchored(group, commitment, timeout, progress, final=until == "final")
+        except RegistryClientError as exc:
+            if exc.code == "refused":  # the caller says so, with the reason
+                return latest[0]
+            raise
+        except TimeoutError:
+            data = latest[0]
             _fail_with(
                 data,
                 as_json,
@@ -797,10 +813,7 @@ def _wait_until(
                 f"the registration was accepted and is still {data.get('status')} (not yet {_UNTIL[until]}) "
                 f"after {timeout:g} s; it stays queued: follow it with `zkid status --group {shown}`",
             )
-        time.sleep(0.5)
-        with _registry(base) as client:
-            data = client.status(group, commitment)
-    return data
+            raise  # _fail_with exits
 
 
 def _reached(data: dict[str, Any], until: str) -> bool:

@@ -137,6 +137,12 @@ def error_of(response: httpx.Response) -> tuple[str, str] | None:
     return code, str(message)
 
 
+def error_code(response: httpx.Response) -> str | None:
+    """The ``error.code`` of an error answer, None when it has none."""
+    found = error_of(response)
+    return None if found is None else found[0]
+
+
 def failure(response: httpx.Response) -> RegistryClientError:
     """The error an answer of 400 or more stands for: the code and message of its error
     body, else ``http_error`` (an answer without the API's error object)."""

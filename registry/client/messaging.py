@@ -323,6 +323,15 @@ def relay_health(relay: httpx.Client | str, *, timeout: float = 10.0) -> dict[st
     return dict(_relay_request(relay, "GET", "/v1/health", None, timeout))
 
 
+def relay_registries(relay: httpx.Client | str, *, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """The registries a relay trusts (``GET /v1/registries``; empty for a single-registry
+    relay: docs/relay.md), else :class:`RelayError`."""
+    listed = _relay_request(relay, "GET", "/v1/registries", None, timeout).get("registries")
+    if not isinstance(listed, list) or not all(isinstance(entry, dict) for entry in listed):
+        raise RelayError(200, "bad_response", "the relay's registries answer is unusable")
+    return listed
+
+
 def acknowledge_blob(relay: httpx.Client | str, blob_id: str, pickup_secret: bytes, *, timeout: float = 60.0) -> None:
     """``POST /v1/blobs/{id}/ack``: the blob is delivered; the relay erases it."""
     if not _BLOB_ID.fullmatch(blob_id):

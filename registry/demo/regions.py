@@ -160,6 +160,7 @@ def start_relay(stack: contextlib.ExitStack, root: Path, region: str, auth: dict
     ``zkid relay --trust-list`` reads it."""
     import httpx
 
+    from registry.client.messaging import relay_registries
     from registry.relay.app import RelaySettings, create_relay_app
     from registry.relay.trust_list import load_trust_list, render_trust_list
 
@@ -178,8 +179,7 @@ def start_relay(stack: contextlib.ExitStack, root: Path, region: str, auth: dict
     )
     url = stack.enter_context(serve(create_relay_app(settings)))
     client = stack.enter_context(httpx.Client(base_url=url, timeout=60.0))
-    answer = client.get("/v1/registries")  # what the relay says it trusts (public facts only)
-    listed = list(answer.json().get("registries") or []) if answer.status_code == 200 else []
+    listed = relay_registries(client)  # what the relay says it trusts (public facts only)
     how = ", ".join(f"{name}: {'asks the registry' if mode == 'registry' else 'checks locally, claims at the registry'}" for name, mode in auth.items())
     say(region, f"relay on {url}, trusts {len(listed)} registries ({how}); evidence to each sender's home log")
     return Relay(region, auth, url, client, listed)

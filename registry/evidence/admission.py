@@ -34,6 +34,7 @@ from typing import Protocol
 
 from eth_utils.address import to_checksum_address
 
+from registry.errors import RegistryError
 from registry.evidence.log import EvidenceLogError, check_records
 from zk.evidence.record import SignedRecord
 
@@ -55,13 +56,12 @@ def relay_address(value: str) -> str:
     return checksummed
 
 
-class AdmissionRefused(Exception):
-    """A refused record: ``status``, machine-readable ``code``, and for 429 ``retry_after``."""
+class AdmissionRefused(RegistryError):
+    """A refused record: machine-readable ``code`` (its status from the one table,
+    registry/errors.py), ``detail``, and for ``rate_limited`` ``retry_after``."""
 
-    def __init__(self, status: int, code: str, detail: str, retry_after: int | None = None) -> None:
-        super().__init__(f"{code}: {detail}")
-        self.status = status
-        self.code = code
+    def __init__(self, code: str, detail: str, retry_after: int | None = None) -> None:
+        super().__init__(code, detail, headers=None if retry_after is None else {"Retry-After": str(retry_after)})
         self.detail = detail
         self.retry_after = retry_after
 
@@ -206,21 +206,17 @@ class EvidenceAdmission:
         for i, signed in enumerate(records):
             record = signed.record
             if record.issuer not in trusted:
-                raise AdmissionRefused(403, "unknown_signer", f"{where(i)}{record.issuer} is not a registered relay key")
+                raise AdmissionRefused("unknown_signer", f"{where(i)}{record.issuer} is not a registered relay key")
             if record.chain_id != self.chain_id:
-                raise AdmissionRefused(
-                    422, "wrong_chain", f"{where(i)}chainId {record.chain_id}, this log's chain is {self.chain_id}"
-                )
+                raise AdmissionRefused("wrong_chain", f"{where(i)}chainId {record.chain_id}, this log's chain is {self.chain_id}")
             if record.event_time > now + self.max_skew:
-                raise AdmissionRefused(
-                    422, "event_time_in_future", f"{where(i)}eventTime is more than {self.max_skew} s ahead"
-                )
+                raise AdmissionRefused("event_time_in_future", f"{where(i)}eventTime is more than {self.max_skew} s ahead")
             if record.event_time < now - self.max_age:
-                raise AdmissionRefused(422, "event_time_too_old", f"{where(i)}eventTime is older than {self.max_age} s")
+                raise AdmissionRefused("event_time_too_old", f"{where(i)}eventTime is older than {self.max_age} s")
         try:
             hashes = check(records)  # the first bad record's error names its position
         except EvidenceLogError as exc:
-            raise AdmissionRefused(422, exc.code, exc.detail) from None
+            raise AdmissionRefused(exc.code, exc.detail) from None
         # Record hash -> issuer, each record once.
         fresh = {h: signed.record.issuer for h, signed in zip(hashes, records)}
         already = known(set(fresh)) if known is not None and fresh else set()
@@ -228,12 +224,8 @@ class EvidenceAdmission:
         if not needs:
             return hashes
         if max(needs.values()) > self.buckets.burst:
-            raise AdmissionRefused(
-                413, "too_large", f"more new records from one relay than its burst ({self.buckets.burst})"
-            )
+            raise AdmissionRefused("too_large", f"more new records from one relay than its burst ({self.buckets.burst})")
         wait = self.buckets.take(needs)
         if wait > 0:
-            raise AdmissionRefused(
-                429, "rate_limited", "this relay's evidence rate limit is exhausted", max(1, math.ceil(wait))
-            )
+            raise AdmissionRefused("rate_limited", "this relay's evidence rate limit is exhausted", max(1, math.ceil(wait)))
         return hashes

@@ -48,7 +48,7 @@ from web3.exceptions import Web3Exception
 from registry._utils.logs import exc_type
 from registry.storage.access_log import AccessLog, AccessLogMiddleware
 from registry.service.authorization import MAX_GROUP_ID, Decision, NullifierStore, Reason, SqliteNullifierStore, parse_group_id
-from registry.errors import RegistryError
+from registry.errors import RegistryError, refusal_status
 from registry.web.errors import install_error_handlers, json_input_error
 from registry.web.middleware import BodyLimitMiddleware, ErrorGuardMiddleware
 from registry.ledger.deploy import Manifest, read_manifest
@@ -120,9 +120,6 @@ ROUTE_QUEUE = 256
 UPSTREAM_DEADLINE = 10.0
 #: Single-registry mode: the limiter key of the sends (as a region's in federated mode).
 _SINGLE = -1
-
-#: HTTP status of each refusal (the others are 403).
-_REFUSAL_STATUS = {Reason.MALFORMED: 422, Reason.UNKNOWN_GROUP: 404, Reason.NULLIFIER_REUSED: 409}
 
 #: Evidence reason codes of the refusals (zk/evidence/record.py ReasonCode).
 _EVIDENCE_REASON = {
@@ -576,7 +573,7 @@ class Relay:
         if not decision.authorized:
             reason = _EVIDENCE_REASON.get(decision.reason, ReasonCode.INVALID_PROOF)
             self.emit(EventType.SUBMISSION_REJECTION, digest, reason, home=home)
-            raise RegistryError(decision.reason.value, "send authorization refused", _REFUSAL_STATUS.get(decision.reason, 403))
+            raise RegistryError(decision.reason.value, "send authorization refused", refusal_status(decision.reason.value))
         if home is None:
             self._groups_seen.add(group_id)
         else:

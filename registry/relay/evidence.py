@@ -50,7 +50,7 @@ from registry._utils.logs import exc_type
 from registry.ledger.accounts import load_keystore
 from registry.ledger.errors import DeploymentError
 from registry.storage.sqlite import close_connection, connect, create_schema, transaction
-from registry.client._http import RegistryClientError, error_of, request
+from registry.client._http import RegistryClientError, error_code, request
 from registry.client._http import retry_after as _retry_after
 from zk.evidence.record import EventType, EvidenceRecord, ReasonCode, RecordSigner
 
@@ -295,7 +295,7 @@ class EvidenceEmitter:
         except RegistryClientError:  # not sent, or no answer: retried later
             return 0, 0.0, False
         status = response.status_code
-        code = _error_code(response) if status in (403, 429) else None
+        code = error_code(response) if status in (403, 429) else None
         if code not in ("unknown_signer", "rate_limited"):
             return status, 0.0, False
         # Not a verdict on the records but on this relay: every record waits.
@@ -376,8 +376,3 @@ class _Ticket:
     def __init__(self) -> None:
         self.done = False
         self.error: BaseException | None = None
-
-
-def _error_code(response: httpx.Response) -> str | None:
-    found = error_of(response)
-    return None if found is None else found[0]

@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 import httpx
 
-from registry.client._http import HttpSession, RegistryClientError, json_of, request
+from registry.client._http import HttpSession, RegistryClientError, error_code, json_of, request
 from registry.relay.deadline import deadline_client
 from registry.relay.trust_list import public_url
 from registry.service.authorization import SqlNullifierStore
@@ -44,17 +44,6 @@ ANSWER_LIMIT = 64 * 1024
 
 
 log = logging.getLogger(__name__)
-
-
-def _error_code(response: httpx.Response) -> str | None:
-    """The ``error.code`` of an error answer, None when there is none."""
-    try:
-        data = json_of(response)
-    except ValueError:
-        return None
-    error = data.get("error") if isinstance(data, dict) else None
-    code = error.get("code") if isinstance(error, dict) else None
-    return code if isinstance(code, str) else None
 
 
 class NullifierAuthorityUnavailable(RuntimeError):
@@ -118,7 +107,7 @@ class NullifierAuthorityClient(HttpSession):
             if response.status_code >= 500 or response.status_code == 429:
                 raise NullifierAuthorityUnavailable(f"the nullifier authority answered {response.status_code}")
             if response.status_code != 200:
-                if _error_code(response) == "unknown_relay":
+                if error_code(response) == "unknown_relay":
                     # Configuration, not an outage: say what to do (the key's address is public).
                     log.warning(
                         "the home registry at %s does not trust this relay's key %s: add it there"

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from eth_utils.crypto import keccak
 
+from registry.errors import RegistryError
 from registry.evidence.admission import relay_address
 from zk.evidence.record import RecordError, RecordSigner, recover_issuer
 from zk.relay_scope import RegistryRef
@@ -50,13 +51,12 @@ _SIGNATURE = re.compile(r"0x[0-9a-f]{130}")
 _TIME = re.compile(r"[0-9]{1,12}")
 
 
-class ClaimAuthError(Exception):
-    """A refused envelope: HTTP ``status`` (401 or 403) and a machine-readable ``code``."""
+class ClaimAuthError(RegistryError):
+    """A refused envelope: a machine-readable ``code`` (401, or 403 ``unknown_relay``: the
+    one table, registry/errors.py) and ``detail``."""
 
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(f"{code}: {detail}")
-        self.status = status
-        self.code = code
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(code, detail)
         self.detail = detail
 
 
@@ -127,31 +127,31 @@ class ClaimAuthenticator:
         """The relay address of a valid envelope, else :class:`ClaimAuthError`."""
         raw = [headers.get(h) for h in (RELAY_HEADER, TIME_HEADER, NONCE_HEADER, SIGNATURE_HEADER)]
         if any(v is None for v in raw):
-            raise ClaimAuthError(401, "unsigned_request", "a claim must carry the relay's signed envelope headers")
+            raise ClaimAuthError("unsigned_request", "a claim must carry the relay's signed envelope headers")
         relay_raw, time_raw, nonce, signature = (str(v) for v in raw)
         try:
             relay = relay_address(relay_raw)
         except ValueError:
-            raise ClaimAuthError(401, "bad_envelope", f"{RELAY_HEADER} is not an address") from None
+            raise ClaimAuthError("bad_envelope", f"{RELAY_HEADER} is not an address") from None
         if not _TIME.fullmatch(time_raw) or not _NONCE.fullmatch(nonce) or not _SIGNATURE.fullmatch(signature):
-            raise ClaimAuthError(401, "bad_envelope", "timestamp, nonce (16 bytes hex) or signature malformed")
+            raise ClaimAuthError("bad_envelope", "timestamp, nonce (16 bytes hex) or signature malformed")
         if relay not in set(self._trusted()):
-            raise ClaimAuthError(403, "unknown_relay", "this relay key is not trusted by the registry")
+            raise ClaimAuthError("unknown_relay", "this relay key is not trusted by the registry")
         timestamp = int(time_raw)
         now = self._clock()
         if abs(now - timestamp) > self.window:
-            raise ClaimAuthError(401, "stale_request", f"the envelope's time is more than {self.window} s off")
+            raise ClaimAuthError("stale_request", f"the envelope's time is more than {self.window} s off")
         text = envelope_text(self.deployment, relay, timestamp, nonce, body)
         try:
             signer = recover_issuer(eip191_hash(text), bytes.fromhex(signature[2:]))
         except RecordError:
             signer = None
         if signer != relay:
-            raise ClaimAuthError(401, "envelope_signature_invalid", "the envelope's signature is not the relay's")
+            raise ClaimAuthError("envelope_signature_invalid", "the envelope's signature is not the relay's")
         with self._lock:
             self._forget(now)
             if (relay, nonce) in self._seen:
-                raise ClaimAuthError(401, "replayed_request", "this envelope was used already")
+                raise ClaimAuthError("replayed_request", "this envelope was used already")
             self._seen[(relay, nonce)] = timestamp
         return relay
 

@@ -14,7 +14,6 @@ Messages name the offending field and never echo its value.
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 from collections.abc import Callable, Coroutine
@@ -26,7 +25,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from registry.errors import SCHEMA_ERROR, SCHEMA_STATUS, RegistryError
+from registry.errors import OTHER_STATUS, SCHEMA_ERROR, SCHEMA_STATUS, STATUS, RegistryError
 from registry.ledger.errors import LedgerError
 from registry.web.models import BASE_FIELD, COMMITMENT, FIELD, HEX32, UINT256, ErrorResponse
 from zk import strict_json
@@ -39,28 +38,16 @@ def error_response(error: RegistryError) -> JSONResponse:
     return JSONResponse(error.to_dict(), status_code=error.status, headers=error.headers)
 
 
-def error_body(code: str, message: str) -> bytes:
-    """The JSON body of an error answer, for the ASGI middleware that answer by hand."""
-    return json.dumps({"error": {"code": code, "message": message}}, separators=(",", ":")).encode()
-
-
-_DESCRIPTIONS = {
-    400: "Malformed request (`malformed`).",
-    401: "Missing operator token (`unauthorized`).",
-    403: "Wrong operator token (`forbidden`), operator endpoints disabled (`operator_disabled`), a group this registry does not administer (`forbidden`) or does not serve (`group_not_served`), or an admission refusal (`admission_*`, `invite_invalid`, `invite_expired`; docs/admission.md).",
-    404: "Unknown group, member or root (`unknown_group`, `not_member`, `unknown_root`).",
-    409: "Conflict (`duplicate`; `pending`: registered, not yet on chain; `admission_used`, `invite_used`: the credential was used).",
-    413: "Request body larger than the limit (`too_large`).",
-    429: "Too many requests from this client address (`rate_limited`); `Retry-After` says when to come back.",
-    422: "Invalid input: `malformed`, `invalid_commitment`.",
-    502: "The ledger refused or failed the operation (`ledger_error`).",
-    503: "The ledger cannot be reached (`ledger_unavailable`).",
-}
+def _description(status: int) -> str:
+    """What an error answer of ``status`` may carry: the codes of the one table."""
+    codes = sorted(code for code, s in STATUS.items() if status in (s, OTHER_STATUS.get(code)))
+    named = ", ".join(f"`{code}`" for code in codes)
+    return f"Error `{{\"error\": {{\"code\", \"message\"}}}}`: {named} (docs/api.md, Error codes)."
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` of the error statuses a route can answer."""
-    return {s: {"model": ErrorResponse, "description": _DESCRIPTIONS[s]} for s in statuses}
+    return {s: {"model": ErrorResponse, "description": _description(s)} for s in statuses}
 
 
 #: What a value matching each pattern is (the message of a pattern mismatch).

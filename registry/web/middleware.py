@@ -15,7 +15,8 @@ from collections.abc import Callable
 
 from registry.errors import RegistryError
 from registry.storage.access_log import ASGIApp, Message, Receive, Scope, Send
-from registry.web.errors import error_body, error_response
+from registry.errors import error_body
+from registry.web.errors import error_response
 from registry.web.metrics import Metrics, TrafficMetrics, error_code
 
 log = logging.getLogger(__name__)

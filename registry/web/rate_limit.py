@@ -34,6 +34,8 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequen
 from dataclasses import dataclass
 from typing import Any
 
+from registry.errors import error_body
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -192,12 +194,6 @@ class IpRateLimiter:
             return {k for b in self._buckets.values() for k in b}
 
 
-def _body(message: str) -> bytes:
-    import json
-
-    return json.dumps({"error": {"code": CODE, "message": message}}).encode()
-
-
 async def refuse(send: Send, receive: Receive, wait: float, *, more_body: bool = True) -> None:
     """Answer 429 ``rate_limited`` with ``Retry-After``; the request's body is read and
     dropped first (up to :data:`DRAIN_LIMIT`, else the connection is closed)."""
@@ -218,7 +214,7 @@ async def refuse(send: Send, receive: Receive, wait: float, *, more_body: bool =
     except TimeoutError:
         pass
     seconds = retry_after(wait)
-    body = _body(f"too many requests from this address; retry after {seconds} s")
+    body = error_body(CODE, f"too many requests from this address; retry after {seconds} s")
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

@@ -1,7 +1,8 @@
 """``POST /v1/authorize``: check a send authorization (docs/authorization.md).
 
 200 with the decision when authorized; a refusal carries the decision fields *and*
-``{"error": {"code": <reason>, "message"}}`` with the status of :data:`REFUSAL_STATUS`.
+``{"error": {"code": <reason>, "message"}}`` with the status of
+:data:`registry.errors.REFUSAL_STATUS`.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from registry.errors import RegistryError, refusal_status
 from registry.service.authorization import Decision, Reason
 from registry.web.errors import ApiRoute, error_responses
 from registry.web.models import AuthorizeRequest, DecisionModel, ErrorResponse, RefusalModel
@@ -16,14 +18,6 @@ from registry.web.routes import service_of
 
 router = APIRouter(route_class=ApiRoute, tags=["authorization"])
 
-# HTTP status of each refusal reason of POST /v1/authorize (docs/api.md). A request that
-# passes the schema and still holds a malformed proof (points off their curves) is a
-# refused authorization (403 "malformed"); 422 is for requests that break the schema.
-REFUSAL_STATUS: dict[Reason, int] = {
-    Reason.UNKNOWN_GROUP: 404,
-    Reason.NULLIFIER_REUSED: 409,
-    Reason.INDEX_STALE: 503,  # not a verdict on the proof: try again once the index caught up
-}
 REFUSAL_MESSAGE: dict[Reason, str] = {
     Reason.MALFORMED: "the proof is not a well-formed Semaphore proof (points must be on their curves)",
     Reason.BAD_SCOPE: "the scope is not a relay-epoch scope",
@@ -62,12 +56,7 @@ def authorize(body: AuthorizeRequest, request: Request) -> JSONResponse:
     decision: Decision = service_of(request).authorize(body.proof.model_dump(), body.group_id, digest)
     request.app.state.metrics.authorizations.labels(decision.reason.value).inc()
     data = decision.to_dict()
-    if decision.authorized:
-        return JSONResponse(data)
-    data["error"] = {"code": decision.reason.value, "message": REFUSAL_MESSAGE.get(decision.reason, "refused")}
-    return JSONResponse(data, status_code=refusal_status(decision.reason))
-
-
-def refusal_status(reason: Reason) -> int:
-    """The HTTP status of a refused authorization (403 unless :data:`REFUSAL_STATUS` says otherwise)."""
-    return REFUSAL_STATUS.get(reason, 403)
+    if not decision.authorized:
+        reason = decision.reason.value
+        raise RegistryError(reason, REFUSAL_MESSAGE.get(decision.reason, "refused"), refusal_status(reason), fields=data)
+    return JSONResponse(data)

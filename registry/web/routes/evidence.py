@@ -37,10 +37,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from registry.errors import RegistryError
-from registry.evidence.admission import AdmissionRefused, ConfiguredKey, EvidenceAdmission
+from registry.evidence.admission import ConfiguredKey, EvidenceAdmission
 from registry.evidence.log import EvidenceLog, EvidenceLogError, MalformedRecord, StoredAnchor, check_records
 from registry.evidence.verify_workers import VerifyWorkers
-from registry.web.errors import ApiRoute
+from registry.web.errors import ApiRoute, error_responses
 from zk import strict_json
 from zk.evidence import merkle
 from zk.evidence.bundle import Anchor, BundleError, build_bundle
@@ -89,18 +89,8 @@ def _body_schema(schema: dict[str, Any]) -> dict[str, Any]:
 EVIDENCE_ID = Path(pattern="^[0-9a-f]{64}$", description="Evidence id (the record hash, hex).")
 
 
-def _documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for the error statuses a route can answer."""
-    return {status: {"description": "error: `{\"error\": {\"code\", \"message\"}}`"} for status in statuses}
-
-
 def _log_error(exc: EvidenceLogError) -> RegistryError:
     return RegistryError(exc.code, exc.detail)
-
-
-def _refused(exc: AdmissionRefused) -> RegistryError:
-    headers = None if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
-    return RegistryError(exc.code, exc.detail, headers=headers)
 
 
 async def _body(request: Request, limit: int) -> bytes:
@@ -123,10 +113,7 @@ def _admit_and_append(
     """Admit and append ``records`` (all or nothing): (index, evidence id, created) each.
     Each signature is checked once (``check``, by the admission), and the log appends the
     hashes it checked."""
-    try:
-        hashes = admission.admit(records, log.known_hashes, check=check)
-    except AdmissionRefused as exc:
-        raise _refused(exc) from None
+    hashes = admission.admit(records, log.known_hashes, check=check)  # AdmissionRefused: a RegistryError
     try:
         return log.append_detailed(records, verified=hashes)
     except EvidenceLogError as exc:
@@ -220,7 +207,7 @@ def _relay_key_routes(router: APIRouter, admission: EvidenceAdmission, operator:
     @router.put(
         "/v1/evidence/relays/{address}",
         status_code=201,
-        responses=_documented(200, 401, 403, 422),
+        responses={200: {"description": "The key was listed already (`created` false)."}, **error_responses(401, 403, 422)},
         dependencies=[Depends(operator)],
     )
     def put_relay(address: str = RELAY_ADDRESS) -> Response:
@@ -230,7 +217,7 @@ def _relay_key_routes(router: APIRouter, admission: EvidenceAdmission, operator:
 
     @router.delete(
         "/v1/evidence/relays/{address}",
-        responses=_documented(401, 403, 404, 409, 422),
+        responses=error_responses(401, 403, 404, 409, 422),
         dependencies=[Depends(operator)],
     )
     def delete_relay(address: str = RELAY_ADDRESS) -> Response:
@@ -257,7 +244,7 @@ def _append_routes(router: APIRouter, log: EvidenceLog, admission: EvidenceAdmis
     @router.post(
         "/v1/evidence",
         status_code=201,
-        responses=_documented(200, 400, 403, 413, 422, 429),
+        responses={200: {"description": "Already in the log (`created` false)."}, **error_responses(400, 403, 413, 422, 429)},
         openapi_extra=_body_schema(_SIGNED_RECORD),
     )
     async def post_evidence(request: Request) -> Response:
@@ -276,7 +263,7 @@ def _append_routes(router: APIRouter, log: EvidenceLog, admission: EvidenceAdmis
     @router.post(
         "/v1/evidence/batch",
         status_code=201,
-        responses=_documented(400, 403, 413, 422, 429),
+        responses=error_responses(400, 403, 413, 422, 429),
         openapi_extra=_body_schema({"type": "array", "maxItems": MAX_BATCH, "items": _SIGNED_RECORD}),
     )
     async def post_batch(request: Request) -> Response:
@@ -294,7 +281,7 @@ def _read_routes(router: APIRouter, log: EvidenceLog, lookup: AnchorsLookup) -> 
     def get_checkpoint() -> Response:
         return PlainTextResponse(log.checkpoint())
 
-    @router.get("/v1/log/consistency", responses=_documented(404))
+    @router.get("/v1/log/consistency", responses=error_responses(404))
     def get_consistency(first: int = Query(alias="from", ge=0), second: int = Query(alias="to", ge=0)) -> Response:
         try:
             proof = log.consistency(first, second)
@@ -303,7 +290,7 @@ def _read_routes(router: APIRouter, log: EvidenceLog, lookup: AnchorsLookup) -> 
             raise RegistryError("bad_tree_size", str(exc)) from None
         return JSONResponse({"from": first, "to": second, "proof": [h.hex() for h in proof]})
 
-    @router.get("/v1/evidence/{evidence_id}", responses=_documented(400, 404))
+    @router.get("/v1/evidence/{evidence_id}", responses=error_responses(400, 404))
     def get_evidence(evidence_id: str = EVIDENCE_ID) -> Response:
         try:
             entry = log.get(evidence_id)
@@ -321,7 +308,7 @@ def _read_routes(router: APIRouter, log: EvidenceLog, lookup: AnchorsLookup) -> 
         }
         return JSONResponse(out)
 
-    @router.get("/v1/evidence/{evidence_id}/bundle", responses=_documented(400, 404, 409))
+    @router.get("/v1/evidence/{evidence_id}/bundle", responses=error_responses(400, 404, 409))
     def get_bundle(
         evidence_id: str = EVIDENCE_ID,
         checkpoint: str = Query("anchored", pattern="^(anchored|latest)$"),

@@ -16,8 +16,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, StrictStr
 from starlette.concurrency import run_in_threadpool
 
-from registry.errors import RegistryError
-from registry.service.nullifier_claims import MAX_CLAIMS, ClaimAuthenticator, ClaimAuthError
+from registry.service.nullifier_claims import MAX_CLAIMS, ClaimAuthenticator
 from registry.web.errors import ApiRoute, error_responses
 from registry._utils.integers import MAX_GROUP_ID
 from registry.web.models import FIELD, ErrorResponse, JsonInt, _Strict
@@ -75,10 +74,7 @@ def _authenticator(request: Request) -> ClaimAuthenticator:
 )
 async def claim_nullifiers(body: ClaimRequest, request: Request) -> ClaimResponse:
     raw = await request.body()
-    try:
-        relay = _authenticator(request).check(request.headers, raw)
-    except ClaimAuthError as exc:
-        raise RegistryError(exc.code, exc.detail, exc.status) from None
+    relay = _authenticator(request).check(request.headers, raw)  # ClaimAuthError: a RegistryError
     claims = [(c.group_id, int(c.nullifier), c.epoch) for c in body.claims]
     results = await run_in_threadpool(service_of(request).claim_nullifiers, relay, claims)
     return ClaimResponse.model_validate({"results": results})

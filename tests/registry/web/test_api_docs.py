@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from registry.errors import OTHER_STATUS, STATUS
+from registry.errors import OTHER_STATUS, STATUS, refusal_status
 from registry.service.authorization import Reason
-from registry.web.routes.authorize import refusal_status
 from tests.support.registry import AUTH, Registry
 
 DOC = (Path(__file__).resolve().parents[3] / "docs" / "api.md").read_text(encoding="utf-8")
@@ -64,7 +63,7 @@ def test_authorization_table_equals_the_refusal_statuses() -> None:
             for reason in _CODE.findall(reasons):
                 if reason in {r.value for r in Reason}:  # skip linked words such as `index_max_age`
                     documented[reason] = int(status)
-    assert documented == {"ok": 200, **{r.value: refusal_status(r) for r in Reason if r is not Reason.OK}}
+    assert documented == {"ok": 200, **{r.value: refusal_status(r.value) for r in Reason if r is not Reason.OK}}
 
 
 def _documented_routes() -> set[tuple[str, str]]:
