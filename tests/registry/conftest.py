@@ -15,6 +15,7 @@ import pytest
 
 from registry.ledger.deploy import save_manifest
 from registry.service.settings import Settings
+from registry.storage.database import open_store_database
 from tests.support.registry import Registry, running_registry
 from zk.field import R
 
@@ -32,6 +33,32 @@ def make_commitments(n: int, seed: int = 1) -> list[int]:
 @pytest.fixture
 def commitments() -> Callable[..., list[int]]:
     return make_commitments
+
+
+#: ``store_opener(cls, file_name, durable=..., **defaults)``: see the fixture.
+StoreOpener = Callable[..., Callable[..., Any]]
+
+
+@pytest.fixture
+def store_opener(tmp_path: Path, database_url: str | None) -> Iterator[StoreOpener]:
+    """``store_opener(cls, file_name, durable=..., **defaults)``: a function that opens a
+    ``cls`` (Outbox, ChainIndex, AdmissionStore...) on this test's database, the same
+    SQLite file or PostgreSQL database on every call (a reopening, or another replica),
+    with ``defaults`` unless the call overrides them. Every store opened is closed after
+    the test."""
+    opened: list[Any] = []
+
+    def opener(cls: Callable[..., Any], file_name: str, *, durable: bool, **defaults: Any) -> Callable[..., Any]:
+        def make(**kwargs: Any) -> Any:
+            store = cls(open_store_database(database_url, tmp_path, file_name, durable=durable), **{**defaults, **kwargs})
+            opened.append(store)
+            return store
+
+        return make
+
+    yield opener
+    for store in opened:
+        store.close()
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@ runner (option errors, no process start-up), and as a server process waited for.
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -58,6 +59,19 @@ def wait_serving(proc: subprocess.Popen[str], port: int, what: str, log: Path | 
         assert proc.poll() is None, f"{what} exited ({proc.returncode}): {output()}"
 
     wait_until(lambda: accepts(port), timeout, f"{what} to listen", check=alive)
+
+
+def read_registry_url(proc: subprocess.Popen[str], seen: list[str]) -> str:
+    """Read ``zkid up``'s stdout up to its ``registry: URL ...`` line and return the URL;
+    every line read is appended to ``seen``. Fails with those lines if it exits first."""
+    assert proc.stdout is not None
+    while True:
+        line = proc.stdout.readline()
+        assert line, f"zkid up exited ({proc.poll()}): {''.join(seen)}"
+        seen.append(line)
+        found = re.match(r"registry: (http://127\.0\.0\.1:\d+) ", line)
+        if found:
+            return found.group(1)
 
 
 def stop_process(proc: subprocess.Popen[Any], sig: int = signal.SIGINT, timeout: float = 60.0) -> None:

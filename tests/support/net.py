@@ -1,8 +1,10 @@
-"""Loopback networking for tests: free ports, readiness probes, uvicorn in a thread."""
+"""Loopback networking for tests: free ports, readiness probes, uvicorn in a thread, and
+stub HTTP upstreams (a handler class served by the standard library's server)."""
 
 from __future__ import annotations
 
 import contextlib
+import http.server
 import socket
 import threading
 import time
@@ -14,7 +16,7 @@ import uvicorn
 
 from registry.ledger.anvil import free_port
 
-__all__ = ["accepts", "free_port", "healthy", "serve_app"]
+__all__ = ["QuietHandler", "StubServer", "accepts", "free_port", "healthy", "serve_app"]
 
 
 def accepts(port: int, host: str = "127.0.0.1") -> bool:
@@ -70,3 +72,36 @@ def serve_app(app: Any, port: int = 0) -> Iterator[str]:
         server.should_exit = True
         thread.join(30)
         sock.close()
+
+
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """The handler of a stub upstream: no access log on stderr, and a 200 JSON answer."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def send_json_headers(self, length: int) -> None:
+        """The status line and headers of a 200 JSON answer of ``length`` bytes (the body
+        is the caller's to write, e.g. in pieces)."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
+
+    def send_json(self, body: bytes) -> None:
+        self.send_json_headers(len(body))
+        self.wfile.write(body)
+
+
+class StubServer:
+    """``handler`` served on a free loopback port by a threading HTTP server in a daemon
+    thread of the test process; ``url``, and :meth:`close` to stop it."""
+
+    def __init__(self, handler: type[http.server.BaseHTTPRequestHandler]) -> None:
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -46,6 +46,16 @@ def wait_until(
 def run_threads(target: Callable[[], Any], n: int) -> None:
     """Run ``target`` in ``n`` threads at once and wait for all of them."""
     threads = [threading.Thread(target=target) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def run_each(target: Callable[[T], Any], items: Iterable[T]) -> None:
+    """Run ``target(item)`` for every item, each in a thread of its own, all at once, and
+    wait for all of them."""
+    threads = [threading.Thread(target=target, args=(item,)) for item in items]
     for t in threads:
         t.start()
     for t in threads:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +12,7 @@ from hypothesis import strategies as st
 
 from tests.jsbridge import run_js
 from tests.support.node import needs_node
+from tests.support.vectors import load_vectors
 from zk.field import R, FieldError
 from zk.poseidon import poseidon2
 from zk.tree import (
@@ -22,7 +22,7 @@ from zk.tree import (
     merkle_proof_to_circuit_inputs,
 )
 
-VECTORS = json.loads((Path(__file__).resolve().parents[1] / "vectors" / "tree.json").read_text("utf-8"))
+VECTORS = load_vectors("tree.json")
 LEAVES = [int(v) for v in VECTORS["leaves"]]
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+# The JS reference's trees and leaves, as test_tree.py reads them.
+from tests.zk.test_tree import LEAVES, VECTORS
 from zk.field import R
 from zk.poseidon import poseidon2
 from zk.tree import LeanIMT, TreeError
@@ -24,9 +25,6 @@ from zk.tree_levels import (
     level_sizes,
     load_levels,
 )
-
-VECTORS = json.loads((Path(__file__).resolve().parents[1] / "vectors" / "tree.json").read_text("utf-8"))
-LEAVES = [int(v) for v in VECTORS["leaves"]]
 
 
 def js_exports() -> list[str]:

@@ -80,6 +80,26 @@ def _zkid(*args: str) -> subprocess.CompletedProcess[str]:
     return run_zkid(*args, env=ENV)
 
 
+def _send_hello(
+    world: tuple[dict[str, str], Path, Path], tmp_path: Path, relay: str, home: str, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """``zkid send`` of a short blob with the world's identity, named as a member of
+    ``home``, through the relay of region ``relay``, to a new mailbox."""
+    relays, trust, identity = world
+    blob = tmp_path / "msg.bin"
+    blob.write_bytes(b"hello")
+    return _zkid(
+        "send", "--relay", relays[relay], "--trust-list", str(trust), "--home", home, "--identity", str(identity),
+        "--blob", str(blob), "--mailbox", secrets.token_hex(32), "--pickup-secret", str(tmp_path / "s"), *extra,
+    )
+
+
+def _refused(out: subprocess.CompletedProcess[str], code: str) -> None:
+    """A ``zkid send --json`` that exited 1 with the error ``code``."""
+    assert out.returncode == 1, out.stderr
+    assert json.loads(out.stdout)["error"]["code"] == code
+
+
 def test_send_through_another_regions_relay_and_pick_up_exactly_once(
     world: tuple[dict[str, str], Path, Path], tmp_path: Path
 ) -> None:
@@ -101,8 +121,7 @@ def test_send_through_another_regions_relay_and_pick_up_exactly_once(
         "send", "--relay", relays["eu-west"], "--mailbox", secrets.token_hex(32), "--pickup-secret", str(tmp_path / "other.secret"),
         "--slot", "0", "--slots", str(tmp_path / "other.slots"), *common,
     )
-    assert replay.returncode == 1, replay.stderr
-    assert json.loads(replay.stdout)["error"]["code"] == "nullifier_reused"
+    _refused(replay, "nullifier_reused")
 
     # The recipient picks up at us-east: the one blob, then nothing; eu-west never had it.
     inbox = tmp_path / "inbox"
@@ -120,20 +139,9 @@ def test_send_through_another_regions_relay_and_pick_up_exactly_once(
 def test_a_sender_named_under_the_wrong_home_is_not_a_member_there(
     world: tuple[dict[str, str], Path, Path], tmp_path: Path
 ) -> None:
-    relays, trust, identity = world
-    blob = tmp_path / "msg.bin"
-    blob.write_bytes(b"hello")
-    out = _zkid(
-        "send", "--relay", relays["eu-west"], "--trust-list", str(trust), "--home", "eu-central", "--identity", str(identity),
-        "--blob", str(blob), "--mailbox", secrets.token_hex(32), "--pickup-secret", str(tmp_path / "s"), "--json",
-    )
-    assert out.returncode == 1, out.stderr
-    assert json.loads(out.stdout)["error"]["code"] == "not_member"
+    _refused(_send_hello(world, tmp_path, "eu-west", "eu-central", "--json"), "not_member")
     # Without --json the one line names the region and asks about --home.
-    text = _zkid(
-        "send", "--relay", relays["eu-west"], "--trust-list", str(trust), "--home", "eu-central", "--identity", str(identity),
-        "--blob", str(blob), "--mailbox", secrets.token_hex(32), "--pickup-secret", str(tmp_path / "s"),
-    )
+    text = _send_hello(world, tmp_path, "eu-west", "eu-central")
     assert text.returncode == 1
     line = text.stderr.strip().splitlines()[-1]
     assert "region eu-central's registry" in line and "not_member" in line and "is --home eu-central the region" in line
@@ -142,13 +150,6 @@ def test_a_sender_named_under_the_wrong_home_is_not_a_member_there(
 def test_a_relay_that_does_not_trust_the_senders_registry_says_so(
     world: tuple[dict[str, str], Path, Path], tmp_path: Path
 ) -> None:
-    relays, trust, identity = world
-    blob = tmp_path / "msg.bin"
-    blob.write_bytes(b"hello")
-    out = _zkid(
-        "send", "--relay", relays["ap-southeast"], "--trust-list", str(trust), "--home", "gcc", "--identity", str(identity),
-        "--blob", str(blob), "--mailbox", secrets.token_hex(32), "--pickup-secret", str(tmp_path / "s"), "--json",
-    )
-    assert out.returncode == 1, out.stderr
-    assert json.loads(out.stdout)["error"]["code"] == "unknown_registry"
+    out = _send_hello(world, tmp_path, "ap-southeast", "gcc", "--json")
+    _refused(out, "unknown_registry")
     assert "use a relay whose trust list names it" in out.stderr

@@ -6,7 +6,6 @@ traffic; SIGTERM stops it with exit 0."""
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -15,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from registry.ledger.anvil import free_port
-from tests.support.cli import ROOT, ZKID, run_zkid, stop_process
+from tests.support.cli import ROOT, ZKID, read_registry_url, run_zkid, stop_process
 from tests.support.wait import wait_until
 
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("ZKID_")}
@@ -61,14 +60,8 @@ def test_an_idle_local_ledger_reaches_final(tmp_path: Path) -> None:
     )
     try:
         assert proc.stdout is not None
-        seen = []
-        url = None
-        while url is None:
-            line = proc.stdout.readline()
-            assert line, f"zkid up exited ({proc.poll()}): {''.join(seen)}"
-            seen.append(line)
-            found = re.match(r"registry: (http://127\.0\.0\.1:\d+) ", line)
-            url = found.group(1) if found else None
+        seen: list[str] = []
+        url = read_registry_url(proc, seen)
         assert "OpenAPI /openapi.json" in seen[-1] and "/docs" not in seen[-1], seen[-1]  # /docs is 404
         ledger_line = proc.stdout.readline()
         assert ledger_line.startswith("ledger:") and "a block every 1 s when idle" in ledger_line, ledger_line

@@ -5,7 +5,6 @@ same machine gets a ledger of its own chain id, and its deployment and API name 
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from registry.ledger.anvil import free_port
-from tests.support.cli import ROOT, ZKID, run_zkid, stop_process
+from tests.support.cli import ROOT, ZKID, read_registry_url, run_zkid, stop_process
 
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("ZKID_")}
 
@@ -23,15 +22,8 @@ def test_up_with_a_chain_id_then_another_one_is_refused(tmp_path: Path) -> None:
     args = ["up", "--data-dir", str(data), "--port", "0", "--ledger-port", str(free_port()), "--region", "gcc"]
     proc = subprocess.Popen([*ZKID, *args, "--chain-id", "31338"], cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
-        assert proc.stdout is not None
         seen: list[str] = []
-        url = None
-        while url is None:
-            line = proc.stdout.readline()
-            assert line, f"zkid up exited ({proc.poll()}): {''.join(seen)}"
-            seen.append(line)
-            found = re.match(r"registry: (http://127\.0\.0\.1:\d+) ", line)
-            url = found.group(1) if found else None
+        url = read_registry_url(proc, seen)
         assert any(line.startswith("deployed: chain 31338,") for line in seen), seen
         group = httpx.get(f"{url}/v1/groups/0", timeout=30).json()
         assert group["chain_id"] == 31338

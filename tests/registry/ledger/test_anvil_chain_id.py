@@ -5,7 +5,6 @@ a second region's ledger on the same machine has its own chain id, kept across r
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +14,6 @@ import typer
 from registry.cli.ledger import register
 from registry.ledger.anvil import CHAIN_ID_FILE, DEFAULT_CHAIN_ID, AnvilError, LocalLedger, free_port, make_web3
 from tests.support.cli import invoke
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Iterator[Path]:
-    directory = tmp_path / "data"
-    try:
-        yield directory
-    finally:
-        LocalLedger(directory).down()
 
 
 def _chain_id(rpc_url: str | None) -> int:

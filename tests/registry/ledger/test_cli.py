@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +16,7 @@ from registry.ledger.anvil import LocalLedger, free_port, make_web3
 from registry.ledger.deploy import load_manifest
 from registry.ledger.registry_contract import RegistryContract
 from tests.support.cli import invoke
+from tests.support.net import QuietHandler, StubServer
 
 
 @pytest.fixture(scope="module")
@@ -36,15 +34,6 @@ def run(cli: typer.Typer, monkeypatch: pytest.MonkeyPatch) -> Any:
         return invoke(cli, args, env)
 
     return run_cli
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Iterator[Path]:
-    directory = tmp_path / "data"
-    try:
-        yield directory
-    finally:
-        LocalLedger(directory).down()
 
 
 def one_line_error(result: Any) -> str:
@@ -122,32 +111,20 @@ def test_keystore_deploy(run: Any, anvil: Any, tmp_path: Path) -> None:
     assert "cannot read keystore" in one_line_error(run(*missing, env={"ZKID_KEYSTORE_PASSWORD": "x"}))
 
 
-class _NotAnvil(BaseHTTPRequestHandler):
+class _NotAnvil(QuietHandler):
     """A JSON-RPC endpoint that presents itself as another client (here: geth)."""
 
     answers = {"web3_clientVersion": "Geth/v1.14.0-stable/linux-amd64/go1.22", "eth_chainId": "0x1"}
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        body = json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": self.answers.get(request["method"])}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.send_json(json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": self.answers.get(request["method"])}).encode())
 
 
 def test_other_networks_need_a_keystore(run: Any, tmp_path: Path) -> None:
-    server = HTTPServer(("127.0.0.1", 0), _NotAnvil)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = StubServer(_NotAnvil)
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
-        message = one_line_error(run("deploy", "--data-dir", str(tmp_path), "--rpc-url", url))
+        message = one_line_error(run("deploy", "--data-dir", str(tmp_path), "--rpc-url", server.url))
         assert "not Anvil" in message and "--keystore" in message
     finally:
-        server.shutdown()
-        server.server_close()
+        server.close()

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from registry.ledger.deploy import save_manifest
+from tests.registry.relay.support import relay_config_values
 from tests.support.cli import ZKID, wait_serving
 from tests.support.net import free_port
 from tests.support.wait import wait_until
@@ -270,17 +271,11 @@ def test_relay_config_errors_are_one_line(tmp_path: Path, content: str, expected
 def test_relay_config_file_sets_the_evidence_batching(tmp_path: Path) -> None:
     """The evidence batching and time resolution (docs/privacy.md) have no flag: a config
     file sets them, and a value out of range is refused."""
-    from registry.relay.config import load_relay_config, relay_settings, with_config
+    from registry.relay.config import load_relay_config, relay_settings
 
     path = tmp_path / "relay.toml"
     path.write_text("evidence_batch_min = 3\nevidence_batch_max_wait = 2.5\nevidence_time_resolution = 60\n")
-    flags = {
-        "data_dir": str(tmp_path), "region": "local", "auth": "local", "rpc_url": "http://127.0.0.1:1",
-        "manifest": None, "registry_url": None, "evidence_url": None, "chain_id": None, "keystore": None,
-        "keystore_password_env": "ZKID_RELAY_PASSWORD", "max_body_bytes": 1 << 20, "body_timeout": 30.0,
-        "retention_hours": 168, "rate_limit": 120, "send_group": [0], "operator": None,
-    }
-    values, extra = with_config(flags, load_relay_config(path), lambda name: True)
+    values, extra = relay_config_values(tmp_path, path)
     settings = relay_settings(values, extra, {})
     assert (settings.evidence_batch_min, settings.evidence_batch_max_wait, settings.evidence_time_resolution) == (3, 2.5, 60)
     path.write_text("evidence_batch_min = 0\n")

@@ -1,8 +1,8 @@
 """Whole-request deadlines of a relay's upstream calls (registry/relay/deadline.py).
 
 A read timeout bounds only the time between bytes: an upstream that trickles one byte
-at a time (tests/registry/relay/test_relay_federation_hang.py ``Trickler``, a real
-socket server) held a probe or a send for as long as it trickled. With deadlines:
+at a time (tests/registry/relay/support.py ``Trickler``, a real socket server) held a
+probe or a send for as long as it trickled. With deadlines:
 
 - each health probe ends within ``PROBE_TIMEOUT`` (down) and runs beside the others: a
   trickling region no longer leaves every region's ``upstreams`` unanswered;
@@ -15,10 +15,7 @@ The timeouts of the test clients only detect a hang (the old relay never answere
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
-import http.server
 import secrets
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,22 +26,17 @@ from registry.client._http import RegistryClientError, request
 from registry.ledger.errors import LedgerUnavailable
 from registry.relay.app import ROUTE_THREADS, RelaySettings, create_relay_app
 from registry.relay.deadline import deadline, deadline_client, ledger_web3
-from registry.relay.evidence import KEY_FILE
 from registry.relay.nullifier_authority import (
     AuthorityNullifierStore,
     NullifierAuthorityClient,
     NullifierAuthorityUnavailable,
 )
-from registry.relay.trust_list import TrustedRegistry, TrustList
+from registry.relay.trust_list import TrustedRegistry
 from registry.service.authorization import SqlNullifierStore
-from tests.registry.relay.support import send_body
-from tests.registry.relay.test_relay_federation_hang import Trickler
-from tests.support.net import serve_app
+from tests.registry.relay.support import Trickler, blob_proof, federated_settings, local_entry, send_body
+from tests.support.net import QuietHandler, StubServer, serve_app
 from tests.support.wait import wait_until
-from zk.identity import Identity
-from zk.proof import SemaphoreProof, generate_proof
-from zk.relay_scope import RegistryRef, RelayScope, blob_message
-from zk.tree import LeanIMT
+from zk.relay_scope import RegistryRef
 
 STUCK = RegistryRef(4242, "0x" + "ab" * 20)
 FINE = RegistryRef(4243, "0x" + "ef" * 20)
@@ -58,49 +50,17 @@ def trickler() -> Iterator[Trickler]:
     t.release()
 
 
-class Healthy:
+class Healthy(QuietHandler):
     """A registry that answers every GET 200 (what a health probe asks)."""
 
-    def __init__(self) -> None:
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-                body = b'{"status":"ok"}'
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def _proof(ref: RegistryRef) -> SemaphoreProof:
-    who = Identity("deadline")
-    scope = RelayScope.of(ref, 0, 1, 0).encode()
-    proof = generate_proof(who, LeanIMT(leaves=[who.commitment]).generate_proof(0), blob_message(hashlib.sha256(BLOB).digest()), scope)
-    return proof
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        self.send_json(b'{"status":"ok"}')
 
 
 def _stuck_entry(url: str, auth: str = "local") -> TrustedRegistry:
     if auth == "registry":
         return TrustedRegistry(region="stuck", ref=STUCK, registry_url=url, auth="registry")
-    return TrustedRegistry(
-        region="stuck", ref=STUCK, registry_url=url, rpc_url=url, auth="local", send_groups=(0,), operator="0x" + "cd" * 20
-    )
-
-
-def _federated(tmp_path: Path, *entries: TrustedRegistry, probe_interval: float = 3600.0) -> RelaySettings:
-    (tmp_path / KEY_FILE).write_text("11" * 32 + "\n")
-    return RelaySettings(data_dir=tmp_path, region="edge", trust_list=TrustList(list(entries)), probe_interval=probe_interval)
+    return local_entry("stuck", STUCK, url)
 
 
 def test_a_trickling_answer_is_cut_off_at_the_deadline(trickler: Trickler) -> None:
@@ -133,9 +93,9 @@ def test_a_trickling_region_leaves_the_others_health_current(
     """The probes ran one after another in one thread: the stuck region (first) held it
     for good, and no region's status was ever known."""
     monkeypatch.setattr("registry.relay.app.PROBE_TIMEOUT", 0.5)
-    healthy = Healthy()
+    healthy = StubServer(Healthy)
     fine = TrustedRegistry(region="fine", ref=FINE, registry_url=healthy.url, auth="registry")
-    settings = _federated(tmp_path, _stuck_entry(trickler.url), fine, probe_interval=0.2)
+    settings = federated_settings(tmp_path, _stuck_entry(trickler.url), fine, probe_interval=0.2)
     try:
         with serve_app(create_relay_app(settings)) as url, httpx.Client(base_url=url, timeout=30) as http:
             want = {"stuck": False, "fine": True}
@@ -155,9 +115,10 @@ def test_a_send_to_a_trickling_region_is_refused_at_the_deadline(
     """Local: the ledger never answered, nothing was claimed (Retry-After). Registry: the
     proof went out and no answer came back: the registry may have claimed the slot."""
     monkeypatch.setattr("registry.relay.app.UPSTREAM_DEADLINE", 1.0)
-    settings = _federated(tmp_path, _stuck_entry(trickler.url, auth))
+    settings = federated_settings(tmp_path, _stuck_entry(trickler.url, auth))
+    proof = blob_proof("deadline", STUCK, BLOB)
     with serve_app(create_relay_app(settings)) as url, httpx.Client(base_url=url, timeout=60) as http:
-        r = http.post("/v1/blobs", json=send_body(secrets.token_bytes(32), b"cap", BLOB, 0, _proof(STUCK)))
+        r = http.post("/v1/blobs", json=send_body(secrets.token_bytes(32), b"cap", BLOB, 0, proof))
     assert r.status_code == 503, r.text
     assert r.json()["error"]["code"] == code
     assert ("retry-after" in r.headers) == (code == "authorization_unavailable")
@@ -170,7 +131,7 @@ def test_a_single_registry_that_trickles_stalls_no_pickup_nor_health(
     held every worker thread, and health and pickups waited with them."""
     monkeypatch.setattr("registry.relay.app.PROBE_TIMEOUT", 0.5)
     settings = RelaySettings(data_dir=tmp_path, auth_mode="registry", registry_url=trickler.url, probe_interval=0.2)
-    proof = _proof(STUCK)
+    proof = blob_proof("deadline", STUCK, BLOB)
     sends = 48  # more than the relay's worker threads (40)
 
     def send() -> int:

@@ -15,28 +15,20 @@ registry gives is cut off (``ANSWER_LIMIT``), not read into memory."""
 from __future__ import annotations
 
 import concurrent.futures
-import http.server
-import hashlib
 import secrets
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from registry.relay.app import ROUTE_THREADS, RelaySettings, create_relay_app
-from registry.relay.evidence import KEY_FILE
+from registry.relay.app import ROUTE_THREADS, create_relay_app
 from registry.relay.nullifier_authority import NullifierAuthorityClient, NullifierAuthorityUnavailable
-from registry.relay.trust_list import TrustedRegistry, TrustList
-from tests.registry.relay.support import send_body
-from tests.support.net import serve_app
+from registry.relay.trust_list import TrustedRegistry
+from tests.registry.relay.support import Trickler, blob_proof, federated_settings, local_entry, send_body
+from tests.support.net import QuietHandler, StubServer, serve_app
 from tests.support.wait import wait_until
-from zk.identity import Identity
-from zk.proof import generate_proof
-from zk.relay_scope import RegistryRef, RelayScope, blob_message
-from zk.tree import LeanIMT
+from zk.relay_scope import RegistryRef
 
 REF = RegistryRef(4242, "0x" + "ab" * 20)
 BLOB = b"to a hanging region"
@@ -44,55 +36,10 @@ BLOB = b"to a hanging region"
 SENDS = 48
 
 
-class Trickler:
-    """An HTTP server that answers each request with a status line and then one byte per
-    0.2 s, until :meth:`release` (then it closes every connection)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(256)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.released = threading.Event()
-        self.connections = 0
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.released.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with self._lock:
-                self.connections += 1
-            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
-
-    def _drip(self, conn: socket.socket) -> None:
-        try:
-            conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
-            while not self.released.wait(0.2):
-                conn.sendall(b"X")
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    def release(self) -> None:
-        self.released.set()
-        self.sock.close()
-
-
 @pytest.fixture
 def hanging(tmp_path: Path) -> Iterator[tuple[str, Trickler]]:
     trickler = Trickler()
-    entry = TrustedRegistry(
-        region="stuck", ref=REF, registry_url=trickler.url, rpc_url=trickler.url, auth="local", send_groups=(0,),
-        operator="0x" + "cd" * 20,
-    )
-    (tmp_path / KEY_FILE).write_text("11" * 32 + "\n")
-    settings = RelaySettings(data_dir=tmp_path, region="edge", trust_list=TrustList([entry]), probe_interval=3600.0)
+    settings = federated_settings(tmp_path, local_entry("stuck", REF, trickler.url))
     try:
         with serve_app(create_relay_app(settings)) as url:
             yield url, trickler
@@ -103,9 +50,7 @@ def hanging(tmp_path: Path) -> Iterator[tuple[str, Trickler]]:
 
 def test_a_hanging_region_ties_up_only_its_own_threads(hanging: tuple[str, Trickler]) -> None:
     url, trickler = hanging
-    who = Identity("hang")
-    scope = RelayScope.of(REF, 0, 1, 0).encode()
-    proof = generate_proof(who, LeanIMT(leaves=[who.commitment]).generate_proof(0), blob_message(hashlib.sha256(BLOB).digest()), scope)
+    proof = blob_proof("hang", REF, BLOB)
 
     def send() -> int:
         body = send_body(secrets.token_bytes(32), b"cap", BLOB, 0, proof)
@@ -131,29 +76,16 @@ def test_a_hanging_region_ties_up_only_its_own_threads(hanging: tuple[str, Trick
     assert set(statuses) == {503}
 
 
-class Garbage:
+class Garbage(StubServer):
     """A ledger node answering every JSON-RPC call with the same unusable body."""
 
     def __init__(self, body: bytes) -> None:
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
                 self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.send_json(body)
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 @pytest.mark.parametrize(
@@ -163,15 +95,8 @@ def test_a_ledger_answering_garbage_is_unavailable_not_a_crash(tmp_path: Path, a
     """The relay answered a bare 500 ``internal`` (JSONDecodeError, TypeError, ValueError
     out of web3); it is an outage of that region: 503 with ``Retry-After``."""
     ledger = Garbage(answer)
-    entry = TrustedRegistry(
-        region="garbled", ref=REF, registry_url=ledger.url, rpc_url=ledger.url, auth="local", send_groups=(0,),
-        operator="0x" + "cd" * 20,
-    )
-    (tmp_path / KEY_FILE).write_text("11" * 32 + "\n")
-    settings = RelaySettings(data_dir=tmp_path, region="edge", trust_list=TrustList([entry]), probe_interval=3600.0)
-    who = Identity("garbled")
-    scope = RelayScope.of(REF, 0, 1, 0).encode()
-    proof = generate_proof(who, LeanIMT(leaves=[who.commitment]).generate_proof(0), blob_message(hashlib.sha256(BLOB).digest()), scope)
+    settings = federated_settings(tmp_path, local_entry("garbled", REF, ledger.url))
+    proof = blob_proof("garbled", REF, BLOB)
     try:
         with serve_app(create_relay_app(settings)) as url, httpx.Client(base_url=url, timeout=60) as http:
             r = http.post("/v1/blobs", json=send_body(secrets.token_bytes(32), b"cap", BLOB, 0, proof))
@@ -182,20 +107,17 @@ def test_a_ledger_answering_garbage_is_unavailable_not_a_crash(tmp_path: Path, a
         ledger.close()
 
 
-class Flood:
+class Flood(StubServer):
     """A registry answering every request 200 with a JSON-looking body of ``size`` bytes,
     written 64 KiB at a time; ``sent``: bytes the client took before it hung up."""
 
     def __init__(self, size: int) -> None:
         flood = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
                 self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(size))
-                self.end_headers()
+                self.send_json_headers(size)
                 chunk = b'{"results":["' + b"a" * (65536 - 13)
                 try:
                     for _ in range(size // len(chunk)):
@@ -204,17 +126,8 @@ class Flood:
                 except OSError:
                     pass
 
-            def log_message(self, *args: object) -> None:
-                pass
-
         self.sent = 0
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 #: The flood: far more than any answer, and more than loopback socket buffers hold.
@@ -236,12 +149,8 @@ def test_a_registry_flooding_a_claim_answer_is_cut_off() -> None:
 
 def test_a_registry_flooding_an_authorization_answer_is_cut_off(tmp_path: Path) -> None:
     flood = Flood(FLOOD)
-    entry = TrustedRegistry(region="flood", ref=REF, registry_url=flood.url, auth="registry")
-    (tmp_path / KEY_FILE).write_text("11" * 32 + "\n")
-    settings = RelaySettings(data_dir=tmp_path, region="edge", trust_list=TrustList([entry]), probe_interval=3600.0)
-    who = Identity("flood")
-    scope = RelayScope.of(REF, 0, 1, 0).encode()
-    proof = generate_proof(who, LeanIMT(leaves=[who.commitment]).generate_proof(0), blob_message(hashlib.sha256(BLOB).digest()), scope)
+    settings = federated_settings(tmp_path, TrustedRegistry(region="flood", ref=REF, registry_url=flood.url, auth="registry"))
+    proof = blob_proof("flood", REF, BLOB)
     try:
         with serve_app(create_relay_app(settings)) as url, httpx.Client(base_url=url, timeout=60) as http:
             r = http.post("/v1/blobs", json=send_body(secrets.token_bytes(32), b"cap", BLOB, 0, proof))

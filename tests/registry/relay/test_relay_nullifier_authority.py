@@ -19,7 +19,7 @@ import pytest
 from registry.relay.evidence import KEY_FILE
 from registry.service.nullifier_claims import sign_envelope
 from registry.web.app import create_app
-from tests.registry.relay.support import running_relay, send_body
+from tests.registry.relay.support import relay_config_values, running_relay, send_body
 from tests.support.net import free_port, serve_app
 from tests.support.registry import AUTH, Registry, anchored_member, running_registry
 from zk.evidence.record import RecordSigner
@@ -182,18 +182,11 @@ def test_a_relay_key_the_home_registry_does_not_trust_is_named_in_the_log(
 def test_config_key_and_local_mode_only(tmp_path: Path) -> None:
     """``nullifier_authority`` in a config file reaches the settings (docs/settings.md); it
     is refused with registry authorization, where the registry claims itself."""
-    from registry.relay.config import load_relay_config, relay_settings, with_config
+    from registry.relay.config import relay_settings
 
     path = tmp_path / "relay.toml"
     path.write_text('nullifier_authority = "http://127.0.0.1:8080"\n')
-    flags = {
-        "data_dir": str(tmp_path), "region": "local", "auth": "local", "rpc_url": "http://127.0.0.1:1",
-        "manifest": None, "registry_url": None, "evidence_url": None, "chain_id": None, "keystore": None,
-        "keystore_password_env": "ZKID_RELAY_PASSWORD", "max_body_bytes": 1 << 20, "body_timeout": 30.0,
-        "retention_hours": 168, "rate_limit": 120, "send_group": [0], "operator": None,
-        "nullifier_authority": None,
-    }
-    values, extra = with_config(flags, load_relay_config(path), lambda name: True)
+    values, extra = relay_config_values(tmp_path, path, nullifier_authority=None)
     assert relay_settings(values, extra, {}).nullifier_authority == "http://127.0.0.1:8080"
     values.update(auth="registry", registry_url="http://127.0.0.1:8080")
     with pytest.raises(ValueError, match="nullifier_authority"):

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,25 +16,18 @@ from registry.service.admission import FILE_NAME, AdmissionStore, GroupAdmission
 from registry.service.outbox import RegistryError
 from registry.storage.database import open_store_database
 from registry.storage.migrations import VERSION_TABLE, SchemaTooNew
+from tests.registry.conftest import StoreOpener
 from tests.support.clock import FakeClock
+from tests.support.wait import run_each
 
 OpenStore = Callable[..., AdmissionStore]
 
 
 @pytest.fixture
-def open_store(tmp_path: Path, database_url: str | None) -> Iterator[OpenStore]:
+def open_store(store_opener: StoreOpener) -> OpenStore:
     """``open_store(clock=...)``: an AdmissionStore on this test's database (the same one
     on every call: a reopening, or another replica)."""
-    opened: list[AdmissionStore] = []
-
-    def make(**kwargs: Any) -> AdmissionStore:
-        store = AdmissionStore(open_store_database(database_url, tmp_path, FILE_NAME, durable=True), **kwargs)
-        opened.append(store)
-        return store
-
-    yield make
-    for store in opened:
-        store.close()
+    return store_opener(AdmissionStore, FILE_NAME, durable=True)
 
 
 def test_group_records(open_store: OpenStore) -> None:
@@ -166,10 +158,6 @@ def test_two_replicas_race_for_one_credential(open_store: OpenStore) -> None:
             with lock:
                 wins.extend(won)
 
-        threads = [threading.Thread(target=worker, args=(store,)) for store in replicas]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        run_each(worker, replicas)
         assert sorted(wins) == ["invite", "nullifier"]
     assert replicas[1].nullifier_count() == 20

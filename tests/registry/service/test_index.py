@@ -8,16 +8,15 @@ test not about SQLite files runs against both backends (``database_url``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from registry.service.authorization import RootStatus
 from registry.service.index import FILE_NAME, BlockRef, ChainIndex, IndexInconsistency, delete_index_files
-from registry.storage.database import open_store_database
 from registry.ledger.base import LedgerEvent
-from tests.registry.conftest import make_commitments
+from tests.registry.conftest import StoreOpener, index_snapshot, make_commitments
 from zk.tree import LeanIMT
 
 ADMIN = "0x" + "11" * 20
@@ -81,35 +80,15 @@ OpenIndex = Callable[[], ChainIndex]
 
 
 @pytest.fixture
-def open_index(tmp_path: Path, database_url: str | None) -> Iterator[OpenIndex]:
+def open_index(store_opener: StoreOpener) -> OpenIndex:
     """``open_index()``: a ChainIndex on this test's database (the same file or PostgreSQL
     database on every call: a reopening, or another replica)."""
-    opened: list[ChainIndex] = []
-
-    def make() -> ChainIndex:
-        idx = ChainIndex(open_store_database(database_url, tmp_path, FILE_NAME, durable=False))
-        opened.append(idx)
-        return idx
-
-    yield make
-    for idx in opened:
-        idx.close()
+    return store_opener(ChainIndex, FILE_NAME, durable=False)
 
 
 @pytest.fixture
 def index(open_index: OpenIndex) -> ChainIndex:
     return open_index()
-
-
-def snapshot(idx: ChainIndex) -> dict[str, object]:
-    return {
-        "groups": idx.groups(),
-        "members": {g.group_id: idx.members(g.group_id) for g in idx.groups()},
-        "roots": {g.group_id: idx.roots(g.group_id) for g in idx.groups()},
-        "trees": {g.group_id: idx.tree(g.group_id).export() for g in idx.groups()},
-        "cursor": idx.cursor,
-        "events": idx.event_count(),
-    }
 
 
 def test_apply_builds_groups_members_roots(index: ChainIndex) -> None:
@@ -137,21 +116,21 @@ def test_applying_the_same_logs_twice_changes_nothing(index: ChainIndex) -> None
     b1 = ch.block()
     events = [ch.create(b1, 0), ch.add(b1, 0, make_commitments(4), log_index=1)]
     index.apply(events, ch.blocks, cursor=b1.number, head=b1.number)
-    before = snapshot(index)
+    before = index_snapshot(index)
     assert index.apply(events, ch.blocks, cursor=b1.number, head=b1.number) == 0
-    assert snapshot(index) == before
+    assert index_snapshot(index) == before
 
 
 def test_wrong_new_root_is_refused_and_nothing_changes(index: ChainIndex) -> None:
     ch = Chain()
     b1 = ch.block()
     index.apply([ch.create(b1, 0), ch.add(b1, 0, [5, 6], log_index=1)], ch.blocks, cursor=b1.number, head=b1.number)
-    before = snapshot(index)
+    before = index_snapshot(index)
     b2 = ch.block()
     bad = ch.event(b2, "MembersAdded", groupId=0, commitments=[7, 8], newRoot=123)
     with pytest.raises(IndexInconsistency):
         index.apply([bad], [b2], cursor=b2.number, head=b2.number)
-    assert snapshot(index) == before  # SQL rolled back, tree reloaded
+    assert index_snapshot(index) == before  # SQL rolled back, tree reloaded
 
 
 def test_member_event_of_unknown_group_is_refused(index: ChainIndex) -> None:
@@ -170,7 +149,7 @@ def test_rollback_restores_updates_removals_roots_and_group_settings(index: Chai
     index.apply(
         [ch.create(b1, 0, window=100), ch.add(b2, 0, values[:4])], ch.blocks, cursor=b2.number, head=b2.number
     )
-    kept = snapshot(index)
+    kept = index_snapshot(index)
     kept_root = index.tree(0).root
     b3, b4 = ch.block(), ch.block()
     later = [
@@ -195,7 +174,7 @@ def test_rollback_restores_updates_removals_roots_and_group_settings(index: Chai
     alt = ch.block(fork="b")
     applied = index.apply([], [alt], cursor=alt.number, head=alt.number, rollback_to=b2.number)
     assert applied == 0
-    after = snapshot(index)
+    after = index_snapshot(index)
     assert after["members"] == kept["members"] and after["roots"] == kept["roots"]
     assert after["groups"] == kept["groups"] and after["trees"] == kept["trees"]
     assert index.group(1) is None
@@ -266,10 +245,10 @@ def test_reopening_rebuilds_trees_with_removed_and_readded_members(open_index: O
     events.append(ch.add(b3, 0, [values[1]]))  # removed, then added again at index 5
     events.append(ch.create(b3, 1, window=7))
     idx.apply(events, ch.blocks, cursor=b3.number, head=b3.number)
-    before = snapshot(idx)
+    before = index_snapshot(idx)
     idx.close()
     again = open_index()
-    assert snapshot(again) == before
+    assert index_snapshot(again) == before
     assert again.tree(0).root == ch.trees[0].root
     member = again.member(0, values[1])
     assert member is not None and member.index == 5
@@ -336,11 +315,18 @@ def test_a_null_tx_hash_reads_as_none_not_the_string_none(index: ChainIndex) -> 
 # ---------------------------------------------------------------------------- replicas
 # Two ChainIndex objects on one database: the leader applies, the follower refreshes.
 
+Replicas = tuple[ChainIndex, ChainIndex, Chain]
 
-def test_a_follower_inserts_appended_leaves_into_its_trees(open_index: OpenIndex) -> None:
-    leader, follower = open_index(), open_index()
+
+@pytest.fixture
+def replicas(open_index: OpenIndex) -> Replicas:
+    """The leader, the follower, and a new Chain for the leader to apply."""
+    return open_index(), open_index(), Chain()
+
+
+def test_a_follower_inserts_appended_leaves_into_its_trees(replicas: Replicas) -> None:
+    leader, follower, ch = replicas
     assert follower.refresh() is False  # nothing written yet: one read, nothing loaded
-    ch = Chain()
     values = make_commitments(7)
     b1 = ch.block()
     leader.apply([ch.create(b1, 0), ch.add(b1, 0, values[:3], log_index=1)], [b1], cursor=b1.number, head=b1.number)
@@ -357,12 +343,11 @@ def test_a_follower_inserts_appended_leaves_into_its_trees(open_index: OpenIndex
     assert follower.tree(0) is tree  # extended in place, not rebuilt
     assert tree.export() == leader.tree(0).export() and tree.root == ch.trees[0].root
     assert follower.tree(1).size == 0
-    assert snapshot(follower) == snapshot(leader)
+    assert index_snapshot(follower) == index_snapshot(leader)
 
 
-def test_a_follower_reloads_a_group_whose_leaves_changed(open_index: OpenIndex) -> None:
-    leader, follower = open_index(), open_index()
-    ch = Chain()
+def test_a_follower_reloads_a_group_whose_leaves_changed(replicas: Replicas) -> None:
+    leader, follower, ch = replicas
     values = make_commitments(6)
     b1 = ch.block()
     leader.apply(
@@ -378,12 +363,11 @@ def test_a_follower_reloads_a_group_whose_leaves_changed(open_index: OpenIndex) 
     assert follower.tree(0) is not tree0 and follower.tree(0).root == ch.trees[0].root
     assert not follower.has_member(0, values[1]) and follower.has_member(0, 4242)
     assert follower.tree(1) is tree1  # another group: untouched
-    assert snapshot(follower) == snapshot(leader)
+    assert index_snapshot(follower) == index_snapshot(leader)
 
 
-def test_a_follower_follows_a_rollback_and_a_reset(open_index: OpenIndex) -> None:
-    leader, follower = open_index(), open_index()
-    ch = Chain()
+def test_a_follower_follows_a_rollback_and_a_reset(replicas: Replicas) -> None:
+    leader, follower, ch = replicas
     values = make_commitments(4)
     b1 = ch.block()
     leader.apply([ch.create(b1, 0), ch.add(b1, 0, values[:2], log_index=1)], [b1], cursor=b1.number, head=b1.number)
@@ -399,7 +383,7 @@ def test_a_follower_follows_a_rollback_and_a_reset(open_index: OpenIndex) -> Non
     assert follower.tree(0).root == kept_root and follower.tree(0).size == 2
     with pytest.raises(KeyError):
         follower.tree(1)  # created in a vanished block
-    assert snapshot(follower) == snapshot(leader)
+    assert index_snapshot(follower) == index_snapshot(leader)
     leader.reset()
     assert follower.refresh() is True
     assert follower.groups() == [] and not follower.has_member(0, values[0])
@@ -407,11 +391,10 @@ def test_a_follower_follows_a_rollback_and_a_reset(open_index: OpenIndex) -> Non
         follower.tree(0)
 
 
-def test_a_follower_that_becomes_leader_applies_on_what_the_old_leader_wrote(open_index: OpenIndex) -> None:
+def test_a_follower_that_becomes_leader_applies_on_what_the_old_leader_wrote(replicas: Replicas) -> None:
     """No refresh in between: apply catches up inside its serialised transaction (else the
     newRoot check of the next addition would refuse it)."""
-    old, new = open_index(), open_index()
-    ch = Chain()
+    old, new, ch = replicas
     values = make_commitments(5)
     b1 = ch.block()
     old.apply([ch.create(b1, 0), ch.add(b1, 0, values[:2], log_index=1)], [b1], cursor=b1.number, head=b1.number)
@@ -421,12 +404,11 @@ def test_a_follower_that_becomes_leader_applies_on_what_the_old_leader_wrote(ope
     b3 = ch.block()
     assert new.apply([ch.add(b3, 0, values[4:])], [b3], cursor=b3.number, head=b3.number) == 1
     assert new.tree(0).root == ch.trees[0].root
-    assert old.refresh() is True and snapshot(old) == snapshot(new)
+    assert old.refresh() is True and index_snapshot(old) == index_snapshot(new)
 
 
-def test_a_follower_refuses_leaves_that_do_not_give_the_stored_root(open_index: OpenIndex) -> None:
-    leader, follower = open_index(), open_index()
-    ch = Chain()
+def test_a_follower_refuses_leaves_that_do_not_give_the_stored_root(replicas: Replicas) -> None:
+    leader, follower, ch = replicas
     b1 = ch.block()
     leader.apply([ch.create(b1, 0), ch.add(b1, 0, [5, 6], log_index=1)], [b1], cursor=b1.number, head=b1.number)
     follower.refresh()

@@ -9,7 +9,7 @@ of a second or so; the roots are those of an independent LeanIMT (``Chain``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,7 @@ import pytest
 
 from registry.service import tree_snapshot
 from registry.service.index import FILE_NAME, MIGRATIONS, BlockRef, ChainIndex
-from registry.storage.database import open_store_database
-from tests.registry.conftest import make_commitments
+from tests.registry.conftest import StoreOpener, make_commitments
 from tests.registry.service.test_index import Chain
 from zk.tree import LeanIMT
 
@@ -29,28 +28,20 @@ OpenIndex = Callable[..., ChainIndex]
 
 
 @pytest.fixture
-def open_index(tmp_path: Path, database_url: str | None) -> Iterator[OpenIndex]:
+def open_index(store_opener: StoreOpener) -> OpenIndex:
     """``open_index(**kwargs)``: a ChainIndex on this test's database (every call: a
     reopening, or another replica), ``snapshot_every=EVERY`` unless given."""
-    opened: list[ChainIndex] = []
-
-    def make(**kwargs: Any) -> ChainIndex:
-        kwargs.setdefault("snapshot_every", EVERY)
-        idx = ChainIndex(open_store_database(database_url, tmp_path, FILE_NAME, durable=False), **kwargs)
-        opened.append(idx)
-        return idx
-
-    yield make
-    for idx in opened:
-        idx.close()
+    return store_opener(ChainIndex, FILE_NAME, durable=False, snapshot_every=EVERY)
 
 
 def _apply(idx: ChainIndex, ch: Chain, block: BlockRef, *events: Any, rollback_to: int | None = None) -> None:
     idx.apply(list(events), [block], cursor=block.number, head=block.number, rollback_to=rollback_to)
 
 
-def _grow(idx: ChainIndex, ch: Chain, count: int, chunk: int = 400) -> list[BlockRef]:
-    """Group 0 created, then ``count`` members added, ``chunk`` per block."""
+def _grow(idx: ChainIndex, count: int, chunk: int = 400) -> tuple[Chain, list[BlockRef]]:
+    """A new chain applied to ``idx``: group 0 created, then ``count`` members added,
+    ``chunk`` per block; the chain and its blocks."""
+    ch = Chain()
     b = ch.block()
     _apply(idx, ch, b, ch.create(b, 0))
     blocks = [b]
@@ -58,7 +49,7 @@ def _grow(idx: ChainIndex, ch: Chain, count: int, chunk: int = 400) -> list[Bloc
         b = ch.block()
         _apply(idx, ch, b, ch.add(b, 0, VALUES[start : start + chunk]))
         blocks.append(b)
-    return blocks
+    return ch, blocks
 
 
 def _row(idx: ChainIndex, group: int = 0) -> tuple[int, int, int] | None:
@@ -83,8 +74,7 @@ def _changes_after_the_snapshot(idx: ChainIndex, ch: Chain) -> None:
 def test_an_index_of_schema_version_1_gains_the_table(open_index: OpenIndex) -> None:
     assert [m.version for m in MIGRATIONS] == [1, 2]
     old = open_index()
-    ch = Chain()
-    _grow(old, ch, 400)
+    ch, _ = _grow(old, 400)
     with old.database.connection() as conn:  # as an index written before step 2
         conn.execute("DROP INDEX idx_members_group_id_block_number")
         conn.execute("DROP TABLE tree_snapshots")
@@ -98,8 +88,7 @@ def test_an_index_of_schema_version_1_gains_the_table(open_index: OpenIndex) -> 
 
 def test_a_reopened_index_restores_the_group_from_its_snapshot(open_index: OpenIndex) -> None:
     leader = open_index()
-    ch = Chain()
-    blocks = _grow(leader, ch, 2_000)
+    ch, blocks = _grow(leader, 2_000)
     # Written after each apply that brought 500 unsaved changes: at 800 and 1,600 members.
     assert leader.snapshot_stats["saved"] == 2
     assert _row(leader) == (blocks[-2].number, 1_600, LeanIMT(leaves=VALUES[:1_600], unique=False).root)
@@ -129,8 +118,7 @@ def test_a_reopened_index_restores_the_group_from_its_snapshot(open_index: OpenI
 )
 def test_a_damaged_snapshot_falls_back_to_the_rebuild(open_index: OpenIndex, damage: str) -> None:
     leader = open_index()
-    ch = Chain()
-    _grow(leader, ch, 1_200)
+    ch, _ = _grow(leader, 1_200)
     _changes_after_the_snapshot(leader, ch)
     with leader.database.connection() as conn:
         if "?" in damage:
@@ -153,8 +141,7 @@ def test_a_damaged_snapshot_falls_back_to_the_rebuild(open_index: OpenIndex, dam
 
 def test_a_rollback_below_the_snapshot_drops_it(open_index: OpenIndex) -> None:
     leader = open_index()
-    ch = Chain()
-    blocks = _grow(leader, ch, 2_000)
+    ch, blocks = _grow(leader, 2_000)
     snapshot_block = _row(leader)
     assert snapshot_block is not None and snapshot_block[0] == blocks[-2].number
     ancestor = blocks[2]  # 800 members: below the snapshot's block
@@ -174,8 +161,7 @@ def test_a_rollback_below_the_snapshot_drops_it(open_index: OpenIndex) -> None:
 
 def test_a_rollback_below_the_snapshot_leaves_none_if_none_is_due(open_index: OpenIndex) -> None:
     leader = open_index()
-    ch = Chain()
-    blocks = _grow(leader, ch, 1_200)
+    ch, blocks = _grow(leader, 1_200)
     assert _row(leader) is not None
     with leader.lock:
         leader.snapshot_every = 10_000
@@ -190,8 +176,7 @@ def test_a_rollback_below_the_snapshot_leaves_none_if_none_is_due(open_index: Op
 
 def test_a_rollback_above_the_snapshot_keeps_it(open_index: OpenIndex) -> None:
     leader = open_index()
-    ch = Chain()
-    blocks = _grow(leader, ch, 2_000)
+    ch, blocks = _grow(leader, 2_000)
     row = _row(leader)
     assert row is not None and row[0] == blocks[-2].number
     _changes_after_the_snapshot(leader, ch)
@@ -208,8 +193,7 @@ def test_a_rollback_above_the_snapshot_keeps_it(open_index: OpenIndex) -> None:
 
 def test_a_snapshot_captured_before_a_rollback_is_not_written(open_index: OpenIndex) -> None:
     leader, other = open_index(), open_index()
-    ch = Chain()
-    blocks = _grow(leader, ch, 800)
+    ch, blocks = _grow(leader, 800)
     assert leader.snapshot_stats["saved"] == 1 and _row(leader) is not None
     with leader.lock:  # as apply does after its commit, with 500 changes unsaved
         leader._unsaved[0] = EVERY
@@ -227,8 +211,7 @@ def test_a_snapshot_captured_before_a_rollback_is_not_written(open_index: OpenIn
 
 def test_an_older_snapshot_never_replaces_a_newer_one(open_index: OpenIndex) -> None:
     leader = open_index()
-    ch = Chain()
-    blocks = _grow(leader, ch, 1_200)
+    ch, blocks = _grow(leader, 1_200)
     newer = _row(leader)
     assert newer is not None and newer[0] == blocks[-2].number
     assert leader.snapshot_stats["saved"] == 1
@@ -242,8 +225,7 @@ def test_an_older_snapshot_never_replaces_a_newer_one(open_index: OpenIndex) -> 
 
 def test_a_follower_reloads_from_the_snapshot(open_index: OpenIndex) -> None:
     leader = open_index()
-    ch = Chain()
-    _grow(leader, ch, 1_200)
+    ch, _ = _grow(leader, 1_200)
     follower = open_index()  # its first refresh: a full reload
     assert follower.snapshot_stats["restored"] == 1 and follower.tree(0).root == ch.trees[0].root
     _changes_after_the_snapshot(leader, ch)  # an update and removals: the group reloads

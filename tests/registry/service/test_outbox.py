@@ -8,18 +8,16 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from registry.service.outbox import FILE_NAME, MAX_GROUP_ID, MAX_PER_CALL, Outbox, RegistryError
-from registry.storage.database import open_store_database
 from registry.storage.migrations import VERSION_TABLE, SchemaTooNew
-from tests.registry.conftest import make_commitments
+from tests.registry.conftest import StoreOpener, make_commitments
 from tests.support.clock import FakeClock
-from tests.support.wait import run_threads
+from tests.support.wait import run_each, run_threads
 from zk.field import R
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -28,19 +26,10 @@ OpenOutbox = Callable[..., Outbox]
 
 
 @pytest.fixture
-def open_outbox(tmp_path: Path, database_url: str | None) -> Iterator[OpenOutbox]:
+def open_outbox(store_opener: StoreOpener) -> OpenOutbox:
     """``open_outbox(**kwargs)``: an Outbox on this test's database (the same file or
     PostgreSQL database on every call: a reopening, or another replica)."""
-    opened: list[Outbox] = []
-
-    def make(**kwargs: Any) -> Outbox:
-        box = Outbox(open_store_database(database_url, tmp_path, FILE_NAME, durable=True), **kwargs)
-        opened.append(box)
-        return box
-
-    yield make
-    for box in opened:
-        box.close()
+    return store_opener(Outbox, FILE_NAME, durable=True)
 
 
 @pytest.fixture
@@ -423,11 +412,7 @@ def test_two_replicas_race_for_one_commitment(open_outbox: OpenOutbox) -> None:
             with lock:
                 outcomes.append(result)
 
-        threads = [threading.Thread(target=worker, args=(box,)) for box in replicas]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        run_each(worker, replicas)
         assert sorted(outcomes) == ["duplicate", "ok"]
     assert len(replicas[0].rows(group_id=9)) == rounds
     assert replicas[1].counts()["pending"] == rounds
