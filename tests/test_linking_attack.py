@@ -169,6 +169,31 @@ def _scan_sqlite(path: Path, forms: dict[object, str], ips: list[Event], ids: li
         db.close()
 
 
+def beside_addresses(directories: Iterable[Path]) -> list[tuple[str, str, object]]:
+    """Every cell that shares a row with an IP address and is neither an address nor a
+    time: (table, column, value). A count, a size or a flag per address and hour is a
+    fingerprint of what the address did (how many blobs it sent, how long it polled),
+    which joins addresses to one another and to the batches on chain."""
+    found: list[tuple[str, str, object]] = []
+    for directory in directories:
+        for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+            with path.open("rb") as handle:
+                if handle.read(16) != _MAGIC or path.name.endswith(("-wal", "-shm")):
+                    continue
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+                    cursor = db.execute(f'SELECT * FROM "{table}"')
+                    names = [str(d[0]) for d in cursor.description]
+                    for row in cursor.fetchall():
+                        cells = _cells(row, names)
+                        if any(_ip(v) is not None for _, v in cells):
+                            found += [(f"{path.name}:{table}", k, v) for k, v in cells if _ip(v) is None and _time_like(v) is None]
+            finally:
+                db.close()
+    return found
+
+
 def _first_seen(events: list[Event], rng: random.Random) -> list[str]:
     """IP addresses by first appearance (time, then order; ties in random order)."""
     first: dict[str, tuple[float, float, float]] = {}
@@ -271,6 +296,18 @@ def test_the_attacker_wins_against_a_leaky_store(tmp_path: Path) -> None:
     # By rank (AUTOINCREMENT ids against first appearance) and by nearest time (most of them).
     assert best_single({k: v for k, v in guesses.items() if k.startswith("rank")}, truth)[0] == n
     assert best_single({k: v for k, v in guesses.items() if k.startswith("time")}, truth)[0] >= n // 2
+
+
+def test_a_count_beside_an_address_is_found(tmp_path: Path) -> None:
+    """The layout with a request count per address and hour: the count (3 sends here, 1 + 3
+    pickups and acknowledgements there) is what names a conversation; rule 3 finds it."""
+    log = sqlite3.connect(tmp_path / "access.log.sqlite")
+    log.execute("CREATE TABLE connections (hour INTEGER, ip TEXT, requests INTEGER, PRIMARY KEY (hour, ip)) WITHOUT ROWID")
+    log.executemany("INSERT INTO connections VALUES (?, ?, ?)", [(1_760_000_400, "10.0.0.7", 3), (1_760_000_400, "10.0.0.9", 4)])
+    log.commit()
+    log.close()
+    found = beside_addresses([tmp_path])
+    assert sorted(v for _, k, v in found if k == "requests") == [3, 4]
 
 
 # ------------------------------------------------------------------------------ the real system
@@ -407,6 +444,10 @@ def test_linking_attack_on_data_at_rest(tmp_path: Path) -> None:
         if len(orders) == N_CLIENTS and len(set(orders.values())) == N_CLIENTS:
             ranked = sorted(orders, key=lambda name: orders[name])
             assert ranked not in (arrival, arrival[::-1]), f"{source} keeps the commitments in arrival order"
+
+    # Rule 3: the connection log keeps an address and its hour, nothing beside them.
+    extras = beside_addresses([reg_dir, relay_dir])
+    assert not extras, f"values beside IP addresses (a per-address fingerprint): {extras[:5]}"
 
     tried = strategies(found_ips, found_ids, list(registrations), rng)
     assert 0 < len(tried) < MAX_STRATEGIES

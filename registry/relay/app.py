@@ -12,7 +12,7 @@
 Every error is ``{"error": {"code", "message"}}`` with a 4xx (503 only when the
 authorization service itself cannot be asked: ``authorization_unavailable`` when nothing
 was claimed, ``authorization_unknown`` when the registry may have claimed the slot). The relay learns no identity: a send
-authorization is anonymous, and only ``(hour, client IP, requests)`` is logged (registry/storage/access_log.py,
+authorization is anonymous, and only ``(hour, client IP)`` is logged (registry/storage/access_log.py,
 docs/privacy.md).
 """
 

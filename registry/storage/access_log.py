@@ -1,13 +1,13 @@
-"""The connection log: how often a client IP address talked to the registry in an hour, and nothing else.
+"""The connection log: which client IP addresses talked to the registry (or a relay) in an
+hour, and nothing else.
 
 Privacy rule (docs/privacy.md, docs/api.md, docs/authorization.md "What is stored and
-logged"): the registry keeps, for abuse handling only, ``(hour, client IP, requests)``
-rows in ``data_dir/access.log.sqlite`` or the ``zkid_access`` schema of a PostgreSQL
+logged"): the registry keeps, for abuse handling only, ``(hour, client IP)`` rows in ``data_dir/access.log.sqlite`` or the ``zkid_access`` schema of a PostgreSQL
 database (``hour``: the Unix time of the start of the UTC hour) and deletes them once they are older than ``settings.access_log_hours`` (at most
 72). No path, method, header, body, status or user agent is ever written: paths carry
 commitments and roots, bodies carry proofs.
 
-Why hours and counts (docs/privacy.md "Connection log"): every other store (outbox,
+Why hours and no counts (docs/privacy.md "Connection log"): every other store (outbox,
 nullifiers, blobs, evidence) holds identifiers; a log of ``(second, IP)`` rows sorts
 the IPs in arrival order, and arrival order joins them to those identifiers. An hour
 bucket holds every client of that hour with no order among them: the rows are keyed by
@@ -16,8 +16,12 @@ it is over, in one transaction, in key order, so neither the table, the page lay
 the WAL records which IP of the hour came first. The current hour stays in memory
 (:meth:`AccessLog.rows` includes it); a crash loses it, which for this log is
 acceptable. Blocking a flood needs no disk: the per-IP rate limits are in memory
-(registry/web/rate_limit.py); what an operator needs afterwards (which addresses sent how
-many requests in which hour) is what is kept.
+(registry/web/rate_limit.py); what an operator needs afterwards (which addresses were
+seen in which hour) is what is kept. Not how many requests each made: a count per address
+and hour is a fingerprint of what the address did (a conversation of three blobs is
+three sends at one address and three acknowledgements at another; a client polling
+while its registration waits makes as many requests as it waited), which joins
+addresses to one another and to the batches on chain.
 """
 
 from __future__ import annotations
@@ -38,9 +42,10 @@ FILE_NAME = "access.log.sqlite"
 MAX_HOURS = 72
 #: Resolution of the log (seconds): one row per client IP and UTC hour.
 BUCKET = 3600
-#: ``PRAGMA user_version`` of the layout (0: ``(at, ip)`` rows to the second).
+#: ``PRAGMA user_version`` of the legacy layout (0: ``(at, ip)`` rows to the second);
+#: later steps are :data:`MIGRATIONS`.
 SCHEMA_VERSION = 1
-#: Distinct ``(hour, ip)`` counts held in memory before the hour in progress is written
+#: Distinct ``(hour, ip)`` pairs held in memory before the hour in progress is written
 #: early: an attacker rotating addresses (an IPv6 /64 holds 2^64) must not grow the
 #: registry's memory for an hour. An early write splits that hour's addresses into two
 #: unordered sets (before and after it), a far coarser order than arrival.
@@ -52,8 +57,21 @@ _TABLE = (
     " requests INTEGER NOT NULL, PRIMARY KEY (hour, ip)) WITHOUT ROWID"
 )
 #: Versioned schema (registry/storage/migrations.py), on SQLite applied after the
-#: file's own ``user_version`` upgrade above (:meth:`AccessLog._upgrade_sqlite`).
-MIGRATIONS = (Migration(1, (_TABLE,)),)
+#: file's own ``user_version`` upgrade above (:meth:`AccessLog._upgrade_sqlite`). Step 2
+#: drops the request counts (presence only; the SQLite file zeroes the freed pages:
+#: ``secure_delete``).
+MIGRATIONS = (
+    Migration(1, (_TABLE,)),
+    Migration(
+        2,
+        (
+            "CREATE TABLE connections_v2 (hour INTEGER NOT NULL, ip TEXT NOT NULL, PRIMARY KEY (hour, ip)) WITHOUT ROWID",
+            "INSERT INTO connections_v2 (hour, ip) SELECT hour, ip FROM connections ORDER BY hour, ip",
+            "DROP TABLE connections",
+            "ALTER TABLE connections_v2 RENAME TO connections",
+        ),
+    ),
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -63,7 +81,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class AccessLog:
-    """``(hour, ip, requests)`` rows with bounded retention, in SQLite (``data_dir/access.log.sqlite``)
+    """``(hour, ip)`` rows with bounded retention, in SQLite (``data_dir/access.log.sqlite``)
     or the ``zkid_access`` schema of a shared PostgreSQL database.
 
     ``record`` is cheap and thread-safe; ``flush`` writes the hours that are over; ``purge``
@@ -72,9 +90,8 @@ class AccessLog:
     immediately, so a registry restarted after a long stop never serves old rows.
 
     ``database``: a :class:`registry.storage.database.Database` or the path of an SQLite
-    file. Replicas sharing one PostgreSQL database each count their own requests in
-    memory (per process) and add them to the shared rows (``requests + excluded.requests``),
-    so an hour's row is the sum over the replicas. ``secure_delete``, the WAL checkpoint
+    file. Replicas sharing one PostgreSQL database each note their own addresses in
+    memory (per process) and add the ones not yet in the shared rows. ``secure_delete``, the WAL checkpoint
     and the legacy layout upgrade are SQLite-only; on PostgreSQL a purge is a ``DELETE``
     whose rows stay in the table's files until (auto)vacuum reclaims them (docs/privacy.md).
     """
@@ -98,7 +115,7 @@ class AccessLog:
         self._purge_interval = purge_interval
         self._clock = clock
         self._max_pending = max_pending
-        self._pending: dict[tuple[int, str], int] = {}  # (hour, ip) -> requests not yet written
+        self._pending: set[tuple[int, str]] = set()  # (hour, ip) seen, not yet written
         self._lock = threading.Lock()
         self._db_lock = threading.Lock()
         self._stop = threading.Event()
@@ -113,7 +130,12 @@ class AccessLog:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             check_access_log(self.path)
             self._upgrade_sqlite(self._db)
-        migrate(self._db, MIGRATIONS)
+        found = migrate(self._db, MIGRATIONS)
+        if found < 2 and isinstance(self._db, SqliteDatabase):
+            # The counts' pages were zeroed (secure_delete); rewrite the file so that no
+            # free page is left either.
+            self._db.raw().execute("VACUUM")
+            self._db.raw().execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @contextmanager
     def _connection(self, *, transaction: bool = False) -> Iterator[Any]:
@@ -157,32 +179,30 @@ class AccessLog:
     # ------------------------------------------------------------------ recording
 
     def record(self, ip: str | None, when: float | None = None) -> None:
-        """Count a request of ``ip`` at ``when`` (default: now) in its hour."""
+        """Note that ``ip`` made a request in the hour of ``when`` (default: now)."""
         hour = int(self._clock() if when is None else when) // BUCKET * BUCKET
         key = (hour, ip if ip else "unknown")
         with self._lock:
-            self._pending[key] = self._pending.get(key, 0) + 1
+            self._pending.add(key)
 
     def flush(self, *, final: bool = False) -> int:
         """Write the hours that are over (every hour with ``final``, at close), in one
         transaction in key order; return how many ``(hour, ip)`` rows were new."""
         current = int(self._clock()) // BUCKET * BUCKET
         with self._lock:
-            due = sorted(k for k in self._pending if final or k[0] < current)
-            rows = [(h, ip, self._pending.pop((h, ip))) for h, ip in due]
+            rows = sorted(k for k in self._pending if final or k[0] < current)
+            self._pending.difference_update(rows)
         if not rows:
             return 0
         with self._db_lock:
             with self._connection(transaction=True) as conn:
                 existing = sum(
-                    1 for h, ip, _ in rows
+                    1 for h, ip in rows
                     if conn.execute("SELECT 1 FROM connections WHERE hour = ? AND ip = ?", (h, ip)).fetchone()
                 )
-                # Another replica may have written the same (hour, ip) rows: counts add up.
+                # Another replica (or an early write of this hour) may hold the same rows.
                 conn.executemany(
-                    "INSERT INTO connections (hour, ip, requests) VALUES (?, ?, ?)"
-                    " ON CONFLICT (hour, ip) DO UPDATE SET requests = connections.requests + excluded.requests",
-                    rows,
+                    "INSERT INTO connections (hour, ip) VALUES (?, ?) ON CONFLICT (hour, ip) DO NOTHING", rows
                 )
             if isinstance(self._db, SqliteDatabase):
                 # The WAL would keep the page images of earlier hours in write order: fold it.
@@ -190,7 +210,7 @@ class AccessLog:
             return len(rows) - existing
 
     def pending_count(self) -> int:
-        """How many ``(hour, ip)`` counts are held in memory, not yet written."""
+        """How many ``(hour, ip)`` pairs are held in memory, not yet written."""
         with self._lock:
             return len(self._pending)
 
@@ -198,23 +218,19 @@ class AccessLog:
         """Delete the hours older than the retention; return how many rows went."""
         cutoff = int((self._clock() if now is None else now) - self.retention_s)
         with self._lock:
-            for key in [k for k in self._pending if k[0] + BUCKET <= cutoff]:
-                del self._pending[key]
+            self._pending = {k for k in self._pending if k[0] + BUCKET > cutoff}
         with self._db_lock, self._connection() as conn:
             # An hour goes once all of it is older than the retention.
             return int(conn.execute("DELETE FROM connections WHERE hour + ? <= ?", (BUCKET, cutoff)).rowcount)
 
-    def rows(self) -> list[tuple[int, str, int]]:
-        """``(hour, ip, requests)``: everything stored plus the hour not yet written (tests,
-        an operator answering an abuse report)."""
+    def rows(self) -> list[tuple[int, str]]:
+        """``(hour, ip)``: everything stored plus the hour not yet written (tests, an
+        operator answering an abuse report)."""
         with self._db_lock, self._connection() as conn:
-            stored = {
-                (int(h), str(i)): int(n) for h, i, n in conn.execute("SELECT hour, ip, requests FROM connections").fetchall()
-            }
+            stored = {(int(h), str(i)) for h, i in conn.execute("SELECT hour, ip FROM connections").fetchall()}
         with self._lock:
-            for key, n in self._pending.items():
-                stored[key] = stored.get(key, 0) + n
-        return [(h, i, n) for (h, i), n in sorted(stored.items())]
+            stored |= self._pending
+        return sorted(stored)
 
     # ------------------------------------------------------------------ background thread
 
@@ -288,7 +304,7 @@ def client_ip(scope: Scope) -> str | None:
 
 
 class AccessLogMiddleware:
-    """ASGI middleware counting each HTTP request against ``(hour, client IP)`` and nothing else."""
+    """ASGI middleware noting each HTTP request's ``(hour, client IP)`` and nothing else."""
 
     def __init__(self, app: ASGIApp, log: AccessLog) -> None:
         self.app = app

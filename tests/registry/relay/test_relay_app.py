@@ -151,12 +151,12 @@ def test_send_refusals_pickup_ack_purge_and_evidence(
         assert acceptance.record.blob_digest == digest1
         slots.close()
 
-    # The connection log holds (hour, ip, requests) only (docs/privacy.md).
+    # The connection log holds (hour, ip) only (docs/privacy.md).
     db = sqlite3.connect(tmp_path / "relay" / "access.log.sqlite")
     columns = [row[1] for row in db.execute("PRAGMA table_info(connections)")]
     rows = db.execute("SELECT hour, ip FROM connections").fetchall()
     db.close()
-    assert columns == ["hour", "ip", "requests"]
+    assert columns == ["hour", "ip"]
     assert rows and {ip for _, ip in rows} == {"127.0.0.1"} and all(h % 3600 == 0 for h, _ in rows)
 
 

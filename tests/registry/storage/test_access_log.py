@@ -1,4 +1,4 @@
-"""The connection log (registry/storage/access_log.py): only (hour, IP, requests), bounded retention,
+"""The connection log (registry/storage/access_log.py): only (hour, IP), no counts, bounded retention,
 no order among the clients of an hour (docs/privacy.md). Tests not about the SQLite file
 run against both backends (``database_url``: SQLite file, a real PostgreSQL server)."""
 
@@ -36,17 +36,17 @@ def open_log(tmp_path: Path, database_url: str | None) -> Iterator[OpenLog]:
 
 
 @pytest.fixture
-def stored(tmp_path: Path, database_url: str | None) -> Iterator[Callable[[], list[tuple[int, str, int]]]]:
+def stored(tmp_path: Path, database_url: str | None) -> Iterator[Callable[[], list[tuple[int, str]]]]:
     """``stored()``: the rows written to the database, read through a connection of its own."""
     reader = open_store_database(database_url, tmp_path, FILE_NAME, durable=False)
 
-    def read() -> list[tuple[int, str, int]]:
+    def read() -> list[tuple[int, str]]:
         with reader.connection() as conn:
             try:
-                rows = conn.execute("SELECT hour, ip, requests FROM connections ORDER BY hour, ip").fetchall()
+                rows = conn.execute("SELECT hour, ip FROM connections ORDER BY hour, ip").fetchall()
             except sqlite3.OperationalError:  # no table yet
                 return []
-        return [(int(h), str(i), int(n)) for h, i, n in rows]
+        return [(int(h), str(i)) for h, i in rows]
 
     yield read
     reader.close()
@@ -59,23 +59,20 @@ def _columns(path: Path) -> list[str]:
         return [r[1] for r in db.execute("PRAGMA table_info(connections)")]
 
 
-def test_stores_only_hour_ip_and_count(tmp_path: Path, open_log: OpenLog, database_url: str | None) -> None:
+def test_stores_only_hour_and_ip(tmp_path: Path, open_log: OpenLog, database_url: str | None) -> None:
+    """No count: how many requests an address made in an hour is a fingerprint of what it
+    did (the sizes of its conversations, how long it polled), joinable across stores."""
     log = open_log(72)
     log.record("127.0.0.1", 1000.7)
-    log.record("127.0.0.1", 1000.2)  # same hour: one row, two requests
+    log.record("127.0.0.1", 1000.2)  # same hour: one row, whatever the number of requests
     log.record("10.0.0.2", 1000.5)
     log.record(None, 3599)
     log.record("10.0.0.2", 3600)  # the next hour
     assert log.flush() == 4
-    assert log.rows() == [(0, "10.0.0.2", 1), (0, "127.0.0.1", 2), (0, "unknown", 1), (HOUR, "10.0.0.2", 1)]
+    assert log.rows() == [(0, "10.0.0.2"), (0, "127.0.0.1"), (0, "unknown"), (HOUR, "10.0.0.2")]
     log.close()
     if database_url is None:
-        assert _columns(tmp_path / FILE_NAME) == ["hour", "ip", "requests"]
-
-
-def _stored(path: Path) -> list[tuple[int, str, int]]:
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-        return [(int(h), str(i), int(n)) for h, i, n in db.execute("SELECT hour, ip, requests FROM connections ORDER BY hour, ip")]
+        assert _columns(tmp_path / FILE_NAME) == ["hour", "ip"]
 
 
 def test_the_current_hour_stays_in_memory_until_it_is_over(open_log: OpenLog, stored: Callable[[], Any]) -> None:
@@ -86,19 +83,18 @@ def test_the_current_hour_stays_in_memory_until_it_is_over(open_log: OpenLog, st
     log.record("192.0.2.1")
     log.record("192.0.2.1")
     assert log.flush() == 0 and stored() == []
-    assert log.rows() == [(10 * HOUR, "192.0.2.1", 2)]  # an operator still sees the current hour
+    assert log.rows() == [(10 * HOUR, "192.0.2.1")]  # an operator still sees the current hour
     now[0] = 11 * HOUR
     assert log.flush() == 1
-    assert stored() == [(10 * HOUR, "192.0.2.1", 2)]
+    assert stored() == [(10 * HOUR, "192.0.2.1")]
     log.record("192.0.2.1")
     log.close()  # writes the open hour too
-    assert stored() == [(10 * HOUR, "192.0.2.1", 2), (11 * HOUR, "192.0.2.1", 1)]
+    assert stored() == [(10 * HOUR, "192.0.2.1"), (11 * HOUR, "192.0.2.1")]
 
 
-def test_replicas_sharing_a_database_add_up_their_counts(open_log: OpenLog, stored: Callable[[], Any]) -> None:
-    """Two replicas (two AccessLog objects on one database) count their own requests and
-    write the same (hour, ip) rows: the stored count is the sum; a purge by one empties
-    the hour for both."""
+def test_replicas_sharing_a_database_write_each_address_once(open_log: OpenLog, stored: Callable[[], Any]) -> None:
+    """Two replicas (two AccessLog objects on one database) note their own addresses and
+    write the same (hour, ip) rows: one row each; a purge by one empties the hour for both."""
     now = [30 * HOUR + 1.0]
     a, b = open_log(2, clock=lambda: now[0]), open_log(2, clock=lambda: now[0])
     for _ in range(3):
@@ -108,7 +104,7 @@ def test_replicas_sharing_a_database_add_up_their_counts(open_log: OpenLog, stor
     now[0] = 31 * HOUR
     assert a.flush() == 1
     assert b.flush() == 1  # one of its two rows existed already
-    assert stored() == [(30 * HOUR, "192.0.2.1", 4), (30 * HOUR, "192.0.2.9", 1)]
+    assert stored() == [(30 * HOUR, "192.0.2.1"), (30 * HOUR, "192.0.2.9")]
     assert a.rows() == b.rows() == stored()
     assert b.purge(now=33 * HOUR) == 2
     assert a.rows() == [] and stored() == []
@@ -139,9 +135,9 @@ def test_a_log_to_the_second_is_folded_into_hours(tmp_path: Path) -> None:
         db.execute("CREATE TABLE connections (at INTEGER NOT NULL, ip TEXT NOT NULL, PRIMARY KEY (at, ip)) WITHOUT ROWID")
         db.executemany("INSERT INTO connections VALUES (?, ?)", [(7200 + 3, "192.0.2.1"), (7200 + 9, "192.0.2.1"), (7200 + 5, "192.0.2.2"), (3 * HOUR, "192.0.2.1")])
     log = AccessLog(path, 72, clock=lambda: 4 * HOUR)
-    assert log.rows() == [(2 * HOUR, "192.0.2.1", 2), (2 * HOUR, "192.0.2.2", 1), (3 * HOUR, "192.0.2.1", 1)]
+    assert log.rows() == [(2 * HOUR, "192.0.2.1"), (2 * HOUR, "192.0.2.2"), (3 * HOUR, "192.0.2.1")]
     log.close()
-    assert _columns(path) == ["hour", "ip", "requests"]
+    assert _columns(path) == ["hour", "ip"]
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == 1
         assert db.execute("PRAGMA freelist_count").fetchone()[0] == 0  # VACUUM: no page of the old rows left
@@ -154,7 +150,7 @@ def test_purge_drops_hours_older_than_retention(open_log: OpenLog) -> None:
         log.record("192.0.2.1", now - age_h * HOUR)
     log.flush(final=True)
     assert log.purge() == 2
-    assert [(now - h) // HOUR for h, _, _ in log.rows()] == [23, 1, 0]
+    assert [(now - h) // HOUR for h, _ in log.rows()] == [23, 1, 0]
     log.close()
 
 
@@ -166,7 +162,7 @@ def test_start_purges_leftovers_of_a_previous_run(open_log: OpenLog) -> None:
     later = open_log(72, clock=lambda: 100 * HOUR + 5)
     later.start()
     try:
-        assert later.rows() == [(100 * HOUR, "192.0.2.2", 1)]
+        assert later.rows() == [(100 * HOUR, "192.0.2.2")]
     finally:
         later.close()
 
@@ -182,7 +178,7 @@ def test_background_thread_flushes_hours_that_are_over(open_log: OpenLog, stored
             if stored():
                 break
             time.sleep(0.01)
-        assert stored() == [(20 * HOUR, "198.51.100.7", 1)]
+        assert stored() == [(20 * HOUR, "198.51.100.7")]
     finally:
         log.close()
 
@@ -206,12 +202,12 @@ def test_rotating_addresses_cannot_grow_memory_for_an_hour(open_log: OpenLog, st
                 break
             time.sleep(0.01)
         assert log.pending_count() < 50
-        assert {h for h, _, _ in log.rows()} == {20 * HOUR}
+        assert {h for h, _ in log.rows()} == {20 * HOUR}
     finally:
         log.close()
     # Nothing lost (a count popped by a flush in progress is in neither place for a moment:
     # counted after the final flush at close).
-    assert len(stored()) == 200 and {h for h, _, _ in stored()} == {20 * HOUR}
+    assert len(stored()) == 200 and {h for h, _ in stored()} == {20 * HOUR}
 
 
 @pytest.mark.parametrize("hours", [0, 73, -1, 1.5, True])
@@ -242,7 +238,7 @@ def test_middleware_records_requests_without_paths_or_bodies(tmp_path: Path) -> 
         assert client.post("/secret/42", content=b"987654321").status_code == 200
     log.flush(final=True)
     rows = log.rows()
-    assert {ip for _, ip, _ in rows} == {"127.0.0.1"}
+    assert {ip for _, ip in rows} == {"127.0.0.1"}
     log.close()
     raw = (tmp_path / "a.sqlite").read_bytes() + b"".join(
         p.read_bytes() for p in tmp_path.glob("a.sqlite-*") if p.is_file()
@@ -318,9 +314,31 @@ def test_real_traffic_leaves_no_values_in_logs_or_the_connection_log(
     leaked = [line[:200] for line in log_text.splitlines() if any(s in line for s in secrets)]
     assert not leaked, f"values in the logs: {leaked[:3]}"
 
-    assert _columns(access_path) == ["hour", "ip", "requests"]
+    assert _columns(access_path) == ["hour", "ip"]
     rows = AccessLog(access_path, 72).rows()
-    assert rows and {ip for _, ip, _ in rows} == {"127.0.0.1"}
-    assert all(hour % 3600 == 0 for hour, _, _ in rows)
+    assert rows and {ip for _, ip in rows} == {"127.0.0.1"}
+    assert all(hour % 3600 == 0 for hour, _ in rows)
     raw = b"".join(p.read_bytes() for p in access_path.parent.glob("access.log.sqlite*"))
     assert not [s for s in secrets if s.encode() in raw]
+
+
+def test_a_log_with_request_counts_loses_them(tmp_path: Path) -> None:
+    """A log of the layout with counts (schema 1): the rows keep their hour and address, the
+    counts are gone from the table and from the file's pages."""
+    path = tmp_path / "a.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE connections (hour INTEGER NOT NULL, ip TEXT NOT NULL, requests INTEGER NOT NULL,"
+            " PRIMARY KEY (hour, ip)) WITHOUT ROWID"
+        )
+        db.executemany("INSERT INTO connections VALUES (?, ?, ?)", [(0, "192.0.2.1", 987654), (HOUR, "192.0.2.2", 3)])
+        db.execute(f"CREATE TABLE {VERSION_TABLE} (version INTEGER NOT NULL)")
+        db.execute(f"INSERT INTO {VERSION_TABLE} VALUES (1)")
+        db.execute("PRAGMA user_version = 1")
+    log = AccessLog(path, 72, clock=lambda: 2 * HOUR)
+    assert log.rows() == [(0, "192.0.2.1"), (HOUR, "192.0.2.2")]
+    log.close()
+    assert _columns(path) == ["hour", "ip"]
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA freelist_count").fetchone()[0] == 0
+    assert (987654).to_bytes(3, "big") not in path.read_bytes()  # SQLite stores it as a 3-byte integer
