@@ -43,6 +43,8 @@ InputValue = Union[int, Sequence["InputValue"]]
 
 _FIELD_BYTES = 32
 _PAGE = 65536
+#: Tries at instantiating the witness generator (a transient refusal of its memory by the OS).
+INSTANTIATE_ATTEMPTS = 3
 
 # Codes passed to runtime.exceptionHandler (circom_runtime witness_calculator.js).
 _ERRORS = {
@@ -226,10 +228,17 @@ class WitnessCalculator:
             if imp.module != "runtime" or imp.name not in imports:
                 raise WitnessError(f"unexpected witness generator import {imp.module}.{imp.name}")
             ordered.append(imports[imp.name])
-        try:
-            instance = wasmtime.Instance(store, self._module, ordered)
-        except wasmtime.WasmtimeError as exc:
-            raise WitnessError(f"cannot instantiate witness generator: {exc}") from None
+        instance = None
+        for attempt in range(INSTANTIATE_ATTEMPTS):
+            try:
+                instance = wasmtime.Instance(store, self._module, ordered)
+                break
+            except wasmtime.WasmtimeError as exc:
+                # The instance's memory is a memfd: the OS may refuse one for a moment (seen
+                # once: "cannot add seals to the memfd"); nothing about the inputs.
+                if attempt + 1 == INSTANTIATE_ATTEMPTS:
+                    raise WitnessError(f"cannot instantiate witness generator (the system refused its memory; try again): {exc}") from None
+        assert instance is not None
         exports.update({name: instance.exports(store)[name] for name in _REQUIRED_EXPORTS})
         return store, exports
 

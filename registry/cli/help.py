@@ -49,8 +49,17 @@ EXAMPLES: dict[str, str] = {
     "demo": "zkid demo --clients 8 --json",
 }
 
-#: Help text at least this wide (a narrower terminal still gets whole words, wrapped).
-MIN_WIDTH = 100
+#: Help text is wrapped to the terminal's width (``COLUMNS``), within these bounds; the
+#: example line alone is never wrapped (it is copied as it is).
+MIN_WIDTH, MAX_WIDTH = 60, 120
+
+
+def help_width() -> int:
+    """The width help is wrapped to: one column less than the terminal's (a line as wide as
+    the terminal wraps early in some of them), within ``[MIN_WIDTH, MAX_WIDTH]``."""
+    import shutil
+
+    return max(MIN_WIDTH, min(MAX_WIDTH, shutil.get_terminal_size((100, 24)).columns - 1))
 _DEFAULT_IN_TEXT = re.compile(r"\((?:default|Default) (?!:)")
 _TYPE_LABEL = re.compile(r" <[^<>]+>")
 
@@ -64,7 +73,7 @@ class HelpCommand(TyperCommand):
             _tidy(param)
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
-        formatter.width = max(formatter.width or 0, MIN_WIDTH)
+        formatter.width = help_width()
         super().format_help(ctx, formatter)
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
@@ -89,7 +98,7 @@ class HelpGroup(TyperGroup):
     wrapped like the rest of the help, never cut with ``...``."""
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
-        formatter.width = max(formatter.width or 0, MIN_WIDTH)
+        formatter.width = help_width()
         super().format_help(ctx, formatter)
 
     def format_commands(self, ctx: Any, formatter: Any) -> None:

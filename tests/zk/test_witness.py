@@ -159,3 +159,30 @@ def test_concurrent_calculations_agree() -> None:
     for t in threads:
         t.join()
     assert results == [expected] * 9
+
+
+def test_a_transient_refusal_of_the_instance_memory_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The OS refusing the instance's memfd for a moment (it happened once on a user's
+    machine: "cannot add seals to the memfd") cannot be produced on demand: injected here.
+    One refusal is retried; refusals on every attempt are a WitnessError that says so."""
+    import wasmtime
+
+    import zk.witness as witness
+
+    calc = semaphore_calculator(1)
+    good = circuit_inputs(vector(1))
+    real = wasmtime.Instance
+    refusals = [1]
+
+    def flaky(*args: Any) -> Any:
+        if refusals[0] > 0:
+            refusals[0] -= 1
+            raise wasmtime.WasmtimeError("cannot add seals to the memfd")
+        return real(*args)
+
+    monkeypatch.setattr(witness.wasmtime, "Instance", flaky)
+    assert calc.calculate(good)[1:5] == public_signals(vector(1))
+    assert refusals == [0]
+    refusals[0] = witness.INSTANTIATE_ATTEMPTS
+    with pytest.raises(WitnessError, match="the system refused its memory; try again"):
+        calc.calculate(good)

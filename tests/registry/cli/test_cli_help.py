@@ -85,3 +85,13 @@ def test_one_example_per_help(command: list[str]) -> None:
     assert text.count("Example:") == 1, text
     example = text.split("Example:\n", 1)[1].splitlines()[0].strip()
     assert example.startswith(("zkid ", "ZKID_")), example
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c) for c in COMMANDS])
+def test_help_fits_an_80_column_terminal(command: list[str]) -> None:
+    """Wrapped to the terminal's width: at ``COLUMNS=80`` no line is wider than 80, except the
+    example (never wrapped: it is copied as it is)."""
+    text = invoke(app, [*command, "--help"], env={"COLUMNS": "80"}).stdout
+    example = text.split("Example:\n", 1)[1].splitlines()[0]
+    wide = [line for line in text.splitlines() if len(line) > 80 and line != example]
+    assert wide == [], wide
