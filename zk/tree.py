@@ -27,7 +27,6 @@ and ``has(0)`` do not report removed slots (as ``LeanIMT.sol``), and a missing l
 
 from __future__ import annotations
 
-import json
 from bisect import insort
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass

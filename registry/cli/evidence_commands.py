@@ -311,7 +311,7 @@ def _missing_trust(trust: Trust, bundle: EvidenceBundle, rpc_url: str | None) ->
     return missing
 
 
-def _trust_json(trust: Trust, rpc_url: str | None) -> dict[str, Any]:
+def _trust_dict(trust: Trust, rpc_url: str | None) -> dict[str, Any]:
     via = f"; read via {rpc_url}" if rpc_url is not None else "; not read (no --rpc-url)"
     return {
         "logKey": None if trust.log_key is None else {
@@ -326,7 +326,7 @@ def _trust_json(trust: Trust, rpc_url: str | None) -> dict[str, Any]:
     }
 
 
-def _records_json(bundle: EvidenceBundle, trust: Trust) -> list[dict[str, Any]]:
+def _records_dict(bundle: EvidenceBundle, trust: Trust) -> list[dict[str, Any]]:
     trusted = {k.lower() for k in trust.relay_keys}
     return [
         {
@@ -341,7 +341,7 @@ def _records_json(bundle: EvidenceBundle, trust: Trust) -> list[dict[str, Any]]:
     ]
 
 
-def _verdict_json(verdict: Verdict, key_source: str) -> dict[str, Any]:
+def _verdict_dict(verdict: Verdict, key_source: str) -> dict[str, Any]:
     return {
         "valid": verdict.valid,
         "complete": verdict.complete,
@@ -397,15 +397,15 @@ def verify_command(
         group_root_check=checks.group_root_check, member_check=checks.member_check,
         trusted_anchor=trust.trusted_anchor(),
     )
-    records = _records_json(bundle, trust)
+    records = _records_dict(bundle, trust)
     if as_json:
-        out = _verdict_json(verdict, trust.log_key_source)
-        out["trust"] = _trust_json(trust, rpc_url)
+        out = _verdict_dict(verdict, trust.log_key_source)
+        out["trust"] = _trust_dict(trust, rpc_url)
         out["anchoredInTrust"] = not verdict.missing_trust and trust.log_key_source != "bundle (not trusted)"
         out["records"] = records
         print_json(out)
     else:
-        _print_verdict(verdict, nothing_trusted, _trust_json(trust, rpc_url), records)
+        _print_verdict(verdict, nothing_trusted, _trust_dict(trust, rpc_url), records)
     if verdict.first_failure is not None:
         raise typer.Exit(EXIT_INVALID)
     # A check without its trusted value passes only when the user asked for that explicitly.

@@ -303,9 +303,7 @@ def _run(
     finally:
         signals.on_signal = None
         service.stop()
-        close = getattr(service, "close", None)
-        if callable(close):
-            close()
+        service.close()
         log.info("registry stopped")
 
 
@@ -343,7 +341,7 @@ def _announce_registry(service: Any, app: Any, settings: Settings, sock: socket.
             from registry.cli.admission_commands import describe
 
             typer.echo(f"admission: group {record.group_id}: {describe(record.to_dict())}")
-    evidence_log = getattr(service, "evidence", None)
+    evidence_log = service.evidence
     if evidence_log is not None:
         # The log's verifier key is public: verifiers pin it (`zkid evidence verify --log-key`).
         typer.echo(f"evidence log key: {evidence_log.verifier.vkey()}  (for zkid evidence verify --log-key)")

@@ -445,7 +445,7 @@ class Relay:
                 operator=self.settings.operator or manifest.deployer,
                 # Scopes must name this deployment (docs/authorization.md, LZE2).
                 deployment=RegistryRef(manifest.chain_id, manifest.address("ZkIdRegistry")),
-                # One eth_blockNumber per LEDGER_HEAD_INTERVAL, not three per send (issue 14).
+                # One eth_blockNumber per LEDGER_HEAD_INTERVAL, not three per send.
                 head_interval=LEDGER_HEAD_INTERVAL,
                 send_groups=self.settings.send_groups
                 if self.settings.send_groups is not None

@@ -8,7 +8,6 @@ valid (the chain index, or roots read from the ledger), and an atomic nullifier 
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping

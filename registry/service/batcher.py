@@ -140,7 +140,7 @@ def add_members_tx(contract: str, group_id: int, commitments: Sequence[int]) -> 
     """The ``to`` and ``data`` of an ``addMembers`` call, ABI-encoded by eth_abi at once.
     web3's contract-function path normalises each array element through several Python
     layers: for a batch of hundreds of members, built twice per batch (estimate, send), it
-    was the batcher's largest CPU cost (BENCHMARKS.md, issue 14). The same bytes as
+    was the batcher's largest CPU cost (BENCHMARKS.md, "Registry service"). The same bytes as
     ``contract.functions.addMembers(group_id, commitments)`` (a test compares them)."""
     data = ADD_MEMBERS_SELECTOR + abi_encode(["uint256", "uint256[]"], [group_id, list(commitments)])
     return {"to": Web3.to_checksum_address(contract), "data": HexStr(HexBytes(data).to_0x_hex())}

@@ -880,7 +880,7 @@ class RegistryService:
 
     # ------------------------------------------------------------------ groups and roots
 
-    def _group_json(self, group: int) -> dict[str, Any]:
+    def _group_dict(self, group: int) -> dict[str, Any]:
         record = self.index.group(group)
         if record is None or not self._has_tree(group):  # see _known_group
             raise RegistryError("unknown_group", f"group {group} does not exist")
@@ -907,11 +907,11 @@ class RegistryService:
         }
 
     def group_info(self, group_id: int) -> dict[str, Any]:
-        return self._group_json(check_group_id(group_id))
+        return self._group_dict(check_group_id(group_id))
 
     def groups(self) -> list[dict[str, Any]]:
         # A group whose tree this replica has not loaded yet is left out (see _known_group).
-        return [self._group_json(g.group_id) for g in self.index.groups() if self._has_tree(g.group_id)]
+        return [self._group_dict(g.group_id) for g in self.index.groups() if self._has_tree(g.group_id)]
 
     def root_info(self, root: int) -> dict[str, Any]:
         if isinstance(root, bool) or not isinstance(root, int) or not 0 <= root < R:

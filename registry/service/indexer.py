@@ -159,7 +159,7 @@ class Indexer:
                     continue
                 except LedgerUnavailable as exc:
                     self.stats.ledger_up = False
-                    self.stats.last_error = str(exc)
+                    self.stats.last_error = exc_type(exc)  # the type only, as in logs
                     raise
                 self.stats.syncs += 1
                 self.stats.ledger_up = True
@@ -185,7 +185,7 @@ class Indexer:
                 delay = backoff.failed()
                 log.warning("ledger unreachable (%s), indexer retrying in %.1f s", exc_type(exc), delay)
             except Exception as exc:  # keep the thread alive; the error is reported by health
-                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                self.stats.last_error = exc_type(exc)  # its text may quote commitments
                 log.error("indexer sync failed: %s", exc_type(exc))  # its text may quote commitments
                 delay = backoff.failed()
             stop.wait(delay)

@@ -195,10 +195,8 @@ def _translate_error(exc: Exception) -> Exception:
         return sqlite3.OperationalError(message)
     if getattr(exc, "sqlstate", None) in _UNAVAILABLE_SQLSTATES:
         return sqlite3.OperationalError(message)
-    try:
-        from psycopg_pool import PoolTimeout
-    except ImportError:  # pragma: no cover - psycopg_pool is a dependency
-        PoolTimeout = ()  # type: ignore[assignment,misc]
+    from psycopg_pool import PoolTimeout
+
     if isinstance(exc, PoolTimeout):
         return sqlite3.OperationalError("database unavailable (PoolTimeout)")
     return sqlite3.DatabaseError(message)
@@ -260,10 +258,8 @@ def _is_db_error(exc: BaseException) -> bool:
 
     if isinstance(exc, psycopg.Error):
         return True
-    try:
-        from psycopg_pool import PoolTimeout
-    except ImportError:  # pragma: no cover
-        return False
+    from psycopg_pool import PoolTimeout
+
     return isinstance(exc, PoolTimeout)
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -126,7 +125,7 @@ def create_app(service: RegistryService, settings: Settings) -> FastAPI:
 def _mount_evidence(app: FastAPI, service: RegistryService, settings: Settings) -> dict[str, int]:
     """Mounts the delivery-evidence log's routes (docs/evidence.md) when the service keeps
     one; returns their body limits by path."""
-    evidence = getattr(service, "evidence", None)
+    evidence = service.evidence
     if evidence is None:
         return {}
     from registry.evidence.admission import EvidenceAdmission
@@ -142,7 +141,7 @@ def _mount_evidence(app: FastAPI, service: RegistryService, settings: Settings) 
         max_age=settings.evidence_max_age,
         rate=settings.evidence_rate,
         burst=settings.evidence_burst,
-        clock=getattr(service, "clock", time.time),
+        clock=service.clock,
     )
     app.state.evidence_admission = admission
     # Large batches parsed and verified in worker processes (started by the first such

@@ -296,7 +296,7 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def group_json(info: dict[str, Any]) -> dict[str, Any]:
+def group_dict(info: dict[str, Any]) -> dict[str, Any]:
     data: dict[str, Any] = jsonable(info)
     data["root"] = str(info["root"])
     return data

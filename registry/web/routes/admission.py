@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from registry.web.auth import operator
 from registry.web.errors import ApiRoute, error_responses
-from registry.web.models import AdmissionModel, GroupId, GroupModel, InvitesRequest, InvitesResponse, group_json
+from registry.web.models import AdmissionModel, GroupId, GroupModel, InvitesRequest, InvitesResponse, group_dict
 from registry.web.routes import service_of
 
 router = APIRouter(route_class=ApiRoute, tags=["operator"], dependencies=[Depends(operator)])
@@ -24,7 +24,7 @@ def set_admission(group_id: GroupId, body: AdmissionModel, request: Request) -> 
 
     service = service_of(request)
     service.set_admission(admission_from_json(group_id, body.model_dump()))
-    return JSONResponse(group_json(service.group_info(group_id)))
+    return JSONResponse(group_dict(service.group_info(group_id)))
 
 
 @router.post(

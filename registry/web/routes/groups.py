@@ -18,7 +18,7 @@ from registry.web.models import (
     GroupsResponse,
     RootInfoModel,
     RootPath,
-    group_json,
+    group_dict,
     jsonable,
     parse_field,
 )
@@ -40,12 +40,12 @@ def create_group(request: Request, body: CreateGroupRequest | None = None) -> JS
     service = service_of(request)
     admission = None if body is None or body.admission is None else body.admission.model_dump()
     group_id = service.create_group(body.root_window if body is not None else None, admission)
-    return JSONResponse(group_json(service.group_info(group_id)), status_code=201)
+    return JSONResponse(group_dict(service.group_info(group_id)), status_code=201)
 
 
 @router.get("/v1/groups", response_model=GroupsResponse, tags=["groups"], summary="List groups")
 def list_groups(request: Request) -> JSONResponse:
-    return JSONResponse({"groups": [group_json(g) for g in service_of(request).groups()]})
+    return JSONResponse({"groups": [group_dict(g) for g in service_of(request).groups()]})
 
 
 def _get_one(path: str, model: type[BaseModel], summary: str) -> Callable[[DecoratedCallable], DecoratedCallable]:
@@ -55,7 +55,7 @@ def _get_one(path: str, model: type[BaseModel], summary: str) -> Callable[[Decor
 
 @_get_one("/v1/groups/{group_id}", GroupModel, "A group: root, size, depth and its authorization parameters")
 def get_group(group_id: GroupId, request: Request) -> JSONResponse:
-    return JSONResponse(group_json(service_of(request).group_info(group_id)))
+    return JSONResponse(group_dict(service_of(request).group_info(group_id)))
 
 
 @_get_one("/v1/roots/{root}", RootInfoModel, "Which group a root belongs to and whether it is still valid")

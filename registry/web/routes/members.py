@@ -113,8 +113,8 @@ async def merkle_proof(group_id: GroupId, commitment: CommitmentPath, request: R
     # hop to the thread pool. Serve it on the event loop when the index lock is free
     # (an RLock: the service takes it again in this thread); while the indexer holds it
     # (applying new blocks), wait for it in the thread pool, not on the event loop.
-    lock = getattr(getattr(service, "index", None), "lock", None)
-    if lock is not None and lock.acquire(blocking=False):
+    lock = service.index.lock
+    if lock.acquire(blocking=False):
         try:
             proof = service.merkle_proof(group_id, value)
         finally:

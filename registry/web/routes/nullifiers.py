@@ -9,7 +9,6 @@ against the evidence log's trusted relay keys (``relay_keys`` and the operator's
 from __future__ import annotations
 
 import threading
-import time
 from typing import Literal
 
 from fastapi import APIRouter, Request
@@ -56,7 +55,7 @@ def _authenticator(request: Request) -> ClaimAuthenticator:
             admission = getattr(state, "evidence_admission", None)
             configured = frozenset(state.settings.relay_keys)
             trusted = admission.trusted if admission is not None else (lambda: configured)
-            auth = ClaimAuthenticator(deployment, trusted, clock=getattr(service, "clock", time.time))
+            auth = ClaimAuthenticator(deployment, trusted, clock=service.clock)
             state.claim_authenticator = auth
     return auth
 
