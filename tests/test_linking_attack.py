@@ -41,6 +41,8 @@ from typing import Any
 
 import httpx
 
+from tests.support.wait import wait_until
+
 _MAGIC = b"SQLite format 3\x00"
 _T_MIN, _T_MAX = 1_000_000_000, 4_000_000_000
 
@@ -432,10 +434,8 @@ def test_linking_attack_on_data_at_rest(tmp_path: Path) -> None:
                     for b in got.json()["blobs"]:
                         assert c.post(f"/v1/blobs/{b['id']}/ack", headers=headers).status_code == 200
                 time.sleep(1.05)
-            deadline = time.monotonic() + 90
-            while relay.evidence is not None and relay.evidence.pending() and time.monotonic() < deadline:
-                time.sleep(0.2)
-            assert relay.evidence is None or relay.evidence.pending() == 0, "evidence did not reach the log"
+            wait_until(lambda: relay.evidence is None or relay.evidence.pending() == 0, 90, "evidence to reach the log",
+                       interval=0.2)
     # Everything is stopped: the attacker takes the disks.
     registrations = {f"c{i}": ips[i] for i in range(N_CLIENTS)}
     identifiers.update({f"c{i}": p.commitment for i, p in enumerate(people)})

@@ -1,4 +1,5 @@
-"""Every benchmark runs with tiny parameters, so none rots (issue 14, item 6).
+"""Every benchmark runs with tiny parameters, so none rots (breaks unnoticed between runs
+of ``make bench``).
 
 Each case runs ``python -m benchmarks.<name>`` in its own process (as ``make bench`` does;
 the HTTP benchmarks start their servers and load generators as further processes) and
@@ -58,7 +59,7 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
                     ["verify_ceiling.threads_per_s", "verify_ceiling.processes_per_s", "points", "best_blobs_per_s",
                      "evidence.pending_at_end"]),
     "bench_group_scale": (["--members", "200", "--delta", "20", "--proofs", "10", "--inserts", "5", "--no-rebuild"], []),
-    # Replicas on a real PostgreSQL (issue 12): one failover round, a proof or two per set-up.
+    # Replicas on a real PostgreSQL: one failover round, a proof or two per set-up.
     "bench_replicas": (["--identities", "1", "--slots", "2", "--registrations", "4", "--concurrency", "2",
                         "--failovers", "1", "--claims", "10", "--json", "--out", "{tmp}/replicas.json"],
                        ["setups.sqlite.authorize.per_second", "setups.postgresql_1.register.per_second",
@@ -133,8 +134,8 @@ def test_benchmark_runs_tiny(name: str, tmp_path: Path) -> None:
 
 
 def test_wait_for_proofs_returns_once_every_member_is_indexed(tmp_path: Path) -> None:
-    """Regression (issue 14): the HTTP benchmark asked for Merkle proofs once /v1/health
-    looked settled, before the index held the batch (404). It now waits for the proofs."""
+    """Regression: the HTTP benchmark asked for Merkle proofs once /v1/health looked
+    settled, before the index held the batch (404). It now waits for the proofs."""
     from benchmarks.bench_registry_http import wait_for_proofs
     from tests.support.registry import running_registry
     from zk.identity import Identity

@@ -29,7 +29,7 @@ from registry.ledger.registry_contract import RegistryContract
 from tests.registry.conftest import make_commitments
 from tests.registry.evidence.support import RELAY, RELAY_KEY
 from zk.evidence.record import EventType, EvidenceRecord, sign_record
-from tests.support.cli import ZKID
+from tests.support.cli import ZKID, run_zkid
 from tests.support.wait import wait_until
 from zk.identity import Identity
 
@@ -252,10 +252,6 @@ def test_sigterm_exits_cleanly_and_restart_resumes(data_dir: Path) -> None:
         assert again.stop(signal.SIGINT) == 0
 
 
-def _zkid(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*ZKID, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-
-
 def test_walkthrough_register_wait_in_a_group_of_5000(data_dir: Path) -> None:
     """The README's `zkid register --wait` in a group that already has 5,000 members: one
     member into a deep tree costs far more gas than a small group's, and must still land."""
@@ -268,7 +264,7 @@ def test_walkthrough_register_wait_in_a_group_of_5000(data_dir: Path) -> None:
         contract = _contract(data_dir, ledger_port)
         _wait(lambda: contract.size(0) == len(crowd), 300, "5,000 members on chain", up)
         newcomer = Identity("e2e-newcomer").commitment
-        done = _zkid("register", str(newcomer), "--url", up.url, "--wait", "--timeout", "120", "--json")
+        done = run_zkid("register", str(newcomer), "--url", up.url, "--wait", "--timeout", "120", "--json", timeout=180)
         assert done.returncode == 0, done.stderr
         assert '"status": "final"' in done.stdout or '"status": "included"' in done.stdout
         assert contract.has_member(0, newcomer) and contract.size(0) == len(crowd) + 1

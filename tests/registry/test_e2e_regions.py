@@ -1,4 +1,4 @@
-"""Regions end to end (issue 13): two regional registries on two Anvils with distinct chain
+"""Regions end to end (docs/regions.md): two regional registries on two Anvils with distinct chain
 ids, three federated relays (us-east, eu-west, ap-southeast) trusting both, local and
 registry authorization mixed.
 

@@ -156,7 +156,8 @@ def _check_stores(tmp_path: Path, data_dir: Path, ledger_port: int) -> None:
         assert f"{store} {problem}" in line and "restore it from a backup" in line, line
         store.write_bytes(good)
     # A fresh file with the nullifier store's schema in its place passes every check above
-    # (attack review 1a): the store id it lacks gives it away, with or without stores.json.
+    # (and would accept spent proofs again): the store id it lacks gives it away, with or
+    # without stores.json.
     manifest = data_dir / "stores.json"
     kept = manifest.read_bytes()
     for lose_manifest in (False, True):

@@ -1,4 +1,4 @@
-"""Regional registries side by side (issue 13, item 1; docs/regions.md): two registries,
+"""Regional registries side by side (docs/regions.md): two registries,
 each with its own Anvil (distinct chain ids), data directory and stores (SQLite files, or
 its own database on one shared PostgreSQL server), running in one process and
 registering members at the same time. Nothing of one region is written

@@ -7,7 +7,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +24,17 @@ ZKID = [sys.executable, "-m", "registry.cli"]
 
 
 def run_zkid(
-    *args: str, env: Mapping[str, str] | None = None, stdin: str | None = None, timeout: float = 300.0
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    stdin: str | None = None,
+    timeout: float = 300.0,
+    preexec_fn: Callable[[], Any] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """``zkid args...`` to completion, its output captured (never raises on a failure)."""
+    """``zkid args...`` to completion, its output captured (never raises on a failure).
+    ``preexec_fn`` runs in the child before ``zkid`` starts (e.g. resource limits, a umask)."""
     return subprocess.run(
-        [*ZKID, *args], cwd=ROOT, capture_output=True, text=True, env=env, input=stdin, timeout=timeout, check=False
+        [*ZKID, *args], cwd=ROOT, capture_output=True, text=True, env=env, input=stdin, timeout=timeout, check=False,
+        preexec_fn=preexec_fn,
     )
 
 

@@ -38,26 +38,31 @@ def healthy(url: str, timeout: float = 5.0) -> bool:
 
 
 class _ThreadServer(uvicorn.Server):
-    def install_signal_handlers(self) -> None:  # uvicorn < 0.29
-        pass
-
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:  # the test process keeps its handlers
         yield
 
 
 @contextlib.contextmanager
-def serve_app(app: Any, port: int = 0) -> Iterator[str]:
+def serve_app(app: Any, port: int = 0, *, sock: socket.socket | None = None, **options: Any) -> Iterator[str]:
     """Serve ``app`` with uvicorn in a thread of the test process, on a free loopback port
-    (or ``port``: e.g. a service coming back where it was); yield its base URL."""
-    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets whose proto says TCP;
-    # without it every response waits ~40 ms for a delayed ACK (`zkid up` sets it too).
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
+    (or ``port``: e.g. a service coming back where it was); yield its base URL.
+
+    ``sock``: serve on this bound socket instead (e.g. a dual-stack IPv6 one), reached at
+    127.0.0.1 all the same; ``options``: ``uvicorn.Config`` settings over the defaults here
+    (e.g. ``http=`` a protocol class, ``lifespan="off"``)."""
+    if sock is None:
+        # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets whose proto says TCP;
+        # without it every response waits ~40 ms for a delayed ACK (`zkid up` sets it too).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=2)
+    settings: dict[str, Any] = {
+        "log_config": None, "access_log": False, "lifespan": "on", "timeout_graceful_shutdown": 2, **options
+    }
+    config = uvicorn.Config(app, **settings)
     server = _ThreadServer(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

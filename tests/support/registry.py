@@ -49,6 +49,9 @@ class Registry:
     anvil: AnvilProcess
     manifest: Manifest
     clock: OffsetClock
+    #: Stops the HTTP server alone (Anvil and the service keep running), e.g. to show that a
+    #: loaded page or a saved bundle needs only the ledger; a no-op once done.
+    stop_serving: Callable[[], None] = lambda: None
 
     @property
     def contract(self) -> RegistryContract:
@@ -111,8 +114,9 @@ def running_registry(data_dir: Path, anvil_args: Sequence[str] = (), **overrides
             service.open_default_group()  # as `zkid up` does: group 0 is open (docs/admission.md)
             service.start()
             app = create_app(service, settings)
-            with serve_app(app) as url:
-                yield Registry(url, settings, service, app, anvil, manifest, clock)
+            with contextlib.ExitStack() as server:
+                url = server.enter_context(serve_app(app))
+                yield Registry(url, settings, service, app, anvil, manifest, clock, server.close)
         finally:
             service.stop()
             service.close()

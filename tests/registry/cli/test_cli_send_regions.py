@@ -1,4 +1,4 @@
-"""``zkid send`` and ``zkid pickup`` across regions (issue 13, "Client commands"): real
+"""``zkid send`` and ``zkid pickup`` across regions, as a user runs them: real
 ``zkid`` processes against two regional registries (two Anvils, chain ids 31337 and
 31338) and two federated relays (``us-east``, ``eu-west``) whose trust list names both.
 

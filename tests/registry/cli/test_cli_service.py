@@ -13,7 +13,7 @@ import pytest
 
 from registry.ledger.anvil import free_port
 from tests.support.registry import OPERATOR_TOKEN, Registry
-from tests.support.cli import ZKID
+from tests.support.cli import run_zkid
 from zk.identity import Identity
 from zk.identity_file import encrypt_identity
 
@@ -24,9 +24,7 @@ ENV.pop("ZKID_URL", None)
 
 
 def zkid(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*ZKID, *args], capture_output=True, text=True, env=env or ENV, timeout=300, check=False
-    )
+    return run_zkid(*args, env=env or ENV)
 
 
 def _identity_file(tmp_path: Path, name: str) -> tuple[Identity, Path]:

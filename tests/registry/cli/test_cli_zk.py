@@ -7,24 +7,24 @@ import os
 import resource
 import stat
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.jsbridge import run_js
+from tests.support.cli import run_zkid
 from zk.identity import Identity
 from zk.tree import LeanIMT
 
 ENV = {**os.environ, "ZKID_PASSPHRASE": "correct horse battery staple"}
 
 
-def zkid(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "registry.cli", *args],
-        capture_output=True, text=True, env=env or ENV, input=stdin, timeout=300, check=False,
-    )
+def zkid(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None, preexec_fn: Callable[[], Any] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return run_zkid(*args, env=env or ENV, stdin=stdin, preexec_fn=preexec_fn)
 
 
 def test_identity_create_json_matches_library(tmp_path: Path) -> None:
@@ -155,10 +155,7 @@ def test_identity_file_with_costly_scrypt_parameters_is_refused_before_any_work(
     group.write_text(f"{document['commitment']}\n")
     generate = ["proof", "generate", "--identity", str(path), "--group", str(group), "--message", "1", "--scope", "2"]
     for command in (["identity", "show", str(path)], generate):
-        out = subprocess.run(
-            [sys.executable, "-m", "registry.cli", *command], capture_output=True, text=True, env=ENV,
-            timeout=300, check=False, preexec_fn=_limited(memory=1 << 30),
-        )
+        out = zkid(*command, preexec_fn=_limited(memory=1 << 30))
         assert "scrypt parameters out of the accepted range" in _one_error_line(out)
 
 
@@ -187,18 +184,11 @@ def test_identity_file_is_private_from_its_creation(tmp_path: Path) -> None:
     would leave a world-readable partial file behind; the creation with O_CREAT|O_EXCL and
     mode 0600 leaves nothing (the partial file is removed) and says why in one line."""
     path = tmp_path / "sub" / "id.json"
-    out = subprocess.run(
-        [sys.executable, "-m", "registry.cli", "identity", "create", "--out", str(path), "--json"],
-        capture_output=True, text=True, env=ENV, timeout=300, check=False, preexec_fn=_limited(umask=0),
-    )
+    out = zkid("identity", "create", "--out", str(path), "--json", preexec_fn=_limited(umask=0))
     assert out.returncode == 0, out.stderr
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
     cut = tmp_path / "cut.json"
-    out = subprocess.run(
-        [sys.executable, "-m", "registry.cli", "identity", "create", "--out", str(cut)],
-        capture_output=True, text=True, env=ENV, timeout=300, check=False,
-        preexec_fn=_limited(file_size=64, umask=0),
-    )
+    out = zkid("identity", "create", "--out", str(cut), preexec_fn=_limited(file_size=64, umask=0))
     assert "cannot write" in _one_error_line(out)
     assert not cut.exists()

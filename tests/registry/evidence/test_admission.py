@@ -140,7 +140,8 @@ def test_a_flood_from_one_relay_is_rate_limited_per_relay(registry: Registry) ->
 
 def test_records_already_in_the_log_and_repeats_cost_the_relay_nothing(registry: Registry) -> None:
     """Anyone can read a relay's records (GET /v1/evidence/{id}) and post them again: that
-    must not spend the relay's budget (attack review finding 5)."""
+    must not spend the relay's budget (or anyone could exhaust a relay's budget with its
+    own records)."""
     log = registry.service.evidence
     assert log is not None
     victim = Account.from_key(hashlib.sha256(b"admission relay whose records are replayed").digest())

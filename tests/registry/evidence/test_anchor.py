@@ -245,6 +245,9 @@ def test_unregistered_or_squatted_log_id_is_refused_without_sending(
 
 
 def _serve_service(settings: Settings) -> Any:
+    """An opened service (threads not started) and its app, to serve with ``serve_app``. Not
+    the shared ``registry`` fixture: these tests use the session Anvil and act on the
+    ledger between opening the service and starting its threads."""
     service = RegistryService.open(settings)
     return service, serve_app(create_app(service, settings))
 

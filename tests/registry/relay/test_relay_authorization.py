@@ -196,8 +196,8 @@ def test_unreachable_registry_or_ledger(
 def test_ledger_head_is_read_once_per_interval_and_new_roots_are_seen_at_once(
     anvil: Any, deployed: Any, chain: Any
 ) -> None:
-    """issue 14: with ``head_interval`` the lookups of many sends share one head read; a
-    root anchored after that read is still found (a forced read), never refused."""
+    """With ``head_interval`` the lookups of many sends share one head read (no RPC call per
+    send); a root anchored after that read is still found (a forced read), never refused."""
     registry = deployed.registry
     group = registry.create_group()
     registry.add_member(group, Identity("head-a").commitment)

@@ -6,7 +6,6 @@ import contextlib
 import os
 import sqlite3
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,17 +15,14 @@ import pytest
 
 from registry.ledger.deploy import save_manifest
 from tests.registry.relay.support import relay_config_values
-from tests.support.cli import ZKID, wait_serving
+from tests.support.cli import ZKID, run_zkid, wait_serving
 from tests.support.net import free_port
 from tests.support.wait import wait_until
 
 
 
 def test_zkid_relay_serves_and_refuses_bad_options(tmp_path: Path, anvil: Any, deployed: Any) -> None:
-    bad = subprocess.run(
-        [*ZKID, "relay", "--data-dir", str(tmp_path), "--auth", "registry"],
-        capture_output=True, text=True, timeout=60,
-    )
+    bad = run_zkid("relay", "--data-dir", str(tmp_path), "--auth", "registry", timeout=60)
     assert bad.returncode == 2 and "registry_url" in bad.stderr
 
     save_manifest(tmp_path / "relay", deployed.manifest)
@@ -37,15 +33,12 @@ def test_zkid_relay_serves_and_refuses_bad_options(tmp_path: Path, anvil: Any, d
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        health = None
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=2).json()
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        assert health is not None, proc.stderr.read() if proc.poll() is not None else "no answer"
+
+        def alive() -> None:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr is not None else "no answer"
+
+        health = wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=2).json(), 60,
+                            "the relay's health", interval=0.1, ignore=(httpx.HTTPError,), check=alive)
         assert health["region"] == "eu-test" and health["auth_mode"] == "local" and health["blobs"] == 0
     finally:
         proc.terminate()
@@ -129,11 +122,8 @@ def test_forwarded_for_counts_only_from_a_trusted_proxy(tmp_path: Path, anvil: A
 
 
 def test_trusted_proxy_must_be_an_address(tmp_path: Path) -> None:
-    out = subprocess.run(
-        [*ZKID, "relay", "--data-dir", str(tmp_path), "--rpc-url", "http://127.0.0.1:9",
-         "--trusted-proxy", "*"],
-        capture_output=True, text=True, timeout=60,
-    )
+    out = run_zkid("relay", "--data-dir", str(tmp_path), "--rpc-url", "http://127.0.0.1:9", "--trusted-proxy", "*",
+                   timeout=60)
     assert out.returncode == 2 and "--trusted-proxy" in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
 
@@ -149,7 +139,8 @@ _HOSTILE = {
 @pytest.mark.parametrize("content", list(_HOSTILE.values()), ids=list(_HOSTILE))
 def test_hostile_manifest_or_keystore_is_one_error_line(tmp_path: Path, option: str, content: str) -> None:
     """A manifest or keystore file nested deeply, with a duplicate key or of the wrong
-    shape: exit 2 with one line, never a traceback (attack review finding 6)."""
+    shape: exit 2 with one line, never a traceback (a hostile file must not crash the parser
+    or reach the user as a stack dump)."""
     hostile = tmp_path / "hostile.json"
     hostile.write_text(content)
     if option == "--manifest":
@@ -157,10 +148,8 @@ def test_hostile_manifest_or_keystore_is_one_error_line(tmp_path: Path, option: 
     else:  # registry authorization: no manifest needed, the keystore is read for evidence
         args = ["--auth", "registry", "--registry-url", "http://127.0.0.1:9", "--evidence-url", "http://127.0.0.1:9",
                 "--chain-id", "31337", "--keystore", str(hostile)]
-    out = subprocess.run(
-        [*ZKID, "relay", "--data-dir", str(tmp_path / "relay"), *args],
-        capture_output=True, text=True, timeout=60, env={**os.environ, "ZKID_RELAY_PASSWORD": "pw"},
-    )
+    out = run_zkid("relay", "--data-dir", str(tmp_path / "relay"), *args, timeout=60,
+                   env={**os.environ, "ZKID_RELAY_PASSWORD": "pw"})
     assert out.returncode == 2, (out.returncode, out.stderr[-800:])
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("zkid: error:") and str(hostile) in lines[0], out.stderr[-800:]
@@ -229,8 +218,7 @@ def test_relay_config_file_busy_port_and_degraded_health(tmp_path: Path) -> None
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
         taken = busy.getsockname()[1]
-        out = subprocess.run([*ZKID, "relay", "--config", str(config), "--port", str(taken)],
-                             capture_output=True, text=True, timeout=120)
+        out = run_zkid("relay", "--config", str(config), "--port", str(taken), timeout=120)
     assert out.returncode == 2, out.stderr
     assert out.stderr.strip().splitlines() == [
         f"zkid: error: HTTP port {taken} on 127.0.0.1 is already in use: choose another with --port; --port 0 picks a free one"
@@ -261,8 +249,7 @@ def test_relay_config_file_busy_port_and_degraded_health(tmp_path: Path) -> None
 def test_relay_config_errors_are_one_line(tmp_path: Path, content: str, expected: str) -> None:
     config = tmp_path / "relay.toml"
     config.write_text(content)
-    out = subprocess.run([*ZKID, "relay", "--config", str(config), "--data-dir", str(tmp_path / "relay")],
-                         capture_output=True, text=True, timeout=120)
+    out = run_zkid("relay", "--config", str(config), "--data-dir", str(tmp_path / "relay"), timeout=120)
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("zkid: error:") and expected in lines[0], out.stderr

@@ -1,4 +1,4 @@
-"""Group commit in the relay (issue 14): shared directory fsyncs of the blob store,
+"""Group commit in the relay (throughput without giving up durability): shared directory fsyncs of the blob store,
 shared evidence-queue commits, evidence posted in batches; and nothing acknowledged
 before it is durable: a real ``zkid relay`` killed (SIGKILL) right after its 201s keeps
 every blob it acknowledged and the acceptance record of each."""

@@ -1,4 +1,5 @@
-"""One rate limit everywhere (issue 13, item 3): relays checking locally claim each
+"""One rate limit everywhere (a sender gets no more slots by spreading sends over relays):
+relays checking locally claim each
 nullifier at the home registry (``--nullifier-authority``), which also answers
 ``POST /v1/authorize``: a proof is accepted once across all relays, in either mode.
 

@@ -33,7 +33,9 @@ from registry.ledger.anvil import free_port
 from registry.ledger.deploy import save_manifest
 from tests.registry.relay.support import fresh_nullifier_store
 from tests.support.cli import ZKID
+from tests.support.net import healthy
 from tests.support.registry import deployment_of
+from tests.support.wait import wait_until
 from zk.identity import Identity
 from zk.tree import LeanIMT
 
@@ -50,16 +52,13 @@ def _start(data_dir: Path, rpc_url: str, port: int, group: int = 0) -> subproces
 
 def _serving(proc: subprocess.Popen[str], port: int) -> bool:
     """Wait until the relay answers (True) or exits (False)."""
-    deadline = time.monotonic() + 60
-    while proc.poll() is None and time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=2).status_code == 200:
-                return True
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    assert proc.poll() is not None, "the relay neither served nor exited"
-    return False
+
+    def settled() -> str:
+        if proc.poll() is not None:
+            return "exited"
+        return "serving" if healthy(f"http://127.0.0.1:{port}", timeout=2) else ""
+
+    return wait_until(settled, 60, "the relay to serve or exit", interval=0.1) == "serving"
 
 
 def _stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
@@ -151,15 +150,16 @@ def test_relay_checkpoints_on_stop_and_refuses_a_lost_store(tmp_path: Path, anvi
     damaged("nullifiers.sqlite", lambda p: p.write_bytes(os.urandom(8192)), "is not an SQLite database")
     moved = data_dir / "blobs.moved"
     damaged("blobs", lambda p: p.rename(moved), "is missing", restore=lambda p: moved.rename(p))
-    # A fresh file with the right schema in place of the lost store (attack review 1a).
+    # A fresh file with the right schema in place of the lost store: it would pass a schema
+    # check, and accept the spent proof again.
     damaged("nullifiers.sqlite", fresh_nullifier_store, "is not the store this data directory had")
     # The manifest lost too: the other stores still carry the directory's id.
     manifest = data_dir / "stores.json"
     kept = {manifest: manifest.read_bytes(), data_dir / "nullifiers.sqlite": (data_dir / "nullifiers.sqlite").read_bytes()}
     damaged("nullifiers.sqlite", lambda p: (fresh_nullifier_store(p), manifest.unlink()),
             "is not the store this data directory had", restore=lambda p: [f.write_bytes(b) for f, b in kept.items()])
-    # Both the manifest and the nullifier store moved away (attack review 1b): blobs/ and
-    # the evidence queue show the relay has run before.
+    # Both the manifest and the nullifier store moved away, so no store id is left to compare:
+    # blobs/ and the evidence queue show the relay has run before.
     aside = tmp_path / "aside"
     aside.mkdir()
 

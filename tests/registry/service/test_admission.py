@@ -25,7 +25,7 @@ from registry.relay.authorization import LocalAuthorizer
 from tests.jsbridge import run_js
 from tests.support.node import needs_node
 from tests.support.registry import OPERATOR_TOKEN, Registry
-from tests.support.cli import ZKID
+from tests.support.cli import run_zkid
 from tests.registry.relay.support import running_relay
 from zk.admission_scope import AdmissionScope
 from zk.identity import Identity
@@ -447,7 +447,7 @@ def _zkid(*args: str, token: bool = False) -> subprocess.CompletedProcess[str]:
     env.pop("ZKID_OPERATOR_TOKEN", None)
     if token:
         env["ZKID_OPERATOR_TOKEN"] = OPERATOR_TOKEN
-    return subprocess.run([*ZKID, *args], capture_output=True, text=True, env=env, timeout=300, check=False)
+    return run_zkid(*args, env=env)
 
 
 def _identity_file(tmp_path: Path, name: str) -> tuple[Identity, Path]:

@@ -391,8 +391,9 @@ def test_a_registration_arriving_while_a_batch_is_in_flight_waits_for_its_own_fl
 
 
 def test_add_members_calldata_is_what_web3_encodes() -> None:
-    """The batcher encodes addMembers with eth_abi at once (issue 14): byte for byte what
-    web3's contract function builds, for a batch of the largest field elements too."""
+    """The batcher encodes addMembers with eth_abi at once (web3's contract-function path
+    costs far more CPU for a large batch): byte for byte what web3's contract function
+    builds, for a batch of the largest field elements too."""
     from web3 import Web3
 
     from registry.ledger.artifacts import load_artifact

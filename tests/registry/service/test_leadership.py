@@ -4,13 +4,13 @@ new token, fencing refuses a deposed leader's writes (registry/service/leadershi
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
 from registry.service.leadership import MIGRATIONS, Leadership, LostLeadership
 from registry.storage.database import PostgresDatabase, SqliteDatabase
 from registry.storage.migrations import migrate
+from tests.support.wait import wait_until
 
 
 class FakeMonotonic:
@@ -45,10 +45,7 @@ def test_one_leader_then_takeover_with_a_new_token(lease_db: PostgresDatabase) -
     first = a.token
     assert a.renew() and a.token == first  # renewal keeps the token
     # a stops renewing (killed or paused): after the lease b takes over with a new token.
-    deadline = time.monotonic() + 10
-    while not b.renew():
-        assert time.monotonic() < deadline, "b never took the lease"
-        time.sleep(0.1)
+    wait_until(b.renew, 10, "b to take the lease", interval=0.1)
     assert b.token is not None and first is not None and b.token == first + 1
     assert b.current()["holder"] == "b"
     # a, still believing it leads (its own clock says so), is fenced off.
@@ -106,10 +103,7 @@ def test_database_down_keeps_no_one_leading_past_the_lease(postgres, lease_db: P
     finally:
         postgres.start()
     # Back: the pool reconnects (with its own back-off) and the lease is taken again.
-    deadline = time.monotonic() + 30
-    while not a.renew():
-        assert time.monotonic() < deadline, a.last_error
-        time.sleep(0.2)
+    wait_until(a.renew, 30, "a to take the lease again", interval=0.2, detail=lambda: repr(a.last_error))
     assert a.last_error is None and a.is_leader()  # back: the lease (expired or still ours) is taken again
 
 

@@ -50,7 +50,7 @@ def _register_round_robin(group: ReplicaSet, values: list[int], accepted: list[i
             if r.status_code == 202:
                 accepted.append(value)
                 break
-            if r.status_code == 409 and r.json().get("code") == "duplicate":
+            if r.status_code == 409 and r.json().get("error", {}).get("code") == "duplicate":
                 accepted.append(value)  # an earlier try was stored (its answer lost): still once
                 break
             time.sleep(0.2)  # 503 while the database is away: try again

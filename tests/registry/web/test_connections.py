@@ -8,16 +8,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 
 from registry.web import connections
 from registry.web.connections import AcceptErrorFilter, protocol_class
+from tests.support.net import serve_app
 from tests.support.wait import wait_until
 
 
@@ -30,21 +29,15 @@ async def _app(scope: Any, receive: Any, send: Any) -> None:
 
 @contextlib.contextmanager
 def _server(trusted: tuple[str, ...] = ()) -> Iterator[tuple[int, Any]]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    port = sock.getsockname()[1]
+    """The limits' protocol class of uvicorn (as ``zkid up`` and ``zkid relay`` run it)
+    serving ``_app`` on a free loopback port; yields the port and the class (its counts)."""
     proto = protocol_class(trusted)
-    server = uvicorn.Server(uvicorn.Config(_app, http=proto, log_config=None, lifespan="off", timeout_keep_alive=30))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, 30, "the server")
-    try:
-        yield port, proto
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
+    with serve_app(_app, http=proto, lifespan="off", timeout_keep_alive=30) as url:
+        yield _port(url), proto
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
 
 
 def _get(s: socket.socket) -> bytes:
@@ -192,13 +185,8 @@ def test_an_ipv4_proxy_reaching_a_dual_stack_server_is_exempt(monkeypatch: pytes
         sock.bind(("::", 0))
     except OSError:
         pytest.skip("no IPv6 on this machine")  # the mapping needs a dual-stack socket
-    sock.listen(64)
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(_app, http=proto, log_config=None, lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, 30, "the server")
-    try:
+    with serve_app(_app, sock=sock, http=proto, lifespan="off") as url:
+        port = _port(url)
         held = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]
         try:
             assert all(_get(s).startswith(b"HTTP/1.1 200") for s in held)
@@ -206,10 +194,6 @@ def test_an_ipv4_proxy_reaching_a_dual_stack_server_is_exempt(monkeypatch: pytes
         finally:
             for s in held:
                 s.close()
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
 
 
 def test_the_cli_servers_use_the_limits() -> None:

@@ -252,7 +252,8 @@ def test_malformed_json(client: httpx.Client) -> None:
 
 def test_a_field_the_route_does_not_take_is_malformed(client: httpx.Client) -> None:
     """An extra or missing field is `malformed` (docs/api.md), also when it is named like
-    a commitment field of another route (attack review finding 8)."""
+    a commitment field of another route (a model that ignored unknown fields would take
+    such a body for a valid request)."""
     _error(client.post("/v1/authorize", json={"commitments": ["9" * 90]}), 422, "malformed")
     _error(client.post("/v1/authorize", json={"commitment": "7"}), 422, "malformed")
     _error(client.post("/v1/groups/0/members", json={"commitment": ["7"]}), 422, "malformed")

@@ -9,6 +9,7 @@ from typing import Any
 from py_ecc.fields import bn128_FQ2 as FQ2
 
 from zk.field import Q
+from zk.groth16.encoding import Proof
 
 VECTORS_PATH = Path(__file__).resolve().parents[2] / "vectors" / "proofs.json"
 VECTORS: list[dict[str, Any]] = json.loads(VECTORS_PATH.read_text("utf-8"))["vectors"]
@@ -58,3 +59,13 @@ def twist_point_off_subgroup(start: int = 5) -> tuple[tuple[int, int], tuple[int
         if y is not None and y * y == rhs:
             return ((x.coeffs[0].n, x.coeffs[1].n), (y.coeffs[0].n, y.coeffs[1].n))
         x0 += 1
+
+
+def with_b_off_subgroup(proof: Proof) -> Proof:
+    """``proof`` with B replaced by a twist point outside the r-subgroup, built without the
+    validation that would refuse it (as a caller holding such an object could pass it)."""
+    rogue = object.__new__(Proof)
+    object.__setattr__(rogue, "a", proof.a)
+    object.__setattr__(rogue, "b", twist_point_off_subgroup())
+    object.__setattr__(rogue, "c", proof.c)
+    return rogue

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.zk.groth16.helpers import VECTORS, circuit_inputs, public_signals, vector
+from tests.zk.groth16.helpers import VECTORS, circuit_inputs, public_signals, vector, with_b_off_subgroup
 from zk.field import Q, R
 from zk.groth16 import Groth16Backend, get_backend
 from zk.groth16.encoding import Proof
@@ -74,6 +74,13 @@ def test_signal_reduced_mod_r_is_not_accepted(backend: Groth16Backend) -> None:
     signals = public_signals(vec)
     signals[3] += R  # the same value mod r
     assert backend.verify(2, js_proof(vec), signals) is False
+
+
+def test_b_off_the_subgroup_returns_false(backend: Groth16Backend) -> None:
+    # A Proof built without validation, with B off the r-subgroup: refused, never an
+    # exception (groth16py raises EncodingError on it: test_fast.py).
+    vec = vector(2)
+    assert backend.verify(2, with_b_off_subgroup(js_proof(vec)), public_signals(vec)) is False
 
 
 def test_not_a_proof_returns_false(backend: Groth16Backend) -> None:

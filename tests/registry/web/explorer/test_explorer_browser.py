@@ -28,16 +28,11 @@ from typing import Any
 import httpx
 import pytest
 
-from registry.ledger.accounts import anvil_dev_account
 from registry.ledger.anvil import AnvilProcess
-from registry.ledger.deploy import Manifest, deploy_contracts, save_manifest
-from registry.ledger.tx import Transactor
+from registry.ledger.deploy import Manifest, save_manifest
 from registry.service.facade import RegistryService
-from registry.service.settings import Settings
-from registry.web.app import create_app
 from tests.registry.evidence.support import RELAY, RELAY_KEY
-from tests.support.net import serve_app
-from tests.support.registry import AUTH, OPERATOR_TOKEN
+from tests.support.registry import AUTH, running_registry
 from tests.support.wait import wait_until
 from zk.evidence.bundle import Anchor, build_bundle
 from zk.evidence.record import EventType, EvidenceRecord, sign_record
@@ -137,28 +132,16 @@ def _whole_delivery(service: RegistryService) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """The shared registry (tests/support/registry.py) with a relay key and anchoring at once;
+    the last test stops its HTTP server alone (the ledger stays) to show the page needs no
+    registry."""
     data_dir = tmp_path_factory.mktemp("explorer")
-    with contextlib.ExitStack() as stack:
-        anvil = stack.enter_context(AnvilProcess(["--gas-limit", "300000000"], log_file=data_dir / "anvil.log"))
-        manifest = deploy_contracts(Transactor(anvil.w3, anvil_dev_account(0), poll_interval=0.01), region="test")
-        save_manifest(data_dir, manifest)
-        manifest_dir = save_manifest(data_dir / "verifier", manifest)
-        values: dict[str, Any] = {
-            "data_dir": data_dir, "rpc_url": anvil.rpc_url, "confirmations": 1, "poll_interval": 0.1,
-            "batch_interval": 0.2, "operator_token": OPERATOR_TOKEN, "relay_keys": [RELAY],
-            "anchor_interval": 0, "anchor_min_growth": 1, "anchor_max_delay": 0.5,
-        }
-        settings = Settings(**values)
-        service = RegistryService.open(settings)
-        stack.callback(service.close)
-        service.open_default_group()
-        service.start()
-        stack.callback(service.stop)
-        server = contextlib.ExitStack()
-        stack.callback(server.close)
-        url = server.enter_context(serve_app(create_app(service, settings)))
-        vkey, single = _populate(url, manifest.chain_id)
-        yield World(url, anvil, manifest, manifest_dir, vkey, _whole_delivery(service), single, server.close)
+    with running_registry(data_dir, relay_keys=[RELAY], anchor_interval=0, anchor_min_growth=1,
+                          anchor_max_delay=0.5) as registry:
+        manifest_dir = save_manifest(data_dir / "verifier", registry.manifest)
+        vkey, single = _populate(registry.url, registry.manifest.chain_id)
+        yield World(registry.url, registry.anvil, registry.manifest, manifest_dir, vkey,
+                    _whole_delivery(registry.service), single, registry.stop_serving)
 
 
 @pytest.fixture(scope="module")

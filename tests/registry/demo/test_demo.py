@@ -7,11 +7,12 @@ both, on loopback ports."""
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.cli import run_zkid
 
 REASONS = ("slot_out_of_range", "nullifier_reused", "unknown_root", "message_mismatch")
 REGIONS = ["eu-central", "gcc"]
@@ -19,10 +20,7 @@ RELAYS = ["us-east", "eu-west", "ap-southeast"]
 
 
 def _demo(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "registry.cli", "demo", *args],
-        capture_output=True, text=True, timeout=300, check=False,
-    )
+    return run_zkid("demo", *args)
 
 
 @pytest.fixture(scope="module")
@@ -157,15 +155,9 @@ def test_the_saved_bundle_verifies_with_the_cli_offline(ledger_run: tuple[subpro
 
 
 def _verify_saved_bundle(data: Path, bundle: Path) -> None:
-    refused = subprocess.run(
-        [sys.executable, "-m", "registry.cli", "evidence", "verify", str(bundle), "--json"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )
+    refused = run_zkid("evidence", "verify", str(bundle), "--json", timeout=120)
     assert refused.returncode == 2 and "--no-trust-anchors" in refused.stderr
-    out = subprocess.run(
-        [sys.executable, "-m", "registry.cli", "evidence", "verify", str(bundle), "--no-trust-anchors", "--json"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )
+    out = run_zkid("evidence", "verify", str(bundle), "--no-trust-anchors", "--json", timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     verdict = json.loads(out.stdout)
     assert verdict["passed"] is True and verdict["valid"] is False and verdict["anchoredInTrust"] is False
@@ -174,10 +166,7 @@ def _verify_saved_bundle(data: Path, bundle: Path) -> None:
     doc["entries"][0]["record"]["region"] = "elsewhere"
     tampered = data / f"tampered-{bundle.name}"
     tampered.write_text(json.dumps(doc))
-    bad = subprocess.run(
-        [sys.executable, "-m", "registry.cli", "evidence", "verify", str(tampered), "--no-trust-anchors", "--json"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )
+    bad = run_zkid("evidence", "verify", str(tampered), "--no-trust-anchors", "--json", timeout=120)
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert json.loads(bad.stdout)["valid"] is False
 

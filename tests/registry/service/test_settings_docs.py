@@ -11,7 +11,7 @@ from registry.relay.config import RelayConfig
 from registry.service.settings import Settings
 from zk.hashing import MAX_TEXT_BYTES
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DOC = (ROOT / "docs" / "settings.md").read_text(encoding="utf-8")
 
 
