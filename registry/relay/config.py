@@ -1,6 +1,6 @@
 """The relay's ``--config`` file: TOML, one key per setting, the format of the registry's
 (registry/service/settings.py); command-line flags win over the file, the file over the
-defaults. docs/settings.md lists every key (tests/registry/test_settings_docs.py checks).
+defaults. docs/settings.md lists every key (tests/registry/service/test_settings_docs.py checks).
 
 Keys are the flags' names with ``_`` for ``-`` (``send_groups`` and ``trusted_proxies``
 are lists for the repeatable ``--send-group`` and ``--trusted-proxy``), plus a few

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from registry.relay.app import RelaySettings, create_relay_app

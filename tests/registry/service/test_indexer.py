@@ -7,8 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from registry.service.index import ChainIndex, delete_index_files
 from registry.service.indexer import Indexer, item_state
 from registry.storage.database import open_store_database

@@ -259,8 +259,6 @@ def test_real_traffic_leaves_no_values_in_logs_or_the_connection_log(
     import hashlib
     import logging
 
-    import httpx
-
     from tests.support.registry import running_registry
     from zk.identity import Identity
     from zk.proof import generate_proof
