@@ -33,6 +33,9 @@ if TYPE_CHECKING:  # the evidence stack imports eth-account: only the commands l
     from zk.evidence.bundle import AnchorLookup, EvidenceBundle, GroupRootCheck, MemberCheck, TrustedAnchor, Verdict
     from zk.evidence.note import NoteVerifier
 
+#: Seconds between the progress lines of `evidence bundle --wait` (it asks every 5 s).
+PROGRESS_EVERY = 30.0
+
 evidence_app = typer.Typer(name="evidence", help="Delivery-evidence bundles: fetch and verify.", no_args_is_help=True)
 
 
@@ -64,6 +67,7 @@ def bundle_command(
 
     url = _url(url)
     deadline = time.monotonic() + timeout
+    shown_at = -PROGRESS_EVERY
     with RegistryClient(url) as client:
         while (content := _fetch_bundle(client, url, evidence_id, checkpoint)) is None:
             when = _anchor_eta(client)
@@ -72,7 +76,9 @@ def bundle_command(
                      EXIT_INVALID)
             if time.monotonic() > deadline:
                 fail(f"not_anchored: the record is still not covered by an anchor after {timeout:g} s; {when}", EXIT_INVALID)
-            typer.echo(f"waiting for the anchor: {when}", err=True)
+            if time.monotonic() - shown_at >= PROGRESS_EVERY:  # asked every 5 s, said every 30 s
+                typer.echo(f"waiting for the anchor: {when}", err=True)
+                shown_at = time.monotonic()
             time.sleep(5.0)
     try:
         EvidenceBundle.from_json(content)

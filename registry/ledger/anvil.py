@@ -132,6 +132,9 @@ def wait_port_released(port: int, host: str = HOST, timeout: float = 65.0) -> bo
     return True
 
 
+#: Seconds :meth:`LocalLedger.down` waits for a stopped node's port to stop answering.
+PORT_CLOSE_TIMEOUT = 10.0
+
 #: Ports drawn from the OS's randomness: a test framework that seeds ``random`` alike in
 #: parallel worker processes must not make them draw the same ports.
 _PORTS = random.SystemRandom()
@@ -569,6 +572,13 @@ class LocalLedger:
             self.pid_file.unlink(missing_ok=True)  # a stale file from a crash, if any
             return False
         _stop_pid(int(info["pid"]), timeout)
+        # The leader thread of a multi-threaded process shows as a zombie while its other
+        # threads still exit and hold its sockets: wait for the port to stop answering, so
+        # that an up() right after this one finds it free.
+        host, port = str(info.get("host", HOST)), int(info["port"])
+        deadline = time.monotonic() + PORT_CLOSE_TIMEOUT
+        while port_listened(port, host) and time.monotonic() < deadline:
+            time.sleep(0.05)
         self.pid_file.unlink(missing_ok=True)
         return True
 
