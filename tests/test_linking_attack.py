@@ -73,7 +73,8 @@ def _time_like(value: object) -> float | None:
 
 
 def _ip(value: object) -> str | None:
-    if isinstance(value, str) and value.count(".") == 3 and len(value) <= 15:
+    """An IPv4 or IPv6 address (IPv4-mapped included), in its normal spelling."""
+    if isinstance(value, str) and 7 <= len(value) <= 45 and (value.count(".") == 3 or value.count(":") >= 2):
         try:
             return str(ipaddress.ip_address(value))
         except ValueError:
@@ -173,9 +174,10 @@ def _scan_sqlite(path: Path, forms: dict[object, str], ips: list[Event], ids: li
 
 def beside_addresses(directories: Iterable[Path]) -> list[tuple[str, str, object]]:
     """Every cell that shares a row with an IP address and is neither an address nor a
-    time: (table, column, value). A count, a size or a flag per address and hour is a
+    whole hour: (table, column, value). A count, a size or a flag per address and hour is a
     fingerprint of what the address did (how many blobs it sent, how long it polled),
-    which joins addresses to one another and to the batches on chain."""
+    which joins addresses to one another and to the batches on chain; a time finer than
+    the hour sorts the addresses against every other store."""
     found: list[tuple[str, str, object]] = []
     for directory in directories:
         for path in sorted(p for p in directory.rglob("*") if p.is_file()):
@@ -190,7 +192,11 @@ def beside_addresses(directories: Iterable[Path]) -> list[tuple[str, str, object
                     for row in cursor.fetchall():
                         cells = _cells(row, names)
                         if any(_ip(v) is not None for _, v in cells):
-                            found += [(f"{path.name}:{table}", k, v) for k, v in cells if _ip(v) is None and _time_like(v) is None]
+                            found += [
+                                (f"{path.name}:{table}", k, v)
+                                for k, v in cells
+                                if _ip(v) is None and ((t := _time_like(v)) is None or t % 3600)
+                            ]
             finally:
                 db.close()
     return found
@@ -325,6 +331,17 @@ def test_a_count_beside_an_address_is_found(tmp_path: Path) -> None:
     log.close()
     found = beside_addresses([tmp_path])
     assert sorted(v for _, k, v in found if k == "requests") == [3, 4]
+    assert [k for _, k, _ in found if k == "hour"] == []  # whole hours are allowed
+
+
+def test_a_time_finer_than_the_hour_beside_an_address_is_found(tmp_path: Path) -> None:
+    """A connection log to the second (what the hour buckets replaced), IPv6 included."""
+    log = sqlite3.connect(tmp_path / "access.log.sqlite")
+    log.execute("CREATE TABLE connections (at INTEGER, ip TEXT, PRIMARY KEY (at, ip)) WITHOUT ROWID")
+    log.executemany("INSERT INTO connections VALUES (?, ?)", [(1_760_000_401, "10.0.0.7"), (1_760_000_402, "2001:db8::7")])
+    log.commit()
+    log.close()
+    assert sorted(v for _, k, v in beside_addresses([tmp_path]) if k == "at") == [1_760_000_401, 1_760_000_402]
 
 
 # ------------------------------------------------------------------------------ the real system

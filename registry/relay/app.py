@@ -38,6 +38,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 import anyio
 import anyio.to_thread
@@ -49,7 +50,8 @@ from registry._utils.logs import exc_type
 from registry.storage.access_log import AccessLog, AccessLogMiddleware
 from registry.service.authorization import MAX_GROUP_ID, Decision, NullifierStore, Reason, SqliteNullifierStore, parse_group_id
 from registry.errors import RegistryError, refusal_status
-from registry.web.errors import install_error_handlers, json_input_error
+from registry.web.errors import install_error_handlers, json_input_error, model_error_text
+from registry.web.models import SemaphoreProofModel
 from registry.web.middleware import BodyLimitMiddleware, ErrorGuardMiddleware
 from registry.ledger.deploy import Manifest, read_manifest
 from registry.ledger.errors import DeploymentError, LedgerError
@@ -554,6 +556,10 @@ class Relay:
         proof = body["proof"]
         if not isinstance(proof, dict):
             raise RegistryError("malformed", "proof must be a SemaphoreProof JSON object", 422)
+        try:  # the registry's schema for a proof: what breaks it is 422 at both, never a decision
+            SemaphoreProofModel.model_validate(proof)
+        except ValidationError as exc:
+            raise RegistryError("malformed", model_error_text(exc, "proof"), 422) from None
         digest = digest_blob(blob)  # the relay's own digest: a proof cannot be moved to another blob
         # Everything that could refuse the send after authorization is checked before it:
         # authorizing spends the sender's slot (at the registry, in registry mode).
@@ -573,7 +579,9 @@ class Relay:
         if not decision.authorized:
             reason = _EVIDENCE_REASON.get(decision.reason, ReasonCode.INVALID_PROOF)
             self.emit(EventType.SUBMISSION_REJECTION, digest, reason, home=home)
-            raise RegistryError(decision.reason.value, "send authorization refused", refusal_status(decision.reason.value))
+            raise RegistryError(
+                decision.reason.value, "send authorization refused", refusal_status(decision.reason.value), fields=decision.to_dict()
+            )
         if home is None:
             self._groups_seen.add(group_id)
         else:

@@ -37,8 +37,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from registry.errors import error_body
 from registry.web.rate_limit import client_key
 
 #: Seconds for a request line and its headers (nginx's ``client_header_timeout`` is 60 s;
@@ -127,6 +128,26 @@ class LimitedProtocol(HttpToolsProtocol):
         if self._header_size > MAX_HEADER_BYTES:
             self._refuse()
         return not self._refused
+
+    def send_400_response(self, msg: str) -> None:
+        """The HTTP parser's refusal (a request line or header it cannot parse: a
+        ``Content-Length`` that is not a number, a bad chunk size) in the API's error JSON,
+        ``400 malformed``, not uvicorn's plain text; the connection is closed."""
+        body = error_body("malformed", "the request could not be parsed as HTTP/1.1 (its request line or a header)")
+        head = [STATUS_LINE[400]]
+        for name, value in self.server_state.default_headers:
+            head.extend([name, b": ", value, b"\r\n"])
+        head.extend(
+            [
+                b"content-type: application/json\r\n",
+                b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
+                b"connection: close\r\n",
+                b"\r\n",
+                body,
+            ]
+        )
+        self.transport.write(b"".join(head))
+        self.transport.close()
 
     def _refuse(self) -> None:
         """Close without an answer: headers this large are not a client's."""

@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from registry.errors import OTHER_STATUS, SCHEMA_ERROR, SCHEMA_STATUS, STATUS, RegistryError
@@ -79,6 +80,16 @@ def _error_text(err: Any) -> str:
     return str(err.get("msg", "invalid"))
 
 
+def model_error_text(exc: ValidationError, prefix: str) -> str:
+    """The first problems of a model validation, fields named under ``prefix`` (values never
+    echoed): what a relay says of a proof that breaks the schema the registry enforces."""
+    parts = []
+    for err in exc.errors()[:3]:
+        loc = ".".join(str(p) for p in (prefix, *err.get("loc", ())))
+        parts.append(f"{loc}: {_error_text(err)}")
+    return "; ".join(parts) or f"{prefix}: invalid"
+
+
 def validation_message(exc: RequestValidationError) -> tuple[str, str]:
     """(code, message) for a schema error; the message names fields, never echoes input."""
     parts = []
@@ -88,9 +99,11 @@ def validation_message(exc: RequestValidationError) -> tuple[str, str]:
         if err.get("type") == "json_invalid":
             parts.append("the body is not valid JSON")
             continue
-        # A bad commitment *value*; a missing field, or one the route does not take (e.g.
-        # "commitments" posted to /v1/authorize), is malformed (docs/api.md).
-        if loc and loc[0] in ("commitments", "commitment") and err.get("type") not in ("extra_forbidden", "missing"):
+        # A bad commitment *value*; a missing field, one the route does not take (e.g.
+        # "commitments" posted to /v1/authorize), or a list that is not one or too short
+        # or too long, is malformed (docs/api.md).
+        value = loc[:1] == ["commitment"] or (loc[:1] == ["commitments"] and len(loc) > 1)
+        if value and err.get("type") not in ("extra_forbidden", "missing"):
             code = "invalid_commitment"
         parts.append(f"{'.'.join(loc) or 'request'}: {_error_text(err)}")
     return code, "; ".join(parts) or "invalid request"

@@ -174,18 +174,20 @@ def test_unreachable_registry_or_ledger(
     dead = f"http://127.0.0.1:{free_port()}"
     with RegistryAuthClient(dead, timeout=2) as remote, pytest.raises(RemoteAuthorizationError):
         remote.authorize({"merkleTreeDepth": 1}, 0, bytes(32))
-    body = {"mailbox": "ab" * 32, "pickup_hash": "cd" * 32, "blob": "aGk=", "group_id": 0, "proof": {"x": 1}}
+    who, merkle = member
+    blob = b"ledger down"
+    proof = _proof(who, merkle, blob, 0, epoch_at(time.time(), 600), 0, deployment_of(deployed.manifest))
+    body = {"mailbox": "ab" * 32, "pickup_hash": "cd" * 32, "blob": base64.b64encode(blob).decode(), "group_id": 0, "proof": proof.to_dict()}
     with running_relay(
         tmp_path / "relay", anvil.rpc_url, deployed.manifest, auth_mode="registry", registry_url=dead
     ) as (url, _relay, _app), httpx.Client(base_url=url, timeout=30) as http:
         r = http.post("/v1/blobs", json=body)
         assert r.status_code == 503 and r.json()["error"]["code"] == "authorization_unavailable"
+        # A proof that breaks the schema is refused without asking anyone (as the registry would).
+        r = http.post("/v1/blobs", json={**body, "proof": {"x": 1}})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "malformed"
 
     # Local mode with the ledger down: 503, not a refusal of a well-formed proof.
-    who, merkle = member
-    blob = b"ledger down"
-    proof = _proof(who, merkle, blob, 0, epoch_at(time.time(), 600), 0, deployment_of(deployed.manifest))
-    body = {**body, "blob": base64.b64encode(blob).decode(), "proof": proof.to_dict()}
     with running_relay(tmp_path / "relay-local", dead, deployed.manifest) as (url, _relay, _app), httpx.Client(
         base_url=url, timeout=30
     ) as http:

@@ -114,3 +114,44 @@ def test_registry_mode_conflict_is_refused_before_the_registry_claims(
         auth_mode="registry", registry_url=registry.url,
     ) as (url, _relay, _app), httpx.Client(base_url=url, timeout=60) as http:
         _conflict_then_other_mailbox(http, lambda blob, slot: _proof(who, merkle, blob, 0, epoch, slot, registry.deployment), 0)
+
+
+def _bad_proofs(good: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A valid proof's JSON changed one way each: what breaks the schema, and a schema-valid
+    proof whose points are off their curves (a decision)."""
+    from zk.field import R
+
+    return {
+        "point with a leading zero": {**good, "points": ["0" + good["points"][0], *good["points"][1:]]},
+        "seven points": {**good, "points": good["points"][:7]},
+        "nullifier not below r": {**good, "nullifier": str(R)},
+        "depth 0": {**good, "merkleTreeDepth": 0},
+        "an extra key": {**good, "extra": 1},
+        "points off their curves": {**good, "points": ["1"] * 8},
+    }
+
+
+def test_registry_and_relay_answer_a_bad_proof_alike(
+    registry: Registry, member: tuple[Identity, MerkleProof], tmp_path: Path
+) -> None:
+    """One refusal table (registry/errors.py): the registry's POST /v1/authorize and a
+    relay's POST /v1/blobs give the same status and code for the same bad proof: 422 for a
+    proof that breaks the schema, 403 (with the decision fields) for one that does not."""
+    who, merkle = member
+    epoch = epoch_at(registry.clock(), registry.settings.epoch_length)
+    blob = b"a blob sent with a bad proof"
+    good = _proof(who, merkle, blob, 0, epoch, 7, registry.deployment).to_dict()
+    with running_relay(tmp_path / "relay", registry.settings.rpc_url or "", registry.manifest) as (url, _relay, _app), \
+            httpx.Client(base_url=url, timeout=60) as relay_http, registry.client() as registry_http:
+        for name, proof in _bad_proofs(good).items():
+            at_registry = registry_http.post(
+                "/v1/authorize", json={"group_id": 0, "proof": proof, "blob_digest": hashlib.sha256(blob).hexdigest()}
+            )
+            body = send_body(secrets.token_bytes(32), secrets.token_bytes(32), blob, 0, SemaphoreProof.from_dict(good))
+            at_relay = relay_http.post("/v1/blobs", json={**body, "proof": proof})
+            expected = 403 if name == "points off their curves" else 422
+            assert (at_registry.status_code, _code(at_registry)) == (expected, "malformed"), (name, at_registry.text)
+            assert (at_relay.status_code, _code(at_relay)) == (expected, "malformed"), (name, at_relay.text)
+            if expected == 403:
+                assert at_relay.json()["reason"] == at_registry.json()["reason"] == "malformed"
+                assert at_relay.json()["authorized"] is at_registry.json()["authorized"] is False

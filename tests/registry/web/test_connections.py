@@ -203,3 +203,21 @@ def test_the_cli_servers_use_the_limits() -> None:
     assert issubclass(server.config.http, connections.HttpToolsProtocol)
     assert hasattr(server.config.http, "open_per_peer") and server.config.ws == "none"
     assert any(isinstance(f, AcceptErrorFilter) for f in logging.getLogger("asyncio").filters)
+
+
+@pytest.mark.parametrize("header", [b"Content-Length: abc\r\n", b"Content-Length: -1\r\n", b"Transfer-Encoding: chunked\r\n\r\nzz"])
+def test_an_unparsable_request_is_answered_in_the_error_json(header: bytes) -> None:
+    """The HTTP parser refuses a request it cannot parse before any app runs: the answer is
+    still the API's ``{"error": {"code": "malformed", ...}}`` (400), and the connection closes."""
+    import json
+
+    with _server() as (port, _):
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n" + header + b"\r\n")
+            s.settimeout(10)
+            answer = b""
+            while chunk := s.recv(4096):
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400") and b"content-type: application/json" in head.lower(), answer
+        assert json.loads(body)["error"]["code"] == "malformed"
