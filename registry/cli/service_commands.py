@@ -751,9 +751,15 @@ def register_member(
         try:
             data = client.register_body(group, body, token)
         except RegistryClientError as exc:
-            if exc.code == "duplicate":  # already accepted earlier: say how to follow it
+            if exc.code != "duplicate":
+                raise
+            if not wait:  # already accepted earlier: say how to follow it
                 exc.message = f"{exc.message}; `zkid status --group {group} {value}` shows its status"
-            raise
+                raise
+            # `register --wait` again after a plain `register`: follow the registration
+            # that was accepted then (nothing new is sent).
+            data = client.status(group, int(value))
+            typer.echo("already registered: waiting for that registration", err=True)
     if wait:
         shown = f"{group} --identity {identity}" if identity is not None else f"{group} {value}"
         data = _wait_until(base, group, int(value), data, until, timeout, as_json, shown)

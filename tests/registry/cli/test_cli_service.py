@@ -52,6 +52,11 @@ def test_register_wait_status_and_duplicate(registry: Registry, tmp_path: Path) 
     assert shown.returncode == 0 and "status " in shown.stdout
     dup = zkid("register", "--url", registry.url, str(who.commitment))
     assert dup.returncode == 1 and "duplicate" in _one_error_line(dup)
+    # `register --wait` again follows the registration accepted earlier, sends nothing new.
+    again = zkid("register", "--url", registry.url, str(who.commitment), "--wait", "--timeout", "60", "--json")
+    assert again.returncode == 0, again.stderr
+    assert "already registered: waiting for that registration" in again.stderr
+    assert json.loads(again.stdout)["commitment"] == str(who.commitment)
     unknown = zkid("status", "--url", registry.url, str(Identity("cli-nobody").commitment))
     assert unknown.returncode == 1 and "not_member" in _one_error_line(unknown)
 
