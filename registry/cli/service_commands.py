@@ -341,6 +341,10 @@ def _announce_registry(service: Any, app: Any, settings: Settings, sock: socket.
             from registry.cli.admission_commands import describe
 
             typer.echo(f"admission: group {record.group_id}: {describe(record.to_dict())}")
+    if settings.operator_token:
+        typer.echo("operator endpoints: on (the bearer token from ZKID_OPERATOR_TOKEN or --config)")
+    else:
+        typer.echo("operator endpoints: off (set ZKID_OPERATOR_TOKEN, 16+ characters, to create groups and set policies)")
     evidence_log = service.evidence
     if evidence_log is not None:
         # The log's verifier key is public: verifiers pin it (`zkid evidence verify --log-key`).
@@ -745,21 +749,7 @@ def register_member(
         token = os.environ.get(TOKEN_ENV)
         if not token:
             fail(f"--as-operator: set ${TOKEN_ENV} to the registry's operator token")
-    from registry.client import RegistryClientError
-
-    with _registry(base) as client:
-        try:
-            data = client.register_body(group, body, token)
-        except RegistryClientError as exc:
-            if exc.code != "duplicate":
-                raise
-            if not wait:  # already accepted earlier: say how to follow it
-                exc.message = f"{exc.message}; `zkid status --group {group} {value}` shows its status"
-                raise
-            # `register --wait` again after a plain `register`: follow the registration
-            # that was accepted then (nothing new is sent).
-            data = client.status(group, int(value))
-            typer.echo("already registered: waiting for that registration", err=True)
+    data = _submit_registration(base, group, body, token, int(value), wait)
     if wait:
         shown = f"{group} --identity {identity}" if identity is not None else f"{group} {value}"
         data = _wait_until(base, group, int(value), data, until, timeout, as_json, shown)
@@ -769,6 +759,24 @@ def register_member(
         print_json(data)
     else:
         typer.echo(f"accepted: {_show_member(data)}")
+
+
+def _submit_registration(base: str, group: int, body: dict[str, Any], token: str | None, value: int, wait: bool) -> dict[str, Any]:
+    """``POST`` the registration; the member's status. A ``duplicate`` names how to follow
+    it, or with ``--wait`` is followed (a plain ``register`` earlier: nothing new is sent)."""
+    from registry.client import RegistryClientError
+
+    with _registry(base) as client:
+        try:
+            return client.register_body(group, body, token)
+        except RegistryClientError as exc:
+            if exc.code != "duplicate":
+                raise
+            if not wait:
+                exc.message = f"{exc.message}; `zkid status --group {group} {value}` shows its status"
+                raise
+            typer.echo("already registered: waiting for that registration", err=True)
+            return client.status(group, value)
 
 
 _UNTIL = {"included": "on chain and indexed", "final": "final"}

@@ -503,6 +503,13 @@ class Relay:
             )
         return home
 
+    def _home_if_trusted(self, proof: Any) -> int | None:
+        """:meth:`_home`, None instead of the refusal of an untrusted registry."""
+        try:
+            return self._home(proof)
+        except RegistryError:
+            return None
+
     def send_limiter(self, body: dict[str, Any]) -> anyio.CapacityLimiter | None:
         """Called in the event loop: the worker threads of the region the send's scope
         names (:data:`ROUTE_THREADS`; single-registry mode: of all sends); None (the shared
@@ -556,11 +563,14 @@ class Relay:
         proof = body["proof"]
         if not isinstance(proof, dict):
             raise RegistryError("malformed", "proof must be a SemaphoreProof JSON object", 422)
-        try:  # the registry's schema for a proof: what breaks it is 422 at both, never a decision
+        digest = digest_blob(blob)  # the relay's own digest: a proof cannot be moved to another blob
+        try:  # the registry's schema for a proof: what breaks it is 422 at both servers
             SemaphoreProofModel.model_validate(proof)
         except ValidationError as exc:
+            # Still a submission judged and rejected (an invalid proof): its evidence record
+            # is kept as for any refusal (rejection records are rate-limited).
+            self.emit(EventType.SUBMISSION_REJECTION, digest, ReasonCode.INVALID_PROOF, home=self._home_if_trusted(proof))
             raise RegistryError("malformed", model_error_text(exc, "proof"), 422) from None
-        digest = digest_blob(blob)  # the relay's own digest: a proof cannot be moved to another blob
         # Everything that could refuse the send after authorization is checked before it:
         # authorizing spends the sender's slot (at the registry, in registry mode).
         try:
