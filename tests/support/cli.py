@@ -3,6 +3,7 @@ runner (option errors, no process start-up), and as a server process waited for.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -36,6 +37,17 @@ def run_zkid(
         [*ZKID, *args], cwd=ROOT, capture_output=True, text=True, env=env, input=stdin, timeout=timeout, check=False,
         preexec_fn=preexec_fn,
     )
+
+
+#: The passphrase of the identity files the CLI tests write.
+PASSPHRASE = "correct horse battery staple"
+#: A client's environment: that passphrase; no registry URL or operator token of the caller's.
+CLIENT_ENV = {k: v for k, v in os.environ.items() if k not in ("ZKID_URL", "ZKID_OPERATOR_TOKEN")} | {"ZKID_PASSPHRASE": PASSPHRASE}
+
+
+def zkid_client(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """:func:`run_zkid` in :data:`CLIENT_ENV` (or ``env``)."""
+    return run_zkid(*args, env=env or CLIENT_ENV)
 
 
 def run_python(code: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:

@@ -15,19 +15,13 @@ import pytest
 
 from registry.storage.dir_lock import DataDirLock
 from tests.registry.relay.support import running_relay
-from tests.support.cli import run_zkid
+from tests.support.cli import CLIENT_ENV, PASSPHRASE, zkid_client
 from tests.support.registry import Registry
 from zk.identity import Identity
 from zk.identity_file import encrypt_identity
 
-PASSPHRASE = "correct horse battery staple"
-ENV = {**os.environ, "ZKID_PASSPHRASE": PASSPHRASE}
-ENV.pop("ZKID_URL", None)
-ENV.pop("ZKID_OPERATOR_TOKEN", None)
-
-
-def zkid(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return run_zkid(*args, env=env or ENV)
+ENV = CLIENT_ENV
+zkid = zkid_client
 
 
 def _one_error_line(out: subprocess.CompletedProcess[str]) -> str:

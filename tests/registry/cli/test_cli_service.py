@@ -13,18 +13,12 @@ import pytest
 
 from registry.ledger.anvil import free_port
 from tests.support.registry import OPERATOR_TOKEN, Registry
-from tests.support.cli import run_zkid
+from tests.support.cli import CLIENT_ENV, PASSPHRASE, zkid_client
 from zk.identity import Identity
 from zk.identity_file import encrypt_identity
 
-PASSPHRASE = "correct horse battery staple"
-ENV = {**os.environ, "ZKID_PASSPHRASE": PASSPHRASE}
-ENV.pop("ZKID_OPERATOR_TOKEN", None)
-ENV.pop("ZKID_URL", None)
-
-
-def zkid(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return run_zkid(*args, env=env or ENV)
+ENV = CLIENT_ENV
+zkid = zkid_client
 
 
 def _identity_file(tmp_path: Path, name: str) -> tuple[Identity, Path]:
